@@ -1,0 +1,15 @@
+"""diffusers-video: video diffusion systems for Hugging Face diffusers.
+
+Every component module is imported eagerly here: diffusers resolves component classes through
+``sys.modules`` and the module path saved in ``model_index.json``, so a saved folder loads only if the
+module that defines its classes has been imported.
+"""
+
+__version__ = "0.1.0.dev0"
+
+from .models.unet_3d import UNet3DModel, UNet3DModelOutput
+
+__all__ = [
+    "UNet3DModel",
+    "UNet3DModelOutput",
+]

@@ -1,0 +1,2 @@
+from .temporal import FrameAdaptor, TemporalAttention, TemporalConv
+from .unet_3d import UNet3DModel, UNet3DModelOutput

@@ -1,0 +1,609 @@
+"""`UNet3DModel`: a video UNet whose spatial layers are those of diffusers' `UNet2DConditionModel`.
+
+The spatial layers keep the parameter names and shapes of `UNet2DConditionModel` for the same config (Stable
+Diffusion 2.1 options included), so image weights load with no renaming. Temporal layers (see `temporal.py`) follow
+every spatial resnet and spatial transformer and start as the identity: `UNet3DModel.from_unet2d(unet)` equals `unet`
+applied frame by frame until it is trained.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from diffusers import UNet2DConditionModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.loaders import PeftAdapterMixin
+from diffusers.models.activations import get_activation
+from diffusers.models.attention import AttentionMixin
+from diffusers.models.attention_processor import AttnProcessor
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
+from torch import nn
+
+from .temporal import FRAME_POSITION_ENCODINGS, TEMPORAL_ATTENTION_TYPES, TemporalAttention, TemporalAttnProcessor2_0
+from .unet_3d_blocks import (
+    DOWN_BLOCK_TYPES,
+    MID_BLOCK_TYPES,
+    UP_BLOCK_TYPES,
+    TemporalOptions,
+    VideoDownBlock,
+    VideoMidBlock,
+    VideoUpBlock,
+)
+
+# Config arguments that only concern the temporal layers; `from_unet2d` accepts these (plus `in_channels`).
+TEMPORAL_CONFIG_KEYS = (
+    "temporal_conv",
+    "temporal_conv_kernel_size",
+    "temporal_attention",
+    "temporal_attention_head_dim",
+    "frame_position_encoding",
+    "max_frames",
+    "frame_adaptor",
+    "scalar_conditions",
+)
+
+
+# Frames per chunk of the automatic feed-forward chunking in inference (see `UNet3DModel.enable_forward_chunking`).
+AUTO_CHUNK_FRAMES = 4
+
+
+@dataclass
+class UNet3DModelOutput(BaseOutput):
+    """Output of `UNet3DModel`.
+
+    Args:
+        sample (`torch.Tensor` of shape `(batch_size, channels, num_frames, height, width)`): The prediction.
+    """
+
+    sample: torch.Tensor
+
+
+def _per_block(value, num_blocks: int, name: str) -> list:
+    if isinstance(value, (list, tuple)):
+        if len(value) != num_blocks:
+            raise ValueError(f"`{name}` must have one value per down block ({num_blocks}) but is {list(value)}.")
+        return list(value)
+    return [value] * num_blocks
+
+
+class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
+    r"""A conditional video UNet: `UNet2DConditionModel`'s spatial layers plus temporal layers.
+
+    Input and output are `(batch, channels, frames, height, width)`; `encoder_hidden_states` `(batch, tokens, dim)`
+    is shared by all frames of a video. With `frames == 1` every temporal layer is skipped, so the model is an image
+    model for still images (joint image-video training).
+
+    Spatial arguments have the meaning they have in `UNet2DConditionModel` (including its naming quirk:
+    `attention_head_dim` is the number of attention heads of each block unless `num_attention_heads` is given).
+    Supported block types: `CrossAttnDownBlock2D`, `DownBlock2D`, `UNetMidBlock2DCrossAttn`, `UNetMidBlock2D` (no
+    attention), `None` (no mid block), `UpBlock2D`, `CrossAttnUpBlock2D`. A UNet built only from `DownBlock2D`,
+    `UpBlock2D`, `UNetMidBlock2D` and without temporal attention is fully convolutional (Imagen Video's
+    super-resolution stages) and runs at any size divisible by its downsampling factor.
+
+    Temporal arguments:
+        temporal_conv (`bool`, defaults to True): A residual convolution over frames after each spatial resnet.
+        temporal_conv_kernel_size (`int`, defaults to 3): Its kernel size over frames.
+        temporal_attention (`str | None`, defaults to "bidirectional"): Temporal self-attention after each spatial
+            transformer: "bidirectional", "directed" (causal, frame i sees frames <= i; MagicVideo) or None.
+        temporal_attention_head_dim (`int`, defaults to 64): Channels per temporal attention head.
+        frame_position_encoding (`str | None`, defaults to "sinusoidal"): Frame-position encoding of temporal
+            attention: "sinusoidal", "learned" (at most `max_frames` frames) or None.
+        max_frames (`int`, defaults to 32): Frames supported by learned encodings and frame adaptors.
+        frame_adaptor (`bool`, defaults to False): MagicVideo's per-frame learned scale and shift after each resnet.
+        scalar_conditions (`tuple[str, ...]`, defaults to ()): Names of extra scalar conditions (e.g. "fps",
+            "noise_aug_level", "guidance_scale"), each embedded like a timestep and added to the time embedding
+            (zero-initialised). Values are embedded with timestep frequencies, so pass them on a timestep-like scale
+            (e.g. a noise level in [0, 1] times 1000).
+    """
+
+    _supports_gradient_checkpointing = True
+    _no_split_modules = ["BasicTransformerBlock", "ResnetBlock2D", "TemporalConv", "TemporalAttention", "VideoUpBlock"]
+    _skip_layerwise_casting_patterns = ["norm", "pos_embed", "frame_adaptors"]
+
+    @register_to_config
+    def __init__(
+        self,
+        sample_size: int | tuple[int, int] | None = None,
+        in_channels: int = 4,
+        out_channels: int = 4,
+        center_input_sample: bool = False,
+        flip_sin_to_cos: bool = True,
+        freq_shift: int = 0,
+        down_block_types: tuple[str, ...] = (
+            "CrossAttnDownBlock2D",
+            "CrossAttnDownBlock2D",
+            "CrossAttnDownBlock2D",
+            "DownBlock2D",
+        ),
+        mid_block_type: str | None = "UNetMidBlock2DCrossAttn",
+        up_block_types: tuple[str, ...] = (
+            "UpBlock2D",
+            "CrossAttnUpBlock2D",
+            "CrossAttnUpBlock2D",
+            "CrossAttnUpBlock2D",
+        ),
+        only_cross_attention: bool | tuple[bool, ...] = False,
+        block_out_channels: tuple[int, ...] = (320, 640, 1280, 1280),
+        layers_per_block: int | tuple[int, ...] = 2,
+        downsample_padding: int = 1,
+        mid_block_scale_factor: float = 1,
+        dropout: float = 0.0,
+        act_fn: str = "silu",
+        norm_num_groups: int = 32,
+        norm_eps: float = 1e-5,
+        cross_attention_dim: int = 1280,
+        transformer_layers_per_block: int | tuple[int, ...] = 1,
+        attention_head_dim: int | tuple[int, ...] = 8,
+        num_attention_heads: int | tuple[int, ...] | None = None,
+        use_linear_projection: bool = False,
+        upcast_attention: bool = False,
+        resnet_time_scale_shift: str = "default",
+        time_embedding_dim: int | None = None,
+        timestep_post_act: str | None = None,
+        time_cond_proj_dim: int | None = None,
+        conv_in_kernel: int = 3,
+        conv_out_kernel: int = 3,
+        temporal_conv: bool = True,
+        temporal_conv_kernel_size: int = 3,
+        temporal_attention: str | None = "bidirectional",
+        temporal_attention_head_dim: int = 64,
+        frame_position_encoding: str | None = "sinusoidal",
+        max_frames: int = 32,
+        frame_adaptor: bool = False,
+        scalar_conditions: tuple[str, ...] = (),
+    ):
+        super().__init__()
+        num_blocks = len(down_block_types)
+        self._check_config(
+            down_block_types, up_block_types, mid_block_type, block_out_channels, cross_attention_dim,
+            temporal_attention, frame_position_encoding, max_frames, scalar_conditions, resnet_time_scale_shift,
+        )  # fmt: skip
+        heads = _per_block(num_attention_heads or attention_head_dim, num_blocks, "attention_head_dim")
+        layers = _per_block(layers_per_block, num_blocks, "layers_per_block")
+        transformer_layers = _per_block(transformer_layers_per_block, num_blocks, "transformer_layers_per_block")
+        only_cross = _per_block(only_cross_attention, num_blocks, "only_cross_attention")
+        temporal = TemporalOptions(
+            conv=temporal_conv,
+            conv_kernel_size=temporal_conv_kernel_size,
+            attention=temporal_attention,
+            attention_head_dim=temporal_attention_head_dim,
+            position_encoding=frame_position_encoding,
+            max_frames=max_frames,
+            frame_adaptor=frame_adaptor,
+            norm_num_groups=norm_num_groups,
+            norm_eps=norm_eps,
+            upcast_attention=upcast_attention,
+        )
+
+        # input and time embedding, as in UNet2DConditionModel
+        self.conv_in = nn.Conv2d(in_channels, block_out_channels[0], conv_in_kernel, padding=(conv_in_kernel - 1) // 2)
+        time_embed_dim = time_embedding_dim or block_out_channels[0] * 4
+        self.time_proj = Timesteps(block_out_channels[0], flip_sin_to_cos, freq_shift)
+        self.time_embedding = TimestepEmbedding(
+            block_out_channels[0], time_embed_dim, act_fn=act_fn, post_act_fn=timestep_post_act,
+            cond_proj_dim=time_cond_proj_dim,
+        )  # fmt: skip
+        self.scalar_embeddings = nn.ModuleDict(
+            {
+                name: TimestepEmbedding(block_out_channels[0], time_embed_dim, act_fn=act_fn)
+                for name in scalar_conditions
+            }
+        )
+
+        common = dict(
+            temb_channels=time_embed_dim,
+            resnet_eps=norm_eps,
+            resnet_act_fn=act_fn,
+            resnet_groups=norm_num_groups,
+            resnet_time_scale_shift=resnet_time_scale_shift,
+            cross_attention_dim=cross_attention_dim,
+            use_linear_projection=use_linear_projection,
+            upcast_attention=upcast_attention,
+            dropout=dropout,
+            temporal=temporal,
+        )
+        self.down_blocks = nn.ModuleList()
+        output_channel = block_out_channels[0]
+        for i, block_type in enumerate(down_block_types):
+            input_channel, output_channel = output_channel, block_out_channels[i]
+            self.down_blocks.append(
+                VideoDownBlock(
+                    has_attention=block_type == "CrossAttnDownBlock2D",
+                    in_channels=input_channel,
+                    out_channels=output_channel,
+                    num_layers=layers[i],
+                    transformer_layers_per_block=transformer_layers[i],
+                    num_attention_heads=heads[i],
+                    downsample_padding=downsample_padding,
+                    add_downsample=i < num_blocks - 1,
+                    only_cross_attention=only_cross[i],
+                    **common,
+                )
+            )
+
+        self.mid_block = None
+        if mid_block_type is not None:
+            self.mid_block = VideoMidBlock(
+                has_attention=mid_block_type == "UNetMidBlock2DCrossAttn",
+                in_channels=block_out_channels[-1],
+                transformer_layers_per_block=transformer_layers[-1],
+                num_attention_heads=heads[-1],
+                output_scale_factor=mid_block_scale_factor,
+                **common,
+            )
+
+        self.up_blocks = nn.ModuleList()
+        reversed_channels = list(reversed(block_out_channels))
+        output_channel = reversed_channels[0]
+        for i, block_type in enumerate(up_block_types):
+            prev_output_channel, output_channel = output_channel, reversed_channels[i]
+            self.up_blocks.append(
+                VideoUpBlock(
+                    has_attention=block_type == "CrossAttnUpBlock2D",
+                    in_channels=reversed_channels[min(i + 1, num_blocks - 1)],
+                    out_channels=output_channel,
+                    prev_output_channel=prev_output_channel,
+                    num_layers=layers[num_blocks - 1 - i] + 1,
+                    transformer_layers_per_block=transformer_layers[num_blocks - 1 - i],
+                    num_attention_heads=heads[num_blocks - 1 - i],
+                    add_upsample=i < num_blocks - 1,
+                    only_cross_attention=only_cross[num_blocks - 1 - i],
+                    **common,
+                )
+            )
+
+        self.conv_norm_out = nn.GroupNorm(norm_num_groups, block_out_channels[0], eps=norm_eps)
+        self.conv_act = get_activation(act_fn)
+        self.conv_out = nn.Conv2d(
+            block_out_channels[0], out_channels, conv_out_kernel, padding=(conv_out_kernel - 1) // 2
+        )
+        self.initialize_weights()
+        # Feed-forward chunking: "auto" (the default) runs the spatial feed-forward layers a few frames at a time in
+        # inference, which bounds their memory (the largest activations of the UNet) at no measurable speed cost.
+        self._forward_chunking: str | None = "auto"
+        self._auto_chunk_size: int | None = None
+
+    def initialize_weights(self) -> None:
+        """Special initialisation, all in one place.
+
+        Temporal layers zero their own output projections (see `temporal.py`); here the scalar-condition embeddings
+        start at zero so that adding a condition does not change the model until it is trained.
+        """
+        for embedding in self.scalar_embeddings.values():
+            nn.init.zeros_(embedding.linear_2.weight)
+            nn.init.zeros_(embedding.linear_2.bias)
+
+    @staticmethod
+    def _check_config(
+        down_block_types, up_block_types, mid_block_type, block_out_channels, cross_attention_dim,
+        temporal_attention, frame_position_encoding, max_frames, scalar_conditions, resnet_time_scale_shift,
+    ) -> None:  # fmt: skip
+        for block_type in down_block_types:
+            if block_type not in DOWN_BLOCK_TYPES:
+                raise ValueError(f"`down_block_types` may contain {DOWN_BLOCK_TYPES} but contains {block_type!r}.")
+        for block_type in up_block_types:
+            if block_type not in UP_BLOCK_TYPES:
+                raise ValueError(f"`up_block_types` may contain {UP_BLOCK_TYPES} but contains {block_type!r}.")
+        if mid_block_type is not None and mid_block_type not in MID_BLOCK_TYPES:
+            raise ValueError(f"`mid_block_type` must be one of {MID_BLOCK_TYPES} or None but is {mid_block_type!r}.")
+        if not (len(down_block_types) == len(up_block_types) == len(block_out_channels)):
+            raise ValueError(
+                f"`down_block_types` ({len(down_block_types)}), `up_block_types` ({len(up_block_types)}) and "
+                f"`block_out_channels` ({len(block_out_channels)}) must have the same length."
+            )
+        if not isinstance(cross_attention_dim, int):
+            raise ValueError(f"`cross_attention_dim` must be one int for all blocks but is {cross_attention_dim!r}.")
+        if temporal_attention is not None and temporal_attention not in TEMPORAL_ATTENTION_TYPES:
+            raise ValueError(
+                f"`temporal_attention` must be one of {TEMPORAL_ATTENTION_TYPES} or None but is {temporal_attention!r}."
+            )
+        if frame_position_encoding is not None and frame_position_encoding not in FRAME_POSITION_ENCODINGS:
+            raise ValueError(
+                f"`frame_position_encoding` must be one of {FRAME_POSITION_ENCODINGS} or None but is "
+                f"{frame_position_encoding!r}."
+            )
+        if resnet_time_scale_shift not in ("default", "scale_shift"):
+            raise ValueError(
+                f"`resnet_time_scale_shift` must be 'default' or 'scale_shift' but is {resnet_time_scale_shift!r}."
+            )
+        if max_frames < 1:
+            raise ValueError(f"`max_frames` must be at least 1 but is {max_frames}.")
+        for name in scalar_conditions:
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ValueError(f"`scalar_conditions` must be Python identifiers but contains {name!r}.")
+        if len(set(scalar_conditions)) != len(scalar_conditions):
+            raise ValueError(f"`scalar_conditions` has duplicate names: {list(scalar_conditions)}.")
+
+    # ------------------------------------------------------------------ inflation
+
+    @classmethod
+    def from_unet2d(cls, unet: UNet2DConditionModel, **temporal_config: Any) -> UNet3DModel:
+        """Inflate an image UNet: copy every spatial weight and add identity-initialised temporal layers.
+
+        Args:
+            unet (`UNet2DConditionModel`): The image UNet, e.g. Stable Diffusion 2.1's.
+            **temporal_config: Any of the temporal config arguments of `UNet3DModel` (see the class docstring),
+                and `in_channels` to add input channels for concatenated conditioning; the extra input channels
+                of `conv_in` start at zero.
+
+        Returns:
+            `UNet3DModel` on the image UNet's device and dtype that equals `unet` frame by frame.
+        """
+        if not isinstance(unet, UNet2DConditionModel):
+            raise TypeError(f"`unet` must be a `UNet2DConditionModel` but is a {type(unet).__name__}.")
+        allowed = set(TEMPORAL_CONFIG_KEYS) | {"in_channels"}
+        unknown = sorted(set(temporal_config) - allowed)
+        if unknown:
+            raise TypeError(f"`from_unet2d` got unknown arguments {unknown}; allowed are {sorted(allowed)}.")
+        config = cls._config_from_unet2d(unet.config)
+        in_channels = temporal_config.get("in_channels", config["in_channels"])
+        if in_channels < config["in_channels"]:
+            raise ValueError(
+                f"`in_channels` ({in_channels}) cannot be smaller than the image UNet's ({config['in_channels']})."
+            )
+        config.update(temporal_config)
+        model = cls(**config)
+
+        # Start from the new model's own (identity) temporal weights and overwrite every spatial weight strictly.
+        state = model.state_dict()
+        for key, value in unet.state_dict().items():
+            if key not in state:
+                raise ValueError(f"The image UNet's weight `{key}` has no place in UNet3DModel.")
+            if key == "conv_in.weight" and value.shape[1] < state[key].shape[1]:
+                padded = torch.zeros_like(state[key], dtype=value.dtype)
+                padded[:, : value.shape[1]] = value  # extra conditioning channels start at zero
+                value = padded
+            if state[key].shape != value.shape:
+                raise ValueError(f"Shape mismatch for `{key}`: {tuple(value.shape)} vs {tuple(state[key].shape)}.")
+            state[key] = value
+        model.load_state_dict(state, strict=True)
+        if unet.dtype != model.dtype or unet.device != model.device:
+            model = model.to(device=unet.device, dtype=unet.dtype)
+        return model
+
+    @classmethod
+    def from_pretrained_2d(
+        cls,
+        pretrained_model_name_or_path: str,
+        subfolder: str | None = "unet",
+        torch_dtype: torch.dtype | None = None,
+        **temporal_config: Any,
+    ) -> UNet3DModel:
+        """Load an image UNet (a diffusers folder or Hub repo, e.g. Stable Diffusion 2.1) and inflate it.
+
+        Args:
+            pretrained_model_name_or_path (`str`): Pipeline folder or repo id.
+            subfolder (`str | None`, defaults to "unet"): Folder of the UNet inside it (None for a UNet folder).
+            torch_dtype (`torch.dtype | None`): dtype to load the weights in.
+            **temporal_config: As in `from_unet2d`.
+        """
+        unet = UNet2DConditionModel.from_pretrained(
+            pretrained_model_name_or_path, subfolder=subfolder, torch_dtype=torch_dtype
+        )
+        return cls.from_unet2d(unet, **temporal_config)
+
+    @classmethod
+    def _config_from_unet2d(cls, config2d) -> dict[str, Any]:
+        """The spatial part of our config from a `UNet2DConditionModel` config; refuses what cannot be inflated."""
+        ours = set(inspect.signature(cls.__init__).parameters) - {"self"} - set(TEMPORAL_CONFIG_KEYS)
+        defaults2d = {
+            name: p.default for name, p in inspect.signature(UNet2DConditionModel.__init__).parameters.items()
+        }
+        config = {}
+        for key, value in config2d.items():
+            if key.startswith("_"):
+                continue
+            if key in ours:
+                config[key] = list(value) if isinstance(value, tuple) else value
+            elif key in defaults2d and not _same(value, defaults2d[key]):
+                raise ValueError(f"A UNet2DConditionModel with `{key}={value!r}` cannot be inflated to UNet3DModel.")
+        if config.get("num_attention_heads") is None:
+            config.pop("num_attention_heads", None)
+        if isinstance(config.get("cross_attention_dim"), (list, tuple)):
+            dims = set(config["cross_attention_dim"])
+            if len(dims) != 1:
+                raise ValueError(
+                    f"A UNet2DConditionModel with per-block `cross_attention_dim={config['cross_attention_dim']}` "
+                    "cannot be inflated to UNet3DModel."
+                )
+            config["cross_attention_dim"] = dims.pop()
+        cls._check_config(
+            config.get("down_block_types", ()), config.get("up_block_types", ()),
+            config.get("mid_block_type"), config.get("block_out_channels", ()), config.get("cross_attention_dim", 0),
+            None, None, 1, (), config.get("resnet_time_scale_shift", "default"),
+        )  # fmt: skip
+        return config
+
+    # ------------------------------------------------------------------ diffusers conveniences
+
+    def set_default_attn_processor(self) -> None:
+        """Classic (non-SDPA) processor on spatial attention, the SDPA temporal processor on temporal attention."""
+        processors = {
+            name: TemporalAttnProcessor2_0() if ".temp_attentions." in name else AttnProcessor()
+            for name in self.attn_processors
+        }
+        self.set_attn_processor(processors)
+
+    # Adapted from diffusers.models.unets.unet_3d_condition.UNet3DConditionModel.enable_forward_chunking
+    def enable_forward_chunking(self, chunk_size: int | None = None, dim: int = 0) -> None:
+        """Run the spatial transformers' feed-forward layers in chunks of `chunk_size` along `dim` to save memory.
+
+        By default the model already chunks them in inference, over at most `AUTO_CHUNK_FRAMES` frames; this sets a
+        fixed chunking instead, and `disable_forward_chunking` switches chunking off.
+
+        Args:
+            chunk_size (`int | None`): Chunk size (1 if None).
+            dim (`int`, defaults to 0): 0 (batch of frames) or 1 (sequence of pixels).
+        """
+        if dim not in (0, 1):
+            raise ValueError(f"`dim` must be 0 or 1 but is {dim}.")
+        self._forward_chunking = "explicit"
+        self._set_chunk_feed_forward(chunk_size or 1, dim)
+
+    def disable_forward_chunking(self) -> None:
+        """Run the feed-forward layers unchunked (the automatic inference chunking included)."""
+        self._forward_chunking = None
+        self._set_chunk_feed_forward(None, 0)
+
+    def _set_chunk_feed_forward(self, chunk_size: int | None, dim: int) -> None:
+        for module in self.modules():
+            if hasattr(module, "set_chunk_feed_forward"):
+                module.set_chunk_feed_forward(chunk_size=chunk_size, dim=dim)
+
+    def _auto_chunk(self, rows: int) -> None:
+        """In inference, chunk the spatial feed-forward over at most `AUTO_CHUNK_FRAMES` frames of the batch.
+
+        diffusers' chunked feed-forward needs a chunk size that divides the rows, so take the largest such divisor.
+        """
+        chunk = None
+        if not torch.is_grad_enabled():
+            chunk = max(d for d in range(1, min(rows, AUTO_CHUNK_FRAMES) + 1) if rows % d == 0)
+        if chunk != self._auto_chunk_size:
+            self._set_chunk_feed_forward(chunk, 0)
+            self._auto_chunk_size = chunk
+
+    @property
+    def downsample_factor(self) -> int:
+        """Height and width must be divisible by this."""
+        return 2 ** (len(self.down_blocks) - 1)
+
+    # ------------------------------------------------------------------ forward
+
+    def _check_inputs(self, sample, encoder_hidden_states, scalar_conds) -> None:
+        if not isinstance(sample, torch.Tensor) or sample.ndim != 5:
+            shape = tuple(sample.shape) if isinstance(sample, torch.Tensor) else type(sample).__name__
+            raise ValueError(f"`sample` must be a 5D tensor (batch, channels, frames, height, width) but is {shape}.")
+        batch, channels, _, height, width = sample.shape
+        if channels != self.config.in_channels:
+            raise ValueError(
+                f"`sample` has {channels} channels but the UNet expects `in_channels`={self.config.in_channels}."
+            )
+        factor = self.downsample_factor
+        if height % factor or width % factor:
+            raise ValueError(f"`height` and `width` have to be divisible by {factor} but are {height} and {width}.")
+        needs_text = any(getattr(b, "has_cross_attention", False) for b in [*self.down_blocks, self.mid_block])
+        if encoder_hidden_states is None:
+            if needs_text:
+                raise ValueError("`encoder_hidden_states` is required: the UNet has cross-attention layers.")
+        elif encoder_hidden_states.ndim != 3 or encoder_hidden_states.shape[-1] != self.config.cross_attention_dim:
+            raise ValueError(
+                f"`encoder_hidden_states` must be (batch, tokens, {self.config.cross_attention_dim}) but is "
+                f"{tuple(encoder_hidden_states.shape)}."
+            )
+        elif encoder_hidden_states.shape[0] != batch:
+            raise ValueError(
+                f"`encoder_hidden_states` has batch size {encoder_hidden_states.shape[0]} but `sample` has {batch}."
+            )
+        expected = set(self.config.scalar_conditions)
+        given = set(scalar_conds or {})
+        if given != expected:
+            raise ValueError(
+                f"`scalar_conds` must give exactly the conditions {sorted(expected)} but gives {sorted(given)}."
+            )
+
+    def _embed_scalar(self, value, batch: int, sample: torch.Tensor) -> torch.Tensor:
+        """A timestep-like value (number, 0-d or (batch,) tensor) -> `(batch, block_out_channels[0])` features."""
+        value = torch.as_tensor(value, device=sample.device)
+        if value.ndim == 0:
+            value = value[None]
+        if value.ndim != 1 or value.shape[0] not in (1, batch):
+            raise ValueError(
+                f"A timestep or scalar condition must be a number or a (batch,) tensor but is {tuple(value.shape)}."
+            )
+        return self.time_proj(value.expand(batch)).to(sample.dtype)  # Timesteps returns float32
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        encoder_hidden_states: torch.Tensor | None = None,
+        scalar_conds: dict[str, torch.Tensor | float] | None = None,
+        timestep_cond: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+        return_dict: bool = True,
+    ) -> UNet3DModelOutput | tuple[torch.Tensor]:
+        r"""Predict for a batch of videos.
+
+        Args:
+            sample (`torch.Tensor`): Noisy input `(batch, in_channels, frames, height, width)`.
+            timestep (`torch.Tensor | float | int`): Diffusion timestep, a number or a `(batch,)` tensor.
+            encoder_hidden_states (`torch.Tensor | None`): Text (or image) embeddings `(batch, tokens, dim)`, shared
+                by every frame of a video. Required when the UNet has cross-attention.
+            scalar_conds (`dict[str, torch.Tensor | float] | None`): One value (number or `(batch,)` tensor) per name
+                in `config.scalar_conditions`.
+            timestep_cond (`torch.Tensor | None`): Extra time-embedding input when `time_cond_proj_dim` is set.
+            encoder_attention_mask (`torch.Tensor | None`): `(batch, tokens)` mask, 1 = keep, 0 = discard.
+            cross_attention_kwargs (`dict | None`): Passed to the spatial attention processors.
+            return_dict (`bool`, defaults to True): Return a `UNet3DModelOutput` instead of a tuple.
+
+        Returns:
+            `UNet3DModelOutput` (or a tuple) with `sample` of shape `(batch, out_channels, frames, height, width)`.
+        """
+        self._check_inputs(sample, encoder_hidden_states, scalar_conds)
+        batch, channels, num_frames, height, width = sample.shape
+        if self.config.center_input_sample:
+            sample = 2 * sample - 1.0
+
+        # 1. time and scalar conditions, one embedding per video, repeated for its frames
+        emb = self.time_embedding(self._embed_scalar(timestep, batch, sample), timestep_cond)  # (B, D)
+        for name, embedding in self.scalar_embeddings.items():
+            emb = emb + embedding(self._embed_scalar(scalar_conds[name], batch, sample))
+        emb = emb.repeat_interleave(num_frames, dim=0)  # (B*F, D)
+        if encoder_hidden_states is not None:
+            encoder_hidden_states = encoder_hidden_states.repeat_interleave(num_frames, dim=0)  # (B*F, T, D)
+        if encoder_attention_mask is not None:
+            encoder_attention_mask = (1 - encoder_attention_mask.to(sample.dtype)) * -10000.0
+            encoder_attention_mask = encoder_attention_mask.repeat_interleave(num_frames, dim=0).unsqueeze(1)
+        text = dict(
+            encoder_hidden_states=encoder_hidden_states,
+            encoder_attention_mask=encoder_attention_mask,
+            cross_attention_kwargs=cross_attention_kwargs,
+        )
+
+        if self._forward_chunking == "auto":
+            self._auto_chunk(batch * num_frames)
+
+        # 2. frames into the batch for the spatial layers
+        sample = sample.permute(0, 2, 1, 3, 4).reshape(batch * num_frames, channels, height, width)  # (B*F, C, H, W)
+        sample = self.conv_in(sample)
+
+        # 3. down
+        skips = (sample,)
+        for block in self.down_blocks:
+            sample, block_skips = block(sample, emb, num_frames, **text)
+            skips += block_skips
+
+        # 4. mid
+        if self.mid_block is not None:
+            sample = self.mid_block(sample, emb, num_frames, **text)
+
+        # 5. up
+        for block in self.up_blocks:
+            block_skips, skips = skips[-len(block.resnets) :], skips[: -len(block.resnets)]
+            sample = block(sample, block_skips, emb, num_frames, **text)
+
+        # 6. out
+        sample = self.conv_out(self.conv_act(self.conv_norm_out(sample)))  # (B*F, C_out, H, W)
+        sample = sample.reshape(batch, num_frames, -1, height, width).permute(0, 2, 1, 3, 4)  # (B, C_out, F, H, W)
+        if not return_dict:
+            return (sample,)
+        return UNet3DModelOutput(sample=sample)
+
+
+def _same(a, b) -> bool:
+    """Config equality that treats lists and tuples alike."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    return a == b
+
+
+def temporal_parameter_names(model: UNet3DModel) -> list[str]:
+    """Names of the parameters that `from_unet2d` adds (temporal layers, adaptors, scalar-condition embeddings)."""
+    temporal_modules = ("temp_convs.", "temp_attentions.", "frame_adaptors.", "scalar_embeddings.")
+    return [name for name, _ in model.named_parameters() if any(part in name for part in temporal_modules)]

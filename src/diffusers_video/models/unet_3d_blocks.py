@@ -1,0 +1,420 @@
+"""Down, mid and up blocks of `UNet3DModel`.
+
+The spatial layers of each block (`resnets`, `attentions`, `downsamplers`, `upsamplers`) are built with exactly the
+arguments diffusers' `CrossAttnDownBlock2D`, `DownBlock2D`, `UNetMidBlock2DCrossAttn`, `UNetMidBlock2D`,
+`UpBlock2D` and `CrossAttnUpBlock2D` use, so their parameter names and shapes match `UNet2DConditionModel` and Stable
+Diffusion weights load without renaming. The temporal layers sit beside them under their own names:
+`temp_convs` (one after each resnet), `temp_attentions` (one after each spatial transformer) and `frame_adaptors`
+(one after each resnet). Everything runs on `(batch * frames, channels, height, width)`; temporal layers are told
+`num_frames` and are skipped when it is 1 (still images in joint image-video training).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from diffusers.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
+from diffusers.models.transformers.transformer_2d import Transformer2DModel
+from torch import nn
+
+from .temporal import FrameAdaptor, TemporalAttention, TemporalConv
+
+DOWN_BLOCK_TYPES = ("CrossAttnDownBlock2D", "DownBlock2D")
+UP_BLOCK_TYPES = ("CrossAttnUpBlock2D", "UpBlock2D")
+MID_BLOCK_TYPES = ("UNetMidBlock2DCrossAttn", "UNetMidBlock2D")
+
+
+@dataclass(frozen=True)
+class TemporalOptions:
+    """The temporal part of a `UNet3DModel` config, handed to every block."""
+
+    conv: bool = True
+    conv_kernel_size: int = 3
+    attention: str | None = "bidirectional"
+    attention_head_dim: int = 64
+    position_encoding: str | None = "sinusoidal"
+    max_frames: int = 32
+    frame_adaptor: bool = False
+    norm_num_groups: int = 32
+    norm_eps: float = 1e-5
+    upcast_attention: bool = False
+
+    def num_heads(self, channels: int) -> int:
+        return max(1, channels // self.attention_head_dim)
+
+
+def _temporal_layers(options: TemporalOptions, channels: int, num_resnets: int, num_attentions: int) -> dict:
+    """The temporal ModuleLists of one block (empty lists are left out so no empty keys reach the config)."""
+    layers = {}
+    if options.conv:
+        layers["temp_convs"] = nn.ModuleList(
+            TemporalConv(channels, options.conv_kernel_size, options.norm_num_groups, options.norm_eps)
+            for _ in range(num_resnets)
+        )
+    if options.attention is not None and num_attentions > 0:
+        layers["temp_attentions"] = nn.ModuleList(
+            TemporalAttention(
+                channels,
+                options.num_heads(channels),
+                attention_type=options.attention,
+                position_encoding=options.position_encoding,
+                max_frames=options.max_frames,
+                eps=options.norm_eps,
+                upcast_attention=options.upcast_attention,
+            )
+            for _ in range(num_attentions)
+        )
+    if options.frame_adaptor:
+        layers["frame_adaptors"] = nn.ModuleList(
+            FrameAdaptor(channels, options.max_frames) for _ in range(num_resnets)
+        )
+    return layers
+
+
+class _VideoBlock(nn.Module):
+    """Shared forward pieces: a resnet with its temporal layers, and a transformer with its temporal attention."""
+
+    resnets: nn.ModuleList
+    attentions: nn.ModuleList | None
+
+    def _init_temporal(self, options: TemporalOptions, channels: int, num_resnets: int) -> None:
+        num_attentions = len(self.attentions) if self.attentions is not None else 0
+        for name, layers in _temporal_layers(options, channels, num_resnets, num_attentions).items():
+            setattr(self, name, layers)
+        self.gradient_checkpointing = False
+
+    def _call(self, module: nn.Module, *args):
+        if torch.is_grad_enabled() and self.gradient_checkpointing:
+            return self._gradient_checkpointing_func(module, *args)
+        return module(*args)
+
+    def _resnet(self, i: int, hidden_states: torch.Tensor, temb: torch.Tensor, num_frames: int) -> torch.Tensor:
+        hidden_states = self._call(self.resnets[i], hidden_states, temb)
+        if num_frames > 1:
+            if hasattr(self, "frame_adaptors"):
+                hidden_states = self._call(self.frame_adaptors[i], hidden_states, num_frames)
+            if hasattr(self, "temp_convs"):
+                hidden_states = self._call(self.temp_convs[i], hidden_states, num_frames)
+        return hidden_states
+
+    def _attention(
+        self,
+        i: int,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None,
+        num_frames: int,
+        attention_mask: torch.Tensor | None,
+        encoder_attention_mask: torch.Tensor | None,
+        cross_attention_kwargs: dict[str, Any] | None,
+    ) -> torch.Tensor:
+        hidden_states = self.attentions[i](
+            hidden_states,
+            encoder_hidden_states=encoder_hidden_states,
+            attention_mask=attention_mask,
+            encoder_attention_mask=encoder_attention_mask,
+            cross_attention_kwargs=cross_attention_kwargs,
+            return_dict=False,
+        )[0]
+        if num_frames > 1 and hasattr(self, "temp_attentions"):
+            hidden_states = self._call(self.temp_attentions[i], hidden_states, num_frames)
+        return hidden_states
+
+
+def _transformer(
+    channels: int,
+    num_attention_heads: int,
+    num_layers: int,
+    cross_attention_dim: int,
+    norm_num_groups: int,
+    use_linear_projection: bool,
+    upcast_attention: bool,
+    only_cross_attention: bool = False,
+) -> Transformer2DModel:
+    return Transformer2DModel(
+        num_attention_heads,
+        channels // num_attention_heads,
+        in_channels=channels,
+        num_layers=num_layers,
+        cross_attention_dim=cross_attention_dim,
+        norm_num_groups=norm_num_groups,
+        use_linear_projection=use_linear_projection,
+        only_cross_attention=only_cross_attention,
+        upcast_attention=upcast_attention,
+    )
+
+
+class VideoDownBlock(_VideoBlock):
+    """`CrossAttnDownBlock2D` (`has_attention=True`) or `DownBlock2D` plus temporal layers."""
+
+    def __init__(
+        self,
+        *,
+        has_attention: bool,
+        in_channels: int,
+        out_channels: int,
+        temb_channels: int,
+        num_layers: int,
+        transformer_layers_per_block: int | tuple[int, ...],
+        resnet_eps: float,
+        resnet_act_fn: str,
+        resnet_groups: int,
+        resnet_time_scale_shift: str,
+        num_attention_heads: int,
+        cross_attention_dim: int,
+        downsample_padding: int,
+        add_downsample: bool,
+        use_linear_projection: bool,
+        only_cross_attention: bool,
+        upcast_attention: bool,
+        dropout: float,
+        temporal: TemporalOptions,
+    ):
+        super().__init__()
+        self.has_cross_attention = has_attention
+        if isinstance(transformer_layers_per_block, int):
+            transformer_layers_per_block = [transformer_layers_per_block] * num_layers
+        self.resnets = nn.ModuleList(
+            ResnetBlock2D(
+                in_channels=in_channels if i == 0 else out_channels,
+                out_channels=out_channels,
+                temb_channels=temb_channels,
+                eps=resnet_eps,
+                groups=resnet_groups,
+                dropout=dropout,
+                time_embedding_norm=resnet_time_scale_shift,
+                non_linearity=resnet_act_fn,
+            )
+            for i in range(num_layers)
+        )
+        self.attentions = None
+        if has_attention:
+            self.attentions = nn.ModuleList(
+                _transformer(
+                    out_channels,
+                    num_attention_heads,
+                    transformer_layers_per_block[i],
+                    cross_attention_dim,
+                    resnet_groups,
+                    use_linear_projection,
+                    upcast_attention,
+                    only_cross_attention,
+                )
+                for i in range(num_layers)
+            )
+        self.downsamplers = None
+        if add_downsample:
+            self.downsamplers = nn.ModuleList(
+                [
+                    Downsample2D(
+                        out_channels, use_conv=True, out_channels=out_channels, padding=downsample_padding, name="op"
+                    )
+                ]
+            )
+        self._init_temporal(temporal, out_channels, num_layers)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        temb: torch.Tensor,
+        num_frames: int,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        output_states = ()
+        for i in range(len(self.resnets)):
+            hidden_states = self._resnet(i, hidden_states, temb, num_frames)
+            if self.attentions is not None:
+                hidden_states = self._attention(
+                    i,
+                    hidden_states,
+                    encoder_hidden_states,
+                    num_frames,
+                    attention_mask,
+                    encoder_attention_mask,
+                    cross_attention_kwargs,
+                )
+            output_states += (hidden_states,)
+        if self.downsamplers is not None:
+            hidden_states = self.downsamplers[0](hidden_states)
+            output_states += (hidden_states,)
+        return hidden_states, output_states
+
+
+class VideoMidBlock(_VideoBlock):
+    """`UNetMidBlock2DCrossAttn` (`has_attention=True`) or attention-free `UNetMidBlock2D` plus temporal layers."""
+
+    def __init__(
+        self,
+        *,
+        has_attention: bool,
+        in_channels: int,
+        temb_channels: int,
+        transformer_layers_per_block: int,
+        resnet_eps: float,
+        resnet_act_fn: str,
+        resnet_groups: int,
+        resnet_time_scale_shift: str,
+        num_attention_heads: int,
+        cross_attention_dim: int,
+        output_scale_factor: float,
+        use_linear_projection: bool,
+        upcast_attention: bool,
+        dropout: float,
+        temporal: TemporalOptions,
+    ):
+        super().__init__()
+        self.has_cross_attention = has_attention
+        # diffusers builds UNetMidBlock2DCrossAttn with one (attention, resnet) layer and UNetMidBlock2D with none.
+        num_layers = 1 if has_attention else 0
+        self.resnets = nn.ModuleList(
+            ResnetBlock2D(
+                in_channels=in_channels,
+                out_channels=in_channels,
+                temb_channels=temb_channels,
+                eps=resnet_eps,
+                groups=resnet_groups,
+                dropout=dropout,
+                time_embedding_norm=resnet_time_scale_shift,
+                non_linearity=resnet_act_fn,
+                output_scale_factor=output_scale_factor,
+            )
+            for _ in range(num_layers + 1)
+        )
+        self.attentions = None
+        if has_attention:
+            self.attentions = nn.ModuleList(
+                _transformer(
+                    in_channels,
+                    num_attention_heads,
+                    transformer_layers_per_block,
+                    cross_attention_dim,
+                    resnet_groups,
+                    use_linear_projection,
+                    upcast_attention,
+                )
+                for _ in range(num_layers)
+            )
+        self._init_temporal(temporal, in_channels, num_layers + 1)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        temb: torch.Tensor,
+        num_frames: int,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        hidden_states = self._resnet(0, hidden_states, temb, num_frames)
+        for i in range(1, len(self.resnets)):
+            hidden_states = self._attention(
+                i - 1,
+                hidden_states,
+                encoder_hidden_states,
+                num_frames,
+                attention_mask,
+                encoder_attention_mask,
+                cross_attention_kwargs,
+            )
+            hidden_states = self._resnet(i, hidden_states, temb, num_frames)
+        return hidden_states
+
+
+class VideoUpBlock(_VideoBlock):
+    """`CrossAttnUpBlock2D` (`has_attention=True`) or `UpBlock2D` plus temporal layers."""
+
+    def __init__(
+        self,
+        *,
+        has_attention: bool,
+        in_channels: int,
+        out_channels: int,
+        prev_output_channel: int,
+        temb_channels: int,
+        num_layers: int,
+        transformer_layers_per_block: int | tuple[int, ...],
+        resnet_eps: float,
+        resnet_act_fn: str,
+        resnet_groups: int,
+        resnet_time_scale_shift: str,
+        num_attention_heads: int,
+        cross_attention_dim: int,
+        add_upsample: bool,
+        use_linear_projection: bool,
+        only_cross_attention: bool,
+        upcast_attention: bool,
+        dropout: float,
+        temporal: TemporalOptions,
+    ):
+        super().__init__()
+        self.has_cross_attention = has_attention
+        if isinstance(transformer_layers_per_block, int):
+            transformer_layers_per_block = [transformer_layers_per_block] * num_layers
+        self.resnets = nn.ModuleList(
+            ResnetBlock2D(
+                in_channels=(prev_output_channel if i == 0 else out_channels)
+                + (in_channels if i == num_layers - 1 else out_channels),
+                out_channels=out_channels,
+                temb_channels=temb_channels,
+                eps=resnet_eps,
+                groups=resnet_groups,
+                dropout=dropout,
+                time_embedding_norm=resnet_time_scale_shift,
+                non_linearity=resnet_act_fn,
+            )
+            for i in range(num_layers)
+        )
+        self.attentions = None
+        if has_attention:
+            self.attentions = nn.ModuleList(
+                _transformer(
+                    out_channels,
+                    num_attention_heads,
+                    transformer_layers_per_block[i],
+                    cross_attention_dim,
+                    resnet_groups,
+                    use_linear_projection,
+                    upcast_attention,
+                    only_cross_attention,
+                )
+                for i in range(num_layers)
+            )
+        self.upsamplers = None
+        if add_upsample:
+            self.upsamplers = nn.ModuleList([Upsample2D(out_channels, use_conv=True, out_channels=out_channels)])
+        self._init_temporal(temporal, out_channels, num_layers)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        res_hidden_states_tuple: tuple[torch.Tensor, ...],
+        temb: torch.Tensor,
+        num_frames: int,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+        upsample_size: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        for i in range(len(self.resnets)):
+            skip = res_hidden_states_tuple[-1 - i]
+            hidden_states = torch.cat([hidden_states, skip], dim=1)  # (B*F, C + C_skip, H, W)
+            hidden_states = self._resnet(i, hidden_states, temb, num_frames)
+            if self.attentions is not None:
+                hidden_states = self._attention(
+                    i,
+                    hidden_states,
+                    encoder_hidden_states,
+                    num_frames,
+                    attention_mask,
+                    encoder_attention_mask,
+                    cross_attention_kwargs,
+                )
+        if self.upsamplers is not None:
+            hidden_states = self.upsamplers[0](hidden_states, upsample_size)
+        return hidden_states
