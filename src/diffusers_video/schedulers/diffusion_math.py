@@ -1,0 +1,408 @@
+"""Diffusion maths shared by the schedulers and the guidance objects of this package.
+
+Imagen Video (Ho et al. 2022, https://huggingface.co/papers/2210.02303) samples v-prediction models and distils them
+with progressive distillation (Salimans & Ho 2022, https://huggingface.co/papers/2202.00512) down to 8 steps.
+
+The maths is kept in small module-level functions that the scheduler calls, so that training loops, pipelines and
+tests use the very code the scheduler runs. They all assume a variance-preserving process
+
+    x_t = alpha_t * x_0 + sigma_t * epsilon,    alpha_t**2 + sigma_t**2 = 1,    v_t = alpha_t * epsilon - sigma_t * x_0,
+
+and take the noise level of a timestep as explicit `alpha` and `sigma` values (floats, 0-d tensors or one value per
+batch element), so they do not depend on any particular noise schedule.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import torch
+from diffusers.schedulers.scheduling_ddim import betas_for_alpha_bar, rescale_zero_terminal_snr
+
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+NOISE_SCHEDULES = ("discrete", "continuous_cosine")
+
+Scalar = float | torch.Tensor
+NoiseLevel = tuple[Scalar, Scalar]
+"""The noise level of a timestep as `(alpha, sigma)`."""
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Input checks shared by the schedulers of this package
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def check_prediction_type(prediction_type: str) -> None:
+    """Raises a `ValueError` unless `prediction_type` is "epsilon", "v_prediction" or "sample"."""
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"`prediction_type` must be one of {PREDICTION_TYPES} but is {prediction_type!r}.")
+
+
+def check_num_train_timesteps(num_train_timesteps: int) -> None:
+    """Raises a `ValueError` unless `num_train_timesteps` is a positive integer."""
+    if isinstance(num_train_timesteps, bool) or not isinstance(num_train_timesteps, int) or num_train_timesteps < 1:
+        raise ValueError(f"`num_train_timesteps` must be a positive integer but is {num_train_timesteps!r}.")
+
+
+def check_num_inference_steps(
+    num_inference_steps: int, num_train_timesteps: int, name: str = "num_inference_steps"
+) -> None:
+    """Raises unless `num_inference_steps` is an integer in [1, `num_train_timesteps`]; `name` names it."""
+    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an integer but is {num_inference_steps!r}.")
+    if not 1 <= num_inference_steps <= num_train_timesteps:
+        raise ValueError(f"`{name}` must be in [1, {num_train_timesteps}] but is {num_inference_steps}.")
+
+
+def check_finite(tensor: torch.Tensor, name: str, timestep: Scalar) -> None:
+    """Raises a `ValueError` if `tensor` holds a NaN or an infinite value."""
+    if not torch.isfinite(tensor).all():
+        num_nan = int(torch.isnan(tensor).sum())
+        num_inf = int(torch.isinf(tensor).sum())
+        raise ValueError(
+            f"`{name}` must be finite but has {num_nan} NaN and {num_inf} infinite values at timestep"
+            f" {_as_number(timestep)}."
+        )
+
+
+def _as_number(value: Scalar) -> float | int:
+    return value.item() if isinstance(value, torch.Tensor) else value
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Noise schedules
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+# Adapted from diffusers.schedulers.scheduling_ddim.DDIMScheduler.__init__ (the choice of betas), as a function
+def discrete_betas(
+    num_train_timesteps: int,
+    beta_start: float = 0.0001,
+    beta_end: float = 0.02,
+    beta_schedule: str = "linear",
+    trained_betas: np.ndarray | list[float] | None = None,
+    rescale_betas_zero_snr: bool = False,
+) -> torch.Tensor:
+    """The betas of diffusers' `DDIMScheduler` / `DDPMScheduler` for the same options.
+
+    Args:
+        num_train_timesteps (`int`): Number of training timesteps.
+        beta_start (`float`, defaults to 0.0001): First beta of the "linear" and "scaled_linear" schedules.
+        beta_end (`float`, defaults to 0.02): Last beta of the "linear" and "scaled_linear" schedules.
+        beta_schedule (`str`, defaults to "linear"): "linear", "scaled_linear" or "squaredcos_cap_v2".
+        trained_betas (`np.ndarray | list[float]`, *optional*): Betas to use as they are.
+        rescale_betas_zero_snr (`bool`, defaults to `False`): Rescale to zero terminal SNR (Lin et al. 2023).
+
+    Returns:
+        `torch.Tensor`: float32 betas of shape `(num_train_timesteps,)`.
+    """
+    if trained_betas is not None:
+        betas = torch.tensor(trained_betas, dtype=torch.float32)
+    elif beta_schedule == "linear":
+        betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
+    elif beta_schedule == "scaled_linear":
+        # linear in sqrt(beta), the Latent Diffusion / Stable Diffusion schedule
+        betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float32) ** 2
+    elif beta_schedule == "squaredcos_cap_v2":
+        betas = betas_for_alpha_bar(num_train_timesteps)
+    else:
+        raise ValueError(f"`beta_schedule` must be one of {BETA_SCHEDULES} but is {beta_schedule!r}.")
+    if rescale_betas_zero_snr:
+        betas = rescale_zero_terminal_snr(betas)
+    return betas
+
+
+def cosine_alpha_sigma(t: Scalar) -> NoiseLevel:
+    """The continuous cosine schedule of Imagen Video: `alpha_t = cos(pi t / 2)`, `sigma_t = sin(pi t / 2)`.
+
+    Args:
+        t (`float` or `torch.Tensor`): Continuous time in [0, 1]; 0 is clean data, 1 is pure noise.
+
+    Returns:
+        `tuple`: `(alpha_t, sigma_t)`, floats for a float `t`, tensors of the same shape and dtype otherwise.
+    """
+    # cos(pi t / 2) written as sin(pi (1 - t) / 2), so that both ends are exact: alpha_1 = 0 (zero SNR) and alpha_0 = 1
+    if isinstance(t, torch.Tensor):
+        return torch.sin((1 - t) * (math.pi / 2)), torch.sin(t * (math.pi / 2))
+    return math.sin((1 - t) * math.pi / 2), math.sin(t * math.pi / 2)
+
+
+# Adapted from diffusers.schedulers.scheduling_ddim.DDIMScheduler.set_timesteps; "trailing" computed exactly
+def discrete_timesteps(
+    num_inference_steps: int,
+    num_train_timesteps: int,
+    timestep_spacing: str = "trailing",
+    steps_offset: int = 0,
+) -> np.ndarray:
+    """The descending integer timesteps of `DDIMScheduler.set_timesteps` for a spacing.
+
+    "trailing" is computed with exact rational arithmetic, `round(T * i / n) - 1` for `i = n, ..., 1`, so the grid of
+    `n` steps is exactly every other point of the grid of `2 n` steps: the property progressive distillation needs.
+    It equals diffusers' floating-point version whenever that one is exact (for example when `n` divides `T`).
+
+    Args:
+        num_inference_steps (`int`): Number of sampling steps `n`.
+        num_train_timesteps (`int`): Number of training timesteps `T`.
+        timestep_spacing (`str`, defaults to "trailing"): "leading", "trailing" or "linspace" (Table 2 of Lin et
+            al. 2023, https://huggingface.co/papers/2305.08891).
+        steps_offset (`int`, defaults to 0): Offset added to the "leading" timesteps.
+
+    Returns:
+        `np.ndarray`: int64 timesteps, largest first.
+    """
+    n, num_train = int(num_inference_steps), int(num_train_timesteps)
+    if timestep_spacing == "linspace":
+        timesteps = np.linspace(0, num_train - 1, n).round()[::-1].copy().astype(np.int64)
+    elif timestep_spacing == "leading":
+        timesteps = (np.arange(0, n) * (num_train // n))[::-1].copy().astype(np.int64) + steps_offset
+    elif timestep_spacing == "trailing":
+        # Python's round() on a Fraction rounds half to even, like np.round
+        timesteps = np.array([round(Fraction(num_train * i, n)) - 1 for i in range(n, 0, -1)], dtype=np.int64)
+    else:
+        raise ValueError(f"`timestep_spacing` must be one of {TIMESTEP_SPACINGS} but is {timestep_spacing!r}.")
+    return timesteps
+
+
+def continuous_timesteps(num_inference_steps: int, num_train_timesteps: int) -> np.ndarray:
+    """The grid `t_i = i / n`, `i = n, ..., 1`, of an `n`-step sampler in continuous time, in model units.
+
+    Model units are `t * num_train_timesteps`, so a model sees timesteps in the usual `(0, num_train_timesteps]`.
+
+    Returns:
+        `np.ndarray`: float64 timesteps, largest first (the last step goes to `t = 0`).
+    """
+    n = int(num_inference_steps)
+    return np.array([num_train_timesteps * i / n for i in range(n, 0, -1)], dtype=np.float64)
+
+
+def distillation_step_counts(distillation_base_steps: int) -> list[int]:
+    """Step counts of the students of a progressive distillation that starts from `distillation_base_steps` steps.
+
+    Each round halves the number of steps while it stays an integer: 256 -> [256, 128, 64, 32, 16, 8, 4, 2, 1].
+    """
+    counts = [int(distillation_base_steps)]
+    while counts[-1] % 2 == 0:
+        counts.append(counts[-1] // 2)
+    return counts
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Parameterisations: v <-> epsilon <-> x0
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _coef(coefficient: Scalar, like: torch.Tensor) -> Scalar:
+    """Broadcast a float, a 0-d tensor or a per-sample `(batch,)` tensor against `like`."""
+    if not isinstance(coefficient, torch.Tensor):
+        return coefficient
+    coefficient = coefficient.to(device=like.device, dtype=like.dtype)
+    if coefficient.ndim == 1 and like.ndim > 1:
+        coefficient = coefficient.reshape(-1, *([1] * (like.ndim - 1)))  # (B, 1, 1, 1, 1)
+    return coefficient
+
+
+def v_to_x0(x_t: torch.Tensor, v: torch.Tensor, alpha: Scalar, sigma: Scalar) -> torch.Tensor:
+    """`x_0 = alpha * x_t - sigma * v`."""
+    return _coef(alpha, x_t) * x_t - _coef(sigma, x_t) * v
+
+
+def v_to_eps(x_t: torch.Tensor, v: torch.Tensor, alpha: Scalar, sigma: Scalar) -> torch.Tensor:
+    """`epsilon = sigma * x_t + alpha * v`."""
+    return _coef(sigma, x_t) * x_t + _coef(alpha, x_t) * v
+
+
+def x0_to_v(x_t: torch.Tensor, x0: torch.Tensor, alpha: Scalar, sigma: Scalar) -> torch.Tensor:
+    """`v = (alpha * x_t - x_0) / sigma`; undefined where `sigma` is 0."""
+    return (_coef(alpha, x_t) * x_t - x0) / _coef(sigma, x_t)
+
+
+def eps_to_v(x_t: torch.Tensor, eps: torch.Tensor, alpha: Scalar, sigma: Scalar) -> torch.Tensor:
+    """`v = (epsilon - sigma * x_t) / alpha`; undefined where `alpha` is 0."""
+    return (eps - _coef(sigma, x_t) * x_t) / _coef(alpha, x_t)
+
+
+def eps_to_x0(x_t: torch.Tensor, eps: torch.Tensor, alpha: Scalar, sigma: Scalar) -> torch.Tensor:
+    """`x_0 = (x_t - sigma * epsilon) / alpha`; undefined where `alpha` is 0 (zero SNR)."""
+    return (x_t - _coef(sigma, x_t) * eps) / _coef(alpha, x_t)
+
+
+def x0_to_eps(x_t: torch.Tensor, x0: torch.Tensor, alpha: Scalar, sigma: Scalar) -> torch.Tensor:
+    """`epsilon = (x_t - alpha * x_0) / sigma`; undefined where `sigma` is 0."""
+    return (x_t - _coef(alpha, x_t) * x0) / _coef(sigma, x_t)
+
+
+def velocity(x0: torch.Tensor, eps: torch.Tensor, alpha: Scalar, sigma: Scalar) -> torch.Tensor:
+    """The v-prediction target `v = alpha * epsilon - sigma * x_0` (Imagen Video, section 2.4)."""
+    return _coef(alpha, x0) * eps - _coef(sigma, x0) * x0
+
+
+def prediction_to_x0_eps(
+    model_output: torch.Tensor, x_t: torch.Tensor, alpha: Scalar, sigma: Scalar, prediction_type: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turns a model output of any parameterisation into the predicted `(x_0, epsilon)`.
+
+    Args:
+        model_output (`torch.Tensor`): The (guided) model output.
+        x_t (`torch.Tensor`): The noisy sample the model saw.
+        alpha (`float` or `torch.Tensor`): `alpha_t` of that sample.
+        sigma (`float` or `torch.Tensor`): `sigma_t` of that sample.
+        prediction_type (`str`): "epsilon", "v_prediction" or "sample".
+
+    Returns:
+        `tuple[torch.Tensor, torch.Tensor]`: `(x_0, epsilon)`.
+    """
+    check_prediction_type(prediction_type)
+    if prediction_type == "epsilon":
+        return eps_to_x0(x_t, model_output, alpha, sigma), model_output
+    if prediction_type == "sample":
+        return model_output, x0_to_eps(x_t, model_output, alpha, sigma)
+    return v_to_x0(x_t, model_output, alpha, sigma), v_to_eps(x_t, model_output, alpha, sigma)
+
+
+def x0_to_prediction(
+    x0: torch.Tensor, x_t: torch.Tensor, alpha: Scalar, sigma: Scalar, prediction_type: str
+) -> torch.Tensor:
+    """The model output of the given parameterisation that predicts `x0` from `x_t`.
+
+    Inverse of [`prediction_to_x0_eps`] for a fixed `x_t` (where `sigma > 0`).
+
+    Args:
+        x0 (`torch.Tensor`): A prediction of the clean sample.
+        x_t (`torch.Tensor`): The noisy sample.
+        alpha (`float` or `torch.Tensor`): `alpha_t` of `x_t`.
+        sigma (`float` or `torch.Tensor`): `sigma_t` of `x_t`.
+        prediction_type (`str`): "epsilon", "v_prediction" or "sample".
+
+    Returns:
+        `torch.Tensor`: The model output.
+    """
+    check_prediction_type(prediction_type)
+    if prediction_type == "sample":
+        return x0
+    if prediction_type == "epsilon":
+        return x0_to_eps(x_t, x0, alpha, sigma)
+    return x0_to_v(x_t, x0, alpha, sigma)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Thresholding, DDIM step, distillation target
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _row_quantile(values: torch.Tensor, q: float) -> torch.Tensor:
+    """Linear-interpolation quantile of each row of a `(batch, n)` tensor, as `torch.quantile` computes it.
+
+    Uses `kthvalue` because `torch.quantile` refuses inputs of more than 2**24 elements, which video reaches.
+    """
+    n = values.shape[1]
+    position = q * (n - 1)
+    low = math.floor(position)
+    fraction = position - low
+    low_value = values.kthvalue(low + 1, dim=1).values
+    if fraction == 0.0:
+        return low_value
+    high_value = values.kthvalue(low + 2, dim=1).values
+    return torch.lerp(low_value, high_value, fraction)
+
+
+# Same computation as diffusers.schedulers.scheduling_ddpm.DDPMScheduler._threshold_sample, as a function of its
+# options, with the quantile taken by `_row_quantile` and `max_value=None` for no upper bound
+def dynamic_threshold(x0: torch.Tensor, percentile: float = 0.995, max_value: float | None = None) -> torch.Tensor:
+    """Dynamic thresholding of a predicted clean sample (Imagen, Saharia et al. 2022, section 2.3).
+
+    Per batch element, `s` is the `percentile` quantile of `|x0|`, raised to at least 1 (and lowered to at most
+    `max_value` when given); `x0` is clipped to `[-s, s]` and divided by `s`. A sample whose values all lie in
+    [-1, 1] is returned unchanged.
+
+    Args:
+        x0 (`torch.Tensor`): Predicted clean sample, `(batch, ...)`, e.g. `(B, C, F, H, W)`.
+        percentile (`float`, defaults to 0.995): The quantile of absolute values, in (0, 1].
+        max_value (`float`, *optional*): Upper bound of `s`, at least 1, like diffusers' `sample_max_value` (whose
+            default there, 1.0, reduces thresholding to clipping). `None` leaves `s` unbounded, as in Imagen.
+
+    Returns:
+        `torch.Tensor`: The thresholded sample, same shape and dtype, values in [-1, 1].
+    """
+    if not 0.0 < percentile <= 1.0:
+        raise ValueError(f"`percentile` must be in (0, 1] but is {percentile}.")
+    if max_value is not None and max_value < 1.0:
+        raise ValueError(f"`max_value` must be at least 1 but is {max_value}.")
+    dtype = x0.dtype
+    flat = x0.reshape(x0.shape[0], -1)  # (B, C * F * H * W)
+    if dtype not in (torch.float32, torch.float64):
+        flat = flat.float()  # quantiles and clamp need full precision (and clamp is not implemented for CPU half)
+    s = _row_quantile(flat.abs(), percentile).clamp(min=1.0)  # s >= 1: in-range samples are left alone
+    if max_value is not None:
+        s = s.clamp(max=max_value)
+    s = s.unsqueeze(1)  # (B, 1)
+    flat = torch.clamp(flat, -s, s) / s
+    return flat.reshape(x0.shape).to(dtype)
+
+
+def ddim_update(x0: torch.Tensor, eps: torch.Tensor, alpha_s: Scalar, sigma_s: Scalar) -> torch.Tensor:
+    """Deterministic DDIM update (Song et al. 2021, eq. 12 with eta = 0): `x_s = alpha_s * x_0 + sigma_s * epsilon`."""
+    return _coef(alpha_s, x0) * x0 + _coef(sigma_s, x0) * eps
+
+
+def ddim_step(x_t: torch.Tensor, v: torch.Tensor, t: NoiseLevel, s: NoiseLevel) -> torch.Tensor:
+    """One deterministic DDIM step of a v-prediction model from noise level `t` to noise level `s`.
+
+    Args:
+        x_t (`torch.Tensor`): The sample at `t`.
+        v (`torch.Tensor`): The model's v-prediction at `x_t`.
+        t (`tuple`): `(alpha_t, sigma_t)`.
+        s (`tuple`): `(alpha_s, sigma_s)`, usually less noisy than `t`.
+
+    Returns:
+        `torch.Tensor`: The sample at `s`.
+    """
+    alpha_t, sigma_t = t
+    alpha_s, sigma_s = s
+    x0 = v_to_x0(x_t, v, alpha_t, sigma_t)
+    eps = v_to_eps(x_t, v, alpha_t, sigma_t)
+    return ddim_update(x0, eps, alpha_s, sigma_s)
+
+
+def distillation_target(
+    x_t: torch.Tensor,
+    t: NoiseLevel,
+    x_s: torch.Tensor,
+    s: NoiseLevel,
+    prediction_type: str = "v_prediction",
+) -> torch.Tensor:
+    """What a progressive-distillation student must predict at `x_t` (Salimans & Ho 2022, Algorithm 2).
+
+    The teacher takes two DDIM steps `t -> mid -> s` and lands on `x_s`. The student takes one DDIM step `t -> s`,
+    which lands on `alpha_s * x0 + (sigma_s / sigma_t) * (x_t - alpha_t * x0)` for its predicted `x0`; solving for
+    the `x0` that lands on `x_s` gives
+
+        x0_target = (x_s - (sigma_s / sigma_t) * x_t) / (alpha_s - (sigma_s / sigma_t) * alpha_t),
+
+    returned in the student's parameterisation.
+
+    Args:
+        x_t (`torch.Tensor`): The sample at `t`, the student's input.
+        t (`tuple`): `(alpha_t, sigma_t)` of `x_t`; `sigma_t` must be positive.
+        x_s (`torch.Tensor`): Where two teacher steps from `x_t` landed.
+        s (`tuple`): `(alpha_s, sigma_s)` of `x_s`, less noisy than `t`.
+        prediction_type (`str`, defaults to "v_prediction"): Parameterisation of the returned target: "v_prediction",
+            "epsilon" or "sample" (then the target is `x0_target`).
+
+    Returns:
+        `torch.Tensor`: The regression target of the student.
+    """
+    check_prediction_type(prediction_type)
+    alpha_t, sigma_t = t
+    alpha_s, sigma_s = s
+    if bool(torch.as_tensor(sigma_t).le(0).any()):
+        raise ValueError(f"`t` must have sigma_t > 0 but has sigma_t = {sigma_t}.")
+    ratio = _coef(sigma_s, x_t) / _coef(sigma_t, x_t)
+    denominator = _coef(alpha_s, x_t) - ratio * _coef(alpha_t, x_t)
+    if bool(torch.as_tensor(denominator).eq(0).any()):
+        raise ValueError(f"`s` must be less noisy than `t` but `t` = {t} and `s` = {s}.")
+    x0_target = (x_s - ratio * x_t) / denominator
+    return x0_to_prediction(x0_target, x_t, alpha_t, sigma_t, prediction_type)
