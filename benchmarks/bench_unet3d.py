@@ -26,7 +26,9 @@ PRESETS = {
     # A small latent video UNet that runs in seconds on a 2-core CPU.
     "small": dict(block_out_channels=(64, 128, 256, 256), heads=8, cross_attention_dim=256, frames=16, size=32),
     # Stable Diffusion 2.1's UNet (865M spatial parameters) at 512x512 (64x64 latents), 16 frames: GPU only.
-    "sd21": dict(block_out_channels=(320, 640, 1280, 1280), heads=(5, 10, 20, 20), cross_attention_dim=1024, frames=16, size=64),
+    "sd21": dict(
+        block_out_channels=(320, 640, 1280, 1280), heads=(5, 10, 20, 20), cross_attention_dim=1024, frames=16, size=64
+    ),
 }
 
 
@@ -169,13 +171,17 @@ def main() -> None:
     for kind in ("peer", "ours"):  # alternate twice to even out machine noise
         for _ in range(2):
             env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-            out = subprocess.run(
-                [sys.executable, __file__, "--_worker", kind, *sys.argv[1:]],
-                check=True,
-                capture_output=True,
-                text=True,
-                env=env,
-            ).stdout.strip().splitlines()[-1]
+            out = (
+                subprocess.run(
+                    [sys.executable, __file__, "--_worker", kind, *sys.argv[1:]],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
             r = json.loads(out)
             best = results.get(kind)
             if best is None or r["seconds"] < best["seconds"]:
@@ -187,8 +193,12 @@ def main() -> None:
         f"preset={args.preset} device={args.device} dtype={args.dtype} batch={args.batch} frames={preset['frames']} "
         f"latent={preset['size']}x{preset['size']} channels={preset['block_out_channels']} layers={args.layers}"
     )
-    print(f"float32 matmul reference: {peak:.1f} GFLOP/s" if args.dtype == "float32" else f"matmul: {peak:.1f} GFLOP/s")
-    print(f"{'model':<22}{'params (M)':>12}{'forward (s)':>13}{'peak (MiB)':>12}{'GFLOP':>9}{'GFLOP/s':>9}{'of matmul':>11}")
+    print(
+        f"float32 matmul reference: {peak:.1f} GFLOP/s" if args.dtype == "float32" else f"matmul: {peak:.1f} GFLOP/s"
+    )
+    print(
+        f"{'model':<22}{'params (M)':>12}{'forward (s)':>13}{'peak (MiB)':>12}{'GFLOP':>9}{'GFLOP/s':>9}{'of matmul':>11}"
+    )
     names = {"peer": "UNet3DConditionModel", "ours": "UNet3DModel"}
     for kind in ("peer", "ours"):
         r = results[kind]
@@ -199,10 +209,16 @@ def main() -> None:
         )
     time_ratio = results["ours"]["seconds"] / results["peer"]["seconds"]
     memory_ratio = results["ours"]["peak_mb"] / results["peer"]["peak_mb"]
-    print(f"ratio ours/peer: forward time {time_ratio:.2f}x (target <= 0.80x), peak memory {memory_ratio:.2f}x (target <= 1.00x)")
+    print(
+        f"ratio ours/peer: forward time {time_ratio:.2f}x (target <= 0.80x), peak memory {memory_ratio:.2f}x (target <= 1.00x)"
+    )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"results": results, "matmul_gflops": peak, "time_ratio": time_ratio, "memory_ratio": memory_ratio}, f, indent=2)
+            json.dump(
+                {"results": results, "matmul_gflops": peak, "time_ratio": time_ratio, "memory_ratio": memory_ratio},
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

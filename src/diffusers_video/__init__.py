@@ -8,8 +8,14 @@ module that defines its classes has been imported.
 __version__ = "0.1.0.dev0"
 
 from .models.unet_3d import UNet3DModel, UNet3DModelOutput
+from .schedulers.scheduling_decomposed import DecomposedNoiseScheduler, DecomposedNoiseSchedulerOutput
+from .schedulers.scheduling_v_distilled import VDistilledScheduler, VDistilledSchedulerOutput
 
 __all__ = [
     "UNet3DModel",
     "UNet3DModelOutput",
+    "DecomposedNoiseScheduler",
+    "DecomposedNoiseSchedulerOutput",
+    "VDistilledScheduler",
+    "VDistilledSchedulerOutput",
 ]

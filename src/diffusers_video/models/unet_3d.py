@@ -24,7 +24,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from .temporal import FRAME_POSITION_ENCODINGS, TEMPORAL_ATTENTION_TYPES, TemporalAttention, TemporalAttnProcessor2_0
+from .temporal import FRAME_POSITION_ENCODINGS, TEMPORAL_ATTENTION_TYPES, TemporalAttnProcessor2_0
 from .unet_3d_blocks import (
     DOWN_BLOCK_TYPES,
     MID_BLOCK_TYPES,

@@ -1,0 +1,57 @@
+"""Shared test fixtures: tiny real components, built in memory (no network, no files)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip_slow = pytest.mark.skip(reason="slow: run with --runslow (or `make test PYTEST_ARGS=--runslow`)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip_slow)
+
+
+def tiny_sd21_unet2d_config(**overrides) -> dict:
+    """A tiny UNet2DConditionModel config with Stable Diffusion 2.1's block structure and options."""
+    config = dict(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(16, 32, 32, 32),
+        layers_per_block=2,
+        attention_head_dim=(2, 4, 4, 4),  # SD 2.1: (5, 10, 20, 20) heads of 64 channels
+        cross_attention_dim=24,  # SD 2.1: 1024
+        use_linear_projection=True,
+        upcast_attention=True,
+        norm_num_groups=8,
+    )
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def unet2d():
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    model = UNet2DConditionModel(**tiny_sd21_unet2d_config())
+    # Random (not default-initialised) weights everywhere, so that parity tests exercise every parameter.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    return model.eval()
