@@ -368,3 +368,43 @@ def test_bad_config_is_a_clear_value_error(kwargs, message):
     with pytest.raises(ValueError) as error:
         UNet3DModel(**config, **kwargs)
     assert message in str(error.value)
+
+
+# Stable Diffusion 2.1's UNet config (stabilityai/stable-diffusion-2-1, unet/config.json), written out so no download.
+SD21_UNET_CONFIG = dict(
+    sample_size=96,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    block_out_channels=(320, 640, 1280, 1280),
+    layers_per_block=2,
+    attention_head_dim=(5, 10, 20, 20),
+    cross_attention_dim=1024,
+    use_linear_projection=True,
+    upcast_attention=True,
+    norm_num_groups=32,
+    act_fn="silu",
+    flip_sin_to_cos=True,
+    freq_shift=0,
+    downsample_padding=1,
+    mid_block_scale_factor=1,
+    norm_eps=1e-5,
+)
+
+
+@pytest.mark.slow
+def test_inflating_the_exact_stable_diffusion_21_unet():
+    """Opt-in (`--runslow`): the real SD 2.1 UNet config, 865M parameters, random weights, ~8 GB of RAM."""
+    torch.manual_seed(0)
+    unet2d = UNet2DConditionModel(**SD21_UNET_CONFIG).eval()
+    assert 860e6 < sum(p.numel() for p in unet2d.parameters()) < 870e6
+    unet3d = UNet3DModel.from_unet2d(unet2d, temporal_attention="directed", frame_adaptor=True).eval()
+    g = torch.Generator().manual_seed(0)
+    sample = torch.randn(1, 4, 3, 32, 32, generator=g)
+    text = torch.randn(1, 77, 1024, generator=g)
+    timestep = torch.tensor([999])
+    with torch.no_grad():
+        expected = _frame_by_frame(unet2d, sample, timestep, text)
+        out = unet3d(sample, timestep, text).sample
+    assert (out - expected).abs().max().item() <= 1e-5
