@@ -1,0 +1,281 @@
+"""Generation quality of a text-to-video pipeline, measured in the moving-shapes world.
+
+`evaluate_pipeline` prompts a pipeline with held-out captions (attribute combinations never shown in training),
+scores every video with `ShapesScorer`, and compares the generated clips with real ones by FSD. It is what
+`diffusers-video bench quality` runs, and what the scripts in `benchmarks/` call to compare variants of a model.
+
+Example:
+
+```py
+>>> from diffusers_video.data.quality import evaluate_pipeline, load_pipeline
+>>> pipe = load_pipeline("path/to/pipeline")  # doctest: +SKIP
+>>> result = evaluate_pipeline(pipe, num_samples=64, num_inference_steps=25)  # doctest: +SKIP
+>>> result["scores"]["all_correct"]["accuracy"]  # doctest: +SKIP
+```
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .shapes import ShapesScorer, ShapesWorld, as_video_array
+
+
+def load_pipeline(path: str | Path, device: str | torch.device | None = None, torch_dtype: torch.dtype | None = None):
+    """Load any saved pipeline folder: the class named in `model_index.json`, from `diffusers_video` or `diffusers`.
+
+    Args:
+        path (`str | Path`): a folder written by `save_pretrained`.
+        device (`str | torch.device`, *optional*): move the pipeline there.
+        torch_dtype (`torch.dtype`, *optional*): load the weights in this dtype.
+
+    Returns:
+        The pipeline.
+
+    Raises:
+        FileNotFoundError: the folder or its `model_index.json` is missing.
+        ValueError: `model_index.json` is unreadable or names a class found in neither package.
+    """
+    import diffusers
+
+    import diffusers_video
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Pipeline folder {str(path)!r} does not exist or is not a folder.")
+    index_file = folder / "model_index.json"
+    if not index_file.is_file():
+        raise FileNotFoundError(
+            f"{str(path)!r} has no model_index.json; pass a pipeline folder written by `save_pretrained`."
+        )
+    try:
+        class_name = json.loads(index_file.read_text())["_class_name"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f"{str(index_file)!r} has no readable `_class_name`: {error}.") from error
+    pipeline_class = getattr(diffusers_video, class_name, None) or getattr(diffusers, class_name, None)
+    if pipeline_class is None or not hasattr(pipeline_class, "from_pretrained"):
+        raise ValueError(
+            f"model_index.json names the pipeline class {class_name!r}, which is neither in diffusers_video nor in "
+            "diffusers."
+        )
+    kwargs = {} if torch_dtype is None else {"dtype": torch_dtype}
+    pipeline = pipeline_class.from_pretrained(str(folder), **kwargs)
+    if device is not None:
+        pipeline = pipeline.to(device)
+    return pipeline
+
+
+def _call_parameters(pipeline) -> dict[str, inspect.Parameter]:
+    return dict(inspect.signature(pipeline.__call__).parameters)
+
+
+def infer_video_settings(pipeline) -> dict[str, int | None]:
+    """The frame size and count a pipeline generates by default, where they can be read from it.
+
+    Height and width come from the denoiser's `sample_size` times the pipeline's `vae_scale_factor` (1 for
+    pixel-space pipelines); the frame count from the denoiser's config (`num_frames` / `sample_frames`) or the
+    default of `__call__`'s `num_frames`. Unknown values are `None`.
+
+    Args:
+        pipeline: a diffusers-style pipeline.
+
+    Returns:
+        `dict[str, int | None]`: `height`, `width`, `num_frames`.
+    """
+    settings: dict[str, int | None] = {"height": None, "width": None, "num_frames": None}
+    denoiser = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
+    config = getattr(denoiser, "config", None)
+    sample_size = getattr(config, "sample_size", None)
+    if sample_size is not None:
+        scale = getattr(pipeline, "vae_scale_factor", None)
+        if scale is None:
+            scale = 1 if getattr(pipeline, "vae", None) is None else 8
+        size = (sample_size, sample_size) if isinstance(sample_size, int) else tuple(sample_size)
+        settings["height"], settings["width"] = int(size[0]) * int(scale), int(size[-1]) * int(scale)
+    for key in ("num_frames", "sample_frames"):
+        value = getattr(config, key, None)
+        if isinstance(value, int):
+            settings["num_frames"] = value
+            break
+    else:
+        parameter = _call_parameters(pipeline).get("num_frames")
+        if parameter is not None and isinstance(parameter.default, int):
+            settings["num_frames"] = parameter.default
+    return settings
+
+
+def _to_videos(frames) -> list[np.ndarray]:
+    """Pipeline output `.frames` -> list of `(T, H, W, 3)` float arrays in [0, 1]."""
+    if isinstance(frames, torch.Tensor):
+        frames = frames.detach().float().cpu().numpy()
+    if isinstance(frames, np.ndarray):
+        if frames.ndim == 4:  # a single video
+            frames = frames[None]
+        return [as_video_array(video) for video in frames]
+    return [as_video_array([np.asarray(frame) for frame in video]) for video in frames]  # lists of PIL images
+
+
+def evaluate_pipeline(
+    pipeline,
+    num_samples: int = 64,
+    num_inference_steps: int = 25,
+    seed: int = 0,
+    height: int | None = None,
+    width: int | None = None,
+    num_frames: int | None = None,
+    batch_size: int = 1,
+    guidance_scale: float | None = None,
+    num_real: int | None = None,
+    progress: bool = True,
+    scorer: ShapesScorer | None = None,
+) -> dict:
+    """Generate videos from held-out captions, score them and compare them with real clips.
+
+    Args:
+        pipeline: a text-to-video pipeline called as `pipeline(prompt=..., num_inference_steps=...,
+            generator=..., output_type="np")` returning `.frames` `(batch, frames, height, width, 3)` in [0, 1].
+            Image-to-video pipelines (whose `__call__` takes `image`) get the first frame of the real clip.
+        num_samples (`int`, defaults to 64): videos to generate.
+        num_inference_steps (`int`, defaults to 25): denoising steps.
+        seed (`int`, defaults to 0): picks the captions and seeds each video's generator (`seed + index`).
+        height (`int`, *optional*): frame height; defaults to the pipeline's (see `infer_video_settings`).
+        width (`int`, *optional*): frame width; as `height`.
+        num_frames (`int`, *optional*): frames per video; as `height`.
+        batch_size (`int`, defaults to 1): videos per pipeline call.
+        guidance_scale (`float`, *optional*): passed on when given; otherwise the pipeline's default.
+        num_real (`int`, *optional*): real clips for FSD; defaults to `max(num_samples, 64)`.
+        progress (`bool`, defaults to `True`): show a progress bar.
+        scorer (`ShapesScorer`, *optional*): defaults to `ShapesScorer()`.
+
+    Returns:
+        `dict` (JSON-serialisable): `pipeline`, the settings used, `scores` (`ShapesScorer.aggregate`: per
+        attribute and all-correct accuracy with 95% Wilson intervals, temporal consistency, background flicker),
+        `fsd` (`None` for fewer than 2 videos), `num_real`, `seconds_per_video`, `total_seconds`, and `samples`
+        (per video: prompt, what the scorer saw, whether it matches).
+    """
+    for name, value in (("num_samples", num_samples), ("num_inference_steps", num_inference_steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be a positive integer, but is {value!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer, but is {batch_size!r}.")
+    scorer = ShapesScorer() if scorer is None else scorer
+    parameters = _call_parameters(pipeline)
+    inferred = infer_video_settings(pipeline)
+    requested = {"height": height, "width": width, "num_frames": num_frames}
+    for name, value in requested.items():
+        if value is not None and name not in parameters:
+            raise ValueError(f"`{name}={value}` was given, but {type(pipeline).__name__}.__call__ has no `{name}`.")
+    sizes = {k: (v if v is not None else inferred[k]) for k, v in requested.items()}
+    call_settings = {k: v for k, v in sizes.items() if v is not None and k in parameters}
+    # Captions (and, for image-to-video, first frames) from the held-out split: never seen in training.
+    world = ShapesWorld(  # renders image-to-video first frames at the pipeline's size
+        height=max(sizes["height"] or 64, 8),
+        width=max(sizes["width"] or 64, 8),
+        num_frames=max(sizes["num_frames"] or 16, 2),
+        split="heldout",
+    )
+    scenes = [world.scene((seed, 0, i)) for i in range(num_samples)]
+    device = getattr(pipeline, "device", torch.device("cpu"))
+    generator_device = "cpu" if device is None or torch.device(device).type == "mps" else device
+
+    videos: list[np.ndarray] = []
+    started = time.perf_counter()
+    if hasattr(pipeline, "set_progress_bar_config"):
+        pipeline.set_progress_bar_config(disable=True)  # one bar over videos, not one per call
+    with tqdm(total=num_samples, desc="generating", unit="video", disable=not progress) as bar:
+        for start in range(0, num_samples, batch_size):
+            batch = scenes[start : start + batch_size]
+            generators = [torch.Generator(generator_device).manual_seed(seed + start + j) for j in range(len(batch))]
+            kwargs = dict(
+                prompt=[scene.caption for scene in batch],
+                num_inference_steps=num_inference_steps,
+                generator=generators if len(batch) > 1 else generators[0],
+                output_type="np",
+                **call_settings,
+            )
+            if guidance_scale is not None:
+                kwargs["guidance_scale"] = guidance_scale
+            if "image" in parameters:
+                from PIL import Image
+
+                first = [world.render(scene, num_frames=1)[0] for scene in batch]
+                images = [Image.fromarray((f * 255).round().astype(np.uint8)) for f in first]
+                kwargs["image"] = images if len(images) > 1 else images[0]
+            output = pipeline(**kwargs)
+            videos.extend(_to_videos(output.frames))
+            bar.update(len(batch))
+    total = time.perf_counter() - started
+    if len(videos) != num_samples:
+        raise ValueError(f"The pipeline returned {len(videos)} videos for {num_samples} prompts.")
+
+    scores = [scorer.score(video, scene.caption) for video, scene in zip(videos, scenes)]
+    frames_out, height_out, width_out = videos[0].shape[:3]
+    num_real = max(num_samples, 64) if num_real is None else num_real
+    fsd = None
+    if num_samples >= 2 and num_real >= 2:
+        real = [world.render(world.scene((seed, 1, j)), height_out, width_out, frames_out) for j in range(num_real)]
+        fsd = float(scorer.fsd(videos, real))
+    return {
+        "pipeline": type(pipeline).__name__,
+        "num_samples": num_samples,
+        "num_inference_steps": num_inference_steps,
+        "seed": seed,
+        "height": int(height_out),
+        "width": int(width_out),
+        "num_frames": int(frames_out),
+        "batch_size": batch_size,
+        "guidance_scale": guidance_scale,
+        "caption_split": "heldout",
+        "scores": scorer.aggregate(scores),
+        "fsd": fsd,
+        "num_real": num_real if fsd is not None else 0,
+        "seconds_per_video": total / num_samples,
+        "total_seconds": total,
+        "samples": [
+            {
+                "prompt": s.prompt,
+                "color": s.color,
+                "shape": s.shape,
+                "direction": s.direction,
+                "speed": s.speed,
+                "all_ok": s.all_ok,
+                "temporal_consistency": s.temporal_consistency,
+            }
+            for s in scores
+        ],
+    }
+
+
+def format_quality_table(result: dict) -> str:
+    """The result of `evaluate_pipeline` as a plain-text table."""
+    scores = result["scores"]
+    lines = [
+        f"{result['pipeline']}: {result['num_samples']} videos of {result['height']}x{result['width']} x "
+        f"{result['num_frames']} frames, {result['num_inference_steps']} steps, seed {result['seed']}, held-out "
+        "captions",
+        f"{'metric':<28}{'value':>9}   95% CI",
+    ]
+    for key, label in (
+        ("color", "colour accuracy"),
+        ("shape", "shape accuracy"),
+        ("direction", "direction accuracy"),
+        ("speed", "speed accuracy"),
+        ("all_correct", "all correct"),
+    ):
+        entry = scores[key]
+        value = "n/a" if entry["accuracy"] is None else f"{entry['accuracy']:.3f}"
+        lines.append(f"{label:<28}{value:>9}   {entry['ci_low']:.3f}-{entry['ci_high']:.3f}")
+    for key, label in (("temporal_consistency", "temporal consistency"), ("background_flicker", "background flicker")):
+        entry = scores[key]
+        lines.append(f"{label:<28}{entry['mean']:>9.3f}   {entry['ci_low']:.3f}-{entry['ci_high']:.3f}")
+    fsd = "n/a" if result["fsd"] is None else f"{result['fsd']:.3f}"
+    lines.append(f"{'FSD vs ' + str(result['num_real']) + ' real clips':<28}{fsd:>9}")
+    lines.append(f"{'seconds per video':<28}{result['seconds_per_video']:>9.3f}")
+    return "\n".join(lines)
