@@ -70,8 +70,11 @@ def _build(kind: str, preset: dict, layers: int):
     )
 
 
-def measure(kind: str, preset_name: str, device: str, dtype: str, batch: int, layers: int, repeats: int) -> dict:
-    """Runs in a subprocess: build one model, time its forward pass, measure its peak memory and FLOPs."""
+def measure(
+    kind: str, what: str, preset_name: str, device: str, dtype: str, batch: int, layers: int, repeats: int
+) -> dict:
+    """Runs in a subprocess: build one model and measure its peak memory (`what="memory"`: the first forward pass of
+    the process) or its FLOPs and median forward time (`what="time"`)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -92,8 +95,34 @@ def measure(kind: str, preset_name: str, device: str, dtype: str, batch: int, la
         if device == "cuda":
             torch.cuda.synchronize()
 
-    # Peak memory first, on the first forward pass of a fresh process (the workers run with
-    # MALLOC_MMAP_THRESHOLD_ fixed, so freed tensors go back to the OS and the resident set follows live memory).
+    result = {"kind": kind, "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
+    if what == "memory":
+        result["peak_mb"] = _peak_forward_bytes(forward, device) / 2**20
+        return result
+
+    with FlopCounterMode(display=False) as counter:
+        forward()
+    result["gflop"] = counter.get_total_flops() / 1e9
+    forward()  # warm-up
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        forward()
+        sync()
+        times.append(time.perf_counter() - start)
+    result["seconds"] = statistics.median(times)
+    return result
+
+
+def _peak_forward_bytes(forward, device: str) -> int:
+    """Peak memory of one forward pass beyond what was allocated before it.
+
+    On CPU the memory worker runs with MALLOC_MMAP_THRESHOLD_ fixed, so freed tensors go back to the OS at once and
+    the resident set follows live memory.
+    """
+    import torch
+
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -110,26 +139,7 @@ def measure(kind: str, preset_name: str, device: str, dtype: str, batch: int, la
             f.write("5")  # resets VmHWM, the peak resident set
         forward()
         peak_bytes = (_rss_kb("VmHWM") - before) * 1024
-
-    with FlopCounterMode(display=False) as counter:
-        forward()
-    flops = counter.get_total_flops()
-    forward()  # warm-up
-
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        forward()
-        sync()
-        times.append(time.perf_counter() - start)
-    return {
-        "kind": kind,
-        "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-        "seconds": statistics.median(times),
-        "peak_mb": peak_bytes / 2**20,
-        "gflop": flops / 1e9,
-    }
+    return peak_bytes
 
 
 def matmul_gflops(device: str, dtype: str, n: int = 2048, repeats: int = 5) -> float:
@@ -160,33 +170,35 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--_worker", help=argparse.SUPPRESS)
+    parser.add_argument("--_what", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args._worker:
-        result = measure(args._worker, args.preset, args.device, args.dtype, args.batch, args.layers, args.repeats)
+        result = measure(
+            args._worker, args._what, args.preset, args.device, args.dtype, args.batch, args.layers, args.repeats
+        )
         print(json.dumps(result))
         return
 
-    results = {}
-    for kind in ("peer", "ours"):  # alternate twice to even out machine noise
-        for _ in range(2):
-            env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-            out = (
-                subprocess.run(
-                    [sys.executable, __file__, "--_worker", kind, *sys.argv[1:]],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                    env=env,
-                )
-                .stdout.strip()
-                .splitlines()[-1]
-            )
-            r = json.loads(out)
-            best = results.get(kind)
-            if best is None or r["seconds"] < best["seconds"]:
-                r["peak_mb"] = min(r["peak_mb"], best["peak_mb"]) if best else r["peak_mb"]
-                results[kind] = r
+    def worker(kind: str, what: str) -> dict:
+        env = dict(os.environ)
+        if what == "memory":
+            env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+        out = subprocess.run(
+            [sys.executable, __file__, "--_worker", kind, "--_what", what, *sys.argv[1:]],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+        ).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    results = {kind: worker(kind, "memory") for kind in ("peer", "ours")}
+    for _ in range(2):  # alternate the two models twice and keep each one's best, to even out machine noise
+        for kind in ("peer", "ours"):
+            timing = worker(kind, "time")
+            if "seconds" not in results[kind] or timing["seconds"] < results[kind]["seconds"]:
+                results[kind].update(gflop=timing["gflop"], seconds=timing["seconds"])
     peak = matmul_gflops(args.device, args.dtype)
     preset = PRESETS[args.preset]
     print(

@@ -13,6 +13,7 @@ import sys
 
 # Modules that define sub-commands. Each has `register(subparsers) -> None` and sets `func` on its parser.
 _COMMAND_MODULES = [
+    "diffusers_video.commands.demo",
     "diffusers_video.commands.bench",
 ]
 
