@@ -15,6 +15,8 @@ import sys
 _COMMAND_MODULES = [
     "diffusers_video.commands.demo",
     "diffusers_video.commands.bench",
+    "diffusers_video.commands.train",
+    "diffusers_video.commands.distill",
 ]
 
 

@@ -1,0 +1,32 @@
+"""Training: the accelerate training loop (`train`), progressive distillation (`distill`), configs, checkpoints.
+
+See the README ("Training", "Progressive distillation") for the command lines and the config keys.
+"""
+
+from .checkpointing import latest_checkpoint, list_checkpoints, read_marker
+from .components import TrainingComponents, load_components, save_components
+from .config import DataConfig, ModelConfig, TrainingConfig
+from .data import VideoFolderDataset
+from .distillation import DistillationConfig, distill
+from .objectives import OBJECTIVES, TrainingNoise, sample_training_noise
+from .trainer import Trainer, train
+
+__all__ = [
+    "DataConfig",
+    "DistillationConfig",
+    "ModelConfig",
+    "OBJECTIVES",
+    "Trainer",
+    "TrainingComponents",
+    "TrainingConfig",
+    "TrainingNoise",
+    "VideoFolderDataset",
+    "distill",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_components",
+    "read_marker",
+    "sample_training_noise",
+    "save_components",
+    "train",
+]

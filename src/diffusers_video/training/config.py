@@ -1,0 +1,370 @@
+"""`TrainingConfig`: every setting of a training run, as a JSON-serialisable dataclass.
+
+A config is a JSON file whose keys are the fields below (nested objects for `data` and `model`); a key the dataclass
+does not know is an error that names it, so a typo never silently trains with a default. Command-line overrides use
+the same names, dotted for nested fields (`--data.height 32`).
+
+Example:
+
+```py
+>>> from diffusers_video.training import TrainingConfig
+>>> config = TrainingConfig(output_dir="runs/shapes", max_train_steps=100, data={"num_frames": 4})
+>>> config.data.num_frames
+4
+>>> config.with_overrides({"learning_rate": 3e-4, "data.height": 16}).data.height
+16
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from diffusers.optimization import SchedulerType
+
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+MIXED_PRECISIONS = ("no", "fp16", "bf16")
+UNET_CLASSES = ("UNet3DModel", "UNet2DConditionModel")
+LR_SCHEDULERS = tuple(s.value for s in SchedulerType)
+
+# Settings that say where and how long a run goes or how often it saves, not what it learns: changing them between a
+# checkpoint and its resumption is expected, so they are left out of the config hash.
+_HASH_EXCLUDED = ("output_dir", "resume_from_checkpoint", "checkpointing_steps", "checkpoints_total_limit")
+_HASH_EXCLUDED_DATA = ("num_workers",)
+
+
+@dataclass
+class DataConfig:
+    """What the model trains on.
+
+    Args:
+        path (`str | None`, defaults to None): A video folder (`metadata.jsonl` + `.npy` clips, see
+            `training.data.VideoFolderDataset`); None trains on the procedural moving-shapes world.
+        height (`int`, defaults to 32): Frame height in pixels.
+        width (`int`, defaults to 32): Frame width in pixels.
+        num_frames (`int`, defaults to 8): Frames per video; 1 trains an image model on still frames.
+        num_samples (`int`, defaults to 100000): Size of the moving-shapes dataset (item `i` is scene `(seed, i)`);
+            reshuffled every epoch. Keep it small with `cache_latents`. Ignored for a folder.
+        world (`dict`, defaults to {}): Extra `ShapesWorld` options (`split`, `two_shape_prob`, `textured_prob`,
+            `slow_travel`, `fast_travel`, `background_phrase`).
+        num_workers (`int`, defaults to 0): `DataLoader` worker processes.
+        cache_latents (`bool`, defaults to False): Encode every item once with the VAE before training (latent
+            space only).
+    """
+
+    path: str | None = None
+    height: int = 32
+    width: int = 32
+    num_frames: int = 8
+    num_samples: int = 100_000
+    world: dict = field(default_factory=dict)
+    num_workers: int = 0
+    cache_latents: bool = False
+
+    def __post_init__(self):
+        _check_types(self, "data.")
+        for name in ("height", "width"):
+            _check_int(f"data.{name}", getattr(self, name), 8)
+        _check_int("data.num_frames", self.num_frames, 1)
+        _check_int("data.num_samples", self.num_samples, 1)
+        _check_int("data.num_workers", self.num_workers, 0)
+        reserved = sorted({"height", "width", "num_frames"} & set(self.world))
+        if reserved:
+            raise ValueError(
+                f"`data.world` must not set {reserved}: use `data.height`, `data.width`, `data.num_frames`."
+            )
+
+
+@dataclass
+class ModelConfig:
+    """Where the models come from (ignored when `train` is given `components`).
+
+    Args:
+        pretrained_model_name_or_path (`str | None`, defaults to None): A local diffusers Stable-Diffusion-style
+            folder with `unet/`, `text_encoder/`, `tokenizer/` and optionally `vae/` (latent space; pixel space
+            without) and `scheduler/`.
+        unet_class (`str`, defaults to "UNet3DModel"): The model to train. "UNet3DModel": a `UNet3DModel` folder is
+            loaded as it is, a `UNet2DConditionModel` folder is inflated with `UNet3DModel.from_pretrained_2d`.
+            "UNet2DConditionModel": an image model (needs `data.num_frames == 1`).
+        unet_config (`dict | None`, defaults to None): Build the UNet from scratch with this config instead of
+            loading `unet/`.
+        temporal (`dict`, defaults to {}): Temporal options for inflation (`UNet3DModel.from_unet2d` arguments).
+        noise_scheduler (`dict | None`, defaults to None): Training noise scheduler config (`_class_name` picks the
+            class, default `DDPMScheduler`); None loads `scheduler/`, or uses `DDPMScheduler(clip_sample=False)` without one.
+        pipeline_class (`str | None`, defaults to None): Pipeline class (in `diffusers_video` or `diffusers`) of the
+            final folder, e.g. "StableDiffusionPipeline"; its `model_index.json` is written so that the class's
+            `from_pretrained` loads the folder. None saves the components only.
+        scalar_conditions (`dict`, defaults to {}): A constant value for each of the UNet's `scalar_conditions`
+            (e.g. {"fps": 8}).
+    """
+
+    pretrained_model_name_or_path: str | None = None
+    unet_class: str = "UNet3DModel"
+    unet_config: dict | None = None
+    temporal: dict = field(default_factory=dict)
+    noise_scheduler: dict | None = None
+    pipeline_class: str | None = None
+    scalar_conditions: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        _check_types(self, "model.")
+        if self.unet_class not in UNET_CLASSES:
+            raise ValueError(f"`model.unet_class` must be one of {UNET_CLASSES} but is {self.unet_class!r}.")
+        for name, value in self.scalar_conditions.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"`model.scalar_conditions` must map names to numbers but has {name}={value!r}.")
+
+
+@dataclass
+class TrainingConfig:
+    """All settings of a training run (see `docs/training.md`).
+
+    Args:
+        output_dir (`str`, defaults to "train_output"): Checkpoints, `train_log.jsonl` and `final/` go here.
+        seed (`int`, defaults to 0): Seeds the model initialisation, the data stream and the training noise.
+        max_train_steps (`int`, defaults to 1000): Optimizer steps.
+        train_batch_size (`int`, defaults to 16): Samples per forward pass summed over all processes (each process
+            takes `train_batch_size / num_processes`); an optimizer step sees this times
+            `gradient_accumulation_steps`.
+        gradient_accumulation_steps (`int`, defaults to 1): Micro-batches per optimizer step.
+        learning_rate (`float`, defaults to 1e-4): AdamW learning rate.
+        adam_beta1 (`float`, defaults to 0.9): AdamW beta1.
+        adam_beta2 (`float`, defaults to 0.999): AdamW beta2.
+        adam_epsilon (`float`, defaults to 1e-8): AdamW epsilon.
+        adam_weight_decay (`float`, defaults to 1e-2): AdamW weight decay.
+        lr_scheduler (`str`, defaults to "constant"): A `diffusers.optimization.get_scheduler` name.
+        lr_warmup_steps (`int`, defaults to 0): Warm-up steps of the learning-rate schedule.
+        max_grad_norm (`float | None`, defaults to 1.0): Gradient clipping norm; None does not clip.
+        mixed_precision (`str`, defaults to "no"): "no", "fp16" or "bf16" (accelerate autocast).
+        gradient_checkpointing (`bool`, defaults to False): Trade compute for memory in the UNet.
+        ema_decay (`float | None`, defaults to None): Keep an EMA of the trained weights (diffusers `EMAModel`)
+            and save it as the final model; None keeps none.
+        checkpointing_steps (`int | None`, defaults to 500): Save a resumable checkpoint every this many steps.
+        checkpoints_total_limit (`int | None`, defaults to None): Keep only the newest this many checkpoints.
+        resume_from_checkpoint (`str | None`, defaults to None): "latest" (the newest complete checkpoint in
+            `output_dir`, or a fresh start when there is none), a `checkpoint-<step>` folder, or a folder of them.
+        condition_dropout (`float`, defaults to 0.1): Probability that a caption is replaced by "" (for
+            classifier-free guidance).
+        prediction_type (`str`, defaults to "epsilon"): "epsilon" or "v_prediction".
+        snr_gamma (`float | None`, defaults to None): Min-SNR loss weighting (Hang et al. 2023); 5.0 is typical.
+        image_fraction (`float`, defaults to 0.0): Joint image-video training: this fraction of each batch are still
+            images, trained as single-frame videos (temporal layers skipped). In [0, 1).
+        freeze_spatial (`bool`, defaults to False): Train only the temporal parameters (temporal layers, frame
+            adaptors, scalar-condition embeddings) of a `UNet3DModel`.
+        data (`DataConfig`): What to train on.
+        model (`ModelConfig`): What to train.
+    """
+
+    output_dir: str = "train_output"
+    seed: int = 0
+    max_train_steps: int = 1000
+    train_batch_size: int = 16
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-4
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    adam_weight_decay: float = 1e-2
+    lr_scheduler: str = "constant"
+    lr_warmup_steps: int = 0
+    max_grad_norm: float | None = 1.0
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
+    ema_decay: float | None = None
+    checkpointing_steps: int | None = 500
+    checkpoints_total_limit: int | None = None
+    resume_from_checkpoint: str | None = None
+    condition_dropout: float = 0.1
+    prediction_type: str = "epsilon"
+    snr_gamma: float | None = None
+    image_fraction: float = 0.0
+    freeze_spatial: bool = False
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def __post_init__(self):
+        if isinstance(self.data, dict):
+            self.data = _from_dict(DataConfig, self.data, "data.")
+        if isinstance(self.model, dict):
+            self.model = _from_dict(ModelConfig, self.model, "model.")
+        _check_types(self, "")
+        _check_int("seed", self.seed, 0)
+        for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps"):
+            _check_int(name, getattr(self, name), 1)
+        _check_int("lr_warmup_steps", self.lr_warmup_steps, 0)
+        for name in ("checkpointing_steps", "checkpoints_total_limit"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), 1)
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"`prediction_type` must be one of {PREDICTION_TYPES} but is {self.prediction_type!r}.")
+        if self.mixed_precision not in MIXED_PRECISIONS:
+            raise ValueError(f"`mixed_precision` must be one of {MIXED_PRECISIONS} but is {self.mixed_precision!r}.")
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            raise ValueError(f"`lr_scheduler` must be one of {LR_SCHEDULERS} but is {self.lr_scheduler!r}.")
+        if not 0.0 <= self.image_fraction < 1.0:  # also rejects NaN
+            raise ValueError(f"`image_fraction` must be in [0, 1) but is {self.image_fraction}.")
+        if self.image_fraction > 0 and self.data.num_frames == 1:
+            raise ValueError(
+                f"`image_fraction` ({self.image_fraction}) needs videos (`data.num_frames` > 1), but "
+                "`data.num_frames` is 1: every sample is already a still image."
+            )
+        if self.model.unet_class == "UNet2DConditionModel":
+            if self.freeze_spatial:
+                raise ValueError(
+                    "`freeze_spatial` needs a UNet3DModel, but `model.unet_class` is 'UNet2DConditionModel'."
+                )
+            if self.data.num_frames != 1:
+                raise ValueError(
+                    "A UNet2DConditionModel trains on still images: `data.num_frames` must be 1 but is "
+                    f"{self.data.num_frames}."
+                )
+        if not 0.0 <= self.condition_dropout <= 1.0:
+            raise ValueError(f"`condition_dropout` must be in [0, 1] but is {self.condition_dropout}.")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"`ema_decay` must be in (0, 1) or None but is {self.ema_decay}.")
+        for name in ("snr_gamma", "max_grad_norm"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"`{name}` must be > 0 or None but is {value}.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"`learning_rate` must be > 0 but is {self.learning_rate}.")
+
+    # ------------------------------------------------------------------ (de)serialisation
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain JSON-compatible data."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def to_json_file(self, path: str | Path) -> None:
+        """Write the config as indented JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainingConfig:
+        """Build a config from a dict; an unknown key (nested ones included) is a `ValueError` naming it."""
+        return _from_dict(cls, values, "")
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> TrainingConfig:
+        """Load a config file written by `to_json_file` (or by hand)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"The training config file '{path}' does not exist.")
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"The training config file '{path}' is not valid JSON: {error}") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"The training config file '{path}' must hold a JSON object but holds {type(values)}.")
+        return cls.from_dict(values)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> TrainingConfig:
+        """A copy with some values replaced; keys are field names, dotted for nested ones (`"data.height"`)."""
+        values = self.to_dict()
+        for key, value in overrides.items():
+            *parents, name = key.split(".")
+            target = values
+            for parent in parents:
+                if not isinstance(target.get(parent), dict):
+                    raise ValueError(f"Unknown config key {key!r}.")
+                target = target[parent]
+            if name not in target:
+                raise ValueError(f"Unknown config key {key!r}.")
+            target[name] = value
+        return type(self).from_dict(values)
+
+    def hash(self) -> str:
+        """A short hash of what the run learns (where it writes and how often it saves left out)."""
+        values = _learning_values(self.to_dict())
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+    def changed_keys(self, saved: dict[str, Any]) -> list[str]:
+        """Dotted keys of what the run learns that differ from a saved config's `to_dict()`."""
+        return _diff_keys(_learning_values(saved), _learning_values(self.to_dict()))
+
+
+def config_fields(cls=TrainingConfig, prefix: str = "") -> dict[str, Any]:
+    """Every settable key (dotted for nested fields) with its type hint: what the command line accepts."""
+    hints = typing.get_type_hints(cls)
+    keys = {}
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys.update(config_fields(hints[f.name], f"{prefix}{f.name}."))
+        else:
+            keys[f"{prefix}{f.name}"] = hints[f.name]
+    return keys
+
+
+def _learning_values(values: dict[str, Any]) -> dict[str, Any]:
+    """A `to_dict()` without the keys left out of the hash."""
+    values = {key: value for key, value in values.items() if key not in _HASH_EXCLUDED}
+    if isinstance(values.get("data"), dict):
+        values["data"] = {key: value for key, value in values["data"].items() if key not in _HASH_EXCLUDED_DATA}
+    return values
+
+
+def _diff_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key in sorted(set(a) | set(b)):
+        if not prefix and key in ("data", "model") and isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+            keys += _diff_keys(a[key], b[key], f"{key}.")
+        elif a.get(key) != b.get(key):
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+# ---------------------------------------------------------------------------------------------------------- helpers
+
+
+def _from_dict(cls, values: dict[str, Any], prefix: str):
+    if not isinstance(values, dict):
+        raise ValueError(f"`{prefix.rstrip('.') or 'config'}` must be a JSON object but is {values!r}.")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"Unknown config keys {[prefix + key for key in unknown]}; known keys are {sorted(names)}.")
+    return cls(**values)
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum} but is {value!r}.")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a (simple) type hint; ints pass as floats, bools never pass as numbers."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, hint)
+    return isinstance(value, origin or hint)
+
+
+def _hint_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint)
+
+
+def _check_types(obj, prefix: str) -> None:
+    """Type-check every field of one config dataclass so that a wrongly typed JSON value fails with its name."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if not _matches(value, hints[f.name]):
+            raise ValueError(f"`{prefix}{f.name}` must be of type {_hint_name(hints[f.name])} but is {value!r}.")
+        numbers = typing.get_args(hints[f.name]) or (hints[f.name],)
+        if float in numbers and isinstance(value, int) and not isinstance(value, bool):
+            setattr(obj, f.name, float(value))  # JSON `1` for a float field
