@@ -1,4 +1,4 @@
-"""How well `ShapesScorer` reads ground-truth clips, and how fast: the figures quoted in docs/shapes.md.
+"""How well `ShapesScorer` reads ground-truth clips, and how fast: the figures quoted in the README ("The moving-shapes world").
 
     python benchmarks/bench_shapes_scorer.py [--num-videos 500]
 

@@ -81,6 +81,8 @@ def measure(
     preset = PRESETS[preset_name]
     torch_dtype = getattr(torch, dtype)
     model = _build(kind, preset, layers).to(device=device, dtype=torch_dtype).eval()
+    if kind == "ours" and os.environ.get("BENCH_NO_AUTO_CHUNK"):
+        model.disable_forward_chunking()
     frames, size = preset["frames"], preset["size"]
     gen = torch.Generator().manual_seed(0)
     sample = torch.randn(batch, 4, frames, size, size, generator=gen).to(device, torch_dtype)
@@ -169,6 +171,11 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2, help="layers per block")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--no-auto-chunk",
+        action="store_true",
+        help="switch off UNet3DModel's automatic frame-chunked feed-forward (to see what it saves)",
+    )
     parser.add_argument("--_worker", help=argparse.SUPPRESS)
     parser.add_argument("--_what", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -182,6 +189,8 @@ def main() -> None:
 
     def worker(kind: str, what: str) -> dict:
         env = dict(os.environ)
+        if args.no_auto_chunk:
+            env["BENCH_NO_AUTO_CHUNK"] = "1"
         if what == "memory":
             env["MALLOC_MMAP_THRESHOLD_"] = "65536"
         out = subprocess.run(

@@ -63,7 +63,7 @@ def register(subparsers) -> None:
     groups = {
         True: parser.add_argument_group("distillation"),
         False: parser.add_argument_group(
-            "training settings of every round (see docs/training.md; `data` defaults to the teacher's)"
+            "training settings of every round (see the README, 'Training'; `data` defaults to the teacher's)"
         ),
     }
     fields = {key: hint for key, hint in fields.items() if key not in _UNSET_KEYS}

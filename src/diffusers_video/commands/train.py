@@ -28,7 +28,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", required=True, metavar="CONFIG.json", help="the training config file")
-    overrides = parser.add_argument_group("config overrides (see docs/training.md)")
+    overrides = parser.add_argument_group('config overrides (see the README, "Training")')
     for key, hint in config_fields().items():
         names = [f"--{key}"] + (["--resume"] if key == _RESUME_KEY else [])
         overrides.add_argument(*names, dest=key, default=None, metavar="VALUE", help=_hint_text(hint))

@@ -124,7 +124,7 @@ class ModelConfig:
 
 @dataclass
 class TrainingConfig:
-    """All settings of a training run (see `docs/training.md`).
+    """All settings of a training run (see the README, "Training").
 
     Args:
         output_dir (`str`, defaults to "train_output"): Checkpoints, `train_log.jsonl` and `final/` go here.

@@ -13,7 +13,7 @@ students and take `w` directly.
 
 Every round is an ordinary `Trainer` run (accelerate, EMA, checkpoints, exact `--resume latest`) whose loss is the
 distillation loss; its student is saved atomically as `output_dir/student-<n>-steps`, with a `VDistilledScheduler` on
-the distillation grid and `distillation.json` (round, step count, guidance condition). See `docs/distillation.md`.
+the distillation grid and `distillation.json` (round, step count, guidance condition). See the README, "Progressive distillation".
 """
 
 from __future__ import annotations
