@@ -58,6 +58,27 @@ def check_num_inference_steps(
         raise ValueError(f"`{name}` must be in [1, {num_train_timesteps}] but is {num_inference_steps}.")
 
 
+def check_custom_timesteps(num_inference_steps: int | None, timesteps) -> np.ndarray | None:
+    """`set_timesteps` takes exactly one of a step count and custom timesteps; returns the custom ones as an array.
+
+    Custom timesteps must be a non-empty, strictly decreasing 1-D sequence (list, array or tensor); the range they
+    must lie in depends on the schedule and is checked by the scheduler.
+    """
+    if (num_inference_steps is None) == (timesteps is None):
+        raise ValueError(
+            "Pass exactly one of `num_inference_steps` and `timesteps` but got"
+            f" `num_inference_steps`={num_inference_steps} and `timesteps`={timesteps}."
+        )
+    if timesteps is None:
+        return None
+    grid = np.asarray(timesteps.cpu() if isinstance(timesteps, torch.Tensor) else timesteps)
+    if grid.ndim != 1 or grid.size == 0:
+        raise ValueError(f"`timesteps` must be a non-empty 1-D sequence but is {timesteps}.")
+    if np.any(np.diff(grid) >= 0):
+        raise ValueError(f"`timesteps` must be strictly decreasing but are {list(grid)}.")
+    return grid
+
+
 def check_finite(tensor: torch.Tensor, name: str, timestep: Scalar) -> None:
     """Raises a `ValueError` if `tensor` holds a NaN or an infinite value."""
     if not torch.isfinite(tensor).all():

@@ -30,6 +30,7 @@ from .diffusion_math import (
     TIMESTEP_SPACINGS,
     _as_number,
     _coef,
+    check_custom_timesteps,
     check_finite,
     check_num_inference_steps,
     check_num_train_timesteps,
@@ -433,17 +434,8 @@ class DecomposedNoiseScheduler(SchedulerMixin, ConfigMixin):
                 instead of `num_inference_steps`.
         """
         num_train = self.config.num_train_timesteps
-        if (num_inference_steps is None) == (timesteps is None):
-            raise ValueError(
-                "Pass exactly one of `num_inference_steps` and `timesteps` but got"
-                f" `num_inference_steps`={num_inference_steps} and `timesteps`={timesteps}."
-            )
-        if timesteps is not None:
-            grid = np.asarray(timesteps.cpu() if isinstance(timesteps, torch.Tensor) else timesteps)
-            if grid.ndim != 1 or grid.size == 0:
-                raise ValueError(f"`timesteps` must be a non-empty 1-D sequence but is {timesteps}.")
-            if np.any(np.diff(grid) >= 0):
-                raise ValueError(f"`timesteps` must be strictly decreasing but are {list(grid)}.")
+        grid = check_custom_timesteps(num_inference_steps, timesteps)
+        if grid is not None:
             if np.any(grid != np.round(grid)) or grid[0] >= num_train or grid[-1] < 0:
                 raise ValueError(f"`timesteps` must be integers in [0, {num_train}) but are {list(grid)}.")
             grid = grid.astype(np.int64)
