@@ -12,29 +12,16 @@ the scoring time per clip.
 from __future__ import annotations
 
 import argparse
-import math
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from diffusers_video.data.image_ops import blur_videos
 from diffusers_video.data.shapes import ShapesScorer, ShapesWorld, frechet_distance
 
 ATTRIBUTES = ("color", "shape", "direction", "speed", "all_correct")
-
-
-def blur(videos: np.ndarray, sigma: float) -> np.ndarray:
-    radius = max(1, math.ceil(3 * sigma))
-    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    kernel /= kernel.sum()
-    for axis in (-3, -2):
-        padding = [(0, 0)] * videos.ndim
-        padding[axis] = (radius, radius)
-        padded = np.pad(videos, padding, mode="reflect")
-        length = videos.shape[axis]
-        videos = sum(w * np.take(padded, np.arange(i, i + length), axis=axis) for i, w in enumerate(kernel))
-    return videos.astype(np.float32)
 
 
 def mp4_round_trip(videos: np.ndarray) -> np.ndarray:
@@ -51,7 +38,7 @@ def mp4_round_trip(videos: np.ndarray) -> np.ndarray:
 
 def model_like(videos: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     """Blur of 1/32 of the frame, washed-out colours, per-frame brightness flicker and pixel noise (sigma 0.05)."""
-    videos = blur(videos, size / 32)
+    videos = blur_videos(videos, size / 32)
     videos = 0.1 + 0.8 * (0.75 * videos + 0.25 * videos.mean(-1, keepdims=True))
     videos = videos * rng.uniform(0.85, 1.0, size=videos.shape[:2] + (1, 1, 1))
     return np.clip(videos + 0.05 * rng.standard_normal(videos.shape), 0, 1).astype(np.float32)
@@ -79,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
             report(scorer, "clean", videos, captions)
             round_trip = mp4_round_trip(videos)
             report(scorer, "mp4 round trip", round_trip, captions)
-            report(scorer, f"mp4 + blur sigma {size / 64:g} px", blur(round_trip, size / 64), captions)
+            report(scorer, f"mp4 + blur sigma {size / 64:g} px", blur_videos(round_trip, size / 64), captions)
             report(scorer, "blur + colour shift + flicker + noise", model_like(videos, size, rng), captions)
 
     world = ShapesWorld(32, 32, 8)
@@ -94,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"FSD against {n} real clips (32x32 x 8)")
     print(f"  real vs real: {frechet_distance(features_a, scorer.features_batch(real_b)):.3f}")
     for sigma in (0.5, 1.0, 2.0):
-        fsd = frechet_distance(features_a, scorer.features_batch(blur(real_b, sigma)))
+        fsd = frechet_distance(features_a, scorer.features_batch(blur_videos(real_b, sigma)))
         print(f"  blur sigma {sigma} px: {fsd:.3f}")
     for count in (2, 4, 8):
         shuffled = real_b.copy()

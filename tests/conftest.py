@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import string
+from pathlib import Path
 
 import pytest
 import torch
@@ -55,3 +58,38 @@ def unet2d():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)
     return model.eval()
+
+
+def tiny_clip_text_models(text_dim: int = 16, max_length: int = 32):
+    """A character-level CLIP tokenizer and a one-layer CLIP text encoder, built in memory (no vocabulary files)."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for suffix in ("", "</w>"):
+        for c in string.ascii_lowercase:
+            vocab[c + suffix] = len(vocab)  # one id per character (and per word-final character)
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_length)
+    config = CLIPTextConfig(
+        vocab_size=len(vocab), hidden_size=text_dim, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, max_position_embeddings=max_length, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return tokenizer, CLIPTextModel(config).eval()
+
+
+def read_train_log(folder) -> list[dict]:
+    """The per-step lines of a training run's `train_log.jsonl`."""
+    return [json.loads(line) for line in (Path(folder) / "train_log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture
+def one_thread_and_fresh_accelerate():
+    """One thread (faster on 2 busy cores, and the same numerics as subprocesses) and no accelerate state left."""
+    from accelerate.state import AcceleratorState
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    torch.set_num_threads(threads)

@@ -4,14 +4,11 @@ resuming, and bad input. Tiny models built in memory; the whole file runs in wel
 from __future__ import annotations
 
 import json
-import string
-from pathlib import Path
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState
+from conftest import read_train_log, tiny_clip_text_models
 from diffusers import DDPMScheduler, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from diffusers_video import UNet3DModel, VDistilledScheduler
 from diffusers_video.cli import main as cli_main
@@ -36,21 +33,6 @@ SIZE, FRAMES, TEXT_DIM = 16, 4, 16
 # ------------------------------------------------------------------------------------------------- tiny components
 
 
-def tiny_text_models():
-    """A character-level CLIP tokenizer and a one-layer CLIP text encoder, built in memory."""
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for suffix in ("", "</w>"):
-        for c in string.ascii_lowercase:
-            vocab[c + suffix] = len(vocab)  # one id per character (and per word-final character)
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=32)
-    config = CLIPTextConfig(
-        vocab_size=len(vocab), hidden_size=TEXT_DIM, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, max_position_embeddings=32, bos_token_id=0, eos_token_id=1, pad_token_id=1,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    return tokenizer, CLIPTextModel(config).eval()
-
-
 def tiny_teacher_unet(scalar_conditions: tuple[str, ...] = ()) -> UNet3DModel:
     """A random teacher: every weight perturbed (temporal layers and scalar embeddings too), so all of them count."""
     torch.manual_seed(0)
@@ -67,7 +49,7 @@ def tiny_teacher_unet(scalar_conditions: tuple[str, ...] = ()) -> UNet3DModel:
 
 
 def teacher_components(scheduler=None, scalar_conditions: tuple[str, ...] = ()) -> TrainingComponents:
-    tokenizer, text_encoder = tiny_text_models()
+    tokenizer, text_encoder = tiny_clip_text_models(TEXT_DIM)
     scheduler = (
         scheduler if scheduler is not None else DDPMScheduler(prediction_type="v_prediction", clip_sample=False)
     )
@@ -104,18 +86,7 @@ def encode(teacher: TrainingComponents, captions: list[str]) -> torch.Tensor:
         return teacher.text_encoder(ids.input_ids)[0]
 
 
-def read_log(folder) -> list[dict]:
-    return [json.loads(line) for line in (Path(folder) / "train_log.jsonl").read_text().splitlines()]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread_and_fresh_accelerate():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_and_fresh_accelerate")
 
 
 # ------------------------------------------------------------------------------------ (a) the distillation target
@@ -276,12 +247,15 @@ def test_an_interrupted_distillation_resumes_at_the_right_round_and_step(tmp_pat
     with pytest.raises(KeyboardInterrupt):
         distill(config, teacher_components())
     monkeypatch.setattr(DistillationTrainer, "training_loss", original)
-    first_round = read_log(tmp_path / "run" / "round-1")
+    first_round = read_train_log(tmp_path / "run" / "round-1")
     students = distill(config.with_overrides({"resume_from_checkpoint": "latest"}), teacher_components())
 
     assert [p.name for p in students] == [p.name for p in reference] == ["student-2-steps", "student-1-steps"]
-    assert read_log(tmp_path / "run" / "round-1") == first_round  # the finished round was not run again
-    log, reference_log = read_log(tmp_path / "run" / "round-2"), read_log(tmp_path / "reference" / "round-2")
+    assert read_train_log(tmp_path / "run" / "round-1") == first_round  # the finished round was not run again
+    log, reference_log = (
+        read_train_log(tmp_path / "run" / "round-2"),
+        read_train_log(tmp_path / "reference" / "round-2"),
+    )
     assert [line["step"] for line in log] == [1, 2, 3, 4]
     assert [line["loss"] for line in log] == [line["loss"] for line in reference_log]
     assert log[1]["run"] != log[2]["run"]  # steps 3-4 came from the resumed run
@@ -326,7 +300,7 @@ def test_bad_input_gets_clear_errors(tmp_path, capsys):
     assert "`student_steps` must be" in capsys.readouterr().err
 
     # a teacher that is not a UNet3DModel, and a guidance-distilled teacher without a guidance range
-    tokenizer, text_encoder = tiny_text_models()
+    tokenizer, text_encoder = tiny_clip_text_models(TEXT_DIM)
     unet2d = UNet2DConditionModel(
         sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
         norm_num_groups=4, cross_attention_dim=TEXT_DIM, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),

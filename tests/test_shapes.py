@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from diffusers_video.data.image_ops import blur_videos
 from diffusers_video.data.shapes import (
     COLORS,
     DIRECTIONS,
@@ -34,20 +35,6 @@ CHANCE = {"color": 1 / len(COLORS), "shape": 1 / len(SHAPES), "direction": 1 / l
 @pytest.fixture(scope="module")
 def scorer():
     return ShapesScorer()
-
-
-def blur(videos: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur (reflect padding) of the height and width axes of `(..., H, W, 3)`."""
-    radius = max(1, math.ceil(3 * sigma))
-    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    kernel /= kernel.sum()
-    for axis in (-3, -2):
-        padding = [(0, 0)] * videos.ndim
-        padding[axis] = (radius, radius)
-        padded = np.pad(videos, padding, mode="reflect")
-        length = videos.shape[axis]
-        videos = sum(w * np.take(padded, np.arange(i, i + length), axis=axis) for i, w in enumerate(kernel))
-    return videos.astype(np.float32)
 
 
 def mp4_round_trip(videos: np.ndarray, tmp_path, tiles: int = 4) -> np.ndarray:
@@ -219,7 +206,7 @@ def test_every_attribute_is_recovered_on_ground_truth(scorer, height, frames, nu
 def test_accuracy_survives_an_mp4_round_trip_and_a_mild_blur(scorer, tmp_path, height, frames, num_videos):
     world = ShapesWorld(height, height, frames)
     videos, captions = world.videos(num_videos, seed=202)
-    degraded = blur(mp4_round_trip(videos, tmp_path), sigma=height / 64)  # 0.5 px at 32x32, 1 px at 64x64
+    degraded = blur_videos(mp4_round_trip(videos, tmp_path), sigma=height / 64)  # 0.5 px at 32x32, 1 px at 64x64
     assert np.abs(degraded - videos).mean() > 0.005  # the round trip and blur really changed the clips
     result = accuracies(scorer, degraded, captions)
     assert all(value >= 0.97 for value in result.values()), result
@@ -304,7 +291,7 @@ def test_fsd_is_near_zero_for_real_clips_and_grows_with_blur_and_frame_shuffling
     real_b, _ = world.videos(100, seed=606)
     features_a = scorer.features_batch(real_a)
     baseline = frechet_distance(features_a, scorer.features_batch(real_b))
-    blurred = [frechet_distance(features_a, scorer.features_batch(blur(real_b, s))) for s in (0.5, 1.0, 2.0)]
+    blurred = [frechet_distance(features_a, scorer.features_batch(blur_videos(real_b, s))) for s in (0.5, 1.0, 2.0)]
     rng = np.random.default_rng(0)
     order = np.stack([rng.permutation(8) for _ in range(len(real_b))])  # one random frame order per clip
 

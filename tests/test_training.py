@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import socket
-import string
 import subprocess
 import sys
 import time
@@ -15,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from accelerate.state import AcceleratorState
+from conftest import read_train_log, tiny_clip_text_models
 from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from diffusers_video import DecomposedNoiseScheduler, UNet3DModel
 from diffusers_video.cli import main as cli_main
@@ -30,21 +28,6 @@ SIZE, FRAMES, TEXT_DIM = 16, 4, 16
 
 
 # ------------------------------------------------------------------------------------------------- tiny components
-
-
-def tiny_text_models():
-    """A character-level CLIP tokenizer and a one-layer CLIP text encoder, built in memory."""
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for suffix in ("", "</w>"):
-        for c in string.ascii_lowercase:
-            vocab[c + suffix] = len(vocab)
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=32)
-    config = CLIPTextConfig(
-        vocab_size=len(vocab), hidden_size=TEXT_DIM, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, max_position_embeddings=32, bos_token_id=0, eos_token_id=1, pad_token_id=1,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    return tokenizer, CLIPTextModel(config).eval()
 
 
 def tiny_unet3d(channels: int = 3) -> UNet3DModel:
@@ -77,7 +60,7 @@ def tiny_vae() -> AutoencoderKL:
 
 
 def components(unet=None, noise_scheduler=None, vae=None) -> TrainingComponents:
-    tokenizer, text_encoder = tiny_text_models()
+    tokenizer, text_encoder = tiny_clip_text_models(TEXT_DIM)
     return TrainingComponents(
         unet=unet if unet is not None else tiny_unet3d(),
         text_encoder=text_encoder,
@@ -97,23 +80,11 @@ def make_config(output_dir, **overrides) -> TrainingConfig:
     return TrainingConfig.from_dict(values)
 
 
-def read_log(output_dir) -> list[dict]:
-    return [json.loads(line) for line in (Path(output_dir) / "train_log.jsonl").read_text().splitlines()]
-
-
 def parameters(model) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters()}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread_and_fresh_accelerate():
-    """One thread (faster on 2 busy cores, and the same numerics as the subprocesses) and no accelerate state left."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    AcceleratorState._reset_state(reset_partial_state=True)
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_and_fresh_accelerate")
 
 
 # ------------------------------------------------------------------------------------------------------- (a) a run
@@ -129,7 +100,7 @@ def test_few_step_run_checkpoints_rotate_and_final_folder_holds_the_ema_weights(
     trainer = Trainer(config, parts)
     final = trainer.train()
 
-    log = read_log(tmp_path)
+    log = read_train_log(tmp_path)
     assert [line["step"] for line in log] == [1, 2, 3, 4]
     assert all(np.isfinite(line["loss"]) and line["loss"] > 0 for line in log)
     trained = parameters(parts.unet)
@@ -225,7 +196,7 @@ def test_sigkill_then_resume_latest_repeats_the_uninterrupted_loss_sequence(tmp_
     assert cli_main([*common, "--resume", "latest"]) == 0
     assert cli_main([*common, "--output_dir", str(reference_dir)]) == 0
 
-    resumed, reference = read_log(run_dir), read_log(reference_dir)
+    resumed, reference = read_train_log(run_dir), read_train_log(reference_dir)
     assert [line["step"] for line in resumed] == list(range(1, total + 1))
     assert [line["loss"] for line in resumed] == [line["loss"] for line in reference]
     # the first steps come from the killed process, the rest from the resumed one: it did resume
@@ -305,8 +276,8 @@ def test_two_gloo_processes_keep_identical_weights_and_train_like_one(tmp_path):
     train(make_config(tmp_path / "one", max_train_steps=2, train_batch_size=4, gradient_accumulation_steps=2), single)
     trained = single.unet.state_dict()
     assert max((trained[k] - rank0[k]).abs().max().item() for k in rank0) < 1e-5
-    losses = [line["loss"] for line in read_log(tmp_path / "video")]
-    assert losses == pytest.approx([line["loss"] for line in read_log(tmp_path / "one")], rel=1e-5)
+    losses = [line["loss"] for line in read_train_log(tmp_path / "video")]
+    assert losses == pytest.approx([line["loss"] for line in read_train_log(tmp_path / "one")], rel=1e-5)
 
 
 # -------------------------------------------------------------------------------------- (f) freeze_spatial
@@ -405,7 +376,7 @@ def test_video_folder_dataset_trains(tmp_path):
     config = make_config(tmp_path / "run", max_train_steps=2, image_fraction=0.5, data={
         "path": str(data), "height": SIZE, "width": SIZE, "num_frames": FRAMES})  # fmt: skip
     train(config, components())
-    assert len(read_log(tmp_path / "run")) == 2
+    assert len(read_train_log(tmp_path / "run")) == 2
 
 
 def test_model_sources_inflate_load_or_build(tmp_path):

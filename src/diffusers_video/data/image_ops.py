@@ -88,3 +88,20 @@ def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
             out += weight * np.take(padded, np.arange(offset, offset + length), axis=axis)
         images = out
     return images
+
+
+def blur_videos(videos: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur (reflect padding) of the height and width axes of `(..., H, W, 3)` videos, as float32.
+
+    Used to degrade ground-truth clips in the scorer's tests and benchmark.
+    """
+    radius = max(1, math.ceil(3 * sigma))
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    for axis in (-3, -2):
+        padding = [(0, 0)] * videos.ndim
+        padding[axis] = (radius, radius)
+        padded = np.pad(videos, padding, mode="reflect")
+        length = videos.shape[axis]
+        videos = sum(w * np.take(padded, np.arange(i, i + length), axis=axis) for i, w in enumerate(kernel))
+    return videos.astype(np.float32)
