@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+from _measure import peak_bytes  # benchmarks/ is on sys.path when this runs as a script
+
 PRESETS = {
     # A small latent video UNet that runs in seconds on a 2-core CPU.
     "small": dict(block_out_channels=(64, 128, 256, 256), heads=8, cross_attention_dim=256, frames=16, size=32),
@@ -30,14 +32,6 @@ PRESETS = {
         block_out_channels=(320, 640, 1280, 1280), heads=(5, 10, 20, 20), cross_attention_dim=1024, frames=16, size=64
     ),
 }
-
-
-def _rss_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1])
-    raise RuntimeError(field)
 
 
 def _build(kind: str, preset: dict, layers: int):
@@ -99,7 +93,7 @@ def measure(
 
     result = {"kind": kind, "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
     if what == "memory":
-        result["peak_mb"] = _peak_forward_bytes(forward, device) / 2**20
+        result["peak_mb"] = peak_bytes(forward, device) / 2**20
         return result
 
     with FlopCounterMode(display=False) as counter:
@@ -115,33 +109,6 @@ def measure(
         times.append(time.perf_counter() - start)
     result["seconds"] = statistics.median(times)
     return result
-
-
-def _peak_forward_bytes(forward, device: str) -> int:
-    """Peak memory of one forward pass beyond what was allocated before it.
-
-    On CPU the memory worker runs with MALLOC_MMAP_THRESHOLD_ fixed, so freed tensors go back to the OS at once and
-    the resident set follows live memory.
-    """
-    import torch
-
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        forward()
-        torch.cuda.synchronize()
-        peak_bytes = torch.cuda.max_memory_allocated() - before
-    else:
-        import gc
-
-        gc.collect()
-        before = _rss_kb("VmRSS")
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM, the peak resident set
-        forward()
-        peak_bytes = (_rss_kb("VmHWM") - before) * 1024
-    return peak_bytes
 
 
 def matmul_gflops(device: str, dtype: str, n: int = 2048, repeats: int = 5) -> float:

@@ -1,0 +1,48 @@
+"""Memory helpers shared by the benchmarks: resident-set fields and the peak memory of one call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+def rss_kb(field: str) -> int:
+    """A field of `/proc/self/status` in KiB, e.g. `"VmRSS"` (resident set now) or `"VmHWM"` (its peak)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+    raise RuntimeError(field)
+
+
+def peak_bytes(fn: Callable[[], object], device: str) -> int:
+    """Peak memory of one call of `fn` beyond what was allocated before it.
+
+    On CUDA it is `torch.cuda.max_memory_allocated` minus the memory allocated before the call. On CPU it is the peak
+    resident set during the call (VmHWM, reset just before it) minus the resident set before it; run the process with
+    `MALLOC_MMAP_THRESHOLD_` fixed (e.g. 65536) so that freed tensors go back to the OS at once and the resident set
+    follows live memory.
+
+    Args:
+        fn (`Callable[[], object]`): The call to measure.
+        device (`str`): `"cuda"` or a CPU device.
+
+    Returns:
+        `int`: The peak in bytes.
+    """
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+    import gc
+
+    gc.collect()
+    before = rss_kb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM, the peak resident set
+    fn()
+    return (rss_kb("VmHWM") - before) * 1024
