@@ -46,3 +46,27 @@ def peak_bytes(fn: Callable[[], object], device: str) -> int:
         f.write("5")  # resets VmHWM, the peak resident set
     fn()
     return (rss_kb("VmHWM") - before) * 1024
+
+
+def run_worker(script: str, kind: str, what: str, argv: list[str], env: dict[str, str] | None = None) -> dict:
+    """Run `script --_worker KIND --_what WHAT ARGV...` in a fresh process and return the JSON it prints last.
+
+    A "memory" worker runs with `MALLOC_MMAP_THRESHOLD_` fixed, so that freed tensors go back to the OS at once and the
+    resident set follows live memory (see `peak_bytes`).
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, **(env or {}))
+    if what == "memory":
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    out = subprocess.run(
+        [sys.executable, script, "--_worker", kind, "--_what", what, *argv],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])

@@ -28,11 +28,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
-from _measure import peak_bytes  # benchmarks/ is on sys.path when this runs as a script
+from _measure import peak_bytes, run_worker  # benchmarks/ is on sys.path when this runs as a script
 
 CONFIG = dict(
     in_channels=3,
@@ -148,17 +147,7 @@ def main() -> None:
         return
 
     def worker(kind: str, what: str) -> dict:
-        env = dict(os.environ)
-        if what == "memory":
-            env["MALLOC_MMAP_THRESHOLD_"] = "65536"
-        out = subprocess.run(
-            [sys.executable, __file__, "--_worker", kind, "--_what", what, *sys.argv[1:]],
-            check=True,
-            capture_output=True,
-            text=True,
-            env=env,
-        ).stdout
-        return json.loads(out.strip().splitlines()[-1])
+        return run_worker(__file__, kind, what, sys.argv[1:])
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     results = {kind: worker(kind, "memory") for kind in ("peer", "ours")}

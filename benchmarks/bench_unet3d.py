@@ -18,11 +18,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
-from _measure import peak_bytes  # benchmarks/ is on sys.path when this runs as a script
+from _measure import peak_bytes, run_worker  # benchmarks/ is on sys.path when this runs as a script
 
 PRESETS = {
     # A small latent video UNet that runs in seconds on a 2-core CPU.
@@ -155,19 +154,9 @@ def main() -> None:
         return
 
     def worker(kind: str, what: str) -> dict:
-        env = dict(os.environ)
-        if args.no_auto_chunk:
-            env["BENCH_NO_AUTO_CHUNK"] = "1"
-        if what == "memory":
-            env["MALLOC_MMAP_THRESHOLD_"] = "65536"
-        out = subprocess.run(
-            [sys.executable, __file__, "--_worker", kind, "--_what", what, *sys.argv[1:]],
-            check=True,
-            capture_output=True,
-            text=True,
-            env=env,
-        ).stdout
-        return json.loads(out.strip().splitlines()[-1])
+        return run_worker(
+            __file__, kind, what, sys.argv[1:], {"BENCH_NO_AUTO_CHUNK": "1"} if args.no_auto_chunk else None
+        )
 
     results = {kind: worker(kind, "memory") for kind in ("peer", "ours")}
     for _ in range(2):  # alternate the two models twice and keep each one's best, to even out machine noise
