@@ -159,10 +159,11 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
     ):
         super().__init__()
         num_blocks = len(down_block_types)
-        self._check_config(
+        self._check_spatial_config(
             down_block_types, up_block_types, mid_block_type, block_out_channels, cross_attention_dim,
-            temporal_attention, frame_position_encoding, max_frames, scalar_conditions, resnet_time_scale_shift,
+            resnet_time_scale_shift,
         )  # fmt: skip
+        self._check_temporal_config(temporal_attention, frame_position_encoding, max_frames, scalar_conditions)
         heads = _per_block(num_attention_heads or attention_head_dim, num_blocks, "attention_head_dim")
         layers = _per_block(layers_per_block, num_blocks, "layers_per_block")
         transformer_layers = _per_block(transformer_layers_per_block, num_blocks, "transformer_layers_per_block")
@@ -279,9 +280,9 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
             nn.init.zeros_(embedding.linear_2.bias)
 
     @staticmethod
-    def _check_config(
+    def _check_spatial_config(
         down_block_types, up_block_types, mid_block_type, block_out_channels, cross_attention_dim,
-        temporal_attention, frame_position_encoding, max_frames, scalar_conditions, resnet_time_scale_shift,
+        resnet_time_scale_shift,
     ) -> None:  # fmt: skip
         for block_type in down_block_types:
             if block_type not in DOWN_BLOCK_TYPES:
@@ -298,6 +299,13 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
             )
         if not isinstance(cross_attention_dim, int):
             raise ValueError(f"`cross_attention_dim` must be one int for all blocks but is {cross_attention_dim!r}.")
+        if resnet_time_scale_shift not in ("default", "scale_shift"):
+            raise ValueError(
+                f"`resnet_time_scale_shift` must be 'default' or 'scale_shift' but is {resnet_time_scale_shift!r}."
+            )
+
+    @staticmethod
+    def _check_temporal_config(temporal_attention, frame_position_encoding, max_frames, scalar_conditions) -> None:
         if temporal_attention is not None and temporal_attention not in TEMPORAL_ATTENTION_TYPES:
             raise ValueError(
                 f"`temporal_attention` must be one of {TEMPORAL_ATTENTION_TYPES} or None but is {temporal_attention!r}."
@@ -306,10 +314,6 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
             raise ValueError(
                 f"`frame_position_encoding` must be one of {FRAME_POSITION_ENCODINGS} or None but is "
                 f"{frame_position_encoding!r}."
-            )
-        if resnet_time_scale_shift not in ("default", "scale_shift"):
-            raise ValueError(
-                f"`resnet_time_scale_shift` must be 'default' or 'scale_shift' but is {resnet_time_scale_shift!r}."
             )
         if max_frames < 1:
             raise ValueError(f"`max_frames` must be at least 1 but is {max_frames}.")
@@ -412,10 +416,10 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
                     "cannot be inflated to UNet3DModel."
                 )
             config["cross_attention_dim"] = dims.pop()
-        cls._check_config(
-            config.get("down_block_types", ()), config.get("up_block_types", ()),
-            config.get("mid_block_type"), config.get("block_out_channels", ()), config.get("cross_attention_dim", 0),
-            None, None, 1, (), config.get("resnet_time_scale_shift", "default"),
+        cls._check_spatial_config(
+            config.get("down_block_types", ()), config.get("up_block_types", ()), config.get("mid_block_type"),
+            config.get("block_out_channels", ()), config.get("cross_attention_dim", 0),
+            config.get("resnet_time_scale_shift", "default"),
         )  # fmt: skip
         return config
 
