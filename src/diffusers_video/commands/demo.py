@@ -1,13 +1,14 @@
 """`diffusers-video demo`: the main job of `make demo`.
 
-Until the pipelines ship trained demo checkpoints, the demo runs the foundation end to end on real (tiny) models:
+Until the pipelines ship trained demo checkpoints, the demo runs the foundation end to end on real models:
 
 1. the moving-shapes world renders ground-truth clips, and the scorer checks what they show;
-2. a tiny image UNet with Stable Diffusion 2.1's block structure is inflated into a `UNet3DModel` through the same
-   `from_unet2d` code path SD 2.1 weights take, checked against the image model frame by frame, saved and reloaded;
-3. the inflated model runs an 8-step deterministic sampling loop (`VDistilledScheduler`) on a video.
+2. the trained Stable Diffusion 2.1 stand-in (`pipelines/shapes_sd`) generates still frames with diffusers' own
+   `StableDiffusionPipeline`, and the scorer reads their colour and shape;
+3. its UNet is inflated into a `UNet3DModel` with `from_pretrained_2d` (the code path SD 2.1 weights take), checked
+   against the image model frame by frame, saved and reloaded, and run through an 8-step `VDistilledScheduler` loop.
 
-It writes `shapes.gif` (and `shapes.mp4` when imageio-ffmpeg is installed) to the output folder.
+It writes `shapes.gif` (and `shapes.mp4` when imageio-ffmpeg is installed) and `stand_in.png` to the output folder.
 """
 
 from __future__ import annotations
@@ -19,20 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# Stable Diffusion 2.1's UNet block structure at a tiny width (SD 2.1: channels (320, 640, 1280, 1280), heads
-# (5, 10, 20, 20), cross_attention_dim 1024).
-TINY_SD21_UNET = dict(
-    sample_size=16,
-    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    block_out_channels=(32, 64, 64, 64),
-    layers_per_block=2,
-    attention_head_dim=(2, 4, 4, 4),
-    cross_attention_dim=64,
-    use_linear_projection=True,
-    upcast_attention=True,
-    norm_num_groups=16,
-)
+# The trained stand-in for Stable Diffusion 2.1, relative to the repository root (where `make demo` runs).
+STAND_IN = Path("pipelines") / "shapes_sd"
 
 
 def register(subparsers) -> None:
@@ -42,6 +31,9 @@ def register(subparsers) -> None:
     parser.add_argument("--output_dir", default="demo_output", help="where to write the clips (default: demo_output)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--num_clips", type=int, default=8, help="ground-truth clips to render and score (default: 8)")
+    parser.add_argument(
+        "--stand_in", default=str(STAND_IN), help=f"the Stable Diffusion 2.1 stand-in folder (default: {STAND_IN})"
+    )
     parser.set_defaults(func=run)
 
 
@@ -90,30 +82,71 @@ def _shapes_world(output_dir: Path, seed: int, num_clips: int) -> None:
     print(f"   wrote {', '.join(str(p) for p in written)}")
 
 
-def _inflate_and_sample(output_dir: Path, seed: int) -> None:
+def _stand_in_images(output_dir: Path, stand_in: Path, seed: int) -> None:
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    from PIL import Image
+
+    from ..training.stand_in import evaluation_prompts, score_single_frames
+
+    pipe = StableDiffusionPipeline.from_pretrained(stand_in, safety_checker=None, requires_safety_checker=False)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False, timestep_spacing="trailing")
+    pipe.set_progress_bar_config(disable=True)
+    prompts = evaluation_prompts(8, split="heldout", seed=seed)
+    start = time.perf_counter()
+    size = pipe.vae.config.sample_size
+    images = pipe(
+        prompts,
+        height=size,
+        width=size,
+        num_inference_steps=25,
+        guidance_scale=4.0,
+        generator=torch.Generator().manual_seed(seed),
+        output_type="np",
+    ).images
+    seconds = time.perf_counter() - start
+    result = score_single_frames(images, prompts)
+    print(f"2. the Stable Diffusion 2.1 stand-in ({stand_in}) with diffusers' StableDiffusionPipeline, 25 steps")
+    for prompt, image in zip(prompts, images):
+        score = score_single_frames([image], [prompt])
+        print(f"   {prompt!r:<52} colour and shape right: {bool(score['both'])}")
+    print(
+        f"   colour {result['color']:.2f}, shape {result['shape']:.2f} over {result['n']} held-out captions ({seconds:.1f} s)"
+    )
+    strip = np.concatenate(list(np.clip(images, 0, 1)), axis=1)  # (H, 8 W, 3)
+    Image.fromarray((strip * 255).round().astype(np.uint8)).resize((strip.shape[1] * 2, strip.shape[0] * 2)).save(
+        output_dir / "stand_in.png"
+    )
+    print(f"   wrote {output_dir / 'stand_in.png'}")
+
+
+def _inflate_and_sample(output_dir: Path, stand_in: Path, seed: int) -> None:
     from diffusers import UNet2DConditionModel
 
     from .. import UNet3DModel, VDistilledScheduler
 
     torch.manual_seed(seed)
-    unet2d = UNet2DConditionModel(**TINY_SD21_UNET).eval()
+    unet2d = UNet2DConditionModel.from_pretrained(stand_in, subfolder="unet", dtype=torch.float32).eval()
     start = time.perf_counter()
-    unet3d = UNet3DModel.from_unet2d(unet2d, temporal_attention="directed", frame_adaptor=True).eval()
-    print("2. UNet3DModel.from_unet2d on a tiny UNet with Stable Diffusion 2.1's block structure")
+    unet3d = UNet3DModel.from_pretrained_2d(
+        str(stand_in), torch_dtype=torch.float32, temporal_attention="directed", frame_adaptor=True
+    ).eval()
+    print(f"3. UNet3DModel.from_pretrained_2d({str(stand_in)!r}): the stand-in's UNet inflated to video")
     params2d = sum(p.numel() for p in unet2d.parameters())
     params3d = sum(p.numel() for p in unet3d.parameters())
     print(
-        f"   image UNet {params2d / 1e6:.2f}M parameters -> video UNet {params3d / 1e6:.2f}M ({time.perf_counter() - start:.2f} s)"
+        f"   image UNet {params2d / 1e6:.2f}M parameters -> video UNet {params3d / 1e6:.2f}M "
+        f"({time.perf_counter() - start:.2f} s)"
     )
 
     g = torch.Generator().manual_seed(seed)
     batch, frames = 1, 8
-    latents = torch.randn(batch, 4, frames, 16, 16, generator=g)
-    text = torch.randn(batch, 7, TINY_SD21_UNET["cross_attention_dim"], generator=g)
+    channels, size = unet2d.config.in_channels, unet2d.config.sample_size
+    latents = torch.randn(batch, channels, frames, size, size, generator=g)
+    text = torch.randn(batch, 7, unet2d.config.cross_attention_dim, generator=g)
     with torch.no_grad():
-        flat = latents.permute(0, 2, 1, 3, 4).reshape(batch * frames, 4, 16, 16)
+        flat = latents.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, size, size)
         expected = unet2d(flat, 500, text.repeat_interleave(frames, 0)).sample
-        expected = expected.reshape(batch, frames, 4, 16, 16).permute(0, 2, 1, 3, 4)
+        expected = expected.reshape(batch, frames, channels, size, size).permute(0, 2, 1, 3, 4)
         out = unet3d(latents, 500, text).sample
     print(
         f"   max |video UNet - image UNet frame by frame| = {(out - expected).abs().max().item():.2e} (identity at init)"
@@ -125,9 +158,9 @@ def _inflate_and_sample(output_dir: Path, seed: int) -> None:
         diff = (reloaded(latents, 500, text).sample - out).abs().max().item()
     print(f"   saved to {output_dir / 'unet3d'} and reloaded: max output difference {diff:.1e}")
 
-    scheduler = VDistilledScheduler(noise_schedule="continuous_cosine", prediction_type="v_prediction")
+    scheduler = VDistilledScheduler(prediction_type="v_prediction")
     scheduler.set_timesteps(8)
-    sample = torch.randn(batch, 4, frames, 16, 16, generator=g)
+    sample = torch.randn(batch, channels, frames, size, size, generator=g)
     start = time.perf_counter()
     with torch.no_grad():
         for t in scheduler.timesteps:
@@ -135,13 +168,20 @@ def _inflate_and_sample(output_dir: Path, seed: int) -> None:
             sample = scheduler.step(v, t, sample).prev_sample
     seconds = time.perf_counter() - start
     print(
-        f"3. 8-step VDistilledScheduler sampling of an 8-frame latent video: {seconds:.2f} s, output {tuple(sample.shape)}"
+        f"   8-step VDistilledScheduler loop on an 8-frame latent video: {seconds:.2f} s, output {tuple(sample.shape)}"
     )
 
 
 def run(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    stand_in = Path(args.stand_in)
+    if not (stand_in / "model_index.json").is_file():
+        raise FileNotFoundError(
+            f"`--stand_in` {str(stand_in)!r} is not a pipeline folder (no model_index.json); run the demo from the "
+            "repository root or pass the folder of the Stable Diffusion 2.1 stand-in."
+        )
     _shapes_world(output_dir, args.seed, args.num_clips)
-    _inflate_and_sample(output_dir, args.seed)
+    _stand_in_images(output_dir, stand_in, args.seed)
+    _inflate_and_sample(output_dir, stand_in, args.seed)
     return 0
