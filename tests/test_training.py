@@ -198,14 +198,17 @@ def test_sigkill_then_resume_latest_repeats_the_uninterrupted_loss_sequence(tmp_
 
     resumed, reference = read_train_log(run_dir), read_train_log(reference_dir)
     assert [line["step"] for line in resumed] == list(range(1, total + 1))
-    assert [line["loss"] for line in resumed] == [line["loss"] for line in reference]
+    # Equal up to float32 summation order: the killed run is another process, and oneDNN may pick other kernels for
+    # other memory alignments (a wrong data position or RNG state would change the losses in their first digits).
+    losses, reference_losses = [line["loss"] for line in resumed], [line["loss"] for line in reference]
+    assert losses == pytest.approx(reference_losses, rel=1e-6, abs=1e-9)
     # the first steps come from the killed process, the rest from the resumed one: it did resume
     assert len({line["run"] for line in resumed[:resumed_from]}) == 1
     killed_run = resumed[0]["run"]
     assert all(line["run"] != killed_run for line in resumed[resumed_from:])
     a = UNet3DModel.from_pretrained(run_dir / "final" / "unet").state_dict()
     b = UNet3DModel.from_pretrained(reference_dir / "final" / "unet").state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
 
 
 # ------------------------------------------------------------------------------------- (d) checkpoint selection
