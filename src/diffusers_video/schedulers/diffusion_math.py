@@ -79,6 +79,28 @@ def check_custom_timesteps(num_inference_steps: int | None, timesteps) -> np.nda
     return grid
 
 
+def check_x0_predictable(prediction_type: str, alpha: Scalar, timestep: Scalar) -> None:
+    """An epsilon prediction cannot give x_0 where alpha is 0 (zero terminal SNR): say so instead of dividing by 0."""
+    if prediction_type == "epsilon" and float(alpha) == 0.0:
+        raise ValueError(
+            f"`prediction_type`='epsilon' cannot predict x_0 at timestep {_as_number(timestep)}, where alpha is 0"
+            " (zero terminal SNR); use 'v_prediction'."
+        )
+
+
+def limit_x0(x0: torch.Tensor, config) -> torch.Tensor:
+    """Dynamic thresholding or clipping of a predicted x_0, as a DDIM-style scheduler `config` asks.
+
+    `config` has DDIM's keys `thresholding`, `dynamic_thresholding_ratio`, `sample_max_value`, `clip_sample` and
+    `clip_sample_range`; thresholding wins when both are on, and `x0` comes back unchanged when neither is.
+    """
+    if config.thresholding:
+        return dynamic_threshold(x0, config.dynamic_thresholding_ratio, config.sample_max_value)
+    if config.clip_sample:
+        return x0.clamp(-config.clip_sample_range, config.clip_sample_range)
+    return x0
+
+
 def check_finite(tensor: torch.Tensor, name: str, timestep: Scalar) -> None:
     """Raises a `ValueError` if `tensor` holds a NaN or an infinite value."""
     if not torch.isfinite(tensor).all():

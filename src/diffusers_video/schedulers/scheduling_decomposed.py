@@ -35,9 +35,10 @@ from .diffusion_math import (
     check_num_inference_steps,
     check_num_train_timesteps,
     check_prediction_type,
+    check_x0_predictable,
     discrete_betas,
     discrete_timesteps,
-    dynamic_threshold,
+    limit_x0,
     prediction_to_x0_eps,
     velocity,
     x0_to_eps,
@@ -526,11 +527,7 @@ class DecomposedNoiseScheduler(SchedulerMixin, ConfigMixin):
         alpha_prod_t = self._alpha_prod(timestep)
         alpha_prod_t_prev = self._alpha_prod(prev_timestep)
         alpha_t, sigma_t = alpha_prod_t**0.5, (1 - alpha_prod_t) ** 0.5
-        if self.config.prediction_type == "epsilon" and float(alpha_prod_t) == 0.0:
-            raise ValueError(
-                f"`prediction_type`='epsilon' cannot predict x_0 at timestep {_as_number(timestep)}, where"
-                " alpha_bar is 0 (zero terminal SNR); use 'v_prediction'."
-            )
+        check_x0_predictable(self.config.prediction_type, alpha_prod_t, timestep)
 
         # 3. "predicted x_0" and "predicted noise" of formula (12) from the model output
         pred_original_sample, pred_epsilon = prediction_to_x0_eps(
@@ -538,13 +535,7 @@ class DecomposedNoiseScheduler(SchedulerMixin, ConfigMixin):
         )
 
         # 4. clip or threshold "predicted x_0"
-        if self.config.thresholding:
-            pred_original_sample = dynamic_threshold(
-                pred_original_sample, self.config.dynamic_thresholding_ratio, self.config.sample_max_value
-            )
-        elif self.config.clip_sample:
-            limit = self.config.clip_sample_range
-            pred_original_sample = pred_original_sample.clamp(-limit, limit)
+        pred_original_sample = limit_x0(pred_original_sample, self.config)
 
         # 5. "sigma_t(eta)" of formula (16)
         variance = self._get_variance(alpha_prod_t, alpha_prod_t_prev)

@@ -27,13 +27,14 @@ from .diffusion_math import (
     check_num_inference_steps,
     check_num_train_timesteps,
     check_prediction_type,
+    check_x0_predictable,
     continuous_timesteps,
     cosine_alpha_sigma,
     ddim_update,
     discrete_betas,
     discrete_timesteps,
     distillation_step_counts,
-    dynamic_threshold,
+    limit_x0,
     prediction_to_x0_eps,
     velocity,
     x0_to_eps,
@@ -333,11 +334,7 @@ class VDistilledScheduler(SchedulerMixin, ConfigMixin):
         # 2. noise levels of t and s
         alpha_t, sigma_t = self.alpha_sigma(timestep)
         alpha_s, sigma_s = self.alpha_sigma(prev_timestep)
-        if self.config.prediction_type == "epsilon" and float(alpha_t) == 0.0:
-            raise ValueError(
-                f"`prediction_type`='epsilon' cannot predict x_0 at timestep {_as_number(timestep)}, where alpha_t is"
-                " 0 (zero SNR); use 'v_prediction'."
-            )
+        check_x0_predictable(self.config.prediction_type, alpha_t, timestep)
 
         # 3. x_hat and eps_hat from the model output; for v: x_hat = alpha_t z_t - sigma_t v_hat,
         #    eps_hat = sigma_t z_t + alpha_t v_hat (Imagen Video section 2.4, Salimans & Ho section 4)
@@ -348,13 +345,7 @@ class VDistilledScheduler(SchedulerMixin, ConfigMixin):
         # 4. clip or threshold x_hat, then re-derive eps_hat = (z_t - alpha_t x_hat) / sigma_t so that the step stays
         #    on the line through z_t and the clipped x_hat (diffusers' `use_clipped_model_output=True`)
         if self.config.thresholding or self.config.clip_sample:
-            if self.config.thresholding:
-                pred_original_sample = dynamic_threshold(
-                    pred_original_sample, self.config.dynamic_thresholding_ratio, self.config.sample_max_value
-                )
-            else:
-                limit = self.config.clip_sample_range
-                pred_original_sample = pred_original_sample.clamp(-limit, limit)
+            pred_original_sample = limit_x0(pred_original_sample, self.config)
             pred_epsilon = x0_to_eps(sample, pred_original_sample, alpha_t, sigma_t)
 
         # 5. z_s = alpha_s x_hat + sigma_s eps_hat: DDIM (Song et al. 2021, eq. 12) with eta = 0
