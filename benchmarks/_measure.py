@@ -70,3 +70,24 @@ def run_worker(script: str, kind: str, what: str, argv: list[str], env: dict[str
         env=env,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, device: str) -> float:
+    """Median wall time of `repeats` calls of `fn` (synchronising CUDA around each); warm up before calling this."""
+    import statistics
+    import time
+
+    import torch
+
+    def sync():
+        if str(device).startswith("cuda"):
+            torch.cuda.synchronize()
+
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

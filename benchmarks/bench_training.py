@@ -27,11 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
-from _measure import peak_bytes, run_worker  # benchmarks/ is on sys.path when this runs as a script
+from _measure import median_seconds, peak_bytes, run_worker  # benchmarks/ is on sys.path when this runs as a script
 
 CONFIG = dict(
     in_channels=3,
@@ -107,24 +105,13 @@ def measure(kind: str, what: str, args: argparse.Namespace) -> dict:
             ema.step(params)
         return loss
 
-    def sync():
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
     result = {"kind": kind, "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
     step()  # warm-up: allocates the optimizer state
     if what == "memory":
         result["peak_mb"] = peak_bytes(step, device) / 2**20
         return result
     step()
-    times = []
-    for _ in range(args.steps):
-        sync()
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
-    result["seconds"] = statistics.median(times)
+    result["seconds"] = median_seconds(step, args.steps, device)
     return result
 
 

@@ -17,11 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 
-from _measure import peak_bytes, run_worker  # benchmarks/ is on sys.path when this runs as a script
+from _measure import median_seconds, peak_bytes, run_worker  # benchmarks/ is on sys.path when this runs as a script
 
 PRESETS = {
     # A small latent video UNet that runs in seconds on a 2-core CPU.
@@ -86,10 +85,6 @@ def measure(
         with torch.no_grad():
             return model(sample, timestep, encoder_hidden_states=text).sample
 
-    def sync():
-        if device == "cuda":
-            torch.cuda.synchronize()
-
     result = {"kind": kind, "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
     if what == "memory":
         result["peak_mb"] = peak_bytes(forward, device) / 2**20
@@ -99,14 +94,7 @@ def measure(
         forward()
     result["gflop"] = counter.get_total_flops() / 1e9
     forward()  # warm-up
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        forward()
-        sync()
-        times.append(time.perf_counter() - start)
-    result["seconds"] = statistics.median(times)
+    result["seconds"] = median_seconds(forward, repeats, device)
     return result
 
 
