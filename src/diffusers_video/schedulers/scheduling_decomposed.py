@@ -92,6 +92,30 @@ def frame_ratios(
     return torch.full((num_frames,), float(base_noise_ratio), device=device, dtype=dtype)
 
 
+def key_frame_index(num_frames: int) -> int:
+    """Index `floor(N / 2)` of VideoFusion's key frame: the middle frame, whose noise is the base noise alone."""
+    if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+        raise ValueError(f"`num_frames` must be an integer >= 1 but is {num_frames!r}.")
+    return num_frames // 2
+
+
+def with_key_frame(ratios: torch.Tensor, key_frame: int | None = None) -> torch.Tensor:
+    """`ratios` with `lambda = 1` at the key frame (default: the middle one), as VideoFusion sets it.
+
+    With `lambda_key = 1` the key frame is diffused by the base noise alone, `x_t^key = alpha_t x_0^key + sigma_t b`:
+    exactly an image diffusion sample, so an image model (the base generator) can estimate `b` from that frame.
+    """
+    if ratios.ndim != 1:
+        raise ValueError(f"`ratios` must have shape (frames,) but has shape {tuple(ratios.shape)}.")
+    num_frames = ratios.shape[0]
+    key_frame = key_frame_index(num_frames) if key_frame is None else key_frame
+    if isinstance(key_frame, bool) or not isinstance(key_frame, int) or not 0 <= key_frame < num_frames:
+        raise ValueError(f"`key_frame` must be an integer in [0, {num_frames}) but is {key_frame!r}.")
+    ratios = ratios.clone()
+    ratios[key_frame] = 1.0
+    return ratios
+
+
 def _check_video(tensor: torch.Tensor, name: str) -> None:
     if tensor.ndim != 5:
         raise ValueError(
