@@ -283,6 +283,8 @@ def test_bad_input_gets_clear_errors(tmp_path, capsys):
         DistillationConfig(resume_from_checkpoint="checkpoint-4")
     with pytest.raises(ValueError, match="`model.pretrained_model_name_or_path` must be unset"):
         DistillationConfig(model={"pretrained_model_name_or_path": "somewhere"})
+    with pytest.raises(ValueError, match="`videofusion` must be unset for distillation"):
+        DistillationConfig(videofusion={"base_noise_ratio": 0.5})
 
     # a teacher folder that does not exist, from Python and from the command line
     missing = tmp_path / "no-such-teacher"

@@ -8,6 +8,8 @@ module that defines its classes has been imported.
 __version__ = "0.1.0.dev0"
 
 from .models.unet_3d import UNet3DModel, UNet3DModelOutput
+from .pipelines.pipeline_utils import VideoPipelineOutput
+from .pipelines.videofusion.pipeline_videofusion import VideoFusionPipeline
 from .schedulers.scheduling_decomposed import DecomposedNoiseScheduler, DecomposedNoiseSchedulerOutput
 from .schedulers.scheduling_v_distilled import VDistilledScheduler, VDistilledSchedulerOutput
 
@@ -18,4 +20,6 @@ __all__ = [
     "DecomposedNoiseSchedulerOutput",
     "VDistilledScheduler",
     "VDistilledSchedulerOutput",
+    "VideoFusionPipeline",
+    "VideoPipelineOutput",
 ]

@@ -42,6 +42,7 @@ _UNSET_KEYS = (
     "model.unet_config",
     "model.temporal",
     "model.noise_scheduler",
+    "videofusion",
 )
 _ARGUMENT = re.compile(r"^ {8}([\w.]+) \(`[^`]*`(?:, defaults to (.*?))?\): (.*)$")
 
@@ -66,7 +67,9 @@ def register(subparsers) -> None:
             "training settings of every round (see the README, 'Training'; `data` defaults to the teacher's)"
         ),
     }
-    fields = {key: hint for key, hint in fields.items() if key not in _UNSET_KEYS}
+    fields = {
+        key: hint for key, hint in fields.items() if key.split(".")[0] not in _UNSET_KEYS and key not in _UNSET_KEYS
+    }
     for key in (*main_keys, *(key for key in fields if key not in main_keys)):
         names = [f"--{key}"] + (["--resume"] if key == _RESUME_KEY else [])
         text = f"{helps.get(key, '')} [{_hint_text(fields[key])}]".strip().replace("%", "%%")

@@ -1,15 +1,17 @@
-"""Training: the accelerate training loop (`train`), progressive distillation (`distill`), configs, checkpoints.
+"""Training: the accelerate training loop (`train`), progressive distillation (`distill`), VideoFusion's joint
+base/residual training (a `videofusion` config section), configs, checkpoints.
 
 See the README ("Training", "Progressive distillation") for the command lines and the config keys.
 """
 
 from .checkpointing import latest_checkpoint, list_checkpoints, read_marker
 from .components import TrainingComponents, load_components, save_components
-from .config import DataConfig, ModelConfig, TrainingConfig
+from .config import DataConfig, ModelConfig, TrainingConfig, VideoFusionConfig
 from .data import VideoFolderDataset
 from .distillation import DistillationConfig, distill
 from .objectives import OBJECTIVES, TrainingNoise, sample_training_noise
 from .trainer import Trainer, train
+from .videofusion import VideoFusionTrainer
 
 __all__ = [
     "DataConfig",
@@ -21,6 +23,8 @@ __all__ = [
     "TrainingConfig",
     "TrainingNoise",
     "VideoFolderDataset",
+    "VideoFusionConfig",
+    "VideoFusionTrainer",
     "distill",
     "latest_checkpoint",
     "list_checkpoints",

@@ -123,6 +123,42 @@ class ModelConfig:
 
 
 @dataclass
+class VideoFusionConfig:
+    """VideoFusion's joint training of a base and a residual generator (see `training.videofusion`).
+
+    Setting this section (`"videofusion": {...}` in a config file, or any `--videofusion.KEY` on the command line)
+    trains VideoFusion: the `model` section gives the residual generator (a `UNet3DModel`, e.g. inflated from the
+    image model), the noise is VideoFusion's decomposed noise, and the final folder is a `VideoFusionPipeline`.
+
+    Args:
+        base_noise_ratio (`float`, defaults to 0.5): `lambda` in [0, 1], the share of each frame's noise variance that
+            is the base noise shared by the clip; with a base generator the key (middle) frame has `lambda = 1`.
+        base_model (`str | None`, defaults to None): A local folder holding `unet/` (a `UNet2DConditionModel`, e.g.
+            "pipelines/shapes_sd") and optionally `scheduler/`: the base generator. None trains no base generator:
+            the residual UNet learns the whole decomposed noise.
+        base_prediction_type (`str | None`, defaults to None): How the base generator's output reads, "epsilon" or
+            "v_prediction"; None reads it from `base_model`'s `scheduler/scheduler_config.json`.
+        train_base (`bool`, defaults to True): Train the base generator jointly with the residual one, as the paper
+            does; False keeps it frozen.
+    """
+
+    base_noise_ratio: float = 0.5
+    base_model: str | None = None
+    base_prediction_type: str | None = None
+    train_base: bool = True
+
+    def __post_init__(self):
+        _check_types(self, "videofusion.")
+        if not 0.0 <= self.base_noise_ratio <= 1.0:  # also rejects NaN
+            raise ValueError(f"`videofusion.base_noise_ratio` must be in [0, 1] but is {self.base_noise_ratio}.")
+        if self.base_prediction_type is not None and self.base_prediction_type not in PREDICTION_TYPES:
+            raise ValueError(
+                f"`videofusion.base_prediction_type` must be one of {PREDICTION_TYPES} or None but is "
+                f"{self.base_prediction_type!r}."
+            )
+
+
+@dataclass
 class TrainingConfig:
     """All settings of a training run (see the README, "Training").
 
@@ -159,7 +195,9 @@ class TrainingConfig:
         freeze_spatial (`bool`, defaults to False): Train only the temporal parameters (temporal layers, frame
             adaptors, scalar-condition embeddings) of a `UNet3DModel`.
         data (`DataConfig`): What to train on.
-        model (`ModelConfig`): What to train.
+        model (`ModelConfig`): What to train (with `videofusion`: the residual generator).
+        videofusion (`VideoFusionConfig | None`, defaults to None): Train VideoFusion's base and residual generators
+            jointly; None trains the `model` alone.
     """
 
     output_dir: str = "train_output"
@@ -188,12 +226,15 @@ class TrainingConfig:
     freeze_spatial: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    videofusion: VideoFusionConfig | None = None
 
     def __post_init__(self):
         if isinstance(self.data, dict):
             self.data = _from_dict(DataConfig, self.data, "data.")
         if isinstance(self.model, dict):
             self.model = _from_dict(ModelConfig, self.model, "model.")
+        if isinstance(self.videofusion, dict):
+            self.videofusion = _from_dict(VideoFusionConfig, self.videofusion, "videofusion.")
         _check_types(self, "")
         _check_int("seed", self.seed, 0)
         for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps"):
@@ -235,6 +276,33 @@ class TrainingConfig:
                 raise ValueError(f"`{name}` must be > 0 or None but is {value}.")
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be > 0 but is {self.learning_rate}.")
+        if self.videofusion is not None:
+            self._check_videofusion()
+
+    def _check_videofusion(self) -> None:
+        if self.prediction_type != "epsilon":
+            raise ValueError(
+                f"`prediction_type` must be 'epsilon' with `videofusion` (the residual generator predicts the "
+                f"residual noise; the base generator's own type is `videofusion.base_prediction_type`) but is "
+                f"{self.prediction_type!r}."
+            )
+        if self.image_fraction > 0:
+            raise ValueError(
+                f"`image_fraction` must be 0 with `videofusion` (VideoFusion trains on videos only) but is "
+                f"{self.image_fraction}."
+            )
+        if self.data.num_frames < 2:
+            raise ValueError(f"`data.num_frames` must be >= 2 with `videofusion` but is {self.data.num_frames}.")
+        if self.model.unet_class != "UNet3DModel":
+            raise ValueError(
+                f"`model.unet_class` must be 'UNet3DModel' with `videofusion` (the residual generator) but is "
+                f"{self.model.unet_class!r}."
+            )
+        if self.model.pipeline_class not in (None, "VideoFusionPipeline"):
+            raise ValueError(
+                f"`model.pipeline_class` must be None or 'VideoFusionPipeline' with `videofusion` (the final folder "
+                f"is a VideoFusionPipeline) but is {self.model.pipeline_class!r}."
+            )
 
     # ------------------------------------------------------------------ (de)serialisation
 
@@ -266,12 +334,19 @@ class TrainingConfig:
         return cls.from_dict(values)
 
     def with_overrides(self, overrides: dict[str, Any]) -> TrainingConfig:
-        """A copy with some values replaced; keys are field names, dotted for nested ones (`"data.height"`)."""
-        values = self.to_dict()
+        """A copy with some values replaced; keys are field names, dotted for nested ones (`"data.height"`).
+
+        A key of an optional section that is unset (`"videofusion.base_model"`) sets the section, its other keys
+        at their defaults.
+        """
+        values, hints = self.to_dict(), typing.get_type_hints(type(self))
         for key, value in overrides.items():
             *parents, name = key.split(".")
             target = values
             for parent in parents:
+                section = _section_class(hints[parent]) if target is values and parent in hints else None
+                if section is not None and target[parent] is None:
+                    target[parent] = dataclasses.asdict(section())  # an unset optional section (`videofusion`)
                 if not isinstance(target.get(parent), dict):
                     raise ValueError(f"Unknown config key {key!r}.")
                 target = target[parent]
@@ -295,11 +370,19 @@ def config_fields(cls=TrainingConfig, prefix: str = "") -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     keys = {}
     for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[f.name]):
-            keys.update(config_fields(hints[f.name], f"{prefix}{f.name}."))
+        section = _section_class(hints[f.name])
+        if section is not None:
+            keys.update(config_fields(section, f"{prefix}{f.name}."))
         else:
             keys[f"{prefix}{f.name}"] = hints[f.name]
     return keys
+
+
+def _section_class(hint: Any) -> type | None:
+    """The dataclass of a nested section hinted `Section` or `Section | None`, else None."""
+    candidates = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    sections = [c for c in candidates if dataclasses.is_dataclass(c)]
+    return sections[0] if len(sections) == 1 else None
 
 
 def _learning_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -313,7 +396,8 @@ def _learning_values(values: dict[str, Any]) -> dict[str, Any]:
 def _diff_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
     keys = []
     for key in sorted(set(a) | set(b)):
-        if not prefix and key in ("data", "model") and isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+        sections = isinstance(a.get(key), dict) and isinstance(b.get(key), dict)
+        if not prefix and key in ("data", "model", "videofusion") and sections:
             keys += _diff_keys(a[key], b[key], f"{key}.")
         elif a.get(key) != b.get(key):
             keys.append(f"{prefix}{key}")

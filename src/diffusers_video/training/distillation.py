@@ -114,6 +114,10 @@ class DistillationConfig(TrainingConfig):
     guidance_scale_range: list[float] | None = field(default_factory=lambda: [1.0, 7.0])
 
     def __post_init__(self):
+        if self.videofusion is not None:
+            raise ValueError(
+                "`videofusion` must be unset for distillation: the teacher is a plain v-prediction video model."
+            )
         super().__post_init__()
         if self.prediction_type != "v_prediction":
             raise ValueError(

@@ -5,7 +5,8 @@ One loop trains a `UNet3DModel` on videos (and, jointly, on still images as sing
 encoder. It runs unchanged on one CPU, one GPU or many processes (`accelerate launch`), and its data and noise are a
 function of (seed, sample position) (see `training.data`), so a resumed run repeats the uninterrupted one exactly.
 
-Subclasses (distillation, VideoFusion's base/residual training) override `training_loss` or `unet_kwargs`.
+Subclasses (distillation, VideoFusion's base/residual training) override `training_loss` or `unet_kwargs`, and
+`trainable_parameters` and `build_denoiser` to train more than one model.
 """
 
 from __future__ import annotations
@@ -70,7 +71,12 @@ def train(config: TrainingConfig, components: TrainingComponents | None = None) 
     Returns:
         `Path`: The final folder: `unet/` (EMA weights when `ema_decay` is set), `text_encoder/`, `tokenizer/`,
         `vae/`, `scheduler/`, `training_config.json`, and `model_index.json` when `model.pipeline_class` is set.
+        With `config.videofusion` set, a `VideoFusionPipeline` folder (see `training.videofusion`).
     """
+    if config.videofusion is not None:
+        from .videofusion import VideoFusionTrainer  # imports this module
+
+        return VideoFusionTrainer(config, components).train()
     return Trainer(config, components).train()
 
 
@@ -115,8 +121,15 @@ class Trainer:
     # Scalar conditions whose values a subclass computes per sample (distillation's "guidance_scale"): the config's
     # `model.scalar_conditions` gives no constant for them.
     computed_scalar_conditions: tuple[str, ...] = ()
+    # Whether the class trains `config.videofusion` (VideoFusionTrainer); any other refuses such a config.
+    trains_videofusion: bool = False
 
     def __init__(self, config: TrainingConfig, components: TrainingComponents | None = None):
+        if config.videofusion is not None and not self.trains_videofusion:
+            raise ValueError(
+                f"{type(self).__name__} cannot train a config with a `videofusion` section: use `train(config)` or "
+                "`training.videofusion.VideoFusionTrainer`."
+            )
         self.config = config
         self.output_dir = Path(config.output_dir)
         ddp_kwargs = DistributedDataParallelKwargs()
@@ -144,10 +157,7 @@ class Trainer:
         for frozen in (self.components.text_encoder, self.components.vae):
             if frozen is not None:
                 frozen.requires_grad_(False).eval().to(device)
-        self.trainable = self._select_trainable(unet)
-        if config.gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
-        unet.train()
+        self.trainable = self.trainable_parameters()
 
         optimizer = torch.optim.AdamW(
             self.trainable,
@@ -163,7 +173,7 @@ class Trainer:
             num_warmup_steps=config.lr_warmup_steps,
             num_training_steps=config.max_train_steps,
         )
-        self.model, self.optimizer = self.accelerator.prepare(_Denoiser(unet), optimizer)
+        self.model, self.optimizer = self.accelerator.prepare(self.build_denoiser(), optimizer)
         self.unet = unet
         self.ema = None
         if config.ema_decay is not None:
@@ -179,6 +189,9 @@ class Trainer:
                 dataset.cache_latents(self.components.vae)
         self.run_id = uuid.uuid4().hex[:12]
         self.steps_per_second: float | None = None
+        # Parts of the loss a `training_loss` reports (detached scalars, e.g. VideoFusion's base and residual
+        # losses); logged next to `loss`, averaged like it.
+        self.loss_parts: dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------------------------------------ checks
 
@@ -224,6 +237,22 @@ class Trainer:
             raise ValueError(
                 f"The noise scheduler {type(scheduler).__name__} cannot train this run: it lacks {missing}."
             )
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters the optimizer and the EMA cover; sets up the trained models (gradients, train mode).
+
+        Subclasses that train more models (VideoFusion's base generator) add theirs.
+        """
+        unet = self.components.unet
+        trainable = self._select_trainable(unet)
+        if self.config.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+        unet.train()
+        return trainable
+
+    def build_denoiser(self) -> nn.Module:
+        """The module that accelerate prepares: every trained model inside it, one forward call per micro-batch."""
+        return _Denoiser(self.components.unet)
 
     def _select_trainable(self, unet: nn.Module) -> list[nn.Parameter]:
         if not self.config.freeze_spatial:
@@ -353,12 +382,14 @@ class Trainer:
         micro_batches = iter(loader)
         while self.state.global_step < config.max_train_steps:
             step_loss = torch.zeros((), device=accelerator.device)
+            step_parts: dict[str, torch.Tensor] = {}
             lr = self.lr_scheduler.get_last_lr()[0]  # the rate this step uses
             for micro in range(config.gradient_accumulation_steps):
                 parts = next(micro_batches)
                 # model-internal randomness (dropout) also depends only on where the run is
                 torch.manual_seed(sample_seed(config.seed, self.state.global_step, micro, accelerator.process_index))
                 with accelerator.accumulate(self.model):
+                    self.loss_parts = {}
                     loss = self.training_loss(parts)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and config.max_grad_norm is not None:
@@ -368,12 +399,15 @@ class Trainer:
                         self.lr_scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
                 step_loss += loss.detach() / config.gradient_accumulation_steps
+                for name, value in self.loss_parts.items():
+                    step_parts[name] = step_parts.get(name, 0) + value.detach() / config.gradient_accumulation_steps
                 self.state.position += config.train_batch_size
             if self.ema is not None:
                 self.ema.step(self.trainable)
             self.state.global_step += 1
             step_loss = accelerator.reduce(step_loss, reduction="mean").item()
-            self._log_step(step_loss, lr, progress)
+            parts_logged = {k: accelerator.reduce(v, reduction="mean").item() for k, v in sorted(step_parts.items())}
+            self._log_step(step_loss, lr, progress, parts_logged)
             if config.checkpointing_steps and self.state.global_step % config.checkpointing_steps == 0:
                 self.save_checkpoint()
         progress.close()
@@ -387,13 +421,13 @@ class Trainer:
             )
         return self.save_final()  # no `end_training`: it would end the caller's process group too
 
-    def _log_step(self, loss: float, lr: float, progress) -> None:
+    def _log_step(self, loss: float, lr: float, progress, parts: dict[str, float] | None = None) -> None:
         if not math.isfinite(loss):
             raise FloatingPointError(f"The training loss is {loss} at step {self.state.global_step}.")
         progress.update(1)
         progress.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
         if self.accelerator.is_main_process:
-            line = {"step": self.state.global_step, "loss": loss, "lr": lr, "run": self.run_id}
+            line = {"step": self.state.global_step, "loss": loss, **(parts or {}), "lr": lr, "run": self.run_id}
             with open(self.output_dir / LOG_NAME, "a") as handle:
                 handle.write(json.dumps(line) + "\n")
 

@@ -1,0 +1,269 @@
+"""What the video pipelines of this package share: the output dataclass, output types, VAE decoding, post-processing.
+
+Small functions rather than a base class: each pipeline stays a plain `DiffusionPipeline` and calls what it needs.
+Frames come back as diffusers' video pipelines return them (see [`postprocess_video`]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers.models import AutoencoderKL
+from diffusers.utils import BaseOutput, logging
+from diffusers.video_processor import VideoProcessor
+from transformers import CLIPTextModel, CLIPTokenizer
+
+logger = logging.get_logger(__name__)
+
+OUTPUT_TYPES = ("np", "pt", "pil", "latent")
+
+__all__ = [
+    "OUTPUT_TYPES",
+    "VideoPipelineOutput",
+    "check_decode_chunk_size",
+    "check_output_type",
+    "decode_latents",
+    "encode_clip_prompt",
+    "postprocess_video",
+]
+
+
+@dataclass
+class VideoPipelineOutput(BaseOutput):
+    """Output of the video pipelines of this package.
+
+    Args:
+        frames (`np.ndarray`, `torch.Tensor` or `list[list[PIL.Image.Image]]`):
+            The videos, as the requested `output_type` gives them: "np" a `(batch, frames, height, width, 3)` float
+            array in [0, 1]; "pt" a `(batch, frames, 3, height, width)` tensor in [0, 1]; "pil" one list of PIL images
+            per video; "latent" the final latents `(batch, channels, frames, height, width)`.
+    """
+
+    frames: np.ndarray | torch.Tensor | list[list[PIL.Image.Image]]
+
+
+def check_output_type(output_type: str, allowed: Sequence[str] = OUTPUT_TYPES) -> None:
+    """Raises a `ValueError` unless `output_type` is one of `allowed` (default "np", "pt", "pil", "latent").
+
+    diffusers' image processor silently falls back to "np" for an unknown type; a typo should fail instead.
+    """
+    if not isinstance(output_type, str) or output_type not in allowed:
+        raise ValueError(f"`output_type` must be one of {tuple(allowed)} but is {output_type!r}.")
+
+
+def check_decode_chunk_size(decode_chunk_size: int | None) -> None:
+    """Raises a `ValueError` unless `decode_chunk_size` is None or a positive integer."""
+    if decode_chunk_size is None:
+        return
+    if isinstance(decode_chunk_size, bool) or not isinstance(decode_chunk_size, int) or decode_chunk_size < 1:
+        raise ValueError(f"`decode_chunk_size` must be a positive integer or None but is {decode_chunk_size!r}.")
+
+
+# Adapted from diffusers.pipelines.animatediff.pipeline_animatediff.AnimateDiffPipeline.decode_latents
+# (`decode_chunk_size=None` decodes all frames at once, as TextToVideoSDPipeline.decode_latents does)
+def decode_latents(vae: AutoencoderKL, latents: torch.Tensor, decode_chunk_size: int | None = None) -> torch.Tensor:
+    """Decodes video latents with an image VAE, `decode_chunk_size` frames at a time.
+
+    Args:
+        vae (`AutoencoderKL`): The image VAE.
+        latents (`torch.Tensor`): `(batch, channels, frames, height, width)` latents (before `1 / scaling_factor`).
+        decode_chunk_size (`int`, *optional*): Frames per `vae.decode` call; `None` decodes all frames at once.
+            Smaller chunks bound the memory of decoding at no change of result (frames decode independently).
+
+    Returns:
+        `torch.Tensor`: float32 video `(batch, 3, frames, height * vae_scale_factor, width * vae_scale_factor)` in the
+        VAE's output range (about [-1, 1]).
+    """
+    check_decode_chunk_size(decode_chunk_size)
+    if latents.ndim != 5:
+        raise ValueError(
+            f"`latents` must have shape (batch, channels, frames, height, width) but has shape {tuple(latents.shape)}."
+        )
+    latents = 1 / vae.config.scaling_factor * latents
+
+    batch_size, channels, num_frames, height, width = latents.shape
+    # (B, C, F, h, w) -> (B*F, C, h, w)
+    latents = latents.permute(0, 2, 1, 3, 4).reshape(batch_size * num_frames, channels, height, width)
+
+    chunk = latents.shape[0] if decode_chunk_size is None else decode_chunk_size
+    video = []
+    for i in range(0, latents.shape[0], chunk):
+        video.append(vae.decode(latents[i : i + chunk]).sample)
+    video = torch.cat(video)  # (B*F, 3, H, W)
+    video = video[None, :].reshape((batch_size, num_frames, -1) + video.shape[2:]).permute(0, 2, 1, 3, 4)
+    # always float32: no significant overhead, and it works for bfloat16
+    return video.float()  # (B, 3, F, H, W)
+
+
+def postprocess_video(
+    video: torch.Tensor, output_type: str = "np"
+) -> np.ndarray | torch.Tensor | list[list[PIL.Image.Image]]:
+    """A decoded video `(batch, 3, frames, height, width)` in [-1, 1] as the frames of `output_type`.
+
+    Uses diffusers' `VideoProcessor.postprocess_video`, so the frames are exactly those of diffusers' video pipelines:
+    "np" `(batch, frames, height, width, 3)` in [0, 1], "pt" `(batch, frames, 3, height, width)` in [0, 1], "pil" a
+    list of lists of images. "latent" is not a post-processing: pipelines return their latents themselves.
+
+    Args:
+        video (`torch.Tensor`): The decoded video.
+        output_type (`str`, defaults to "np"): "np", "pt" or "pil".
+    """
+    check_output_type(output_type, allowed=("np", "pt", "pil"))
+    if video.ndim != 5:
+        raise ValueError(
+            f"`video` must have shape (batch, channels, frames, height, width) but has shape {tuple(video.shape)}."
+        )
+    # post-processing neither resizes nor depends on the VAE's scale factor
+    return VideoProcessor(do_resize=False).postprocess_video(video=video, output_type=output_type)
+
+
+# Adapted from diffusers.pipelines.deprecated.text_to_video_synthesis.pipeline_text_to_video_synth
+# .TextToVideoSDPipeline.encode_prompt (itself StableDiffusionPipeline.encode_prompt), as a function of the tokenizer
+# and text encoder, without the LoRA and textual-inversion branches (these pipelines have no such loaders), and with
+# `dtype` in place of the UNet's dtype as the fallback when there is no text encoder; `clip_skip` also works with
+# transformers 5's CLIPTextModel
+def encode_clip_prompt(
+    tokenizer: CLIPTokenizer,
+    text_encoder: CLIPTextModel | None,
+    prompt: str | list[str] | None,
+    device: torch.device,
+    num_images_per_prompt: int,
+    do_classifier_free_guidance: bool,
+    negative_prompt: str | list[str] | None = None,
+    prompt_embeds: torch.Tensor | None = None,
+    negative_prompt_embeds: torch.Tensor | None = None,
+    clip_skip: int | None = None,
+    dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    r"""Encodes a prompt with a CLIP text encoder exactly as diffusers' Stable Diffusion and text-to-video pipelines do.
+
+    Args:
+        tokenizer (`CLIPTokenizer`): The tokenizer.
+        text_encoder (`CLIPTextModel`): The text encoder (may be None when both embeddings are given).
+        prompt (`str` or `list[str]`, *optional*): The prompt or prompts to encode.
+        device (`torch.device`): Device of the embeddings.
+        num_images_per_prompt (`int`): Images or videos per prompt; the embeddings are repeated this many times.
+        do_classifier_free_guidance (`bool`): Whether to also return unconditional embeddings.
+        negative_prompt (`str` or `list[str]`, *optional*): What not to generate; the empty prompt when not given.
+        prompt_embeds (`torch.Tensor`, *optional*): Pre-computed text embeddings instead of `prompt`.
+        negative_prompt_embeds (`torch.Tensor`, *optional*): Pre-computed negative embeddings.
+        clip_skip (`int`, *optional*): Number of final CLIP layers to skip (1 uses the pre-final layer).
+        dtype (`torch.dtype`, *optional*): dtype of the embeddings when there is no text encoder (a pipeline passes
+            its denoiser's dtype, as diffusers does); the text encoder's dtype otherwise.
+
+    Returns:
+        `tuple[torch.Tensor, torch.Tensor | None]`: `(prompt_embeds, negative_prompt_embeds)`, each
+        `(batch * num_images_per_prompt, tokens, dim)`; the negative ones are None without guidance.
+    """
+    if prompt is not None and isinstance(prompt, str):
+        batch_size = 1
+    elif prompt is not None and isinstance(prompt, list):
+        batch_size = len(prompt)
+    else:
+        batch_size = prompt_embeds.shape[0]
+
+    if prompt_embeds is None:
+        text_inputs = tokenizer(
+            prompt,
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+        text_input_ids = text_inputs.input_ids
+        untruncated_ids = tokenizer(prompt, padding="longest", return_tensors="pt").input_ids
+
+        if untruncated_ids.shape[-1] >= text_input_ids.shape[-1] and not torch.equal(text_input_ids, untruncated_ids):
+            removed_text = tokenizer.batch_decode(untruncated_ids[:, tokenizer.model_max_length - 1 : -1])
+            logger.warning(
+                "The following part of your input was truncated because CLIP can only handle sequences up to"
+                f" {tokenizer.model_max_length} tokens: {removed_text}"
+            )
+
+        if hasattr(text_encoder.config, "use_attention_mask") and text_encoder.config.use_attention_mask:
+            attention_mask = text_inputs.attention_mask.to(device)
+        else:
+            attention_mask = None
+
+        if clip_skip is None:
+            prompt_embeds = text_encoder(text_input_ids.to(device), attention_mask=attention_mask)
+            prompt_embeds = prompt_embeds[0]
+        else:
+            prompt_embeds = text_encoder(
+                text_input_ids.to(device), attention_mask=attention_mask, output_hidden_states=True
+            )
+            # the hidden states of the chosen layer, through the final layer norm as the last layer's are
+            prompt_embeds = prompt_embeds[-1][-(clip_skip + 1)]
+            # transformers 5 flattened CLIPTextModel (no `.text_model`), which diffusers 0.42.1 still expects
+            text_model = getattr(text_encoder, "text_model", text_encoder)
+            prompt_embeds = text_model.final_layer_norm(prompt_embeds)
+
+    if text_encoder is not None:
+        prompt_embeds_dtype = text_encoder.dtype
+    elif dtype is not None:
+        prompt_embeds_dtype = dtype
+    else:
+        prompt_embeds_dtype = prompt_embeds.dtype
+
+    prompt_embeds = prompt_embeds.to(dtype=prompt_embeds_dtype, device=device)
+
+    bs_embed, seq_len, _ = prompt_embeds.shape
+    # duplicate text embeddings for each generation per prompt, using mps friendly method
+    prompt_embeds = prompt_embeds.repeat(1, num_images_per_prompt, 1)
+    prompt_embeds = prompt_embeds.view(bs_embed * num_images_per_prompt, seq_len, -1)
+
+    # get unconditional embeddings for classifier free guidance
+    if do_classifier_free_guidance and negative_prompt_embeds is None:
+        uncond_tokens: list[str]
+        if negative_prompt is None:
+            uncond_tokens = [""] * batch_size
+        elif prompt is not None and type(prompt) is not type(negative_prompt):
+            raise TypeError(
+                f"`negative_prompt` should be the same type to `prompt`, but got {type(negative_prompt)} !="
+                f" {type(prompt)}."
+            )
+        elif isinstance(negative_prompt, str):
+            uncond_tokens = [negative_prompt]
+        elif batch_size != len(negative_prompt):
+            raise ValueError(
+                f"`negative_prompt`: {negative_prompt} has batch size {len(negative_prompt)}, but `prompt`:"
+                f" {prompt} has batch size {batch_size}. Please make sure that passed `negative_prompt` matches"
+                " the batch size of `prompt`."
+            )
+        else:
+            uncond_tokens = negative_prompt
+
+        max_length = prompt_embeds.shape[1]
+        uncond_input = tokenizer(
+            uncond_tokens,
+            padding="max_length",
+            max_length=max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+
+        if hasattr(text_encoder.config, "use_attention_mask") and text_encoder.config.use_attention_mask:
+            attention_mask = uncond_input.attention_mask.to(device)
+        else:
+            attention_mask = None
+
+        negative_prompt_embeds = text_encoder(
+            uncond_input.input_ids.to(device),
+            attention_mask=attention_mask,
+        )
+        negative_prompt_embeds = negative_prompt_embeds[0]
+
+    if do_classifier_free_guidance:
+        # duplicate unconditional embeddings for each generation per prompt, using mps friendly method
+        seq_len = negative_prompt_embeds.shape[1]
+
+        negative_prompt_embeds = negative_prompt_embeds.to(dtype=prompt_embeds_dtype, device=device)
+
+        negative_prompt_embeds = negative_prompt_embeds.repeat(1, num_images_per_prompt, 1)
+        negative_prompt_embeds = negative_prompt_embeds.view(batch_size * num_images_per_prompt, seq_len, -1)
+
+    return prompt_embeds, negative_prompt_embeds

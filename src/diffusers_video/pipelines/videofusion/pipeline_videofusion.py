@@ -1,0 +1,736 @@
+"""VideoFusion: text-to-video with decomposed noise (Luo et al. 2023, https://huggingface.co/papers/2303.08320).
+
+The noise of frame `i` is `eps_i = sqrt(lambda_i) b + sqrt(1 - lambda_i) r_i`, with one base noise `b` shared by all
+frames. The key frame `k = floor(F / 2)` has `lambda_k = 1`, so `x_t^k = alpha_t x_0^k + sigma_t b` is an ordinary
+image diffusion sample and an image model (the base generator, e.g. Stable Diffusion 2.1's UNet) estimates `b` from
+it. A denoising step is
+
+1. base generator on the key frame: `b_hat` (guided);
+2. base noise out of every frame: `x'_t^i = x_t^i - sigma_t sqrt(lambda_i) b_hat`;
+3. residual generator (a video UNet) on `x'_t`: `r_hat_i` (guided);
+4. `eps_hat_i = sqrt(lambda_i) b_hat + sqrt(1 - lambda_i) r_hat_i` and a DDIM step.
+
+Without a base generator the video UNet predicts the whole per-frame output, as in diffusers' `TextToVideoSDPipeline`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from ...guidance import GuidanceSchedule, as_guidance
+from ...models.unet_3d import UNet3DModel
+from ...schedulers.diffusion_math import check_num_inference_steps, v_to_eps
+from ...schedulers.scheduling_decomposed import (
+    DecomposedNoiseScheduler,
+    combine_noise,
+    key_frame_index,
+    remove_base_noise,
+    sample_decomposed_noise,
+    with_key_frame,
+)
+from ..pipeline_utils import (
+    VideoPipelineOutput,
+    check_decode_chunk_size,
+    check_output_type,
+    decode_latents,
+    encode_clip_prompt,
+    postprocess_video,
+)
+from .windows import frame_windows, predict_over_windows, window_blend_weights
+
+BASE_PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+__all__ = ["BASE_PREDICTION_TYPES", "VideoFusionPipeline"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Pipeline
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class VideoFusionPipeline(DiffusionPipeline):
+    r"""Text-to-video generation with VideoFusion's decomposed diffusion.
+
+    A base generator (an image UNet, optional) predicts the base noise shared by all frames from the key frame; a
+    residual generator (a video UNet) predicts each frame's residual noise once the base noise is taken out. Without a
+    base generator, the video UNet predicts the full per-frame output in the scheduler's `prediction_type`, and with
+    `base_noise_ratio=0` the pipeline samples as diffusers' `TextToVideoSDPipeline` does.
+
+    Long videos: the video UNet runs over overlapping windows of frames whose predictions are blended, while the base
+    generator runs once per step on the key frame, so the models' memory does not grow with `num_frames`.
+
+    This pipeline inherits from [`DiffusionPipeline`] (saving, loading, offloading, progress bars).
+
+    Args:
+        vae ([`AutoencoderKL`]): Image VAE that decodes the video latents frame by frame.
+        text_encoder ([`CLIPTextModel`]): Frozen text encoder.
+        tokenizer ([`CLIPTokenizer`]): Its tokenizer.
+        residual_unet ([`UNet3DModel`]): The residual generator, a video UNet on `(B, C, F, H, W)` latents.
+        scheduler ([`DecomposedNoiseScheduler`]): DDIM with decomposed noise; its `base_noise_ratio` is `lambda`.
+        base_unet ([`UNet2DConditionModel`], *optional*): The base generator, an image UNet with the residual UNet's
+            latent channels and text width (e.g. Stable Diffusion 2.1's).
+        base_prediction_type (`str`, defaults to "epsilon"): What the base generator predicts: "epsilon" or
+            "v_prediction" (Stable Diffusion 2.1 at 768 px); saved in `model_index.json`.
+
+    Examples:
+
+        ```py
+        >>> from diffusers.utils import export_to_video
+        >>> from diffusers_video import VideoFusionPipeline
+
+        >>> pipe = VideoFusionPipeline.from_pretrained("path/to/videofusion")
+        >>> frames = pipe("a red circle moving right", num_frames=16, num_inference_steps=25).frames[0]
+        >>> export_to_video(frames, "circle.mp4", fps=8)
+        ```
+    """
+
+    model_cpu_offload_seq = "text_encoder->base_unet->residual_unet->vae"
+    _optional_components = ["base_unet"]
+    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        residual_unet: UNet3DModel,
+        scheduler: DecomposedNoiseScheduler,
+        base_unet: UNet2DConditionModel | None = None,
+        base_prediction_type: str = "epsilon",
+    ):
+        super().__init__()
+        self._check_components(vae, text_encoder, residual_unet, scheduler, base_unet, base_prediction_type)
+        self.register_modules(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            residual_unet=residual_unet,
+            scheduler=scheduler,
+            base_unet=base_unet,
+        )
+        self.register_to_config(base_prediction_type=base_prediction_type)
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
+
+    # ------------------------------------------------------------------ checks
+
+    @staticmethod
+    def _check_components(vae, text_encoder, residual_unet, scheduler, base_unet, base_prediction_type) -> None:
+        """Components that cannot work together are refused with both values named."""
+        if base_prediction_type not in BASE_PREDICTION_TYPES:
+            raise ValueError(
+                f"`base_prediction_type` must be one of {BASE_PREDICTION_TYPES} but is {base_prediction_type!r}."
+            )
+        if scheduler is not None and not isinstance(scheduler, DecomposedNoiseScheduler):
+            raise TypeError(
+                f"`scheduler` must be a DecomposedNoiseScheduler (use `base_noise_ratio=0` for plain DDIM) but is a"
+                f" {type(scheduler).__name__}."
+            )
+        if residual_unet is None:
+            return
+        channels = residual_unet.config.in_channels
+        text_dim = residual_unet.config.cross_attention_dim
+        if residual_unet.config.out_channels != channels:
+            raise ValueError(
+                f"`residual_unet` must predict as many channels as it reads but has in_channels={channels} and"
+                f" out_channels={residual_unet.config.out_channels}."
+            )
+        if vae is not None and vae.config.latent_channels != channels:
+            raise ValueError(
+                f"`vae` has {vae.config.latent_channels} latent channels but `residual_unet` has"
+                f" in_channels={channels}."
+            )
+        if text_encoder is not None and text_encoder.config.hidden_size != text_dim:
+            raise ValueError(
+                f"`text_encoder` has hidden_size={text_encoder.config.hidden_size} but `residual_unet` has"
+                f" cross_attention_dim={text_dim}."
+            )
+        if base_unet is None:
+            return
+        base_channels = (base_unet.config.in_channels, base_unet.config.out_channels)
+        if base_channels != (channels, channels):
+            raise ValueError(
+                f"`base_unet` must read and predict the residual UNet's {channels} latent channels but has"
+                f" in_channels={base_channels[0]} and out_channels={base_channels[1]}."
+            )
+        base_text_dim = base_unet.config.cross_attention_dim
+        base_text_dims = set(base_text_dim) if isinstance(base_text_dim, (list, tuple)) else {base_text_dim}
+        if base_text_dims != {text_dim}:
+            raise ValueError(
+                f"`base_unet` has cross_attention_dim={base_text_dim} but `residual_unet` has"
+                f" cross_attention_dim={text_dim}: both must read the same text embeddings."
+            )
+        if scheduler is not None and scheduler.config.prediction_type != "epsilon":
+            raise ValueError(
+                "With a base generator the combined prediction is an epsilon prediction, so the scheduler's"
+                f" `prediction_type` must be 'epsilon' but is {scheduler.config.prediction_type!r}."
+            )
+
+    def _size_multiple(self) -> int:
+        """Height and width in pixels must be divisible by this: the VAE's and the UNets' downsampling."""
+        unets = [self.residual_unet] + ([self.base_unet] if self.base_unet is not None else [])
+        return self.vae_scale_factor * max(2 ** (len(unet.config.down_block_types) - 1) for unet in unets)
+
+    def _default_size(self, height: int | None, width: int | None) -> tuple[int, int]:
+        """Missing height and width from the residual UNet's `sample_size` (in latents) times the VAE scale factor."""
+        if height is not None and width is not None:
+            return height, width
+        sample_size = self.residual_unet.config.sample_size
+        if sample_size is None:
+            raise ValueError(
+                f"`height` and `width` must be given because `residual_unet` has no `sample_size` but are {height} and"
+                f" {width}."
+            )
+        default_height, default_width = (sample_size, sample_size) if _is_int(sample_size) else sample_size
+        height = default_height * self.vae_scale_factor if height is None else height
+        width = default_width * self.vae_scale_factor if width is None else width
+        return height, width
+
+    def _resolve_windows(self, window_size: int | None, window_overlap: int | None) -> tuple[int | None, int]:
+        """`window_size` defaults to the residual UNet's `max_frames` (None for a UNet without it: no windows)."""
+        if window_size is None:
+            window_size = getattr(self.residual_unet.config, "max_frames", None)
+        if window_overlap is None:
+            window_overlap = window_size // 4 if _is_int(window_size) else 0
+        return window_size, window_overlap
+
+    def frame_ratios(self, num_frames: int, device: str | torch.device | None = None) -> torch.Tensor:
+        """`lambda_i` of every frame, `(num_frames,)`: the scheduler's, and 1 at the key frame with a base generator.
+
+        The base generator reads the key frame as an image diffusion sample, so that frame's noise is the base alone.
+        """
+        ratios = self.scheduler.frame_ratios(num_frames, device=device)
+        if self.base_unet is not None:
+            ratios = with_key_frame(ratios, key_frame_index(num_frames))
+        return ratios
+
+    @staticmethod
+    def _batch_size(prompt, embeds: torch.Tensor | None) -> int:
+        if prompt is None:
+            return embeds.shape[0]
+        return 1 if isinstance(prompt, str) else len(prompt)
+
+    def check_inputs(
+        self,
+        prompt: str | list[str] | None,
+        height: int,
+        width: int,
+        num_frames: int,
+        num_inference_steps: int,
+        guidance_scale: float | Sequence[float] | GuidanceSchedule,
+        negative_prompt: str | list[str] | None,
+        num_videos_per_prompt: int,
+        eta: float,
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None,
+        prompt_embeds: torch.Tensor | None,
+        negative_prompt_embeds: torch.Tensor | None,
+        output_type: str,
+        cross_attention_kwargs: dict[str, Any] | None,
+        decode_chunk_size: int | None,
+        window_size: int | None,
+        window_overlap: int | None,
+        callback_on_step_end: Callable | None,
+        callback_on_step_end_tensor_inputs: list[str] | None,
+    ) -> None:
+        """Raises a `ValueError` (or a `TypeError` for a wrong type) naming the bad argument and its value.
+
+        Every check runs before any model is called. Height and width are already defaulted.
+        """
+        self._check_components(
+            self.vae, self.text_encoder, self.residual_unet, self.scheduler, self.base_unet,
+            self.config.base_prediction_type,
+        )  # fmt: skip  # components may have been swapped since construction
+
+        # sizes and counts
+        multiple = self._size_multiple()
+        if (
+            not (_is_int(height) and _is_int(width))
+            or height < 1
+            or width < 1
+            or height % multiple
+            or width % multiple
+        ):
+            raise ValueError(
+                f"`height` and `width` have to be positive multiples of {multiple} (the VAE scale factor"
+                f" {self.vae_scale_factor} times the UNets' downsampling) but are {height} and {width}."
+            )
+        if not _is_int(num_frames) or num_frames < 1:
+            raise ValueError(f"`num_frames` must be an integer >= 1 but is {num_frames!r}.")
+        if not _is_int(num_inference_steps) or num_inference_steps < 1:
+            raise ValueError(f"`num_inference_steps` must be an integer >= 1 but is {num_inference_steps!r}.")
+        check_num_inference_steps(num_inference_steps, self.scheduler.config.num_train_timesteps)
+        if not _is_int(num_videos_per_prompt) or num_videos_per_prompt < 1:
+            raise ValueError(f"`num_videos_per_prompt` must be an integer >= 1 but is {num_videos_per_prompt!r}.")
+        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not eta >= 0:
+            raise ValueError(f"`eta` must be a number >= 0 but is {eta!r}.")
+        self.frame_ratios(num_frames)  # a per-frame `base_noise_ratio` must have one value per frame
+
+        # guidance: a non-negative weight at every step
+        guidance = as_guidance(guidance_scale)
+        try:
+            weights = guidance.scales(num_inference_steps)
+        except ValueError as error:  # e.g. one weight per step for another number of steps
+            raise ValueError(
+                f"`guidance_scale` {guidance_scale!r} does not fit `num_inference_steps`={num_inference_steps}: {error}"
+            ) from error
+        if any(weight < 0 for weight in weights):
+            raise ValueError(
+                f"`guidance_scale` must be >= 0 at every step but is {guidance_scale!r} (weights per step: {weights})."
+            )
+
+        # prompts and embeddings
+        if prompt is not None and prompt_embeds is not None:
+            raise ValueError(
+                f"Pass either `prompt` or `prompt_embeds`, not both, but got `prompt`={prompt!r} and"
+                f" `prompt_embeds` of shape {tuple(prompt_embeds.shape)}."
+            )
+        if prompt is None and prompt_embeds is None:
+            raise ValueError("Pass either `prompt` or `prompt_embeds`; both are None.")
+        if prompt is not None and not (
+            isinstance(prompt, str) or (isinstance(prompt, list) and all(isinstance(p, str) for p in prompt))
+        ):
+            raise TypeError(f"`prompt` must be a string or a list of strings but is {prompt!r}.")
+        if negative_prompt is not None and negative_prompt_embeds is not None:
+            raise ValueError(
+                f"Pass at most one of `negative_prompt` and `negative_prompt_embeds` but got `negative_prompt`="
+                f"{negative_prompt!r} and `negative_prompt_embeds` of shape {tuple(negative_prompt_embeds.shape)}."
+            )
+        if negative_prompt is not None:
+            if not (
+                isinstance(negative_prompt, str)
+                or (isinstance(negative_prompt, list) and all(isinstance(p, str) for p in negative_prompt))
+            ):
+                raise TypeError(f"`negative_prompt` must be a string or a list of strings but is {negative_prompt!r}.")
+            if prompt is not None and type(prompt) is not type(negative_prompt):
+                raise TypeError(
+                    f"`negative_prompt` must have the type of `prompt` but they are {negative_prompt!r} and"
+                    f" {prompt!r}."
+                )
+        text_dim = self.residual_unet.config.cross_attention_dim
+        for name, embeds in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
+            if embeds is None:
+                continue
+            if not isinstance(embeds, torch.Tensor) or embeds.ndim != 3 or embeds.shape[-1] != text_dim:
+                shape = tuple(embeds.shape) if isinstance(embeds, torch.Tensor) else type(embeds).__name__
+                raise ValueError(f"`{name}` must have shape (batch, tokens, {text_dim}) but has shape {shape}.")
+        batch_size = self._batch_size(prompt, prompt_embeds)
+        if negative_prompt is not None or negative_prompt_embeds is not None:
+            negative_batch_size = self._batch_size(negative_prompt, negative_prompt_embeds)
+            if negative_batch_size != batch_size:
+                raise ValueError(
+                    f"The batch sizes of the negative prompt ({negative_batch_size}) and of the prompt ({batch_size})"
+                    " must be equal: `negative_prompt`="
+                    f"{negative_prompt if negative_prompt is not None else tuple(negative_prompt_embeds.shape)!r},"
+                    f" `prompt`={prompt if prompt is not None else tuple(prompt_embeds.shape)!r}."
+                )
+        if prompt_embeds is not None and negative_prompt_embeds is not None:
+            if prompt_embeds.shape != negative_prompt_embeds.shape:
+                raise ValueError(
+                    "`prompt_embeds` and `negative_prompt_embeds` must have the same shape but have shapes"
+                    f" {tuple(prompt_embeds.shape)} and {tuple(negative_prompt_embeds.shape)}."
+                )
+        if prompt is not None and negative_prompt_embeds is not None:
+            if negative_prompt_embeds.shape[1] != self.tokenizer.model_max_length:
+                raise ValueError(
+                    f"`negative_prompt_embeds` must have the tokenizer's {self.tokenizer.model_max_length} tokens to"
+                    f" go with an encoded `prompt` but has shape {tuple(negative_prompt_embeds.shape)}."
+                )
+
+        # noise
+        total = batch_size * num_videos_per_prompt
+        if isinstance(generator, list) and len(generator) != total:
+            raise ValueError(
+                f"`generator` is a list of {len(generator)} generators but the effective batch size (prompts x"
+                f" `num_videos_per_prompt`) is {total}."
+            )
+        if latents is not None:
+            expected = (
+                total, self.residual_unet.config.in_channels, num_frames,
+                height // self.vae_scale_factor, width // self.vae_scale_factor,
+            )  # fmt: skip
+            if not isinstance(latents, torch.Tensor) or tuple(latents.shape) != expected:
+                shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+                raise ValueError(f"`latents` must have shape {expected} but has shape {shape}.")
+
+        # output, windows, callbacks
+        check_output_type(output_type)
+        check_decode_chunk_size(decode_chunk_size)
+        if cross_attention_kwargs is not None and not isinstance(cross_attention_kwargs, dict):
+            raise TypeError(f"`cross_attention_kwargs` must be a dict or None but is {cross_attention_kwargs!r}.")
+        if window_size is not None and (not _is_int(window_size) or window_size < 1):
+            raise ValueError(f"`window_size` must be an integer >= 1 but is {window_size!r}.")
+        if window_overlap is not None and (not _is_int(window_overlap) or window_overlap < 0):
+            raise ValueError(f"`window_overlap` must be an integer >= 0 but is {window_overlap!r}.")
+        resolved_size, resolved_overlap = self._resolve_windows(window_size, window_overlap)
+        if resolved_size is not None and resolved_overlap >= resolved_size:
+            raise ValueError(
+                f"`window_overlap` must be smaller than `window_size` but they are {resolved_overlap} and"
+                f" {resolved_size}."
+            )
+        config = self.residual_unet.config
+        frames_per_call = num_frames if resolved_size is None else min(resolved_size, num_frames)
+        frame_limited = getattr(config, "frame_position_encoding", None) == "learned" or getattr(
+            config, "frame_adaptor", False
+        )
+        if frame_limited and frames_per_call > config.max_frames:
+            raise ValueError(
+                f"`window_size` must be at most the residual UNet's `max_frames` ({config.max_frames}, for its learned"
+                f" frame encodings or frame adaptors) but is {resolved_size}."
+            )
+        if callback_on_step_end is not None and not callable(callback_on_step_end):
+            raise TypeError(f"`callback_on_step_end` must be callable but is {callback_on_step_end!r}.")
+        if callback_on_step_end_tensor_inputs is not None:
+            unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
+            if unknown:
+                raise ValueError(
+                    f"`callback_on_step_end_tensor_inputs` must be in {self._callback_tensor_inputs} but has"
+                    f" {unknown}."
+                )
+
+    # ------------------------------------------------------------------ prompt encoding
+
+    def encode_prompt(
+        self,
+        prompt: str | list[str] | None,
+        device: torch.device,
+        num_images_per_prompt: int,
+        do_classifier_free_guidance: bool,
+        negative_prompt: str | list[str] | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        clip_skip: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        r"""Encodes the prompt as `TextToVideoSDPipeline.encode_prompt` does (see [`encode_clip_prompt`]).
+
+        Args:
+            prompt (`str` or `list[str]`, *optional*): The prompt or prompts to encode.
+            device (`torch.device`): Device of the embeddings.
+            num_images_per_prompt (`int`): Videos per prompt; the embeddings are repeated this many times.
+            do_classifier_free_guidance (`bool`): Whether to also return unconditional embeddings.
+            negative_prompt (`str` or `list[str]`, *optional*): What not to generate; "" when not given.
+            prompt_embeds (`torch.Tensor`, *optional*): Pre-computed text embeddings instead of `prompt`.
+            negative_prompt_embeds (`torch.Tensor`, *optional*): Pre-computed negative embeddings.
+            clip_skip (`int`, *optional*): Number of final CLIP layers to skip (1 uses the pre-final layer).
+
+        Returns:
+            `tuple[torch.Tensor, torch.Tensor | None]`: `(prompt_embeds, negative_prompt_embeds)`, each
+            `(batch * num_images_per_prompt, tokens, dim)`; the negative ones are None without guidance.
+        """
+        return encode_clip_prompt(
+            self.tokenizer,
+            self.text_encoder,
+            prompt,
+            device,
+            num_images_per_prompt,
+            do_classifier_free_guidance,
+            negative_prompt=negative_prompt,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+            clip_skip=clip_skip,
+            dtype=self.residual_unet.dtype if self.residual_unet is not None else None,
+        )
+
+    # ------------------------------------------------------------------ sampling
+
+    def prepare_latents(
+        self,
+        batch_size: int,
+        num_frames: int,
+        height: int,
+        width: int,
+        ratios: torch.Tensor,
+        dtype: torch.dtype,
+        device: torch.device,
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Initial latents `(B, C, F, h, w)`: decomposed noise with frame ratios `ratios`, or the given `latents`.
+
+        The residual noise is drawn with the very call `TextToVideoSDPipeline.prepare_latents` makes, so with all
+        ratios 0 the latents are the same for the same generator.
+        """
+        shape = (
+            batch_size,
+            self.residual_unet.config.in_channels,
+            num_frames,
+            height // self.vae_scale_factor,
+            width // self.vae_scale_factor,
+        )
+        if latents is None:
+            latents, _, _ = sample_decomposed_noise(shape, ratios, generator=generator, device=device, dtype=dtype)
+        else:
+            latents = latents.to(device)
+        # scale the initial noise by the standard deviation required by the scheduler
+        return latents * self.scheduler.init_noise_sigma
+
+    def _predict_base(
+        self,
+        key_frame: torch.Tensor,
+        timestep: torch.Tensor,
+        text: torch.Tensor,
+        guided: bool,
+        guidance: GuidanceSchedule,
+        step_index: int,
+        num_steps: int,
+        cross_attention_kwargs: dict[str, Any] | None,
+    ) -> torch.Tensor:
+        """Step 1 of VideoFusion: the (guided) base noise `b_hat` `(B, C, h, w)` from the key frame `x_t^k`."""
+        model_input = torch.cat([key_frame] * 2) if guided else key_frame  # (2B or B, C, h, w)
+        prediction = self.base_unet(
+            model_input,
+            timestep,
+            encoder_hidden_states=text,
+            cross_attention_kwargs=cross_attention_kwargs,
+            return_dict=False,
+        )[0]
+        if guided:
+            pred_uncond, pred_cond = prediction.chunk(2)
+            prediction = guidance.combine(pred_uncond, pred_cond, step_index, num_steps)
+        if self.config.base_prediction_type == "v_prediction":
+            alpha_t, sigma_t = self.scheduler.alpha_sigma(timestep)
+            prediction = v_to_eps(key_frame, prediction, alpha_t, sigma_t)  # eps = alpha_t v + sigma_t x_t^k
+        return prediction
+
+    def _predict_residual(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor,
+        text: torch.Tensor,
+        guided: bool,
+        guidance: GuidanceSchedule,
+        step_index: int,
+        num_steps: int,
+        windows: list[tuple[int, int]],
+        weights: torch.Tensor,
+        cross_attention_kwargs: dict[str, Any] | None,
+    ) -> torch.Tensor:
+        """Step 3 of VideoFusion (or the whole prediction without a base generator), over blended frame windows."""
+        model_input = torch.cat([sample] * 2) if guided else sample  # (2B or B, C, F, h, w)
+
+        def residual_unet(frames: torch.Tensor) -> torch.Tensor:
+            return self.residual_unet(
+                frames,
+                timestep,
+                encoder_hidden_states=text,
+                cross_attention_kwargs=cross_attention_kwargs,
+                return_dict=False,
+            )[0]
+
+        prediction = predict_over_windows(residual_unet, model_input, windows, weights)
+        if guided:
+            pred_uncond, pred_cond = prediction.chunk(2)
+            prediction = guidance.combine(pred_uncond, pred_cond, step_index, num_steps)
+        return prediction
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._num_timesteps
+
+    @property
+    def interrupt(self) -> bool:
+        return self._interrupt
+
+    @property
+    def guidance(self) -> GuidanceSchedule:
+        """The guidance object of the current call (callbacks may read it)."""
+        return self._guidance
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int = 16,
+        num_inference_steps: int = 50,
+        guidance_scale: float | Sequence[float] | GuidanceSchedule = 9.0,
+        negative_prompt: str | list[str] | None = None,
+        num_videos_per_prompt: int = 1,
+        eta: float = 0.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        cross_attention_kwargs: dict[str, Any] | None = None,
+        decode_chunk_size: int | None = None,
+        window_size: int | None = None,
+        window_overlap: int | None = None,
+        callback_on_step_end: Callable[[DiffusionPipeline, int, torch.Tensor, dict], dict]
+        | PipelineCallback
+        | MultiPipelineCallbacks
+        | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 (diffusers' signature)
+    ) -> VideoPipelineOutput | tuple:
+        r"""Generates videos from text.
+
+        Args:
+            prompt (`str` or `list[str]`, *optional*): The prompt or prompts; or pass `prompt_embeds`.
+            height (`int`, *optional*): Height in pixels, defaults to the residual UNet's `sample_size` times the VAE
+                scale factor; a multiple of the VAE scale factor times the UNets' downsampling.
+            width (`int`, *optional*): Width in pixels, defaulted and constrained as `height`.
+            num_frames (`int`, defaults to 16): Number of frames.
+            num_inference_steps (`int`, defaults to 50): Number of denoising steps.
+            guidance_scale (`float`, `list[float]` or `GuidanceSchedule`, defaults to 9.0): Classifier-free guidance
+                weight `w` of `uncond + w * (cond - uncond)`: a number, one number per step, or a guidance object of
+                `diffusers_video.guidance` (e.g. `OscillatingGuidance`). 1 is the conditional prediction alone (no
+                unconditional pass); weights must be >= 0. Both generators are guided with the same weight.
+            negative_prompt (`str` or `list[str]`, *optional*): What not to generate; the empty prompt by default.
+            num_videos_per_prompt (`int`, defaults to 1): Videos per prompt.
+            eta (`float`, defaults to 0.0): DDIM eta; 0 is deterministic, > 0 injects decomposed noise (with the key
+                frame's `lambda = 1` when a base generator is used) drawn from `generator`.
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*): Random generator(s), one per video
+                for a list.
+            latents (`torch.Tensor`, *optional*): Initial noisy latents `(batch * num_videos_per_prompt, channels,
+                frames, height / vae_scale_factor, width / vae_scale_factor)`; drawn as decomposed noise if not given.
+            prompt_embeds (`torch.Tensor`, *optional*): Text embeddings instead of `prompt`.
+            negative_prompt_embeds (`torch.Tensor`, *optional*): Negative text embeddings instead of `negative_prompt`.
+            output_type (`str`, defaults to "np"): "np" (`(B, F, H, W, 3)` floats in [0, 1]), "pt" (`(B, F, 3, H, W)`),
+                "pil" (a list of lists of images) or "latent" (the final latents `(B, C, F, h, w)`).
+            return_dict (`bool`, defaults to `True`): Return a [`VideoPipelineOutput`] instead of a tuple.
+            cross_attention_kwargs (`dict`, *optional*): Passed to the attention processors of both UNets.
+            decode_chunk_size (`int`, *optional*): Frames per VAE decode call; all frames at once when not given.
+            window_size (`int`, *optional*): Frames per residual-UNet call for long videos; defaults to the residual
+                UNet's `max_frames` (no windows for a UNet without it). Videos of at most this many frames run in one
+                call; longer ones run over overlapping windows whose predictions are blended.
+            window_overlap (`int`, *optional*): Frames shared by consecutive windows, below `window_size`; defaults to
+                `window_size // 4`.
+            callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*): Called
+                after each step as `callback_on_step_end(pipe, step_index, timestep, callback_kwargs)` with the tensors
+                named in `callback_on_step_end_tensor_inputs`; the tensors of the dict it returns replace them.
+            callback_on_step_end_tensor_inputs (`list[str]`, defaults to `["latents"]`): Names from
+                `_callback_tensor_inputs`: "latents", "prompt_embeds", "negative_prompt_embeds".
+
+        Returns:
+            [`VideoPipelineOutput`] or `tuple`: the frames, or `(frames,)` when `return_dict` is False.
+        """
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+
+        # 0. default height and width from the residual UNet
+        height, width = self._default_size(height, width)
+
+        # 1. check inputs, before any model runs
+        self.check_inputs(
+            prompt, height, width, num_frames, num_inference_steps, guidance_scale, negative_prompt,
+            num_videos_per_prompt, eta, generator, latents, prompt_embeds, negative_prompt_embeds, output_type,
+            cross_attention_kwargs, decode_chunk_size, window_size, window_overlap, callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+        )  # fmt: skip
+        guidance = as_guidance(guidance_scale)
+        self._guidance = guidance
+        self._interrupt = False
+        guided_steps = [guidance.needs_unconditional(i, num_inference_steps) for i in range(num_inference_steps)]
+
+        # 2. call parameters
+        batch_size = self._batch_size(prompt, prompt_embeds)
+        device = self._execution_device
+        window_size, window_overlap = self._resolve_windows(window_size, window_overlap)
+        windows = [(0, num_frames)] if window_size is None else frame_windows(num_frames, window_size, window_overlap)
+        weights = window_blend_weights(windows, num_frames)
+        key_frame = key_frame_index(num_frames)
+
+        # 3. encode the prompt
+        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
+            prompt,
+            device,
+            num_videos_per_prompt,
+            any(guided_steps),
+            negative_prompt,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+        )
+
+        # 4. timesteps
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        self._num_timesteps = len(timesteps)
+
+        # 5. initial latents: decomposed noise, lambda = 1 at the key frame when a base generator reads it
+        ratios = self.frame_ratios(num_frames, device=device)
+        latents = self.prepare_latents(
+            batch_size * num_videos_per_prompt, num_frames, height, width, ratios, prompt_embeds.dtype, device,
+            generator, latents,
+        )  # fmt: skip
+
+        # 6. denoising loop
+        with self.progress_bar(total=num_inference_steps) as progress_bar:
+            for i, t in enumerate(timesteps):
+                if self.interrupt:
+                    continue
+                guided = guided_steps[i]
+                # unconditional first, as diffusers batches classifier-free guidance
+                text = torch.cat([negative_prompt_embeds, prompt_embeds]) if guided else prompt_embeds
+                latent_model_input = self.scheduler.scale_model_input(latents, t)  # (B, C, F, h, w)
+                step = dict(guided=guided, guidance=guidance, step_index=i, num_steps=num_inference_steps)
+
+                if self.base_unet is not None:
+                    # 6.1 base noise from the key frame x_t^k = alpha_t x_0^k + sigma_t b: an image diffusion sample
+                    base_pred = self._predict_base(
+                        latent_model_input[:, :, key_frame], t, text, cross_attention_kwargs=cross_attention_kwargs,
+                        **step,
+                    )  # fmt: skip  # (B, C, h, w)
+                    # 6.2 x'_t^i = x_t^i - sigma_t sqrt(lambda_i) b_hat
+                    _, sigma_t = self.scheduler.alpha_sigma(t)
+                    residual_input = remove_base_noise(latent_model_input, base_pred, sigma_t, ratios)
+                    # 6.3 residual noise r_hat_i of every frame
+                    residual_pred = self._predict_residual(
+                        residual_input, t, text, windows=windows, weights=weights,
+                        cross_attention_kwargs=cross_attention_kwargs, **step,
+                    )  # fmt: skip  # (B, C, F, h, w)
+                    # 6.4 eps_hat_i = sqrt(lambda_i) b_hat + sqrt(1 - lambda_i) r_hat_i
+                    noise_pred = combine_noise(base_pred, residual_pred, ratios)
+                else:
+                    noise_pred = self._predict_residual(
+                        latent_model_input, t, text, windows=windows, weights=weights,
+                        cross_attention_kwargs=cross_attention_kwargs, **step,
+                    )  # fmt: skip
+
+                # 6.5 DDIM step; its noise (eta > 0) is decomposed with the same frame ratios
+                variance_noise = None
+                if eta > 0:
+                    variance_noise, _, _ = sample_decomposed_noise(
+                        latents.shape, ratios, generator=generator, device=device, dtype=latents.dtype
+                    )
+                latents = self.scheduler.step(
+                    noise_pred, t, latents, eta=eta, variance_noise=variance_noise, return_dict=False
+                )[0]
+
+                if callback_on_step_end is not None:
+                    tensors = {
+                        "latents": latents,
+                        "prompt_embeds": prompt_embeds,
+                        "negative_prompt_embeds": negative_prompt_embeds,
+                    }
+                    callback_kwargs = {name: tensors[name] for name in callback_on_step_end_tensor_inputs}
+                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
+                    latents = callback_outputs.pop("latents", latents)
+                    prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
+                    negative_prompt_embeds = callback_outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
+
+                progress_bar.update()
+
+        # 7. decode
+        if output_type == "latent":
+            frames = latents
+        else:
+            video = decode_latents(self.vae, latents, decode_chunk_size)
+            frames = postprocess_video(video, output_type)
+
+        # 8. offload all models
+        self.maybe_free_model_hooks()
+
+        if not return_dict:
+            return (frames,)
+        return VideoPipelineOutput(frames=frames)

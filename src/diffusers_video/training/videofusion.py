@@ -1,0 +1,429 @@
+"""VideoFusion's joint training of a base and a residual generator, in the accelerate training loop.
+
+VideoFusion (Luo et al. 2023, https://huggingface.co/papers/2303.08320) decomposes the noise of frame `i` of a clip of
+`F` frames as `eps_i = sqrt(lambda_i) b + sqrt(1 - lambda_i) r_i`, one base noise `b` shared by the clip. The key frame
+`k = floor(F / 2)` has `lambda_k = 1`, so `x_t^k = alpha_t x_0^k + sigma_t b` is an ordinary image-diffusion sample:
+
+- the base generator (an image `UNet2DConditionModel`, e.g. Stable Diffusion) sees the key frame and is trained with
+  its own objective on it: target `b` for an epsilon model, `v = alpha_t b - sigma_t x_0^k` for a v-prediction one;
+- its estimate `b_hat` is taken out of every frame, `x'_t^i = x_t^i - sigma_t sqrt(lambda_i) b_hat`, behind a
+  stop-gradient, and the residual generator (a `UNet3DModel`) estimates `r_i` from `x'_t` with the loss
+  `||r_i - r_hat_i||^2` over the frames other than the key frame (which has no residual). The residual loss thus never
+  reaches the base generator: its image prior is trained by the key frame alone (paper, Sec. 3).
+
+Both generators sit in the one module that accelerate prepares, the optimizer and the EMA cover both, and the loss is
+`base loss + residual loss` (min-SNR weighted each by its own objective; `train_log.jsonl` shows both parts as
+`base_loss` and `residual_loss`). Without a base generator (`videofusion.base_model` None) the residual UNet learns the
+whole decomposed noise (constant `lambda`, no key frame), which is the ordinary training loop with a
+`DecomposedNoiseScheduler`. Either way the final folder is a `VideoFusionPipeline` folder.
+
+Run it with a `videofusion` section in the training config (see `VideoFusionConfig` and
+`pipelines/videofusion/train_demo.json`): `diffusers-video train --config pipelines/videofusion/train_demo.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate.logging import get_logger
+from diffusers import UNet2DConditionModel
+from torch import nn
+
+from ..models.unet_3d import UNet3DModel
+from ..schedulers.diffusion_math import prediction_to_x0_eps, velocity
+from ..schedulers.scheduling_decomposed import (
+    DecomposedNoiseScheduler,
+    frame_ratios,
+    key_frame_index,
+    remove_base_noise,
+    sample_decomposed_noise,
+    with_key_frame,
+)
+from .components import (
+    TRAINING_CONFIG_NAME,
+    TrainingComponents,
+    load_components,
+    resolve_class,
+    resolve_pipeline_class,
+)
+from .config import PREDICTION_TYPES, TrainingConfig
+from .data import sample_generator
+from .objectives import mean_over_samples, per_sample_mse, snr_loss_weights
+from .trainer import Trainer
+
+logger = get_logger(__name__)
+
+PIPELINE_CLASS = "VideoFusionPipeline"
+
+
+@dataclasses.dataclass
+class VideoFusionComponents(TrainingComponents):
+    """The models of a VideoFusion run: `TrainingComponents` (whose `unet` is the residual generator) plus the base.
+
+    Args:
+        base_unet (`UNet2DConditionModel | None`, defaults to None): The base generator; None trains none.
+        base_prediction_type (`str | None`, defaults to None): How the base generator's output reads ("epsilon" or
+            "v_prediction"), as its own scheduler says; `videofusion.base_prediction_type` overrides it.
+    """
+
+    base_unet: UNet2DConditionModel | None = None
+    base_prediction_type: str | None = None
+
+
+# ------------------------------------------------------------------------------------------------------ the models
+
+
+def load_videofusion_components(config: TrainingConfig) -> VideoFusionComponents:
+    """Load the residual generator and its companions as `config.model` says, and the base from
+    `config.videofusion.base_model`.
+
+    Raises:
+        FileNotFoundError: A folder or a required file of it does not exist.
+        ValueError: The base folder does not hold a `UNet2DConditionModel`, or its noise schedule is not the
+            residual's.
+    """
+    videofusion = _videofusion_section(config)
+    root = None if videofusion.base_model is None else Path(videofusion.base_model)
+    if root is not None:  # checked before the (slower) residual loads
+        if not root.is_dir():
+            raise FileNotFoundError(f"The base model folder `videofusion.base_model`='{root}' does not exist.")
+        unet_config = root / "unet" / "config.json"
+        if not unet_config.is_file():
+            raise FileNotFoundError(
+                f"The base model folder `videofusion.base_model`='{root}' has no `unet/config.json`."
+            )
+        saved = json.loads(unet_config.read_text()).get("_class_name")
+        if saved != "UNet2DConditionModel":
+            raise ValueError(
+                f"The base generator must be a UNet2DConditionModel but '{root}/unet' holds {saved!r} "
+                "(`videofusion.base_model`)."
+            )
+    residual = load_components(config.model, config.seed)
+    values = {f.name: getattr(residual, f.name) for f in dataclasses.fields(TrainingComponents)}
+    if root is None:
+        return VideoFusionComponents(**values)
+    base_unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet")
+    prediction_type = None
+    scheduler_config = root / "scheduler" / "scheduler_config.json"
+    if scheduler_config.is_file():
+        cls = resolve_class(json.loads(scheduler_config.read_text())["_class_name"], "scheduler class")
+        base_scheduler = cls.from_pretrained(root, subfolder="scheduler")
+        prediction_type = base_scheduler.config.get("prediction_type")
+        _check_same_schedule(base_scheduler, residual.noise_scheduler, f"'{root}/scheduler'")
+    return VideoFusionComponents(**values, base_unet=base_unet, base_prediction_type=prediction_type)
+
+
+def _check_same_schedule(base_scheduler, noise_scheduler, base_name: str) -> None:
+    """Both generators train on one noise schedule: the base's own must be the residual's."""
+    base_levels = getattr(base_scheduler, "alphas_cumprod", None)
+    levels = getattr(noise_scheduler, "alphas_cumprod", None)
+    if base_levels is None or levels is None:
+        return  # nothing to compare; `decomposed_training_scheduler` checks the residual's
+    if base_levels.shape != levels.shape or not torch.allclose(base_levels, levels, rtol=1e-5, atol=1e-7):
+        raise ValueError(
+            f"The base model's noise schedule ({base_name}: {_describe_schedule(base_scheduler)}) differs from the "
+            f"residual generator's ({_describe_schedule(noise_scheduler)}): VideoFusion trains both on one schedule."
+        )
+
+
+def _describe_schedule(scheduler) -> dict[str, Any]:
+    names = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "trained_betas")
+    return {name: scheduler.config.get(name) for name in names}
+
+
+def decomposed_training_scheduler(noise_scheduler, base_noise_ratio: float) -> DecomposedNoiseScheduler:
+    """`noise_scheduler`'s noise schedule as a `DecomposedNoiseScheduler` with ratio `base_noise_ratio`, epsilon
+    prediction (the combined prediction of the two generators is an epsilon estimate): the training scheduler and the
+    one the pipeline samples with.
+
+    Raises:
+        ValueError: `noise_scheduler` has no discrete noise schedule to carry over, or is a `DecomposedNoiseScheduler`
+            with another ratio.
+    """
+    if isinstance(noise_scheduler, DecomposedNoiseScheduler):
+        ratio = noise_scheduler.config.base_noise_ratio
+        if ratio != base_noise_ratio:
+            raise ValueError(
+                f"The noise scheduler's `base_noise_ratio` ({ratio}) differs from `videofusion.base_noise_ratio` "
+                f"({base_noise_ratio}); leave the scheduler's unset or make them equal."
+            )
+    levels = getattr(noise_scheduler, "alphas_cumprod", None)
+    if levels is None:
+        raise ValueError(
+            f"The noise scheduler {type(noise_scheduler).__name__} has no discrete noise schedule (`alphas_cumprod`) "
+            "for VideoFusion's DecomposedNoiseScheduler."
+        )
+    scheduler = DecomposedNoiseScheduler.from_config(
+        noise_scheduler.config, prediction_type="epsilon", base_noise_ratio=base_noise_ratio
+    )
+    if scheduler.alphas_cumprod.shape != levels.shape or not torch.allclose(scheduler.alphas_cumprod, levels):
+        raise ValueError(
+            f"The noise schedule of {type(noise_scheduler).__name__} cannot be carried over to a "
+            "DecomposedNoiseScheduler (its `alphas_cumprod` differ)."
+        )
+    return scheduler
+
+
+def base_generator_target(
+    key_frame: torch.Tensor, base_noise: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, prediction_type: str
+) -> torch.Tensor:
+    """The base generator's target on the key frame `x_0^k` `(B, C, H, W)`: `b` (epsilon) or `alpha_t b - sigma_t
+    x_0^k` (v-prediction), `alpha`, `sigma` of shape `(B,)`."""
+    if prediction_type == "epsilon":
+        return base_noise
+    if prediction_type == "v_prediction":
+        return velocity(key_frame, base_noise, alpha, sigma)
+    raise ValueError(f"`base_prediction_type` must be one of {PREDICTION_TYPES} but is {prediction_type!r}.")
+
+
+class VideoFusionDenoiser(nn.Module):
+    """Both generators behind one forward call per micro-batch (one forward per backward, as DDP expects).
+
+    Args:
+        base_unet (`UNet2DConditionModel`): The base generator, on the key frame.
+        residual_unet (`UNet3DModel`): The residual generator.
+        base_prediction_type (`str`): How the base generator's output reads ("epsilon" or "v_prediction").
+    """
+
+    def __init__(self, base_unet: UNet2DConditionModel, residual_unet: UNet3DModel, base_prediction_type: str):
+        super().__init__()
+        self.base_unet, self.residual_unet = base_unet, residual_unet
+        self.base_prediction_type = base_prediction_type
+
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timesteps: torch.Tensor,
+        text: torch.Tensor,
+        alpha: torch.Tensor,
+        sigma: torch.Tensor,
+        ratios: torch.Tensor,
+        unet_kwargs: dict[str, Any],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The base generator's output on the key frame `(B, C, H, W)` and the residual estimate `(B, C, F, H, W)`.
+
+        Args:
+            sample (`torch.Tensor`): The noisy video `x_t`, `(B, C, F, H, W)`.
+            timesteps (`torch.Tensor`): `(B,)`.
+            text (`torch.Tensor`): Caption embeddings `(B, tokens, dim)`, for both generators.
+            alpha (`torch.Tensor`): `alpha_t`, `(B,)`.
+            sigma (`torch.Tensor`): `sigma_t`, `(B,)`.
+            ratios (`torch.Tensor`): `lambda_i` with 1 at the key frame, `(F,)`.
+            unet_kwargs (`dict`): Extra arguments of the residual UNet (its scalar conditions).
+        """
+        key_frame = sample[:, :, key_frame_index(sample.shape[2])]  # (B, C, H, W)
+        base_output = self.base_unet(key_frame, timesteps, encoder_hidden_states=text).sample  # (B, C, H, W)
+        _, base_noise = prediction_to_x0_eps(base_output, key_frame, alpha, sigma, self.base_prediction_type)
+        # stop-gradient: the residual loss must not train the base generator (the paper's sg[.])
+        residual_input = remove_base_noise(sample, base_noise.detach(), sigma, ratios)  # (B, C, F, H, W)
+        residual_output = self.residual_unet(residual_input, timesteps, encoder_hidden_states=text, **unet_kwargs)
+        return base_output, residual_output.sample
+
+
+# ----------------------------------------------------------------------------------------------------- the trainer
+
+
+class VideoFusionTrainer(Trainer):
+    """The training loop for a config with a `videofusion` section (what `train(config)` runs for one).
+
+    Args:
+        config (`TrainingConfig`): The run; `config.videofusion` must be set.
+        components (`TrainingComponents | None`): Models built in memory: a `VideoFusionComponents` with a
+            `base_unet` trains the base generator too (then `config.videofusion.base_model` is not read, and
+            `videofusion.base_prediction_type` or the components' `base_prediction_type` must say how the base reads);
+            plain `TrainingComponents` train no base. None loads them as `config.model` and `config.videofusion` say.
+    """
+
+    trains_videofusion = True
+
+    def __init__(self, config: TrainingConfig, components: TrainingComponents | None = None):
+        videofusion = _videofusion_section(config)
+        if components is None:
+            components = load_videofusion_components(config)
+        else:
+            if not isinstance(components, TrainingComponents):
+                raise TypeError(
+                    f"`components` must be TrainingComponents or VideoFusionComponents but is "
+                    f"{type(components).__name__}."
+                )
+            if not isinstance(components, VideoFusionComponents):
+                values = {f.name: getattr(components, f.name) for f in dataclasses.fields(TrainingComponents)}
+                components = VideoFusionComponents(**values)
+            if videofusion.base_model is not None and components.base_unet is None:
+                raise ValueError(
+                    f"`videofusion.base_model` is {videofusion.base_model!r} but the given components have no "
+                    "`base_unet`: pass VideoFusionComponents with the base generator, or no components."
+                )
+        self.base_prediction_type = None
+        if components.base_unet is not None:
+            self.base_prediction_type = _resolve_base_prediction_type(
+                videofusion.base_prediction_type, components.base_prediction_type
+            )
+        scheduler = decomposed_training_scheduler(components.noise_scheduler, videofusion.base_noise_ratio)
+        super().__init__(config, dataclasses.replace(components, noise_scheduler=scheduler))
+        self.base_unet = self.components.base_unet
+
+    # --------------------------------------------------------------------------------------------------- setup
+
+    def _check_components(self) -> None:
+        super()._check_components()
+        self._check_base()
+        # the final folder's class and its own checks, before any training
+        videofusion_pipeline(self.components, self.base_prediction_type or "epsilon")
+
+    def _check_base(self) -> None:
+        base, residual = self.components.base_unet, self.components.unet
+        if base is None:
+            return
+        if not isinstance(base, UNet2DConditionModel):
+            raise ValueError(f"`base_unet` must be a UNet2DConditionModel but is {type(base).__name__}.")
+        for name in ("in_channels", "out_channels"):
+            if base.config[name] != residual.config.in_channels:
+                raise ValueError(
+                    f"The base generator's `{name}` ({base.config[name]}) must equal the residual generator's latent "
+                    f"channels (`in_channels` {residual.config.in_channels})."
+                )
+        if base.config.cross_attention_dim != residual.config.cross_attention_dim:
+            raise ValueError(
+                f"The base generator's `cross_attention_dim` ({base.config.cross_attention_dim}) must equal the "
+                f"residual generator's ({residual.config.cross_attention_dim}): both read the same text embeddings."
+            )
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The residual generator's trainable parameters, and the base generator's with `videofusion.train_base`."""
+        trainable = super().trainable_parameters()
+        base = self.components.base_unet
+        if base is None:
+            return trainable
+        if not self.config.videofusion.train_base:
+            base.requires_grad_(False).eval()
+            return trainable
+        base.requires_grad_(True)
+        if self.config.gradient_checkpointing:
+            base.enable_gradient_checkpointing()
+        base.train()
+        return trainable + list(base.parameters())
+
+    def build_denoiser(self) -> nn.Module:
+        if self.components.base_unet is None:
+            return super().build_denoiser()
+        return VideoFusionDenoiser(self.components.base_unet, self.components.unet, self.base_prediction_type)
+
+    # ---------------------------------------------------------------------------------------------------- loss
+
+    def videofusion_losses(self, parts: dict[str, dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(base loss, residual loss)` of a micro-batch, each averaged over the samples (min-SNR weighted when
+        `snr_gamma` is set, each by its own objective).
+
+        Each sample's timestep, caption dropout and noise (residual, then base) come from its own generator
+        `(seed, position)`, in the order `Trainer.training_loss` draws them, so a resumed run repeats the
+        uninterrupted one.
+        """
+        if set(parts) != {"video"}:
+            raise ValueError(f"VideoFusion trains on videos only, but the batch has parts {sorted(parts)}.")
+        config, scheduler, part = self.config, self.components.noise_scheduler, parts["video"]
+        device = self.accelerator.device
+        clean = self.model_inputs(part)  # (B, C, F, H, W)
+        batch, frames = clean.shape[0], clean.shape[2]
+        key = key_frame_index(frames)
+        ratios = with_key_frame(frame_ratios(config.videofusion.base_noise_ratio, frames))  # (F,), 1 at the key
+
+        generators = [sample_generator(config.seed, int(p)) for p in part["positions"]]
+        num_timesteps = scheduler.config.num_train_timesteps
+        timesteps = torch.cat([torch.randint(0, num_timesteps, (1,), generator=g) for g in generators]).to(device)
+        dropped = torch.cat([torch.rand(1, generator=g) for g in generators]) < config.condition_dropout
+        noise, base, residual = (
+            t.to(device, clean.dtype) for t in sample_decomposed_noise(tuple(clean.shape), ratios, generators)
+        )  # (B, C, F, H, W), (B, C, 1, H, W), (B, C, F, H, W)
+        captions = ["" if drop else caption for drop, caption in zip(dropped.tolist(), part["captions"])]
+        alpha, sigma = (level.to(clean.dtype) for level in scheduler.alpha_sigma(timesteps))  # (B,) each
+
+        base_output, residual_output = self.model(
+            sample=scheduler.add_noise(clean, noise, timesteps),
+            timesteps=timesteps,
+            text=self.encode_prompts(captions),
+            alpha=alpha,
+            sigma=sigma,
+            ratios=ratios.to(device),
+            unet_kwargs=self.unet_kwargs(part, batch),
+        )
+        base_target = base_generator_target(clean[:, :, key], base[:, :, 0], alpha, sigma, self.base_prediction_type)
+        others = [i for i in range(frames) if i != key]  # the key frame has no residual
+        base_loss = per_sample_mse(base_output, base_target)  # (B,)
+        residual_loss = per_sample_mse(residual_output[:, :, others], residual[:, :, others])  # (B,)
+        if config.snr_gamma is not None:
+            base_loss = base_loss * snr_loss_weights(scheduler, timesteps, config.snr_gamma, self.base_prediction_type)
+            residual_loss = residual_loss * snr_loss_weights(scheduler, timesteps, config.snr_gamma, "epsilon")
+        return mean_over_samples([base_loss]), mean_over_samples([residual_loss])
+
+    def training_loss(self, parts: dict[str, dict[str, Any]]) -> torch.Tensor:
+        """Base loss + residual loss (both logged); without a base generator, `Trainer`'s loss on the decomposed
+        noise."""
+        if self.components.base_unet is None:
+            return super().training_loss(parts)
+        base_loss, residual_loss = self.videofusion_losses(parts)
+        self.loss_parts = {"base_loss": base_loss.detach(), "residual_loss": residual_loss.detach()}
+        return base_loss + residual_loss
+
+    # --------------------------------------------------------------------------------------------------- final
+
+    def save_model(self, folder: Path) -> None:
+        """A `VideoFusionPipeline` folder and `training_config.json`."""
+        videofusion_pipeline(self.components, self.base_prediction_type or "epsilon").save_pretrained(folder)
+        self.config.to_json_file(folder / TRAINING_CONFIG_NAME)
+
+
+def videofusion_pipeline(components: VideoFusionComponents, base_prediction_type: str = "epsilon"):
+    """The `VideoFusionPipeline` of the components (the trained models themselves, not copies; the scheduler copied).
+
+    Its `save_pretrained` writes the final folder: `model_index.json` (with `base_prediction_type`), `vae/`,
+    `text_encoder/`, `tokenizer/`, `base_unet/` (absent without a base generator), `residual_unet/`, `scheduler/`.
+    """
+    scheduler = components.noise_scheduler
+    return resolve_pipeline_class(PIPELINE_CLASS)(
+        vae=components.vae,
+        text_encoder=components.text_encoder,
+        tokenizer=components.tokenizer,
+        residual_unet=components.unet,
+        scheduler=type(scheduler).from_config(scheduler.config),  # a copy: a pipeline may rewrite its scheduler
+        base_unet=components.base_unet,
+        base_prediction_type=base_prediction_type,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------- helpers
+
+
+def _videofusion_section(config: TrainingConfig):
+    if not isinstance(config, TrainingConfig):
+        raise TypeError(f"`config` must be a TrainingConfig but is {type(config).__name__}.")
+    if config.videofusion is None:
+        raise ValueError("`config.videofusion` is None: VideoFusion training needs a `videofusion` section.")
+    return config.videofusion
+
+
+def _resolve_base_prediction_type(configured: str | None, loaded: str | None) -> str:
+    """`videofusion.base_prediction_type` when set, else the base model's own (from its scheduler)."""
+    if configured is not None:
+        if loaded is not None and loaded != configured:
+            logger.warning(
+                f"`videofusion.base_prediction_type` is {configured!r} but the base model's scheduler says "
+                f"{loaded!r}; training the base generator as {configured!r}.",
+                main_process_only=True,
+            )
+        return configured
+    if loaded is None:
+        raise ValueError(
+            "`videofusion.base_prediction_type` is None and the base model has no scheduler to read it from: set it "
+            f"to one of {PREDICTION_TYPES}."
+        )
+    if loaded not in PREDICTION_TYPES:
+        raise ValueError(
+            f"The base model's scheduler has `prediction_type` {loaded!r}; VideoFusion's base generator must be one "
+            f"of {PREDICTION_TYPES} (set `videofusion.base_prediction_type`)."
+        )
+    return loaded
