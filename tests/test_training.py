@@ -23,6 +23,7 @@ from diffusers_video.models.unet_3d import temporal_parameter_names
 from diffusers_video.training import Trainer, TrainingComponents, TrainingConfig, checkpointing, train
 from diffusers_video.training.data import per_process_batch_size, sample_generator, split_batch
 from diffusers_video.training.objectives import sample_training_noise
+from diffusers_video.training.trainer import export_checkpoint
 
 SIZE, FRAMES, TEXT_DIM = 16, 4, 16
 
@@ -117,6 +118,27 @@ def test_few_step_run_checkpoints_rotate_and_final_folder_holds_the_ema_weights(
     scheduler = DecomposedNoiseScheduler.from_pretrained(final / "scheduler")
     assert scheduler.config.prediction_type == "v_prediction" and scheduler.config.base_noise_ratio == 0.5
     assert TrainingConfig.from_json_file(final / "training_config.json") == config
+
+
+def test_export_checkpoint_saves_what_the_final_folder_holds(tmp_path):
+    _save_model_folder(tmp_path / "model")
+    config = make_config(
+        tmp_path / "run", max_train_steps=2, checkpointing_steps=2, ema_decay=0.9,
+        model={"pretrained_model_name_or_path": str(tmp_path / "model")},
+    )  # fmt: skip
+    final = train(config)
+    exported = export_checkpoint(tmp_path / "run" / "checkpoint-2", tmp_path / "exported")
+    assert exported == tmp_path / "exported"
+    final_state = UNet3DModel.from_pretrained(final / "unet").state_dict()
+    exported_state = UNet3DModel.from_pretrained(exported / "unet").state_dict()
+    assert final_state.keys() == exported_state.keys()
+    assert all(torch.equal(final_state[k], exported_state[k]) for k in final_state)  # the EMA weights of step 2
+    assert sorted(p.name for p in exported.iterdir()) == sorted(p.name for p in final.iterdir())
+
+    with pytest.raises(ValueError, match="already exists"):
+        export_checkpoint(tmp_path / "run" / "checkpoint-2", tmp_path / "exported")
+    with pytest.raises(ValueError, match="not a complete training checkpoint"):
+        export_checkpoint(tmp_path / "run", tmp_path / "elsewhere")
 
 
 # ------------------------------------------------------------------------------------------- (b) it learns at all

@@ -10,7 +10,7 @@ from .config import DataConfig, ModelConfig, TrainingConfig, VideoFusionConfig
 from .data import VideoFolderDataset
 from .distillation import DistillationConfig, distill
 from .objectives import OBJECTIVES, TrainingNoise, sample_training_noise
-from .trainer import Trainer, train
+from .trainer import Trainer, export_checkpoint, train
 from .videofusion import VideoFusionTrainer
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "VideoFusionConfig",
     "VideoFusionTrainer",
     "distill",
+    "export_checkpoint",
     "latest_checkpoint",
     "list_checkpoints",
     "load_components",

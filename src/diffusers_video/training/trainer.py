@@ -61,6 +61,41 @@ LOG_NAME = "train_log.jsonl"
 FINAL_NAME = "final"
 
 
+def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
+    """Save a training checkpoint as the run's final folder would be (EMA weights when the run has EMA).
+
+    The run is rebuilt from the checkpoint's `training_config.json` (the same trainer class, models and config), the
+    checkpoint is loaded into it and the model saved to `output_dir` atomically, so a mid-run checkpoint can be
+    sampled, evaluated or distilled like a finished run. No data is read or cached.
+
+    Args:
+        checkpoint (`str | Path`): A `checkpoint-<step>` folder written by `diffusers-video train`.
+        output_dir (`str | Path`): The folder to write; must not exist yet.
+
+    Returns:
+        `Path`: `output_dir`.
+    """
+    checkpoint, output_dir = Path(checkpoint), Path(output_dir)
+    if checkpointing.read_marker(checkpoint) is None:
+        raise ValueError(f"'{checkpoint}' is not a complete training checkpoint (no valid `checkpoint.json`).")
+    if output_dir.exists():
+        raise ValueError(f"The export folder '{output_dir}' already exists; choose a new one.")
+    saved = json.loads((checkpoint / TRAINING_CONFIG_NAME).read_text())
+    config = TrainingConfig.from_dict(saved)
+    # the same models and config hash; only where it writes and how much data it prepares differ
+    config.output_dir, config.resume_from_checkpoint = str(output_dir.parent), None
+    config.data.cache_latents = False
+    trainer_class = Trainer
+    if config.videofusion is not None:
+        from .videofusion import VideoFusionTrainer  # imports this module
+
+        trainer_class = VideoFusionTrainer
+    trainer = trainer_class(config)
+    trainer.load_checkpoint(checkpoint)
+    trainer.final_folder = lambda: output_dir
+    return trainer.save_final()
+
+
 def train(config: TrainingConfig, components: TrainingComponents | None = None) -> Path:
     """Train a model as `config` says and save it; returns the final folder (`output_dir/final`).
 
