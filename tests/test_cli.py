@@ -1,10 +1,17 @@
-"""The `diffusers-video` command: the demo job, help, and one-line errors for user mistakes."""
+"""The `diffusers-video` command: the demo job, generate, push, help, and one-line errors for user mistakes."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
 
 from diffusers_video.cli import main
 
@@ -40,3 +47,131 @@ def test_demo_without_the_stand_in_names_the_folder(tmp_path, capsys):
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# generate and push
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pipeline_folder(tmp_path_factory):
+    """A tiny VideoFusionPipeline (16x16 frames) saved to a folder."""
+    from test_hub import tiny_pipeline
+
+    folder = tmp_path_factory.mktemp("cli") / "videofusion"
+    tiny_pipeline(with_base=True).save_pretrained(folder, remote_code=False)  # plain: push adds shims to the upload only
+    return folder
+
+
+def _gif_frames(path: Path) -> np.ndarray:
+    with PIL.Image.open(path) as gif:
+        frames = []
+        for index in range(gif.n_frames):
+            gif.seek(index)
+            frames.append(np.asarray(gif.convert("RGB")))
+    return np.stack(frames)
+
+
+def test_generate_writes_the_pipelines_video_as_gif_and_mp4(pipeline_folder, tmp_path, capsys):
+    import imageio.v3 as iio
+    import torch
+
+    from diffusers_video import VideoFusionPipeline
+
+    common = ["generate", "--pipeline", str(pipeline_folder), "--prompt", "a red circle", "--num_frames", "4"]
+    common += ["--steps", "2", "--guidance_scale", "3.0", "--seed", "7", "--no_progress"]
+    assert main([*common, "--output", str(tmp_path / "video.gif")]) == 0
+    assert f"wrote {tmp_path / 'video.gif'} (4 frames of 16x16, seed 7)" in capsys.readouterr().out
+    pipe = VideoFusionPipeline.from_pretrained(pipeline_folder)
+    pipe.set_progress_bar_config(disable=True)
+    generator = torch.Generator().manual_seed(7)
+    expected = pipe("a red circle", num_frames=4, num_inference_steps=2, guidance_scale=3.0, generator=generator)
+    expected = expected.frames
+    # the GIF holds exactly the pipeline's frames (16x16 frames have at most 256 colours: no palette loss)
+    assert np.array_equal(_gif_frames(tmp_path / "video.gif"), (expected[0] * 255).round().astype(np.uint8))
+
+    assert main([*common, "--output", str(tmp_path / "out" / "video.mp4")]) == 0
+    assert iio.imread(tmp_path / "out" / "video.mp4").shape == (4, 16, 16, 3)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--prompt", "x", "--image", "first.png"], "`--image` is not an option of VideoFusionPipeline (it is not an"),
+        (["--prompt", "x", "--output", "video.avi"], "`--output` must end in .mp4 or .gif but is 'video.avi'."),
+        (["--prompt", "x", "--fps", "0"], "`--fps` must be at least 1 but is 0."),
+        ([], "`--prompt` is required: VideoFusionPipeline generates a video from text."),
+        (["--prompt", "x", "--num_frames", "0"], "`num_frames` must be an integer >= 1 but is 0."),
+    ],
+)
+def test_generate_mistakes_are_one_line_naming_the_option(arguments, message, pipeline_folder, capsys):
+    assert main(["generate", "--pipeline", str(pipeline_folder), "--no_progress", *arguments]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("diffusers-video generate: error: ") and message in error and "\n" not in error
+
+
+def test_generate_names_a_pipeline_it_cannot_load(tmp_path, capsys):
+    checkpoint = tmp_path / "model.ckpt"
+    checkpoint.write_bytes(b"not a folder")
+    for pipeline, message in (
+        (tmp_path / "missing" / "deep" / "folder", "is neither an existing folder nor a Hub repo id"),
+        (checkpoint, "is a file, not a pipeline folder"),
+        (STAND_IN, "'StableDiffusionPipeline', which is not a diffusers-video pipeline"),
+    ):
+        assert main(["generate", "--pipeline", str(pipeline), "--prompt", "x", "--no_progress"]) == 1
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert str(pipeline) in error and message in error
+
+
+def test_push_uploads_the_folder_with_a_card_over_http(pipeline_folder, tmp_path):
+    """`diffusers-video push` in a process whose HF_ENDPOINT is the local test Hub (tests/hub_server.py)."""
+    from hub_server import HubServer, hub_env
+    from huggingface_hub import ModelCard
+
+    scores = {"scores": {"all_correct": {"accuracy": 0.875, "ci_low": 0.529, "ci_high": 0.978}}, "num_samples": 8}
+    (tmp_path / "scores.json").write_text(json.dumps(scores))
+    shutil.copy(Path(__file__).resolve().parents[1] / "docs" / "shapes_examples.gif", tmp_path / "sample.gif")
+    with HubServer(tmp_path / "store") as server:
+        env = {**os.environ, **hub_env(server, tmp_path / "home"), "OMP_NUM_THREADS": "1"}
+        command = [sys.executable, "-m", "diffusers_video.cli", "push", str(pipeline_folder), "user/cli-push"]
+        command += ["--private", "--scores", str(tmp_path / "scores.json"), "--sample", str(tmp_path / "sample.gif")]
+        command += ["--base_model", "stabilityai/stable-diffusion-2-1"]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert f"to {server.url}/user/cli-push" in result.stdout
+        files = server.files("user/cli-push")
+        assert server.repos["user/cli-push"].private
+
+        command = [sys.executable, "-m", "diffusers_video.cli", "generate", "--pipeline", "user/no-such-repo"]
+        missing = subprocess.run([*command, "--prompt", "x"], env=env, capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 1
+    assert missing.stderr.strip().startswith("diffusers-video generate: error: cannot load `--pipeline` 'user/no-such")
+    assert len(missing.stderr.strip().splitlines()) == 1 and "There is no folder 'user/no-such-repo'" in missing.stderr
+
+    card = ModelCard(files["README.md"].decode())
+    assert card.data.base_model == "stabilityai/stable-diffusion-2-1" and card.data.pipeline_tag == "text-to-video"
+    assert "| all correct | 0.875 | 0.529-0.978 |" in card.text
+    assert files["sample.gif"] == (tmp_path / "sample.gif").read_bytes()
+    assert files["quality.json"] == (tmp_path / "scores.json").read_bytes()
+    assert json.loads(files["model_index.json"])["_class_name"] == ["pipeline", "VideoFusionPipeline"]
+    assert files["residual_unet/diffusion_pytorch_model.safetensors"] == (
+        pipeline_folder / "residual_unet" / "diffusion_pytorch_model.safetensors"
+    ).read_bytes()
+    assert json.loads((pipeline_folder / "model_index.json").read_text())["_class_name"] == "VideoFusionPipeline"
+
+
+def test_push_refuses_pickles_and_non_pipeline_folders_before_uploading(pipeline_folder, tmp_path, capsys):
+    folder = Path(shutil.copytree(pipeline_folder, tmp_path / "copy"))
+    (folder / "vae" / "diffusion_pytorch_model.bin").write_bytes(b"pickle")
+    assert main(["push", str(folder), "user/x"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        f"diffusers-video push: error: '{folder / 'vae' / 'diffusion_pytorch_model.bin'}' is a pickled file, which "
+        "runs code when loaded; convert it to safetensors, leave it out, or pass `allow_pickle=True` "
+        "(`--allow_pickle`) to upload it anyway."
+    )
+    assert main(["push", str(tmp_path / "nothing"), "user/x"]) == 1
+    assert f"'{tmp_path / 'nothing'}' does not exist or is not a folder." in capsys.readouterr().err
+    assert main(["push", str(STAND_IN), "user/x"]) == 1
+    assert "'StableDiffusionPipeline', which is not a diffusers-video pipeline" in capsys.readouterr().err

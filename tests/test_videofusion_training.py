@@ -204,7 +204,7 @@ def test_command_line_run_saves_a_videofusion_pipeline_folder_with_both_generato
 
     final = tmp_path / "run" / "final"
     index = json.loads((final / "model_index.json").read_text())
-    assert index["_class_name"] == "VideoFusionPipeline"
+    assert index["_class_name"] == ["pipeline", "VideoFusionPipeline"]
     assert index["base_prediction_type"] == "v_prediction"  # read from the base folder's scheduler
     assert index["base_unet"][1] == "UNet2DConditionModel" and index["residual_unet"][1] == "UNet3DModel"
     assert index["scheduler"][1] == "DecomposedNoiseScheduler"
@@ -275,7 +275,7 @@ def test_without_a_base_the_residual_unet_learns_the_decomposed_noise(tmp_path):
     final = train(make_config(tmp_path, videofusion={"base_noise_ratio": 0.5}), parts)
     assert changed(before, parameters(parts.unet)) > 0.5
     index = json.loads((final / "model_index.json").read_text())
-    assert index["_class_name"] == "VideoFusionPipeline" and index["base_unet"] == [None, None]
+    assert index["_class_name"] == ["pipeline", "VideoFusionPipeline"] and index["base_unet"] == [None, None]
     assert not (final / "base_unet").exists() and (final / "residual_unet").is_dir()
     assert DecomposedNoiseScheduler.from_pretrained(final / "scheduler").config.base_noise_ratio == 0.5
     assert "base_loss" not in read_train_log(tmp_path)[0]

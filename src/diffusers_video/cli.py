@@ -17,6 +17,9 @@ _COMMAND_MODULES = [
     "diffusers_video.commands.bench",
     "diffusers_video.commands.train",
     "diffusers_video.commands.distill",
+    "diffusers_video.commands.convert",
+    "diffusers_video.commands.generate",
+    "diffusers_video.commands.push",
 ]
 
 
@@ -50,4 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m diffusers_video.cli` runs this file as `__main__`: run the package module's `main`, so that the
+    # `UserError` that commands import (`diffusers_video.cli.UserError`) is the class caught there
+    from diffusers_video.cli import main as package_main
+
+    sys.exit(package_main())

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..hub import class_name_of
 from .shapes import ShapesScorer, ShapesWorld, as_video_array
 
 
@@ -56,9 +57,10 @@ def load_pipeline(path: str | Path, device: str | torch.device | None = None, to
             f"{str(path)!r} has no model_index.json; pass a pipeline folder written by `save_pretrained`."
         )
     try:
-        class_name = json.loads(index_file.read_text())["_class_name"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ValueError(f"{str(index_file)!r} has no readable `_class_name`: {error}.") from error
+        index = json.loads(index_file.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{str(index_file)!r} is not valid JSON: {error}.") from error
+    class_name = class_name_of(index, index_file)  # "Class", or ["pipeline", "Class"] with remote-code shims
     pipeline_class = getattr(diffusers_video, class_name, None) or getattr(diffusers, class_name, None)
     if pipeline_class is None or not hasattr(pipeline_class, "from_pretrained"):
         raise ValueError(

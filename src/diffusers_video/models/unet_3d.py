@@ -4,6 +4,10 @@ The spatial layers keep the parameter names and shapes of `UNet2DConditionModel`
 Diffusion 2.1 options included), so image weights load with no renaming. Temporal layers (see `temporal.py`) follow
 every spatial resnet and spatial transformer and start as the identity: `UNet3DModel.from_unet2d(unet)` equals `unet`
 applied frame by frame until it is trained.
+
+`temporal_layout="modelscope"` swaps the temporal layers for those of diffusers' `UNet3DConditionModel` (ModelScope
+text-to-video), with its parameter names, so that its weights load unrenamed (see
+`conversion_scripts/convert_modelscope_to_videofusion.py`) and the model computes what `UNet3DConditionModel` does.
 """
 
 from __future__ import annotations
@@ -24,10 +28,18 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from .temporal import FRAME_POSITION_ENCODINGS, TEMPORAL_ATTENTION_TYPES, TemporalAttnProcessor2_0
+from .temporal import (
+    FRAME_POSITION_ENCODINGS,
+    MODELSCOPE_INPUT_HEADS,
+    TEMPORAL_ATTENTION_TYPES,
+    ModelScopeTemporalTransformer,
+    TemporalAttnProcessor2_0,
+    TemporalSelfAttention,
+)
 from .unet_3d_blocks import (
     DOWN_BLOCK_TYPES,
     MID_BLOCK_TYPES,
+    TEMPORAL_LAYOUTS,
     UP_BLOCK_TYPES,
     TemporalOptions,
     VideoDownBlock,
@@ -45,6 +57,7 @@ TEMPORAL_CONFIG_KEYS = (
     "max_frames",
     "frame_adaptor",
     "scalar_conditions",
+    "temporal_layout",
 )
 
 
@@ -76,7 +89,8 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
 
     Input and output are `(batch, channels, frames, height, width)`; `encoder_hidden_states` `(batch, tokens, dim)`
     is shared by all frames of a video. With `frames == 1` every temporal layer is skipped, so the model is an image
-    model for still images (joint image-video training).
+    model for still images (joint image-video training); the "modelscope" temporal layout runs them on one frame too,
+    as diffusers' `UNet3DConditionModel` does.
 
     Spatial arguments have the meaning they have in `UNet2DConditionModel` (including its naming quirk:
     `attention_head_dim` is the number of attention heads of each block unless `num_attention_heads` is given).
@@ -99,10 +113,29 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
             "noise_aug_level", "guidance_scale"), each embedded like a timestep and added to the time embedding
             (zero-initialised). Values are embedded with timestep frequencies, so pass them on a timestep-like scale
             (e.g. a noise level in [0, 1] times 1000).
+        temporal_layout (`str`, defaults to "default"): "default" (the layers above) or "modelscope": the temporal
+            layers of diffusers' `UNet3DConditionModel`, with its parameter names and computation: a temporal
+            transformer `transformer_in` after `conv_in` (8 heads of `temporal_attention_head_dim` channels),
+            four-stage temporal convolutions (`TemporalConvLayer`, dropout 0.1) and temporal transformers
+            (`TransformerTemporalModel`: GroupNorm over the video, `proj_in`, two self-attentions over frames and a
+            GEGLU feed-forward, `proj_out`) whose heads have `temporal_attention_head_dim` channels each, normalised
+            over all frames and run on single frames too. It needs `frame_position_encoding=None` and a
+            bidirectional (or no) `temporal_attention`; `max_frames` only concerns frame adaptors. A
+            `UNet3DConditionModel` with `attention_head_dim=d` has `num_attention_heads=[c // d for c in
+            block_out_channels]` spatial heads and `temporal_attention_head_dim=d` here (the converter writes that
+            config).
     """
 
     _supports_gradient_checkpointing = True
-    _no_split_modules = ["BasicTransformerBlock", "ResnetBlock2D", "TemporalConv", "TemporalAttention", "VideoUpBlock"]
+    _no_split_modules = [
+        "BasicTransformerBlock",
+        "ResnetBlock2D",
+        "TemporalConv",
+        "TemporalAttention",
+        "ModelScopeTemporalConv",
+        "ModelScopeTemporalTransformer",
+        "VideoUpBlock",
+    ]
     _skip_layerwise_casting_patterns = ["norm", "pos_embed", "frame_adaptors"]
 
     @register_to_config
@@ -156,6 +189,7 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
         max_frames: int = 32,
         frame_adaptor: bool = False,
         scalar_conditions: tuple[str, ...] = (),
+        temporal_layout: str = "default",
     ):
         super().__init__()
         num_blocks = len(down_block_types)
@@ -164,6 +198,10 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
             resnet_time_scale_shift,
         )  # fmt: skip
         self._check_temporal_config(temporal_attention, frame_position_encoding, max_frames, scalar_conditions)
+        self._check_temporal_layout(
+            temporal_layout, frame_position_encoding, temporal_attention, temporal_attention_head_dim,
+            block_out_channels,
+        )  # fmt: skip
         heads = _per_block(num_attention_heads or attention_head_dim, num_blocks, "attention_head_dim")
         layers = _per_block(layers_per_block, num_blocks, "layers_per_block")
         transformer_layers = _per_block(transformer_layers_per_block, num_blocks, "transformer_layers_per_block")
@@ -179,6 +217,7 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
             norm_num_groups=norm_num_groups,
             norm_eps=norm_eps,
             upcast_attention=upcast_attention,
+            layout=temporal_layout,
         )
 
         # input and time embedding, as in UNet2DConditionModel
@@ -189,6 +228,16 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
             block_out_channels[0], time_embed_dim, act_fn=act_fn, post_act_fn=timestep_post_act,
             cond_proj_dim=time_cond_proj_dim,
         )  # fmt: skip
+        # diffusers' UNet3DConditionModel: a temporal transformer right after conv_in.
+        self.transformer_in = None
+        if temporal_layout == "modelscope" and temporal_attention is not None:
+            self.transformer_in = ModelScopeTemporalTransformer(
+                block_out_channels[0],
+                MODELSCOPE_INPUT_HEADS,
+                temporal_attention_head_dim,
+                norm_num_groups=norm_num_groups,
+                upcast_attention=upcast_attention,
+            )
         self.scalar_embeddings = nn.ModuleDict(
             {
                 name: TimestepEmbedding(block_out_channels[0], time_embed_dim, act_fn=act_fn)
@@ -264,6 +313,7 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
             block_out_channels[0], out_channels, conv_out_kernel, padding=(conv_out_kernel - 1) // 2
         )
         self.initialize_weights()
+        self.gradient_checkpointing = False  # for `transformer_in`; the blocks have their own switch
         # Feed-forward chunking: "auto" (the default) runs the spatial feed-forward layers a few frames at a time in
         # inference, which bounds their memory (the largest activations of the UNet) at no measurable speed cost.
         self._forward_chunking: str | None = "auto"
@@ -322,6 +372,32 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
                 raise ValueError(f"`scalar_conditions` must be Python identifiers but contains {name!r}.")
         if len(set(scalar_conditions)) != len(scalar_conditions):
             raise ValueError(f"`scalar_conditions` has duplicate names: {list(scalar_conditions)}.")
+
+    @staticmethod
+    def _check_temporal_layout(
+        temporal_layout, frame_position_encoding, temporal_attention, temporal_attention_head_dim,
+        block_out_channels,
+    ) -> None:  # fmt: skip
+        if temporal_layout not in TEMPORAL_LAYOUTS:
+            raise ValueError(f"`temporal_layout` must be one of {TEMPORAL_LAYOUTS} but is {temporal_layout!r}.")
+        if temporal_layout != "modelscope":
+            return
+        if frame_position_encoding is not None:
+            raise ValueError(
+                "`frame_position_encoding` must be None with `temporal_layout='modelscope'` (diffusers' temporal "
+                f"transformers have no frame-position encoding) but is {frame_position_encoding!r}."
+            )
+        if temporal_attention not in ("bidirectional", None):
+            raise ValueError(
+                "`temporal_attention` must be 'bidirectional' or None with `temporal_layout='modelscope'` (its "
+                f"GroupNorms pool all frames, so no frame could ignore later ones) but is {temporal_attention!r}."
+            )
+        if temporal_attention is not None and not 1 <= temporal_attention_head_dim <= min(block_out_channels):
+            raise ValueError(
+                "`temporal_attention_head_dim` must be between 1 and the smallest of `block_out_channels` "
+                f"({min(block_out_channels)}) with `temporal_layout='modelscope'` but is "
+                f"{temporal_attention_head_dim}."
+            )
 
     # ------------------------------------------------------------------ inflation
 
@@ -427,9 +503,11 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
 
     def set_default_attn_processor(self) -> None:
         """Classic (non-SDPA) processor on spatial attention, the SDPA temporal processor on temporal attention."""
+        temporal = {
+            f"{name}.processor" for name, module in self.named_modules() if isinstance(module, TemporalSelfAttention)
+        }
         processors = {
-            name: TemporalAttnProcessor2_0() if ".temp_attentions." in name else AttnProcessor()
-            for name in self.attn_processors
+            name: TemporalAttnProcessor2_0() if name in temporal else AttnProcessor() for name in self.attn_processors
         }
         self.set_attn_processor(processors)
 
@@ -576,6 +654,11 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
         # 2. frames into the batch for the spatial layers
         sample = sample.permute(0, 2, 1, 3, 4).reshape(batch * num_frames, channels, height, width)  # (B*F, C, H, W)
         sample = self.conv_in(sample)
+        if self.transformer_in is not None:  # ModelScope layout; like all its temporal layers, also on one frame
+            if torch.is_grad_enabled() and self.gradient_checkpointing:
+                sample = self._gradient_checkpointing_func(self.transformer_in, sample, num_frames)
+            else:
+                sample = self.transformer_in(sample, num_frames)
 
         # 3. down
         skips = (sample,)
@@ -609,5 +692,5 @@ def _same(a, b) -> bool:
 
 def temporal_parameter_names(model: UNet3DModel) -> list[str]:
     """Names of the parameters that `from_unet2d` adds (temporal layers, adaptors, scalar-condition embeddings)."""
-    temporal_modules = ("temp_convs.", "temp_attentions.", "frame_adaptors.", "scalar_embeddings.")
+    temporal_modules = ("temp_convs.", "temp_attentions.", "frame_adaptors.", "scalar_embeddings.", "transformer_in.")
     return [name for name, _ in model.named_parameters() if any(part in name for part in temporal_modules)]

@@ -7,6 +7,11 @@ Diffusion weights load without renaming. The temporal layers sit beside them und
 `temp_convs` (one after each resnet), `temp_attentions` (one after each spatial transformer) and `frame_adaptors`
 (one after each resnet). Everything runs on `(batch * frames, channels, height, width)`; temporal layers are told
 `num_frames` and are skipped when it is 1 (still images in joint image-video training).
+
+With `TemporalOptions.layout == "modelscope"` the temporal layers are those of diffusers' `UNet3DConditionModel`
+(`ModelScopeTemporalConv`, `ModelScopeTemporalTransformer`) in its order (resnet, temp_conv, attention,
+temp_attention), with its head counts (heads of `attention_head_dim` channels), and they run on single frames too, as
+diffusers' do.
 """
 
 from __future__ import annotations
@@ -19,11 +24,18 @@ from diffusers.models.resnet import Downsample2D, ResnetBlock2D, Upsample2D
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from torch import nn
 
-from .temporal import FrameAdaptor, TemporalAttention, TemporalConv
+from .temporal import (
+    FrameAdaptor,
+    ModelScopeTemporalConv,
+    ModelScopeTemporalTransformer,
+    TemporalAttention,
+    TemporalConv,
+)
 
 DOWN_BLOCK_TYPES = ("CrossAttnDownBlock2D", "DownBlock2D")
 UP_BLOCK_TYPES = ("CrossAttnUpBlock2D", "UpBlock2D")
 MID_BLOCK_TYPES = ("UNetMidBlock2DCrossAttn", "UNetMidBlock2D")
+TEMPORAL_LAYOUTS = ("default", "modelscope")
 
 
 @dataclass(frozen=True)
@@ -40,31 +52,48 @@ class TemporalOptions:
     norm_num_groups: int = 32
     norm_eps: float = 1e-5
     upcast_attention: bool = False
+    layout: str = "default"
 
     def num_heads(self, channels: int) -> int:
+        if self.layout == "modelscope":
+            return channels // self.attention_head_dim  # UNet3DConditionModel: heads of exactly head_dim channels
         return max(1, channels // self.attention_head_dim)
+
+
+def _temporal_conv(options: TemporalOptions, channels: int) -> nn.Module:
+    if options.layout == "modelscope":
+        return ModelScopeTemporalConv(channels, options.conv_kernel_size, options.norm_num_groups)
+    return TemporalConv(channels, options.conv_kernel_size, options.norm_num_groups, options.norm_eps)
+
+
+def _temporal_attention(options: TemporalOptions, channels: int) -> nn.Module:
+    if options.layout == "modelscope":
+        return ModelScopeTemporalTransformer(
+            channels,
+            options.num_heads(channels),
+            options.attention_head_dim,
+            norm_num_groups=options.norm_num_groups,
+            upcast_attention=options.upcast_attention,
+        )
+    return TemporalAttention(
+        channels,
+        options.num_heads(channels),
+        attention_type=options.attention,
+        position_encoding=options.position_encoding,
+        max_frames=options.max_frames,
+        eps=options.norm_eps,
+        upcast_attention=options.upcast_attention,
+    )
 
 
 def _temporal_layers(options: TemporalOptions, channels: int, num_resnets: int, num_attentions: int) -> dict:
     """The temporal ModuleLists of one block (empty lists are left out so no empty keys reach the config)."""
     layers = {}
     if options.conv:
-        layers["temp_convs"] = nn.ModuleList(
-            TemporalConv(channels, options.conv_kernel_size, options.norm_num_groups, options.norm_eps)
-            for _ in range(num_resnets)
-        )
+        layers["temp_convs"] = nn.ModuleList(_temporal_conv(options, channels) for _ in range(num_resnets))
     if options.attention is not None and num_attentions > 0:
         layers["temp_attentions"] = nn.ModuleList(
-            TemporalAttention(
-                channels,
-                options.num_heads(channels),
-                attention_type=options.attention,
-                position_encoding=options.position_encoding,
-                max_frames=options.max_frames,
-                eps=options.norm_eps,
-                upcast_attention=options.upcast_attention,
-            )
-            for _ in range(num_attentions)
+            _temporal_attention(options, channels) for _ in range(num_attentions)
         )
     if options.frame_adaptor:
         layers["frame_adaptors"] = nn.ModuleList(
@@ -83,6 +112,8 @@ class _VideoBlock(nn.Module):
         num_attentions = len(self.attentions) if self.attentions is not None else 0
         for name, layers in _temporal_layers(options, channels, num_resnets, num_attentions).items():
             setattr(self, name, layers)
+        # The default layout skips temporal layers on single frames; diffusers' (ModelScope) layout runs them.
+        self.single_frame_temporal = options.layout == "modelscope"
         self.gradient_checkpointing = False
 
     def _call(self, module: nn.Module, *args):
@@ -92,7 +123,7 @@ class _VideoBlock(nn.Module):
 
     def _resnet(self, i: int, hidden_states: torch.Tensor, temb: torch.Tensor, num_frames: int) -> torch.Tensor:
         hidden_states = self._call(self.resnets[i], hidden_states, temb)
-        if num_frames > 1:
+        if num_frames > 1 or self.single_frame_temporal:
             if hasattr(self, "frame_adaptors"):
                 hidden_states = self._call(self.frame_adaptors[i], hidden_states, num_frames)
             if hasattr(self, "temp_convs"):
@@ -117,7 +148,7 @@ class _VideoBlock(nn.Module):
             cross_attention_kwargs=cross_attention_kwargs,
             return_dict=False,
         )[0]
-        if num_frames > 1 and hasattr(self, "temp_attentions"):
+        if (num_frames > 1 or self.single_frame_temporal) and hasattr(self, "temp_attentions"):
             hidden_states = self._call(self.temp_attentions[i], hidden_states, num_frames)
         return hidden_states
 

@@ -1,17 +1,24 @@
-"""What the video pipelines of this package share: the output dataclass, output types, VAE decoding, post-processing.
+"""What the video pipelines of this package share: the output dataclass, output types, VAE decoding, post-processing,
+and the thin base class [`VideoDiffusionPipeline`] that gives them Hub publishing and loading by repo id.
 
-Small functions rather than a base class: each pipeline stays a plain `DiffusionPipeline` and calls what it needs.
-Frames come back as diffusers' video pipelines return them (see [`postprocess_video`]).
+Inference code is shared as small functions that each pipeline calls; the base class only adds what a plain
+`DiffusionPipeline` cannot do for a third-party package (see `diffusers_video.hub`). Frames come back as diffusers'
+video pipelines return them (see [`postprocess_video`]).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import torch
+from diffusers import DiffusionPipeline
 from diffusers.models import AutoencoderKL
 from diffusers.utils import BaseOutput, logging
 from diffusers.video_processor import VideoProcessor
@@ -23,6 +30,7 @@ OUTPUT_TYPES = ("np", "pt", "pil", "latent")
 
 __all__ = [
     "OUTPUT_TYPES",
+    "VideoDiffusionPipeline",
     "VideoPipelineOutput",
     "check_decode_chunk_size",
     "check_output_type",
@@ -44,6 +52,202 @@ class VideoPipelineOutput(BaseOutput):
     """
 
     frames: np.ndarray | torch.Tensor | list[list[PIL.Image.Image]]
+
+
+class VideoDiffusionPipeline(DiffusionPipeline):
+    r"""The base class of diffusers-video's pipelines: a `DiffusionPipeline` that publishes to and loads from the Hub.
+
+    What it adds to [`DiffusionPipeline`]:
+
+    - `from_pretrained("user/repo")` and `from_pretrained(folder)` check the folder before loading (it has a
+      `model_index.json` naming this class, the components this class takes, complete safetensors files) and fail
+      with a message naming the path or repo id. Repos are fetched by [`download`], since diffusers' own refuses
+      components from a library other than diffusers or transformers. `local_files_only=True` reads the Hub cache.
+      On this base class itself, `from_pretrained` returns the pipeline class named in `model_index.json`.
+    - `push_to_hub(repo_id)` uploads the pipeline with a full model card (`diffusers_video.hub.make_model_card`) and
+      the remote-code shims, so that `diffusers.DiffusionPipeline.from_pretrained(repo_id, trust_remote_code=True)`
+      also returns this class. `save_pretrained(folder, remote_code=True)` writes the shims into a local folder.
+    """
+
+    @classmethod
+    def pipeline_classes(cls) -> dict[str, type[VideoDiffusionPipeline]]:
+        """Every pipeline class of diffusers-video (the subclasses of this class), by name."""
+        found, todo = {}, list(VideoDiffusionPipeline.__subclasses__())
+        while todo:
+            subclass = todo.pop()
+            found[subclass.__name__] = subclass
+            todo.extend(subclass.__subclasses__())
+        return found
+
+    @classmethod
+    def pipeline_class(cls, name: str) -> type[VideoDiffusionPipeline] | None:
+        """The diffusers-video pipeline class called `name`, or None."""
+        return cls.pipeline_classes().get(name)
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        max_shard_size: int | str | None = None,
+        push_to_hub: bool = False,
+        remote_code: bool = True,
+        **kwargs,
+    ) -> None:
+        """Saves the pipeline as [`DiffusionPipeline.save_pretrained`] does, optionally with the remote-code shims.
+
+        Args:
+            save_directory (`str` or `os.PathLike`): The folder; created if needed.
+            safe_serialization, variant, max_shard_size: As in [`DiffusionPipeline.save_pretrained`].
+            push_to_hub (`bool`, defaults to False): Also upload the folder (with the shims and a model card) to
+                `repo_id` (keyword, defaults to the folder's name); `private`, `token`, `commit_message`,
+                `create_pr` and the card's `base_model`, `scores` and `sample` may be passed as keywords.
+            remote_code (`bool`, defaults to True): Also write the shims (`pipeline.py` and
+                `<component>/<module>.py`, each a one-line import from `diffusers_video`) and set `model_index.json`'s
+                `_class_name` to `["pipeline", "<Class>"]` (diffusers' form for a custom pipeline), so that
+                `diffusers.DiffusionPipeline.from_pretrained(save_directory, trust_remote_code=True)` returns this
+                class. False writes a plain diffusers folder (`_class_name` the class name, no shims), which only
+                this package's classes load.
+                `push_to_hub` always uploads the shims.
+        """
+        from ..hub import push_folder, write_remote_code_files
+
+        hub_kwargs = {}
+        if push_to_hub:
+            keys = ("repo_id", "private", "token", "commit_message", "create_pr", "base_model", "scores", "sample")
+            hub_kwargs = {key: kwargs.pop(key) for key in keys if key in kwargs}
+        super().save_pretrained(
+            save_directory,
+            safe_serialization=safe_serialization,
+            variant=variant,
+            max_shard_size=max_shard_size,
+            **kwargs,
+        )
+        if remote_code or push_to_hub:
+            write_remote_code_files(save_directory, type(self).__module__)
+        if push_to_hub:
+            repo_id = hub_kwargs.pop("repo_id", Path(save_directory).name)
+            push_folder(save_directory, repo_id, **hub_kwargs)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        create_pr: bool = False,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        *,
+        base_model: str | list[str] | None = None,
+        scores: str | os.PathLike | None = None,
+        sample: str | os.PathLike | None = None,
+    ):
+        """Uploads the pipeline to the Hub with a model card and the remote-code shims, in one commit.
+
+        The card (`diffusers_video.hub.make_model_card`) also describes the training, distillation, moving-shapes
+        scores and sample GIF when the folder this pipeline was loaded from has `training_config.json`,
+        `distillation.json`, `quality.json` and `sample.gif` (these files are uploaded too); a `README.md` there is
+        uploaded instead of a generated card.
+
+        Args:
+            repo_id (`str`): "namespace/name"; created if it does not exist.
+            commit_message (`str`, *optional*): Defaults to "Upload <Class> with diffusers-video".
+            private (`bool`, *optional*): Create the repo private (ignored when it exists).
+            token (`str`, *optional*): A Hub token; defaults to the saved one.
+            create_pr (`bool`, defaults to False): Open a pull request instead of committing to main.
+            safe_serialization, variant: As in [`DiffusionPipeline.save_pretrained`].
+            base_model (`str` or `list[str]`, *optional*): Hub id(s) the model was made from, for the card.
+            scores (`str`, *optional*): A `diffusers-video bench quality` result file, for the card.
+            sample (`str`, *optional*): A GIF to show on the card.
+
+        Returns:
+            `huggingface_hub.CommitInfo`: The commit.
+        """
+        from ..hub import CARD_NAME, DISTILLATION_NAME, SAMPLE_NAME, SCORES_NAMES, TRAINING_CONFIG_NAME, push_folder
+
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, safe_serialization=safe_serialization, variant=variant, remote_code=True)
+            source = self.name_or_path
+            if source and os.path.isdir(source):  # what the card tells about the model, from where it was loaded
+                for name in (TRAINING_CONFIG_NAME, DISTILLATION_NAME, *SCORES_NAMES, SAMPLE_NAME, CARD_NAME):
+                    if (Path(source) / name).is_file():
+                        shutil.copyfile(Path(source) / name, Path(folder) / name)
+            return push_folder(
+                folder, repo_id, private=private, token=token, commit_message=commit_message, create_pr=create_pr,
+                base_model=base_model, scores=scores, sample=sample,
+            )  # fmt: skip
+
+    @classmethod
+    def download(cls, pretrained_model_name: str, **kwargs) -> str:
+        """Downloads a pipeline repo into the Hub cache (or finds it there); returns the snapshot folder.
+
+        Replaces [`DiffusionPipeline.download`], which rejects our repos: in diffusers 0.42.1 it calls
+        `_get_custom_components_and_folders` (`diffusers.pipelines.pipeline_loading_utils`), which raises for every
+        component whose library is neither in `LOADABLE_CLASSES` (diffusers, transformers, onnxruntime.training) nor a
+        diffusers pipeline module unless the repo has a `<component>/<library>.py` file, and our components' library is
+        their module path (e.g. "diffusers_video.models.unet_3d"). See `diffusers_video.hub.download_pipeline` for
+        what is fetched.
+
+        Args:
+            pretrained_model_name (`str`): A Hub repo id.
+            kwargs: `revision`, `cache_dir`, `force_download`, `local_files_only`, `token`, `use_safetensors`;
+                components passed as keywords (e.g. `base_unet=None`) are not downloaded. Other keywords of
+                `from_pretrained` are ignored here.
+        """
+        from ..hub import download_pipeline
+
+        return download_pipeline(
+            pretrained_model_name,
+            revision=kwargs.get("revision"),
+            cache_dir=kwargs.get("cache_dir"),
+            force_download=kwargs.get("force_download", False),
+            local_files_only=kwargs.get("local_files_only"),
+            token=kwargs.get("token"),
+            use_safetensors=kwargs.get("use_safetensors"),
+            skip_components=kwargs.keys(),
+        )
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
+        r"""Loads a pipeline from a folder written by `save_pretrained` or from a Hub repo id.
+
+        Takes the keyword arguments of [`DiffusionPipeline.from_pretrained`] (`dtype`, `local_files_only`,
+        `revision`, `cache_dir`, `token`, components to use instead of the saved ones, ...). The folder is checked
+        first (see `diffusers_video.hub.check_pipeline_folder`); its shims, if any, are checked to be imports from
+        `diffusers_video` only, so loading never runs code from the folder.
+
+        Raises:
+            FileNotFoundError: neither a folder nor an existing (or cached) repo, or no `model_index.json`.
+            ValueError: the folder holds another pipeline class or its components, a damaged safetensors file, or
+                code other than the shims.
+        """
+        from ..hub import check_pipeline_folder, is_repo_id
+
+        if kwargs.get("custom_pipeline") is not None:
+            raise ValueError(
+                f"`custom_pipeline` ({kwargs['custom_pipeline']!r}) is not taken by {cls.__name__}.from_pretrained, "
+                "which loads its own class; use `diffusers.DiffusionPipeline.from_pretrained` for custom pipelines."
+            )
+        path = os.fspath(pretrained_model_name_or_path)
+        if os.path.isdir(path):
+            folder = path
+        elif os.path.exists(path):
+            raise ValueError(
+                f"'{path}' is a file, not a pipeline folder or Hub repo id; a single-file checkpoint must be "
+                "converted to a diffusers folder first (see `diffusers-video convert --help`)."
+            )
+        elif not is_repo_id(path):
+            raise FileNotFoundError(f"'{path}' is neither an existing folder nor a Hub repo id ('namespace/name').")
+        else:
+            folder = cls.download(path, **kwargs)
+        pipeline_class, has_shims = check_pipeline_folder(folder, cls, skip=kwargs)
+        if has_shims:
+            kwargs["trust_remote_code"] = True  # the shims only import classes from diffusers_video (checked above)
+        pipeline = super(VideoDiffusionPipeline, pipeline_class).from_pretrained(folder, **kwargs)
+        if folder != path:
+            pipeline.register_to_config(_name_or_path=path)  # the repo id, as diffusers records it
+        return pipeline
 
 
 def check_output_type(output_type: str, allowed: Sequence[str] = OUTPUT_TYPES) -> None:

@@ -30,6 +30,7 @@ import torch
 from accelerate import PartialState
 from accelerate.logging import get_logger
 
+from ..hub import class_name_of
 from ..models.unet_3d import UNet3DModel
 from ..schedulers.diffusion_math import ddim_step, distillation_step_counts, distillation_target
 from ..schedulers.scheduling_v_distilled import VDistilledScheduler
@@ -392,7 +393,8 @@ def distill(config: DistillationConfig, teacher: TrainingComponents | None = Non
         os.replace(temporary, output_dir / DISTILL_CONFIG_NAME)
     pipeline_class = config.model.pipeline_class
     if pipeline_class is None and teacher_folder is not None:
-        pipeline_class = read_json(teacher_folder / "model_index.json").get("_class_name")
+        index = read_json(teacher_folder / "model_index.json")
+        pipeline_class = class_name_of(index, teacher_folder / "model_index.json") if index else None
 
     students, source = [], teacher_folder
     for round_index, num_steps in enumerate(counts, start=1):

@@ -35,6 +35,7 @@ from ...schedulers.scheduling_decomposed import (
     with_key_frame,
 )
 from ..pipeline_utils import (
+    VideoDiffusionPipeline,
     VideoPipelineOutput,
     check_decode_chunk_size,
     check_output_type,
@@ -58,7 +59,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-class VideoFusionPipeline(DiffusionPipeline):
+class VideoFusionPipeline(VideoDiffusionPipeline):
     r"""Text-to-video generation with VideoFusion's decomposed diffusion.
 
     A base generator (an image UNet, optional) predicts the base noise shared by all frames from the key frame; a
@@ -69,7 +70,8 @@ class VideoFusionPipeline(DiffusionPipeline):
     Long videos: the video UNet runs over overlapping windows of frames whose predictions are blended, while the base
     generator runs once per step on the key frame, so the models' memory does not grow with `num_frames`.
 
-    This pipeline inherits from [`DiffusionPipeline`] (saving, loading, offloading, progress bars).
+    This pipeline inherits from [`VideoDiffusionPipeline`], a [`DiffusionPipeline`] (saving, loading, offloading,
+    progress bars) that also pushes to and loads from the Hub by repo id.
 
     Args:
         vae ([`AutoencoderKL`]): Image VAE that decodes the video latents frame by frame.
