@@ -429,8 +429,6 @@ def test_cli_converts_a_text_to_video_pipeline_folder(pipeline_folder, modelscop
 
 
 def test_the_converted_pipeline_generates_what_text_to_video_sd_generates(pipeline_folder, tmp_path, capsys):
-    if getattr(diffusers_video, "VideoFusionPipeline", None) is None:
-        pytest.skip("diffusers_video.VideoFusionPipeline is not there yet")
     assert _run(["--checkpoint", str(pipeline_folder), "--output_dir", str(tmp_path / "vf")], capsys)[0] == 0
     ours = diffusers_video.VideoFusionPipeline.from_pretrained(tmp_path / "vf")
     assert isinstance(ours.residual_unet, UNet3DModel) and ours.base_unet is None
