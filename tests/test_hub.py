@@ -116,7 +116,7 @@ def unet_and_scheduler_round_trip(repo_id: str) -> dict:
     text = torch.randn(1, 5, TEXT_DIM, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = unet(sample, 500, text).sample
-    unet.push_to_hub(repo_id)
+    unet.push_to_hub(repo_id, base_model="stabilityai/stable-diffusion-2-1")
     scheduler = DecomposedNoiseScheduler(base_noise_ratio=0.3, prediction_type="v_prediction")
     scheduler.push_to_hub(repo_id + "-scheduler")
     results = {}
@@ -290,6 +290,9 @@ def test_unet3d_and_scheduler_round_trip_through_the_hub(hub):
     card = ModelCard(hub.server.files("user/unet3d-pushed")["README.md"].decode())
     assert card.data.base_model == "stabilityai/stable-diffusion-2-1" and "UNet3DModel" in card.data.tags
     assert 'UNet3DModel.from_pretrained("user/unet3d-pushed")' in card.text
+    card = ModelCard(hub.server.files("user/unet3d")["README.md"].decode())  # UNet3DModel.push_to_hub: the same card
+    assert card.data.base_model == "stabilityai/stable-diffusion-2-1" and "diffusers-video" in card.data.tags
+    assert 'UNet3DModel.from_pretrained("user/unet3d")' in card.text
 
 
 def test_plain_diffusers_loads_our_pipeline_with_trust_remote_code(hub, pushed, folders, tmp_path):

@@ -512,6 +512,42 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
         self.set_attn_processor(processors)
 
     # Adapted from diffusers.models.unets.unet_3d_condition.UNet3DConditionModel.enable_forward_chunking
+    def push_to_hub(
+        self,
+        repo_id: str,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        create_pr: bool = False,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        *,
+        base_model: str | list[str] | None = None,
+    ):
+        """Uploads the model to the Hub in one commit with a full model card (`diffusers_video.hub.make_model_card`:
+        library, tags, `base_model`, parameters, a usage snippet) instead of diffusers' generic one.
+
+        Args:
+            repo_id (`str`): "namespace/name"; created if it does not exist.
+            commit_message, private, token, create_pr: As in diffusers' `ModelMixin.push_to_hub`.
+            safe_serialization, variant: As in `save_pretrained`.
+            base_model (`str` or `list[str]`, *optional*): Hub id(s) the model was made from, e.g.
+                "stabilityai/stable-diffusion-2-1" for a model inflated from it.
+
+        Returns:
+            `huggingface_hub.CommitInfo`: The commit.
+        """
+        import tempfile
+
+        from ..hub import push_folder
+
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, safe_serialization=safe_serialization, variant=variant)
+            return push_folder(
+                folder, repo_id, private=private, token=token, commit_message=commit_message, create_pr=create_pr,
+                base_model=base_model,
+            )  # fmt: skip
+
     def enable_forward_chunking(self, chunk_size: int | None = None, dim: int = 0) -> None:
         """Run the spatial transformers' feed-forward layers in chunks of `chunk_size` along `dim` to save memory.
 
