@@ -92,8 +92,7 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
         trainer_class = VideoFusionTrainer
     trainer = trainer_class(config)
     trainer.load_checkpoint(checkpoint)
-    trainer.final_folder = lambda: output_dir
-    return trainer.save_final()
+    return trainer.save_final(output_dir)
 
 
 def train(config: TrainingConfig, components: TrainingComponents | None = None) -> Path:
@@ -538,11 +537,12 @@ class Trainer:
         save_components(folder, self.components, self.config.model.pipeline_class)
         self.config.to_json_file(folder / TRAINING_CONFIG_NAME)
 
-    def save_final(self) -> Path:
-        """Save the (EMA) UNet and the other components in `final_folder()`, atomically (main process)."""
+    def save_final(self, target: Path | None = None) -> Path:
+        """Save the (EMA) UNet and the other components in `target` (default `final_folder()`), atomically (main
+        process)."""
         accelerator = self.accelerator
         accelerator.wait_for_everyone()
-        target = self.final_folder()
+        target = self.final_folder() if target is None else Path(target)
         if accelerator.is_main_process:
             if self.ema is not None:
                 self.ema.store(self.trainable)
