@@ -77,6 +77,19 @@ def tiny_clip_text_models(text_dim: int = 16, max_length: int = 32):
     return tokenizer, CLIPTextModel(config).eval()
 
 
+def tiny_vae(**overrides):
+    """A two-block `AutoencoderKL` (channels 8, 16; 2x downsampling; 4 latent channels), seeded, in eval mode."""
+    from diffusers import AutoencoderKL
+
+    config = dict(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4, norm_num_groups=4,
+    )  # fmt: skip
+    config.update(overrides)
+    torch.manual_seed(0)
+    return AutoencoderKL(**config).eval()
+
+
 def read_train_log(folder) -> list[dict]:
     """The per-step lines of a training run's `train_log.jsonl`."""
     return [json.loads(line) for line in (Path(folder) / "train_log.jsonl").read_text().splitlines()]

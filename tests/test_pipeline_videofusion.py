@@ -10,8 +10,8 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import tiny_clip_text_models, tiny_sd21_unet2d_config
-from diffusers import AutoencoderKL, DDIMScheduler, TextToVideoSDPipeline, UNet2DConditionModel
+from conftest import tiny_clip_text_models, tiny_sd21_unet2d_config, tiny_vae
+from diffusers import DDIMScheduler, TextToVideoSDPipeline, UNet2DConditionModel
 from diffusers.video_processor import VideoProcessor
 
 from diffusers_video import DecomposedNoiseScheduler, UNet3DModel, VideoFusionPipeline, VideoPipelineOutput
@@ -40,15 +40,6 @@ def _perturb(model: torch.nn.Module, seed: int, scale: float = 0.02) -> torch.nn
         for p in model.parameters():
             p.add_(torch.randn(p.shape, generator=generator) * scale)
     return model.eval()
-
-
-def tiny_vae() -> AutoencoderKL:
-    torch.manual_seed(0)
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4, norm_num_groups=4,
-    )  # fmt: skip
-    return vae.eval()
 
 
 def tiny_base_unet(**overrides) -> UNet2DConditionModel:

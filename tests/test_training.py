@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import read_train_log, tiny_clip_text_models
-from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from conftest import read_train_log, tiny_clip_text_models, tiny_vae
+from diffusers import DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
 from diffusers_video import DecomposedNoiseScheduler, UNet3DModel
 from diffusers_video.cli import main as cli_main
@@ -48,15 +48,6 @@ def tiny_unet2d(channels: int = 4, sample_size: int = SIZE // 2) -> UNet2DCondit
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
         block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8, cross_attention_dim=TEXT_DIM,
         attention_head_dim=2, use_linear_projection=True,
-    )  # fmt: skip
-
-
-def tiny_vae() -> AutoencoderKL:
-    torch.manual_seed(0)
-    return AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4, norm_num_groups=4,
-        sample_size=SIZE,
     )  # fmt: skip
 
 
@@ -352,7 +343,9 @@ def test_joint_batches_run_images_as_single_frame_videos(tmp_path):
 
 def test_image_unet_in_latent_space_saves_a_stable_diffusion_pipeline(tmp_path):
     parts = components(
-        unet=tiny_unet2d(), vae=tiny_vae(), noise_scheduler=DDPMScheduler(steps_offset=1, clip_sample=False)
+        unet=tiny_unet2d(),
+        vae=tiny_vae(sample_size=SIZE),
+        noise_scheduler=DDPMScheduler(steps_offset=1, clip_sample=False),
     )
     before = parameters(parts.unet)
     config = make_config(

@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import read_train_log, tiny_clip_text_models
-from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from conftest import read_train_log, tiny_clip_text_models, tiny_vae
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from safetensors.torch import load_file
 
 from diffusers_video import DecomposedNoiseScheduler, UNet3DModel, VideoFusionPipeline
@@ -46,15 +46,6 @@ def tiny_base(channels: int = 3, cross_attention_dim: int = TEXT_DIM, sample_siz
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
         block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4, cross_attention_dim=cross_attention_dim,
         attention_head_dim=2, use_linear_projection=True,
-    )  # fmt: skip
-
-
-def tiny_vae() -> AutoencoderKL:
-    torch.manual_seed(0)
-    return AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4, norm_num_groups=4,
-        sample_size=SIZE,
     )  # fmt: skip
 
 
@@ -176,7 +167,7 @@ def _save_image_model(folder) -> None:
     tokenizer, text_encoder = tiny_clip_text_models(TEXT_DIM)
     scheduler = DDIMScheduler(prediction_type="v_prediction", clip_sample=False, **BETAS)
     modules = {
-        "unet": tiny_base(4, sample_size=SIZE // 2), "vae": tiny_vae(), "text_encoder": text_encoder,
+        "unet": tiny_base(4, sample_size=SIZE // 2), "vae": tiny_vae(sample_size=SIZE), "text_encoder": text_encoder,
         "tokenizer": tokenizer, "scheduler": scheduler,
     }  # fmt: skip
     for name, module in modules.items():
