@@ -31,12 +31,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import string
 import sys
 import tempfile
 from pathlib import Path
 
 from _measure import median_seconds, peak_bytes, run_worker  # benchmarks/ is on sys.path when this runs as a script
+
+from diffusers_video.testing_utils import tiny_clip_text_models
 
 ROOT = Path(__file__).resolve().parents[1]
 CONVERTER = ROOT / "conversion_scripts" / "convert_modelscope_to_videofusion.py"
@@ -69,27 +70,6 @@ def _converter():
     sys.modules[spec.name] = module  # dataclasses look their module up here
     spec.loader.exec_module(module)
     return module
-
-
-def tiny_clip_text_models(text_dim: int, max_length: int = 32):
-    """A character-level CLIP tokenizer and a one-layer CLIP text encoder, built in memory (no vocabulary files).
-
-    As `tests/conftest.py`'s `tiny_clip_text_models`.
-    """
-    import torch
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for suffix in ("", "</w>"):
-        for c in string.ascii_lowercase:
-            vocab[c + suffix] = len(vocab)  # one id per character (and per word-final character)
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_length)
-    config = CLIPTextConfig(
-        vocab_size=len(vocab), hidden_size=text_dim, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, max_position_embeddings=max_length, bos_token_id=0, eos_token_id=1, pad_token_id=1,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    return tokenizer, CLIPTextModel(config).eval()
 
 
 # ------------------------------------------------------------------------------------------------------- part "t2v"

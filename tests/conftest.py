@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import string
 from pathlib import Path
 
 import pytest
 import torch
+
+from diffusers_video.testing_utils import tiny_clip_text_models  # noqa: F401 (tests import it from here)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -58,23 +59,6 @@ def unet2d():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)
     return model.eval()
-
-
-def tiny_clip_text_models(text_dim: int = 16, max_length: int = 32):
-    """A character-level CLIP tokenizer and a one-layer CLIP text encoder, built in memory (no vocabulary files)."""
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for suffix in ("", "</w>"):
-        for c in string.ascii_lowercase:
-            vocab[c + suffix] = len(vocab)  # one id per character (and per word-final character)
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_length)
-    config = CLIPTextConfig(
-        vocab_size=len(vocab), hidden_size=text_dim, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, max_position_embeddings=max_length, bos_token_id=0, eos_token_id=1, pad_token_id=1,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    return tokenizer, CLIPTextModel(config).eval()
 
 
 def tiny_vae(**overrides):
