@@ -60,6 +60,7 @@ def test_spatial_parameters_match_unet2d_names_and_shapes(unet2d):
         {"temporal_attention": "directed", "frame_position_encoding": "learned", "frame_adaptor": True},
         {"scalar_conditions": ("fps", "noise_aug_level"), "in_channels": 7},
         {"temporal_conv": False, "temporal_attention": None},
+        {"temporal_cross_attention": True},
     ],
 )
 def test_inflated_model_equals_unet2d_frame_by_frame(unet2d, temporal_config):
@@ -103,6 +104,78 @@ def test_directed_attention_is_causal(unet2d):
     assert torch.equal(out[:, :, :k], out_changed[:, :, :k])
     for frame in range(k, F):
         assert (out_changed[:, :, frame] - out[:, :, frame]).abs().max() > 1e-4
+
+
+def _reference_temporal_cross_attention(layer, hidden_states, num_frames, text):
+    """The cross-attention part of `TemporalAttention`, written out with explicit loops over videos and heads."""
+    batch_frames, channels, height, width = hidden_states.shape
+    attn, heads = layer.cross_attn, layer.cross_attn.heads
+    encoding = layer.frame_encoding(num_frames, hidden_states.device, hidden_states.dtype)
+    out = torch.zeros_like(hidden_states)
+    for video in range(batch_frames // num_frames):
+        frames = hidden_states[video * num_frames : (video + 1) * num_frames]  # (F, C, H, W)
+        tokens = frames.permute(0, 2, 3, 1).reshape(num_frames, height * width, channels)
+        queries = (
+            torch.nn.functional.layer_norm(
+                tokens, (channels,), layer.norm_cross.weight, layer.norm_cross.bias, layer.norm_cross.eps
+            )
+            + encoding[:, None]
+        )
+        q = attn.to_q(queries.reshape(-1, channels))  # (F*HW, C)
+        k, v = attn.to_k(text[video]), attn.to_v(text[video])  # (T, C)
+        d = channels // heads
+        mixed = torch.cat(
+            [
+                torch.softmax(q[:, h * d : (h + 1) * d] @ k[:, h * d : (h + 1) * d].T / d**0.5, dim=-1)
+                @ v[:, h * d : (h + 1) * d]
+                for h in range(heads)
+            ],
+            dim=-1,
+        )
+        delta = attn.to_out[0](mixed).reshape(num_frames, height, width, channels).permute(0, 3, 1, 2)
+        out[video * num_frames : (video + 1) * num_frames] = delta
+    return out
+
+
+def test_temporal_cross_attention_matches_a_written_out_reference_and_reads_each_videos_own_text(unet2d):
+    unet3d = UNet3DModel.from_unet2d(unet2d, temporal_cross_attention=True).eval()
+    _randomize_temporal(unet3d, scale=0.5)
+    layer = unet3d.down_blocks[0].temp_attentions[0]
+    assert layer.cross_attention_dim == unet2d.config.cross_attention_dim
+    channels = layer.norm.normalized_shape[0]
+    g = torch.Generator().manual_seed(3)
+    hidden = torch.randn(B * F, channels, 4, 4, generator=g)
+    text = torch.randn(B, 7, unet2d.config.cross_attention_dim, generator=g)
+    with torch.no_grad():
+        layer.attn.to_out[0].weight.zero_()  # isolate the cross-attention: the self-attention adds nothing
+        layer.attn.to_out[0].bias.zero_()
+        out = layer(hidden, F, text)
+        expected = hidden + _reference_temporal_cross_attention(layer, hidden, F, text)
+    assert (out - expected).abs().max().item() <= 1e-5
+    # Video 1's text changes video 1 only, and every frame of it.
+    changed_text = text.clone()
+    changed_text[1] += 1.0
+    with torch.no_grad():
+        changed = layer(hidden, F, changed_text)
+    assert torch.equal(changed[:F], out[:F])
+    assert all((changed[F + f] - out[F + f]).abs().max() > 1e-4 for f in range(F))
+    with pytest.raises(ValueError, match=r"one per video, but is \(10, 7, 24\)"):
+        layer(hidden, F, text.repeat_interleave(F, 0))
+
+
+def test_temporal_cross_attention_makes_the_unet_follow_the_text_beyond_spatial_layers(unet2d):
+    """With spatial cross-attention and temporal self-attention fixed, the text still changes the output."""
+    plain = UNet3DModel.from_unet2d(unet2d).eval()
+    crossed = UNet3DModel.from_unet2d(unet2d, temporal_cross_attention=True).eval()
+    _randomize_temporal(crossed)
+    missing, unexpected = plain.load_state_dict(crossed.state_dict(), strict=False)
+    assert not missing and unexpected and all(".cross_attn." in k or ".norm_cross." in k for k in unexpected)
+    sample, timestep, text = _inputs()
+    with torch.no_grad():
+        difference = crossed(sample, timestep, text).sample - plain(sample, timestep, text).sample
+        single = crossed(sample[:, :, :1], timestep, text).sample - plain(sample[:, :, :1], timestep, text).sample
+    assert difference.abs().max() > 1e-3
+    assert single.abs().max() == 0  # one frame: temporal layers skipped, the image model is unchanged
 
 
 def test_generic_processors_give_the_same_result_as_temporal_processors(unet2d):
@@ -366,6 +439,15 @@ def test_from_unet2d_rejects_unknown_options_and_fewer_channels(unet2d):
         ({"scalar_conditions": ("noise-level",)}, "identifiers"),
         ({"temporal_conv_kernel_size": 2}, "positive odd number but is 2"),
         ({"max_frames": 0}, "`max_frames` must be at least 1 but is 0"),
+        (
+            {"temporal_cross_attention": True, "temporal_attention": None},
+            "`temporal_cross_attention=True` needs temporal attention layers of the default layout, but "
+            "`temporal_attention` is None",
+        ),
+        (
+            {"temporal_cross_attention": True, "temporal_layout": "modelscope", "frame_position_encoding": None},
+            "`temporal_layout` is 'modelscope'",
+        ),
     ],
 )
 def test_bad_config_is_a_clear_value_error(kwargs, message):

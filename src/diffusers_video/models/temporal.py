@@ -212,7 +212,12 @@ class TemporalSelfAttention(Attention):
 class TemporalAttention(nn.Module):
     """Self-attention across frames at every spatial position, with a frame-position encoding.
 
-    Computes `x + Attn(LayerNorm(x) + pos)` over the frame axis; the output projection starts at zero.
+    Computes `x + Attn(LayerNorm(x) + pos)` over the frame axis; the output projection starts at zero. With
+    `cross_attention_dim`, a cross-attention to the text follows: every token of the video (each frame at each
+    position, frame-position encoding added to its query) attends to the video's text tokens, `x + CrossAttn(
+    LayerNorm(x) + pos, text)`, its output projection also starting at zero. Spatial cross-attention sees one frame
+    at a time, so motion words reach the temporal layers only through features that the image model learned for
+    still frames; this path gives the temporal layers the text directly.
 
     Args:
         channels (`int`): Feature channels.
@@ -223,6 +228,8 @@ class TemporalAttention(nn.Module):
         max_frames (`int`, defaults to 32): Frames a learned encoding supports.
         eps (`float`, defaults to 1e-5): LayerNorm epsilon.
         upcast_attention (`bool`, defaults to False): Compute attention scores in float32.
+        cross_attention_dim (`int | None`, defaults to None): Width of the text embeddings for the cross-attention
+            to text; None for none.
     """
 
     def __init__(
@@ -234,6 +241,7 @@ class TemporalAttention(nn.Module):
         max_frames: int = 32,
         eps: float = 1e-5,
         upcast_attention: bool = False,
+        cross_attention_dim: int | None = None,
     ):
         super().__init__()
         if attention_type not in TEMPORAL_ATTENTION_TYPES:
@@ -268,6 +276,20 @@ class TemporalAttention(nn.Module):
         # Zero output projection: the layer starts as the identity.
         nn.init.zeros_(self.attn.to_out[0].weight)
         nn.init.zeros_(self.attn.to_out[0].bias)
+        self.cross_attention_dim = cross_attention_dim
+        if cross_attention_dim is not None:
+            self.norm_cross = nn.LayerNorm(channels, eps=eps)
+            self.cross_attn = Attention(
+                query_dim=channels,
+                cross_attention_dim=cross_attention_dim,
+                heads=num_heads,
+                dim_head=channels // num_heads,
+                bias=False,
+                out_bias=True,
+                upcast_attention=upcast_attention,
+            )
+            nn.init.zeros_(self.cross_attn.to_out[0].weight)
+            nn.init.zeros_(self.cross_attn.to_out[0].bias)
 
     def frame_encoding(self, num_frames: int, device, dtype) -> torch.Tensor | None:
         """The `(num_frames, channels)` encoding added to the normalised tokens."""
@@ -282,15 +304,35 @@ class TemporalAttention(nn.Module):
             return self.pos_embed[:num_frames].to(dtype)
         return sinusoidal_frame_encoding(num_frames, self.norm.normalized_shape[0], device=device, dtype=dtype)
 
-    def forward(self, hidden_states: torch.Tensor, num_frames: int) -> torch.Tensor:
-        _, _, height, width = hidden_states.shape
+    def forward(
+        self, hidden_states: torch.Tensor, num_frames: int, encoder_hidden_states: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`hidden_states` `(B*F, C, H, W)`; `encoder_hidden_states` `(B, tokens, dim)` (one per video), used only
+        by the cross-attention to text."""
+        batch_frames, channels, height, width = hidden_states.shape
         tokens = _frames_to_tokens(hidden_states, num_frames)  # (B*H*W, F, C)
         tokens = self.norm(tokens)
         encoding = self.frame_encoding(num_frames, tokens.device, tokens.dtype)
         if encoding is not None:
             tokens = tokens + encoding  # broadcast over (B*H*W)
         out = _self_attention(self.attn, tokens, self.causal)
-        return hidden_states + _tokens_to_frames(out, num_frames, height, width)
+        hidden_states = hidden_states + _tokens_to_frames(out, num_frames, height, width)
+        if self.cross_attention_dim is None:
+            return hidden_states
+        batch = batch_frames // num_frames
+        if encoder_hidden_states is None or encoder_hidden_states.shape[0] != batch:
+            shape = None if encoder_hidden_states is None else tuple(encoder_hidden_states.shape)
+            raise ValueError(
+                f"This temporal attention attends to text: `encoder_hidden_states` must be `(batch={batch}, tokens, "
+                f"dim)`, one per video, but is {shape}."
+            )
+        video = hidden_states.reshape(batch, num_frames, channels, height * width).permute(0, 1, 3, 2)  # (B,F,HW,C)
+        queries = self.norm_cross(video)
+        if encoding is not None:
+            queries = queries + encoding[:, None]  # (F, 1, C)
+        out = self.cross_attn(queries.reshape(batch, -1, channels), encoder_hidden_states=encoder_hidden_states)
+        out = out.reshape(batch, num_frames, height * width, channels).permute(0, 1, 3, 2)  # (B, F, C, HW)
+        return hidden_states + out.reshape(batch_frames, channels, height, width)
 
 
 class FrameAdaptor(nn.Module):

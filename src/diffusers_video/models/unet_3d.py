@@ -56,6 +56,7 @@ TEMPORAL_CONFIG_KEYS = (
     "frame_position_encoding",
     "max_frames",
     "frame_adaptor",
+    "temporal_cross_attention",
     "scalar_conditions",
     "temporal_layout",
 )
@@ -109,6 +110,10 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
             attention: "sinusoidal", "learned" (at most `max_frames` frames) or None.
         max_frames (`int`, defaults to 32): Frames supported by learned encodings and frame adaptors.
         frame_adaptor (`bool`, defaults to False): MagicVideo's per-frame learned scale and shift after each resnet.
+        temporal_cross_attention (`bool`, defaults to False): Each temporal attention layer also attends to the text
+            (`encoder_hidden_states`), with a zero-initialised output, so that motion words reach the temporal layers
+            directly rather than only through per-frame spatial features (see `TemporalAttention`). Needs
+            `temporal_attention` and the default layout.
         scalar_conditions (`tuple[str, ...]`, defaults to ()): Names of extra scalar conditions (e.g. "fps",
             "noise_aug_level", "guidance_scale"), each embedded like a timestep and added to the time embedding
             (zero-initialised). Values are embedded with timestep frequencies, so pass them on a timestep-like scale
@@ -188,6 +193,7 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
         frame_position_encoding: str | None = "sinusoidal",
         max_frames: int = 32,
         frame_adaptor: bool = False,
+        temporal_cross_attention: bool = False,
         scalar_conditions: tuple[str, ...] = (),
         temporal_layout: str = "default",
     ):
@@ -198,6 +204,11 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
             resnet_time_scale_shift,
         )  # fmt: skip
         self._check_temporal_config(temporal_attention, frame_position_encoding, max_frames, scalar_conditions)
+        if temporal_cross_attention and (temporal_attention is None or temporal_layout != "default"):
+            raise ValueError(
+                "`temporal_cross_attention=True` needs temporal attention layers of the default layout, but "
+                f"`temporal_attention` is {temporal_attention!r} and `temporal_layout` is {temporal_layout!r}."
+            )
         self._check_temporal_layout(
             temporal_layout, frame_position_encoding, temporal_attention, temporal_attention_head_dim,
             block_out_channels,
@@ -218,6 +229,7 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
             norm_eps=norm_eps,
             upcast_attention=upcast_attention,
             layout=temporal_layout,
+            cross_attention_dim=cross_attention_dim if temporal_cross_attention else None,
         )
 
         # input and time embedding, as in UNet2DConditionModel

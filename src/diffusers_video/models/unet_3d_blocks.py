@@ -53,6 +53,7 @@ class TemporalOptions:
     norm_eps: float = 1e-5
     upcast_attention: bool = False
     layout: str = "default"
+    cross_attention_dim: int | None = None  # text width of the temporal cross-attention; None: no text there
 
     def num_heads(self, channels: int) -> int:
         if self.layout == "modelscope":
@@ -83,6 +84,7 @@ def _temporal_attention(options: TemporalOptions, channels: int) -> nn.Module:
         max_frames=options.max_frames,
         eps=options.norm_eps,
         upcast_attention=options.upcast_attention,
+        cross_attention_dim=options.cross_attention_dim,
     )
 
 
@@ -149,7 +151,13 @@ class _VideoBlock(nn.Module):
             return_dict=False,
         )[0]
         if (num_frames > 1 or self.single_frame_temporal) and hasattr(self, "temp_attentions"):
-            hidden_states = self._call(self.temp_attentions[i], hidden_states, num_frames)
+            temporal = self.temp_attentions[i]
+            if getattr(temporal, "cross_attention_dim", None) is not None:
+                # The UNet repeated the text once per frame; the temporal cross-attention takes it once per video.
+                video_text = encoder_hidden_states[::num_frames] if encoder_hidden_states is not None else None
+                hidden_states = self._call(temporal, hidden_states, num_frames, video_text)
+            else:
+                hidden_states = self._call(temporal, hidden_states, num_frames)
         return hidden_states
 
 
