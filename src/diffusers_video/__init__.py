@@ -8,6 +8,7 @@ module that defines its classes has been imported.
 __version__ = "0.1.0.dev0"
 
 from .models.unet_3d import UNet3DModel, UNet3DModelOutput
+from .pipelines.imagen_video.pipeline_imagen_video import ImagenVideoPipeline, ImagenVideoPipelineOutput
 from .pipelines.pipeline_utils import VideoPipelineOutput
 from .pipelines.videofusion.pipeline_videofusion import VideoFusionPipeline
 from .schedulers.scheduling_decomposed import DecomposedNoiseScheduler, DecomposedNoiseSchedulerOutput
@@ -20,6 +21,8 @@ __all__ = [
     "DecomposedNoiseSchedulerOutput",
     "VDistilledScheduler",
     "VDistilledSchedulerOutput",
+    "ImagenVideoPipeline",
+    "ImagenVideoPipelineOutput",
     "VideoFusionPipeline",
     "VideoPipelineOutput",
 ]

@@ -1,4 +1,5 @@
+from .imagen_video import ImagenVideoPipeline, ImagenVideoPipelineOutput
 from .pipeline_utils import VideoPipelineOutput
 from .videofusion import VideoFusionPipeline
 
-__all__ = ["VideoFusionPipeline", "VideoPipelineOutput"]
+__all__ = ["ImagenVideoPipeline", "ImagenVideoPipelineOutput", "VideoFusionPipeline", "VideoPipelineOutput"]

@@ -8,6 +8,7 @@ video pipelines return them (see [`postprocess_video`]).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -241,13 +242,42 @@ class VideoDiffusionPipeline(DiffusionPipeline):
             raise FileNotFoundError(f"'{path}' is neither an existing folder nor a Hub repo id ('namespace/name').")
         else:
             folder = cls.download(path, **kwargs)
-        pipeline_class, has_shims = check_pipeline_folder(folder, cls, skip=kwargs)
-        if has_shims:
-            kwargs["trust_remote_code"] = True  # the shims only import classes from diffusers_video (checked above)
-        pipeline = super(VideoDiffusionPipeline, pipeline_class).from_pretrained(folder, **kwargs)
+        with cls._folder_components_context(folder):
+            pipeline_class, has_shims = check_pipeline_folder(folder, cls, skip=kwargs)
+            if has_shims:
+                # the shims only import classes from diffusers_video (checked above)
+                kwargs["trust_remote_code"] = True
+            pipeline = super(VideoDiffusionPipeline, pipeline_class).from_pretrained(folder, **kwargs)
         if folder != path:
             pipeline.register_to_config(_name_or_path=path)  # the repo id, as diffusers records it
         return pipeline
+
+    @classmethod
+    def _components_context(cls, index: dict) -> contextlib.AbstractContextManager:
+        """A context in which this class expects the components of a folder with this `model_index.json`.
+
+        diffusers reads a pipeline's components from its `__init__` signature. A pipeline whose components depend on
+        its config (the `unet_<i>` / `scheduler_<i>` stages of `ImagenVideoPipeline`) overrides this to declare them
+        while `from_pretrained` checks and loads a folder. The default declares nothing.
+        """
+        return contextlib.nullcontext()
+
+    @classmethod
+    def _folder_components_context(cls, folder: str | os.PathLike) -> contextlib.AbstractContextManager:
+        """`_components_context` of the pipeline class that `folder`'s `model_index.json` names (this class, or the
+        class it names when called on `VideoDiffusionPipeline`); a no-op for an unreadable folder, which
+        `check_pipeline_folder` then reports."""
+        from ..hub import INDEX_NAME, class_name_of, read_json
+
+        try:
+            index = read_json(Path(folder) / INDEX_NAME)
+            name = class_name_of(index, INDEX_NAME) if index is not None else None
+        except ValueError:
+            return contextlib.nullcontext()
+        target = cls.pipeline_class(name) if cls is VideoDiffusionPipeline and name else cls
+        if index is None or target is None:
+            return contextlib.nullcontext()
+        return target._components_context(index)
 
 
 def check_output_type(output_type: str, allowed: Sequence[str] = OUTPUT_TYPES) -> None:

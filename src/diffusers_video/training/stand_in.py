@@ -170,6 +170,81 @@ def build_text_encoder(
     return CLIPTextModel(config).eval()
 
 
+T5_WORD_START = "\u2581"
+"""SentencePiece's word-start marker, which begins every whole-word piece of `build_t5_tokenizer`."""
+
+T5_PIECE_SCORE = -1.0
+"""Log-probability of a whole-word piece of `build_t5_tokenizer` (single characters get -10, so words win)."""
+
+
+def build_t5_tokenizer(model_max_length: int = 32):
+    """A word-level `T5Tokenizer` (SentencePiece unigram) built in memory from the moving-shapes caption vocabulary.
+
+    The vocabulary is T5's three special tokens (`<pad>` 0, `</s>` 1, `<unk>` 2), one piece `T5_WORD_START + word` per caption
+    word, the punctuation marks without the word-start marker (so that "circle," splits into the pieces of "circle" and ","),
+    and the word-start marker and lowercase letters with a low score, so that an unknown word still tokenizes (into
+    letters) rather than becoming `<unk>`. No sentinel tokens (`extra_ids=0`).
+
+    Args:
+        model_max_length (`int`, defaults to 32): padded prompt length.
+
+    Returns:
+        `transformers.T5Tokenizer`.
+
+    Raises:
+        RuntimeError: if a vocabulary word does not come out as one token.
+    """
+    from transformers import T5Tokenizer
+
+    words = vocabulary_words()
+    vocab: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    vocab += [(T5_WORD_START + word, T5_PIECE_SCORE) for word in words]
+    vocab += [(word, T5_PIECE_SCORE) for word in words if not word.isalpha()]
+    seen = {piece for piece, _ in vocab}
+    vocab += [(char, -10.0) for char in [T5_WORD_START, *"abcdefghijklmnopqrstuvwxyz"] if char not in seen]
+    tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=model_max_length)
+    broken = [word for word in words if tokenizer.tokenize(word) != [T5_WORD_START + word]]
+    if broken:
+        raise RuntimeError(f"These words do not tokenize to one token: {broken}.")
+    return tokenizer
+
+
+def build_t5_text_encoder(
+    vocab_size: int,
+    d_model: int = 64,
+    num_layers: int = 2,
+    num_heads: int | None = None,
+    d_ff: int | None = None,
+    seed: int = 0,
+):
+    """A small random `T5EncoderModel`: the frozen text encoder of the Imagen Video stand-in (T5-XXL in the paper).
+
+    Args:
+        vocab_size (`int`): the tokenizer's vocabulary size (`len(build_t5_tokenizer())`).
+        d_model (`int`, defaults to 64): width; also the UNets' `cross_attention_dim`.
+        num_layers (`int`, defaults to 2): encoder blocks.
+        num_heads (`int`, *optional*): attention heads; defaults to `max(1, d_model // 32)`.
+        d_ff (`int`, *optional*): feed-forward width; defaults to `4 * d_model`.
+        seed (`int`, defaults to 0): seeds the weights.
+    """
+    from transformers import T5Config, T5EncoderModel
+
+    num_heads = num_heads or max(1, d_model // 32)
+    config = T5Config(
+        vocab_size=vocab_size,
+        d_model=d_model,
+        d_kv=d_model // num_heads,
+        d_ff=d_ff or 4 * d_model,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+    torch.manual_seed(seed)
+    return T5EncoderModel(config).eval()
+
+
 # ------------------------------------------------------------------------------------------------------------ VAE
 
 
