@@ -176,13 +176,11 @@ def _save_model_folder(folder: Path) -> None:
         component.save_pretrained(folder / name)
 
 
-def test_sigkill_then_resume_latest_repeats_the_uninterrupted_loss_sequence(tmp_path):
-    _save_model_folder(tmp_path / "model")
-    run_dir, reference_dir = tmp_path / "run", tmp_path / "reference"
-    config = make_config(
-        run_dir, max_train_steps=100_000, checkpointing_steps=2, ema_decay=0.9,
-        model={"pretrained_model_name_or_path": str(tmp_path / "model")},
-    )  # fmt: skip
+def run_killed_and_resumed(tmp_path: Path, config: TrainingConfig) -> tuple[Path, Path]:
+    """Train `config` (output_dir `tmp_path/run`, endless, checkpointing) with the CLI in a subprocess, SIGKILL it
+    after its first checkpoint, resume with `--resume latest` for 4 more steps, and check the losses and weights
+    against an uninterrupted run (`tmp_path/reference`). Returns both run folders."""
+    run_dir, reference_dir = Path(config.output_dir), tmp_path / "reference"
     config_file = tmp_path / "config.json"
     config.to_json_file(config_file)
 
@@ -222,6 +220,16 @@ def test_sigkill_then_resume_latest_repeats_the_uninterrupted_loss_sequence(tmp_
     a = UNet3DModel.from_pretrained(run_dir / "final" / "unet").state_dict()
     b = UNet3DModel.from_pretrained(reference_dir / "final" / "unet").state_dict()
     assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
+    return run_dir, reference_dir
+
+
+def test_sigkill_then_resume_latest_repeats_the_uninterrupted_loss_sequence(tmp_path):
+    _save_model_folder(tmp_path / "model")
+    config = make_config(
+        tmp_path / "run", max_train_steps=100_000, checkpointing_steps=2, ema_decay=0.9,
+        model={"pretrained_model_name_or_path": str(tmp_path / "model")},
+    )  # fmt: skip
+    run_killed_and_resumed(tmp_path, config)
 
 
 # ------------------------------------------------------------------------------------- (d) checkpoint selection

@@ -16,7 +16,8 @@ interrupted one from its newest checkpoint, repeating the uninterrupted run exac
 
 Every DistillationConfig key (all `diffusers-video train` keys, plus those below) can be set in --config or on the
 command line, nested keys dotted (`--data.height 32`), values read as JSON where they parse. Without --config, the
-frame size and count (`data`) and the constant scalar conditions (`model.scalar_conditions`) default to those in the
+frame size and count (`data`), the constant scalar conditions (`model.scalar_conditions`) and an Imagen Video stage
+(`imagen_video`: its conditioning is distilled at the fixed `imagen_video.noise_aug_level`) default to those in the
 teacher's training_config.json. `--max_train_steps` counts optimizer steps per round. Examples:
 
     diffusers-video distill --teacher runs/video/final --output_dir runs/distilled --student_steps 8
@@ -99,7 +100,7 @@ def _docstring_arguments(cls) -> dict[str, str]:
 
 def field_help() -> dict[str, str]:
     """The help text of every config key, from the config dataclasses' docstrings."""
-    from ..training.config import DataConfig, ModelConfig, TrainingConfig
+    from ..training.config import DataConfig, ImagenVideoConfig, ModelConfig, TrainingConfig
     from ..training.distillation import DistillationConfig
 
     helps = {}
@@ -107,6 +108,7 @@ def field_help() -> dict[str, str]:
         (TrainingConfig, ""),
         (DataConfig, "data."),
         (ModelConfig, "model."),
+        (ImagenVideoConfig, "imagen_video."),
         (DistillationConfig, ""),  # last: its entries override the training ones
     ):
         helps.update({prefix + name: text for name, text in _docstring_arguments(cls).items()})
@@ -125,7 +127,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def teacher_defaults(teacher: str | None) -> dict[str, Any]:
-    """`data` and `model.scalar_conditions` of the teacher's `training_config.json` ({} without one)."""
+    """`data`, `model.scalar_conditions` and `imagen_video` of the teacher's `training_config.json` ({} without
+    one)."""
     from ..training.components import TRAINING_CONFIG_NAME
     from ..training.distillation_sampling import read_json
 
@@ -138,6 +141,8 @@ def teacher_defaults(teacher: str | None) -> dict[str, Any]:
     scalar_conditions = (saved.get("model") or {}).get("scalar_conditions")
     if isinstance(scalar_conditions, dict):
         defaults["model"] = {"scalar_conditions": scalar_conditions}
+    if isinstance(saved.get("imagen_video"), dict):
+        defaults["imagen_video"] = saved["imagen_video"]
     return defaults
 
 

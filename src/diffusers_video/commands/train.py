@@ -6,7 +6,8 @@ Every config key can be overridden on the command line, nested keys dotted (`--d
 as JSON where they parse (`--ema_decay 0.999`, `--model.temporal '{"frame_adaptor": true}'`, `--snr_gamma null`)
 and as text otherwise. Several processes or GPUs: `accelerate launch -m diffusers_video.cli train --config ...`.
 A `videofusion` section (or any `--videofusion.KEY`) trains VideoFusion's base and residual generators jointly and
-saves a `VideoFusionPipeline` (recipe: pipelines/videofusion/train_demo.json).
+saves a `VideoFusionPipeline` (recipe: pipelines/videofusion/train_demo.json). An `imagen_video` section trains one
+stage of an Imagen Video cascade in pixel space (recipes: pipelines/imagen_video/).
 """
 
 from __future__ import annotations

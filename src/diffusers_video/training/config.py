@@ -159,6 +159,54 @@ class VideoFusionConfig:
 
 
 @dataclass
+class ImagenVideoConfig:
+    """One stage of an Imagen Video cascade, trained in pixel space (see `training.imagen_video`).
+
+    Setting this section (`"imagen_video": {...}` in a config file, or any `--imagen_video.KEY` on the command line)
+    trains the stage `stage` of a pixel-space cascade with v-prediction: the `data` size is the stage's *output* size,
+    and a super-resolution stage's UNet (`in_channels` 6, a "noise_aug_level" scalar condition) sees the clip brought
+    down to the previous stage's size and back up (`downsample_for_condition`, `upsample_condition`), noise-augmented
+    at a random level, concatenated to its noisy sample. The final folder is a stage folder (`stage.json` added).
+
+    Args:
+        stage (`dict`, defaults to {"kind": "base", "factor": 1}): The stage, a `StageSpec` as a dict: "base"
+            (text-to-video), "tsr" (frames x `factor`) or "ssr" (height and width x `factor`).
+        noise_aug_max (`float`, defaults to 0.5): Noise-conditioning augmentation in training: every sample's
+            conditioning is noised to a level drawn uniformly from [0, `noise_aug_max`] (cosine schedule, 0 clean,
+            1 pure noise), which the UNet is told as its "noise_aug_level" condition (`1000 * level`). In [0, 1];
+            super-resolution stages only.
+        noise_aug_level (`float`, defaults to 0.1): The fixed level at which the stage is sampled in the cascade
+            (recorded in `stage.json`) and distilled (`diffusers-video distill`). In [0, `noise_aug_max`].
+    """
+
+    stage: dict = field(default_factory=lambda: {"kind": "base", "factor": 1})
+    noise_aug_max: float = 0.5
+    noise_aug_level: float = 0.1
+
+    def __post_init__(self):
+        _check_types(self, "imagen_video.")
+        self.stage = self.stage_spec().to_dict()  # a bad stage fails here, naming the key; "factor" made explicit
+        for name in ("noise_aug_max", "noise_aug_level"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:  # also rejects NaN
+                raise ValueError(f"`imagen_video.{name}` must be in [0, 1] but is {value}.")
+        if self.stage_spec().is_super_resolution and self.noise_aug_level > self.noise_aug_max:
+            raise ValueError(
+                f"`imagen_video.noise_aug_level` ({self.noise_aug_level}) must not exceed `imagen_video.noise_aug_max` "
+                f"({self.noise_aug_max}): the stage would be sampled at a level it never trained on."
+            )
+
+    def stage_spec(self):
+        """The `StageSpec` of `stage` (a `ValueError` naming `imagen_video.stage` when it is not one)."""
+        from ..pipelines.imagen_video.cascade import StageSpec  # the cascade's own definition, shared with sampling
+
+        try:
+            return StageSpec.from_dict(self.stage)
+        except ValueError as error:
+            raise ValueError(f"`imagen_video.stage` is not a valid stage ({self.stage!r}): {error}") from None
+
+
+@dataclass
 class TrainingConfig:
     """All settings of a training run (see the README, "Training").
 
@@ -198,6 +246,9 @@ class TrainingConfig:
         model (`ModelConfig`): What to train (with `videofusion`: the residual generator).
         videofusion (`VideoFusionConfig | None`, defaults to None): Train VideoFusion's base and residual generators
             jointly; None trains the `model` alone.
+        imagen_video (`ImagenVideoConfig | None`, defaults to None): Train one stage of an Imagen Video cascade (pixel
+            space, v-prediction, noise-conditioning augmentation for super-resolution stages); None trains the
+            `model` as a plain text-to-video model.
     """
 
     output_dir: str = "train_output"
@@ -227,6 +278,7 @@ class TrainingConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     videofusion: VideoFusionConfig | None = None
+    imagen_video: ImagenVideoConfig | None = None
 
     def __post_init__(self):
         if isinstance(self.data, dict):
@@ -235,6 +287,8 @@ class TrainingConfig:
             self.model = _from_dict(ModelConfig, self.model, "model.")
         if isinstance(self.videofusion, dict):
             self.videofusion = _from_dict(VideoFusionConfig, self.videofusion, "videofusion.")
+        if isinstance(self.imagen_video, dict):
+            self.imagen_video = _from_dict(ImagenVideoConfig, self.imagen_video, "imagen_video.")
         _check_types(self, "")
         _check_int("seed", self.seed, 0)
         for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps"):
@@ -276,8 +330,12 @@ class TrainingConfig:
                 raise ValueError(f"`{name}` must be > 0 or None but is {value}.")
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be > 0 but is {self.learning_rate}.")
+        if self.videofusion is not None and self.imagen_video is not None:
+            raise ValueError("`videofusion` and `imagen_video` cannot both be set: a run trains one system.")
         if self.videofusion is not None:
             self._check_videofusion()
+        if self.imagen_video is not None:
+            self._check_imagen_video()
 
     def _check_videofusion(self) -> None:
         if self.prediction_type != "epsilon":
@@ -302,6 +360,36 @@ class TrainingConfig:
             raise ValueError(
                 f"`model.pipeline_class` must be None or 'VideoFusionPipeline' with `videofusion` (the final folder "
                 f"is a VideoFusionPipeline) but is {self.model.pipeline_class!r}."
+            )
+
+    def _check_imagen_video(self) -> None:
+        spec = self.imagen_video.stage_spec()
+        if self.prediction_type != "v_prediction":
+            raise ValueError(
+                f"`prediction_type` must be 'v_prediction' with `imagen_video` (every stage of the cascade predicts v, "
+                f"as in the paper) but is {self.prediction_type!r}."
+            )
+        if self.model.unet_class != "UNet3DModel":
+            raise ValueError(
+                f"`model.unet_class` must be 'UNet3DModel' with `imagen_video` but is {self.model.unet_class!r}."
+            )
+        if self.model.pipeline_class is not None:
+            raise ValueError(
+                f"`model.pipeline_class` must be None with `imagen_video` (the final folder is one stage of a cascade; "
+                f"assemble the stages with `ImagenVideoPipeline`) but is {self.model.pipeline_class!r}."
+            )
+        data = self.data
+        try:  # the data clip is the stage's output: the previous stage's size must come out whole
+            spec.input_size(data.num_frames, data.height, data.width)
+        except ValueError as error:
+            raise ValueError(
+                f"`imagen_video.stage` {spec.to_dict()} does not fit the data clips (`data.num_frames` "
+                f"{data.num_frames}, `data.height` {data.height}, `data.width` {data.width}): {error}"
+            ) from None
+        if spec.kind == "tsr" and self.image_fraction > 0:
+            raise ValueError(
+                f"`image_fraction` must be 0 for a 'tsr' stage (a still image has no frames to interpolate) but is "
+                f"{self.image_fraction}."
             )
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -397,7 +485,7 @@ def _diff_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[s
     keys = []
     for key in sorted(set(a) | set(b)):
         sections = isinstance(a.get(key), dict) and isinstance(b.get(key), dict)
-        if not prefix and key in ("data", "model", "videofusion") and sections:
+        if not prefix and key in ("data", "model", "videofusion", "imagen_video") and sections:
             keys += _diff_keys(a[key], b[key], f"{key}.")
         elif a.get(key) != b.get(key):
             keys.append(f"{prefix}{key}")

@@ -14,6 +14,10 @@ students and take `w` directly.
 Every round is an ordinary `Trainer` run (accelerate, EMA, checkpoints, exact `--resume latest`) whose loss is the
 distillation loss; its student is saved atomically as `output_dir/student-<n>-steps`, with a `VDistilledScheduler` on
 the distillation grid and `distillation.json` (round, step count, guidance condition). See the README, "Progressive distillation".
+
+A model with a conditioning video (a super-resolution stage of an Imagen Video cascade, `imagen_video` section) is
+distilled the same way: teacher and student see the same conditioning (`Trainer.conditioning`, at the fixed
+`imagen_video.noise_aug_level`) concatenated to their noisy samples; see `training.imagen_video`.
 """
 
 from __future__ import annotations
@@ -84,6 +88,10 @@ class DistillationConfig(TrainingConfig):
 
     The `model` settings that say where a model comes from (`pretrained_model_name_or_path`, `unet_config`,
     `temporal`, `noise_scheduler`, `unet_class`) and `snr_gamma` must stay unset: the models come from `teacher`.
+
+    With an `imagen_video` section the teacher is a stage of an Imagen Video cascade (`imagen_video.stage` must be
+    the teacher's, from its `stage.json`); a super-resolution stage is distilled with its conditioning noised at the
+    fixed `imagen_video.noise_aug_level`.
 
     Args:
         teacher (`str | None`, defaults to None): The teacher folder: `unet/` (a v-prediction `UNet3DModel`),
@@ -230,6 +238,8 @@ class DistillationBatch:
         x_s (`torch.Tensor`): Where two teacher steps `t -> mid -> s` landed.
         target (`torch.Tensor`): The student's v target: one DDIM step `t -> s` with it lands on `x_s`.
         guidance_scale (`torch.Tensor | None`): `(B,)` the guidance weight of each sample (None without guidance).
+        condition (`torch.Tensor | None`, defaults to None): The conditioning video that teacher and student see next
+            to their noisy samples (`Trainer.conditioning`); None for a plain text-to-video model.
     """
 
     x_t: torch.Tensor
@@ -239,6 +249,7 @@ class DistillationBatch:
     x_s: torch.Tensor
     target: torch.Tensor
     guidance_scale: torch.Tensor | None
+    condition: torch.Tensor | None = None
 
 
 class DistillationTrainer(Trainer):
@@ -281,9 +292,11 @@ class DistillationTrainer(Trainer):
                 f"{'' if self.guided else 'not '}have a `{GUIDANCE_CONDITION}` scalar condition (see "
                 "with_guidance_condition)."
             )
-        self.computed_scalar_conditions = (GUIDANCE_CONDITION,) if self.guided else ()
+        # the class's own computed conditions (a stage's "noise_aug_level"), and the guidance weight
+        guidance = (GUIDANCE_CONDITION,) if self.guided else ()
+        self.computed_scalar_conditions = (*self.computed_scalar_conditions, *guidance)
         super().__init__(config, student)
-        teacher_conds = set(teacher_unet.config.scalar_conditions) - {GUIDANCE_CONDITION}
+        teacher_conds = set(teacher_unet.config.scalar_conditions) - set(self.computed_scalar_conditions)
         if teacher_conds != set(config.model.scalar_conditions):
             raise ValueError(
                 f"`model.scalar_conditions` must give a value for exactly the teacher's scalar conditions "
@@ -315,13 +328,15 @@ class DistillationTrainer(Trainer):
         t, mid, s = (triples[:, i].to(device) for i in range(3))
         level_t, level_mid, level_s = (scheduler.alpha_sigma(x) for x in (t, mid, s))  # ((B,), (B,)) each
         x_t = scheduler.add_noise(clean, noise, t)
+        condition = self.conditioning(part, clean)  # None for a text-to-video model
 
         captions = ["" if drop else caption for drop, caption in zip(dropped.tolist(), part["captions"])]
         two_pass = self.guided and not takes_guidance(self.teacher)
         text = self.encode_prompts(captions + [""] * batch if two_pass else captions)
         text, uncond = (text[:batch], text[batch:]) if two_pass else (text, None)
         weight = None
-        constants = self.unet_kwargs(part, batch).get("scalar_conds", {})  # constants of `model.scalar_conditions`
+        # constants of `model.scalar_conditions` (and a stage's "noise_aug_level"), for teacher and student
+        constants = self.unet_kwargs(part, batch).get("scalar_conds", {})
         kwargs = {"scalar_conds": dict(constants)} if constants or self.guided else {}
         if self.guided:
             low, high = self.config.guidance_scale_range
@@ -329,12 +344,15 @@ class DistillationTrainer(Trainer):
             kwargs["scalar_conds"][GUIDANCE_CONDITION] = guidance_condition(weight, device)
 
         # two deterministic DDIM steps of the (guided) teacher, t -> mid -> s (Salimans & Ho, Algorithm 2)
-        v_t = guided_prediction(self.teacher, x_t, t, text, uncond, weight, constants)
+        # (a conditioned teacher sees its conditioning video next to the sample, `unet_sample`)
+        v_t = guided_prediction(self.teacher, self.unet_sample(x_t, condition), t, text, uncond, weight, constants)
         x_mid = ddim_step(x_t, v_t, level_t, level_mid)
-        v_mid = guided_prediction(self.teacher, x_mid, mid, text, uncond, weight, constants)
+        v_mid = guided_prediction(
+            self.teacher, self.unet_sample(x_mid, condition), mid, text, uncond, weight, constants
+        )
         x_s = ddim_step(x_mid, v_mid, level_mid, level_s)
         target = distillation_target(x_t, level_t, x_s, level_s, prediction_type="v_prediction")
-        return DistillationBatch(x_t, triples.to(device), text, kwargs, x_s, target, weight)
+        return DistillationBatch(x_t, triples.to(device), text, kwargs, x_s, target, weight, condition)
 
     def training_loss(self, parts: dict[str, dict[str, Any]]) -> torch.Tensor:
         """The distillation loss of a micro-batch: each sample's MSE to its v target, averaged over all samples.
@@ -343,7 +361,13 @@ class DistillationTrainer(Trainer):
         """
         batches = [self.distillation_batch(part) for part in parts.values()]
         inputs = [
-            {"sample": b.x_t, "timesteps": b.timesteps[:, 0], "text": b.text, "kwargs": b.unet_kwargs} for b in batches
+            {
+                "sample": self.unet_sample(b.x_t, b.condition),
+                "timesteps": b.timesteps[:, 0],
+                "text": b.text,
+                "kwargs": b.unet_kwargs,
+            }
+            for b in batches
         ]
         predictions = self.model(inputs)
         return mean_over_samples([per_sample_mse(p, b.target) for p, b in zip(predictions, batches)])
@@ -385,6 +409,15 @@ def distill(config: DistillationConfig, teacher: TrainingComponents | None = Non
         raise FileNotFoundError(f"The teacher folder `teacher`='{teacher_folder}' does not exist.")
     if teacher is not None:
         check_teacher(teacher)
+    trainer_class = DistillationTrainer
+    if config.imagen_video is not None:
+        from .imagen_video import ImagenVideoDistillationTrainer  # imports this module
+
+        trainer_class = ImagenVideoDistillationTrainer
+    if teacher_folder is not None:
+        from .imagen_video import check_teacher_stage
+
+        check_teacher_stage(teacher_folder, config.imagen_video)
     output_dir, state = Path(config.output_dir), PartialState()
     if state.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -431,7 +464,7 @@ def distill(config: DistillationConfig, teacher: TrainingComponents | None = Non
             f"Round {round_index} of {len(counts)}: {2 * num_steps} teacher steps -> {num_steps} student steps.",
             main_process_only=True,
         )
-        trainer = DistillationTrainer(round_config, student, taught_by.unet, num_steps, folder, info)
+        trainer = trainer_class(round_config, student, taught_by.unet, num_steps, folder, info)
         trainer.train()
         del trainer, student, taught_by
         students.append(folder)

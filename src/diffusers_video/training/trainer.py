@@ -5,8 +5,8 @@ One loop trains a `UNet3DModel` on videos (and, jointly, on still images as sing
 encoder. It runs unchanged on one CPU, one GPU or many processes (`accelerate launch`), and its data and noise are a
 function of (seed, sample position) (see `training.data`), so a resumed run repeats the uninterrupted one exactly.
 
-Subclasses (distillation, VideoFusion's base/residual training) override `training_loss` or `unet_kwargs`, and
-`trainable_parameters` and `build_denoiser` to train more than one model.
+Subclasses (distillation, VideoFusion's base/residual training, Imagen Video's stages) override `training_loss`,
+`unet_kwargs` or `conditioning`, and `trainable_parameters` and `build_denoiser` to train more than one model.
 """
 
 from __future__ import annotations
@@ -90,6 +90,10 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
         from .videofusion import VideoFusionTrainer  # imports this module
 
         trainer_class = VideoFusionTrainer
+    if config.imagen_video is not None:
+        from .imagen_video import ImagenVideoTrainer  # imports this module
+
+        trainer_class = ImagenVideoTrainer
     trainer = trainer_class(config)
     trainer.load_checkpoint(checkpoint)
     return trainer.save_final(output_dir)
@@ -105,12 +109,17 @@ def train(config: TrainingConfig, components: TrainingComponents | None = None) 
     Returns:
         `Path`: The final folder: `unet/` (EMA weights when `ema_decay` is set), `text_encoder/`, `tokenizer/`,
         `vae/`, `scheduler/`, `training_config.json`, and `model_index.json` when `model.pipeline_class` is set.
-        With `config.videofusion` set, a `VideoFusionPipeline` folder (see `training.videofusion`).
+        With `config.videofusion` set, a `VideoFusionPipeline` folder (see `training.videofusion`); with
+        `config.imagen_video` set, a cascade stage folder (`stage.json` added, see `training.imagen_video`).
     """
     if config.videofusion is not None:
         from .videofusion import VideoFusionTrainer  # imports this module
 
         return VideoFusionTrainer(config, components).train()
+    if config.imagen_video is not None:
+        from .imagen_video import ImagenVideoTrainer  # imports this module
+
+        return ImagenVideoTrainer(config, components).train()
     return Trainer(config, components).train()
 
 
@@ -157,12 +166,19 @@ class Trainer:
     computed_scalar_conditions: tuple[str, ...] = ()
     # Whether the class trains `config.videofusion` (VideoFusionTrainer); any other refuses such a config.
     trains_videofusion: bool = False
+    # Whether the class trains `config.imagen_video` (the Imagen Video stage trainers); any other refuses such a config.
+    trains_imagen_video: bool = False
 
     def __init__(self, config: TrainingConfig, components: TrainingComponents | None = None):
         if config.videofusion is not None and not self.trains_videofusion:
             raise ValueError(
                 f"{type(self).__name__} cannot train a config with a `videofusion` section: use `train(config)` or "
                 "`training.videofusion.VideoFusionTrainer`."
+            )
+        if config.imagen_video is not None and not self.trains_imagen_video:
+            raise ValueError(
+                f"{type(self).__name__} cannot train a config with an `imagen_video` section: use `train(config)` or "
+                "`training.imagen_video.ImagenVideoTrainer`."
             )
         self.config = config
         self.output_dir = Path(config.output_dir)
@@ -243,12 +259,18 @@ class Trainer:
             raise ValueError("`freeze_spatial` needs a UNet3DModel (it trains its temporal layers); the UNet is 2D.")
         channels = c.vae.config.latent_channels if c.vae is not None else 3
         space = "latent space" if c.vae is not None else "pixel space, no VAE"
-        for name in ("in_channels", "out_channels"):
-            if unet.config[name] != channels:
-                raise ValueError(
-                    f"The UNet's `{name}` ({unet.config[name]}) must equal the channels of the training data "
-                    f"({channels}: {space})."
-                )
+        if unet.config.out_channels != channels:
+            raise ValueError(
+                f"The UNet's `out_channels` ({unet.config.out_channels}) must equal the channels of the training data "
+                f"({channels}: {space})."
+            )
+        extra = self.conditioning_channels()
+        if unet.config.in_channels != channels + extra:
+            conditioning = f" plus {extra} of the conditioning video" if extra else ""
+            raise ValueError(
+                f"The UNet's `in_channels` ({unet.config.in_channels}) must equal the channels of the training data "
+                f"({channels}: {space}){conditioning}."
+            )
         if config.data.cache_latents and c.vae is None:
             raise ValueError("`data.cache_latents` needs a VAE (latent space); this run is in pixel space.")
         text_dim = getattr(c.text_encoder.config, "hidden_size", None) or getattr(c.text_encoder.config, "d_model", 0)
@@ -320,6 +342,23 @@ class Trainer:
             x = encode_frames(self.components.vae, x)
         return x.float()
 
+    def conditioning_channels(self) -> int:
+        """Channels of the conditioning video that `conditioning` gives the UNet next to its sample (0: none)."""
+        return 0
+
+    def conditioning(self, part: dict[str, Any], clean: torch.Tensor) -> torch.Tensor | None:
+        """A conditioning video of a batch part, concatenated to the noisy sample by `unet_sample`; None here.
+
+        Imagen Video's super-resolution stages (`training.imagen_video`) return the noise-augmented low-resolution
+        clip; it depends only on `clean` `(B, C, F, H, W)` and the samples' positions, so teacher and student of a
+        distillation see the same one.
+        """
+        return None
+
+    def unet_sample(self, noisy: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        """The UNet's input: the noisy sample `(B, C, F, H, W)`, and the conditioning video (if any) along channels."""
+        return noisy if condition is None else torch.cat([noisy, condition.to(noisy.dtype)], dim=1)
+
     def unet_kwargs(self, part: dict[str, Any], batch_size: int) -> dict[str, Any]:
         """Extra UNet arguments of a batch part: the constant scalar conditions of `model.scalar_conditions`."""
         if not self.config.model.scalar_conditions:
@@ -350,9 +389,10 @@ class Trainer:
             noise = sample_training_noise(scheduler, tuple(clean.shape), generators).to(device, clean.dtype)
             timesteps = timesteps.to(device)
             captions = ["" if drop else caption for drop, caption in zip(dropped.tolist(), part["captions"])]
+            condition = self.conditioning(part, clean)
             inputs.append(
                 {
-                    "sample": scheduler.add_noise(clean, noise.noise, timesteps),
+                    "sample": self.unet_sample(scheduler.add_noise(clean, noise.noise, timesteps), condition),
                     "timesteps": timesteps,
                     "text": self.encode_prompts(captions),
                     "kwargs": self.unet_kwargs(part, clean.shape[0]),
