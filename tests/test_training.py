@@ -22,7 +22,13 @@ from diffusers_video.cli import main as cli_main
 from diffusers_video.models.unet_3d import temporal_parameter_names
 from diffusers_video.training import Trainer, TrainingComponents, TrainingConfig, checkpointing, train
 from diffusers_video.training.data import per_process_batch_size, sample_generator, split_batch
-from diffusers_video.training.objectives import sample_training_noise
+from diffusers_video.training.objectives import (
+    per_sample_mse,
+    sample_timesteps,
+    sample_training_noise,
+    timestep_weights,
+    v_equivalent_loss_weights,
+)
 from diffusers_video.training.trainer import export_checkpoint
 
 SIZE, FRAMES, TEXT_DIM = 16, 4, 16
@@ -482,3 +488,87 @@ def test_bad_input_gets_clear_errors(tmp_path, capsys):
     make_config(tmp_path).to_json_file(tmp_path / "ok.json")
     assert cli_main(["train", "--config", str(tmp_path / "ok.json"), "--max_train_steps", "many"]) == 1
     assert "--max_train_steps" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- timestep bias
+
+
+def test_timestep_bias_later_draws_the_noisiest_timesteps_as_often_as_asked():
+    weights = timestep_weights(1000, "later", portion=0.1, multiplier=6.0)
+    assert weights[:900].eq(1).all() and weights[900:].eq(6).all()
+    generators = [sample_generator(0, i) for i in range(6000)]
+    drawn = sample_timesteps(1000, generators, weights)
+    assert drawn.min() >= 0 and drawn.max() <= 999
+    # 100 timesteps of weight 6 against 900 of weight 1: 600 / 1500 = 40% of the draws (binomial sd 0.6 points)
+    assert abs((drawn >= 900).float().mean().item() - 0.4) < 0.025
+    earlier = sample_timesteps(1000, generators, timestep_weights(1000, "earlier", portion=0.1, multiplier=6.0))
+    assert abs((earlier < 100).float().mean().item() - 0.4) < 0.025
+
+
+def test_no_timestep_bias_draws_the_numbers_uniform_runs_always_drew():
+    assert timestep_weights(1000, "none", 0.5, 3.0) is None and timestep_weights(1000, "later", 0.5, 1.0) is None
+    drawn = sample_timesteps(1000, [sample_generator(3, i) for i in range(8)], None)
+    expected = torch.cat([torch.randint(0, 1000, (1,), generator=sample_generator(3, i)) for i in range(8)])
+    assert torch.equal(drawn, expected)
+
+
+def test_training_uses_the_biased_timesteps(tmp_path):
+    """Every favoured sample lands in the last timestep when its weight dwarfs the others'."""
+    parts = components()
+    seen = []
+    add_noise = parts.noise_scheduler.add_noise
+
+    def recording_add_noise(clean, noise, timesteps):
+        seen.extend(timesteps.tolist())
+        return add_noise(clean, noise, timesteps)
+
+    parts.noise_scheduler.add_noise = recording_add_noise
+    config = make_config(
+        tmp_path, max_train_steps=2, timestep_bias_strategy="later", timestep_bias_portion=0.001,
+        timestep_bias_multiplier=1e12,
+    )  # fmt: skip
+    Trainer(config, parts).train()
+    assert len(seen) == 4 and set(seen) == {999}
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"timestep_bias_strategy": "range"}, "`timestep_bias_strategy` must be one of ('none', 'later', 'earlier')"),
+        ({"timestep_bias_portion": 1.0}, "`timestep_bias_portion` must be in (0, 1) but is 1.0"),
+        ({"timestep_bias_multiplier": 0.0}, "`timestep_bias_multiplier` must be > 0 but is 0.0"),
+    ],
+)
+def test_bad_timestep_bias_is_a_clear_value_error(tmp_path, overrides, message):
+    with pytest.raises(ValueError) as error:
+        make_config(tmp_path, **overrides)
+    assert message in str(error.value)
+
+
+def test_v_equivalent_weighting_turns_an_epsilon_error_into_the_implied_v_error():
+    scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+    g = torch.Generator().manual_seed(0)
+    clean, noise, eps_hat = (torch.randn(4, 3, 2, 4, 4, generator=g) for _ in range(3))
+    timesteps = torch.tensor([0, 300, 800, 999])
+    noisy = scheduler.add_noise(clean, noise, timesteps)
+    ab = scheduler.alphas_cumprod[timesteps].view(-1, 1, 1, 1, 1)
+    x0_hat = (noisy - (1 - ab).sqrt() * eps_hat) / ab.sqrt()  # what the epsilon prediction implies
+    v_hat = ab.sqrt() * eps_hat - (1 - ab).sqrt() * x0_hat
+    v_error = per_sample_mse(v_hat, scheduler.get_velocity(clean, noise, timesteps))
+    weighted = per_sample_mse(eps_hat, noise) * v_equivalent_loss_weights(scheduler, timesteps)
+    torch.testing.assert_close(weighted, v_error, rtol=1e-4, atol=1e-6)
+    assert weighted[3] > 100 * per_sample_mse(eps_hat, noise)[3]  # the noisiest timestep now counts
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"loss_weighting": "x0"}, "`loss_weighting` must be one of ('none', 'v_equivalent') but is 'x0'"),
+        ({"loss_weighting": "v_equivalent", "prediction_type": "v_prediction"}, "(is 'v_prediction')"),
+        ({"loss_weighting": "v_equivalent", "snr_gamma": 5.0}, "no `snr_gamma` (is 5.0)"),
+    ],
+)
+def test_bad_loss_weighting_is_a_clear_value_error(tmp_path, overrides, message):
+    with pytest.raises(ValueError) as error:
+        make_config(tmp_path, **overrides)
+    assert message in str(error.value)

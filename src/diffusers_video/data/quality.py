@@ -81,7 +81,7 @@ def _call_parameters(pipeline) -> dict[str, inspect.Parameter]:
 def infer_video_settings(pipeline) -> dict[str, int | None]:
     """The frame size and count a pipeline generates by default, where they can be read from it.
 
-    Height and width come from the denoiser's `sample_size` times the pipeline's `vae_scale_factor` (1 for
+    Height and width come from the denoiser's (`unet`, VideoFusion's `residual_unet` or `transformer`) `sample_size` times the pipeline's `vae_scale_factor` (1 for
     pixel-space pipelines); the frame count from the denoiser's config (`num_frames` / `sample_frames`) or the
     default of `__call__`'s `num_frames`. Unknown values are `None`.
 
@@ -92,7 +92,10 @@ def infer_video_settings(pipeline) -> dict[str, int | None]:
         `dict[str, int | None]`: `height`, `width`, `num_frames`.
     """
     settings: dict[str, int | None] = {"height": None, "width": None, "num_frames": None}
-    denoiser = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
+    denoiser = next(
+        (getattr(pipeline, name) for name in ("unet", "residual_unet", "transformer") if getattr(pipeline, name, None)),
+        None,
+    )
     config = getattr(denoiser, "config", None)
     sample_size = getattr(config, "sample_size", None)
     if sample_size is not None:

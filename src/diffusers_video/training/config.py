@@ -29,6 +29,8 @@ from typing import Any
 
 from diffusers.optimization import SchedulerType
 
+from .objectives import LOSS_WEIGHTINGS, TIMESTEP_BIAS_STRATEGIES
+
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 UNET_CLASSES = ("UNet3DModel", "UNet2DConditionModel")
@@ -238,6 +240,14 @@ class TrainingConfig:
             classifier-free guidance).
         prediction_type (`str`, defaults to "epsilon"): "epsilon" or "v_prediction".
         snr_gamma (`float | None`, defaults to None): Min-SNR loss weighting (Hang et al. 2023); 5.0 is typical.
+        loss_weighting (`str`, defaults to "none"): "v_equivalent" weights an epsilon model's loss by `1 / alpha_bar_t`
+            so that it equals the loss of the implied v prediction (see `objectives.v_equivalent_loss_weights`);
+            epsilon prediction only, and not with `snr_gamma`.
+        timestep_bias_strategy (`str`, defaults to "none"): "later" draws the noisiest `timestep_bias_portion` of the
+            training timesteps `timestep_bias_multiplier` times as often as the others, "earlier" the cleanest (as
+            diffusers' SDXL training script); "none" draws them uniformly.
+        timestep_bias_portion (`float`, defaults to 0.25): Fraction of the timesteps that are favoured, in (0, 1).
+        timestep_bias_multiplier (`float`, defaults to 1.0): Their relative weight, > 0.
         image_fraction (`float`, defaults to 0.0): Joint image-video training: this fraction of each batch are still
             images, trained as single-frame videos (temporal layers skipped). In [0, 1).
         freeze_spatial (`bool`, defaults to False): Train only the temporal parameters (temporal layers, frame
@@ -273,6 +283,10 @@ class TrainingConfig:
     condition_dropout: float = 0.1
     prediction_type: str = "epsilon"
     snr_gamma: float | None = None
+    loss_weighting: str = "none"
+    timestep_bias_strategy: str = "none"
+    timestep_bias_portion: float = 0.25
+    timestep_bias_multiplier: float = 1.0
     image_fraction: float = 0.0
     freeze_spatial: bool = False
     data: DataConfig = field(default_factory=DataConfig)
@@ -330,6 +344,22 @@ class TrainingConfig:
                 raise ValueError(f"`{name}` must be > 0 or None but is {value}.")
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be > 0 but is {self.learning_rate}.")
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"`loss_weighting` must be one of {LOSS_WEIGHTINGS} but is {self.loss_weighting!r}.")
+        if self.loss_weighting == "v_equivalent" and (self.prediction_type != "epsilon" or self.snr_gamma is not None):
+            raise ValueError(
+                "`loss_weighting='v_equivalent'` weights an epsilon model's loss: it needs `prediction_type` "
+                f"'epsilon' (is {self.prediction_type!r}) and no `snr_gamma` (is {self.snr_gamma})."
+            )
+        if self.timestep_bias_strategy not in TIMESTEP_BIAS_STRATEGIES:
+            raise ValueError(
+                f"`timestep_bias_strategy` must be one of {TIMESTEP_BIAS_STRATEGIES} but is "
+                f"{self.timestep_bias_strategy!r}."
+            )
+        if not 0.0 < self.timestep_bias_portion < 1.0:
+            raise ValueError(f"`timestep_bias_portion` must be in (0, 1) but is {self.timestep_bias_portion}.")
+        if not self.timestep_bias_multiplier > 0:
+            raise ValueError(f"`timestep_bias_multiplier` must be > 0 but is {self.timestep_bias_multiplier}.")
         if self.videofusion is not None and self.imagen_video is not None:
             raise ValueError("`videofusion` and `imagen_video` cannot both be set: a run trains one system.")
         if self.videofusion is not None:

@@ -69,6 +69,40 @@ Objective = Callable[[object, torch.Tensor, TrainingNoise, torch.Tensor], torch.
 OBJECTIVES: dict[str, Objective] = {"epsilon": epsilon_objective, "v_prediction": v_prediction_objective}
 
 
+TIMESTEP_BIAS_STRATEGIES = ("none", "later", "earlier")
+
+
+def timestep_weights(num_timesteps: int, strategy: str = "none", portion: float = 0.0, multiplier: float = 1.0):
+    """Relative sampling weights of the training timesteps `0..num_timesteps-1`, or None for uniform sampling.
+
+    "later" multiplies the weight of the last `portion` of the timesteps (the noisiest) by `multiplier`, "earlier" that
+    of the first `portion` (the cleanest), as the `--timestep_bias_strategy` option of diffusers' SDXL training
+    script does. The noisiest timesteps are where the text alone decides what a video becomes: a small video model
+    learns which way things move there, because at lower noise the motion is already visible in its input.
+    """
+    if strategy not in TIMESTEP_BIAS_STRATEGIES:
+        raise ValueError(f"`timestep_bias_strategy` must be one of {TIMESTEP_BIAS_STRATEGIES} but is {strategy!r}.")
+    if strategy == "none" or portion == 0.0 or multiplier == 1.0:
+        return None
+    count = max(1, round(portion * num_timesteps))
+    weights = torch.ones(num_timesteps, dtype=torch.float64)
+    if strategy == "later":
+        weights[num_timesteps - count :] = multiplier
+    else:
+        weights[:count] = multiplier
+    return weights
+
+
+def sample_timesteps(num_timesteps: int, generators: list[torch.Generator], weights: torch.Tensor | None = None):
+    """One training timestep per sample, each from that sample's own generator: `(len(generators),)` int64.
+
+    Uniform (`torch.randint`, the numbers earlier runs drew) when `weights` is None, else drawn with `weights`.
+    """
+    if weights is None:
+        return torch.cat([torch.randint(0, num_timesteps, (1,), generator=g) for g in generators])
+    return torch.cat([torch.multinomial(weights, 1, generator=g) for g in generators])
+
+
 def snr_loss_weights(noise_scheduler, timesteps: torch.Tensor, snr_gamma: float, prediction_type: str) -> torch.Tensor:
     """Min-SNR-gamma weights (Hang et al. 2023, https://huggingface.co/papers/2303.09556), one per sample.
 
@@ -83,6 +117,21 @@ def snr_loss_weights(noise_scheduler, timesteps: torch.Tensor, snr_gamma: float,
     if prediction_type == "v_prediction":
         return weights / (snr + 1)
     raise ValueError(f"`prediction_type` must be one of {tuple(OBJECTIVES)} but is {prediction_type!r}.")
+
+
+LOSS_WEIGHTINGS = ("none", "v_equivalent")
+
+
+def v_equivalent_loss_weights(noise_scheduler, timesteps: torch.Tensor) -> torch.Tensor:
+    """Weights `(SNR + 1) / SNR = 1 / alpha_bar_t` that turn an epsilon MSE into the MSE of the implied v prediction.
+
+    An epsilon model's error on `x_0` at timestep t is its epsilon error divided by `sqrt(SNR)`, so plain epsilon
+    training gives the noisiest timesteps, where only the text says what the video will be, almost no weight
+    (`SNR` ~ 0.005 at the last timestep of Stable Diffusion's schedule). Weighted this way the loss is what a
+    v-prediction model of the same network would get, while the model keeps predicting epsilon.
+    """
+    snr = compute_snr(noise_scheduler, timesteps)
+    return (snr + 1) / snr
 
 
 def per_sample_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -53,7 +53,16 @@ from .data import (
     sample_seed,
     split_batch,
 )
-from .objectives import OBJECTIVES, mean_over_samples, per_sample_mse, sample_training_noise, snr_loss_weights
+from .objectives import (
+    OBJECTIVES,
+    mean_over_samples,
+    per_sample_mse,
+    sample_timesteps,
+    sample_training_noise,
+    snr_loss_weights,
+    timestep_weights,
+    v_equivalent_loss_weights,
+)
 
 logger = get_logger(__name__)
 
@@ -196,6 +205,12 @@ class Trainer:
         components = components if components is not None else load_components(config.model, config.seed)
         noise_scheduler = with_prediction_type(components.noise_scheduler, config.prediction_type)
         self.components = dataclasses.replace(components, noise_scheduler=noise_scheduler)
+        self.timestep_weights = timestep_weights(
+            noise_scheduler.config.num_train_timesteps,
+            config.timestep_bias_strategy,
+            config.timestep_bias_portion,
+            config.timestep_bias_multiplier,
+        )
         self._check_components()
         if config.model.pipeline_class is not None:
             resolve_pipeline_class(config.model.pipeline_class)  # fail now, not after training
@@ -384,7 +399,7 @@ class Trainer:
         for part in parts.values():
             clean = self.model_inputs(part)
             generators = [sample_generator(config.seed, int(p)) for p in part["positions"]]
-            timesteps = torch.cat([torch.randint(0, num_timesteps, (1,), generator=g) for g in generators])
+            timesteps = sample_timesteps(num_timesteps, generators, self.timestep_weights)
             dropped = torch.cat([torch.rand(1, generator=g) for g in generators]) < config.condition_dropout
             noise = sample_training_noise(scheduler, tuple(clean.shape), generators).to(device, clean.dtype)
             timesteps = timesteps.to(device)
@@ -406,6 +421,8 @@ class Trainer:
             loss = per_sample_mse(prediction, target)
             if config.snr_gamma is not None:
                 loss = loss * snr_loss_weights(scheduler, timesteps, config.snr_gamma, config.prediction_type)
+            if config.loss_weighting == "v_equivalent":
+                loss = loss * v_equivalent_loss_weights(scheduler, timesteps)
             losses.append(loss)
         return mean_over_samples(losses)
 

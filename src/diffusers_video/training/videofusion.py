@@ -52,7 +52,13 @@ from .components import (
 )
 from .config import PREDICTION_TYPES, TrainingConfig
 from .data import sample_generator
-from .objectives import mean_over_samples, per_sample_mse, snr_loss_weights
+from .objectives import (
+    mean_over_samples,
+    per_sample_mse,
+    sample_timesteps,
+    snr_loss_weights,
+    v_equivalent_loss_weights,
+)
 from .trainer import Trainer
 
 logger = get_logger(__name__)
@@ -334,7 +340,7 @@ class VideoFusionTrainer(Trainer):
 
         generators = [sample_generator(config.seed, int(p)) for p in part["positions"]]
         num_timesteps = scheduler.config.num_train_timesteps
-        timesteps = torch.cat([torch.randint(0, num_timesteps, (1,), generator=g) for g in generators]).to(device)
+        timesteps = sample_timesteps(num_timesteps, generators, self.timestep_weights).to(device)
         dropped = torch.cat([torch.rand(1, generator=g) for g in generators]) < config.condition_dropout
         noise, base, residual = (
             t.to(device, clean.dtype) for t in sample_decomposed_noise(tuple(clean.shape), ratios, generators)
@@ -358,6 +364,8 @@ class VideoFusionTrainer(Trainer):
         if config.snr_gamma is not None:
             base_loss = base_loss * snr_loss_weights(scheduler, timesteps, config.snr_gamma, self.base_prediction_type)
             residual_loss = residual_loss * snr_loss_weights(scheduler, timesteps, config.snr_gamma, "epsilon")
+        if config.loss_weighting == "v_equivalent":  # the residual generator predicts (residual) noise
+            residual_loss = residual_loss * v_equivalent_loss_weights(scheduler, timesteps)
         return mean_over_samples([base_loss]), mean_over_samples([residual_loss])
 
     def training_loss(self, parts: dict[str, dict[str, Any]]) -> torch.Tensor:
