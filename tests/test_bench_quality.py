@@ -163,3 +163,32 @@ def test_evaluate_pipeline_gives_image_to_video_pipelines_a_first_frame():
     assert result["scores"]["all_correct"]["accuracy"] == 1.0 and result["num_frames"] == 8
     with pytest.raises(ValueError, match="`height=32` was given, but ImageToVideoOracle.__call__ has no `height`"):
         evaluate_pipeline(oracle, num_samples=1, height=32)
+
+
+class CascadeOracle(OraclePipeline):
+    """An oracle with per-stage arguments and a `default_size()`, like `ImagenVideoPipeline`."""
+
+    def default_size(self):
+        return 4, 24, 40
+
+    def __call__(self, prompt, generator, num_inference_steps=50, guidance_scale=6.0, guidance="constant",
+                 output_type="np", num_frames=None, height=None, width=None):  # fmt: skip
+        self.arguments = (num_inference_steps, guidance_scale, guidance)
+        return super().__call__(prompt, num_inference_steps, generator, output_type, num_frames, height, width)
+
+
+def test_evaluate_pipeline_passes_call_kwargs_and_a_cascades_default_size():
+    oracle = CascadeOracle()
+    assert infer_video_settings(oracle) == {"height": 24, "width": 40, "num_frames": 4}
+    call_kwargs = {"num_inference_steps": [8, 4], "guidance_scale": [4.0, 1.0], "guidance": "oscillating"}
+    result = evaluate_pipeline(
+        oracle, num_samples=2, batch_size=2, progress=False, num_real=2, call_kwargs=call_kwargs
+    )
+    assert oracle.arguments == ([8, 4], [4.0, 1.0], "oscillating") and oracle.calls == [(2, 4, 24, 40)]
+    assert result["num_inference_steps"] == [8, 4] and result["guidance_scale"] == [4.0, 1.0]
+    assert result["call_kwargs"] == {"guidance": "oscillating"} and (result["height"], result["width"]) == (24, 40)
+    assert call_kwargs["num_inference_steps"] == [8, 4]  # the caller's dict is left alone
+    with pytest.raises(ValueError, match=r"`call_kwargs` has \['eta'\], which CascadeOracle.__call__ does not take"):
+        evaluate_pipeline(oracle, num_samples=1, call_kwargs={"eta": 0.0})
+    with pytest.raises(ValueError, match=r"`call_kwargs` must not set \['height'\]"):
+        evaluate_pipeline(oracle, num_samples=1, call_kwargs={"height": 8})

@@ -103,6 +103,9 @@ def test_generate_writes_the_pipelines_video_as_gif_and_mp4(pipeline_folder, tmp
         (["--prompt", "x", "--fps", "0"], "`--fps` must be at least 1 but is 0."),
         ([], "`--prompt` is required: VideoFusionPipeline generates a video from text."),
         (["--prompt", "x", "--num_frames", "0"], "`num_frames` must be an integer >= 1 but is 0."),
+        (["--prompt", "x", "--steps", "2,2"], "`--steps` takes one number for VideoFusionPipeline (it has no stages)"),
+        (["--prompt", "x", "--steps", "two"], "`--steps` must be an integer, or one per stage separated by commas"),
+        (["x", "--prompt", "y"], "Give the prompt once, as PROMPT or as `--prompt`, but both were given: 'x' and 'y'"),
     ],
 )
 def test_generate_mistakes_are_one_line_naming_the_option(arguments, message, pipeline_folder, capsys):
@@ -122,6 +125,70 @@ def test_generate_names_a_pipeline_it_cannot_load(tmp_path, capsys):
         assert main(["generate", "--pipeline", str(pipeline), "--prompt", "x", "--no_progress"]) == 1
         error = capsys.readouterr().err.strip().splitlines()[-1]
         assert str(pipeline) in error and message in error
+
+
+@pytest.fixture(scope="module")
+def cascade_folder(tmp_path_factory):
+    """A tiny ImagenVideoPipeline, base (8 frames of 8x8) -> SSR x2, saved to a folder."""
+    from test_pipeline_imagen_video import TEXT_DIM, ddim, tiny_unet
+
+    from diffusers_video import ImagenVideoPipeline
+    from diffusers_video.pipelines.imagen_video import StageSpec
+    from diffusers_video.training.stand_in import build_t5_text_encoder, build_t5_tokenizer
+
+    tokenizer = build_t5_tokenizer(model_max_length=8)
+    text_encoder = build_t5_text_encoder(len(tokenizer), d_model=TEXT_DIM, num_layers=1)
+    stages = [("base", tiny_unet(seed=0), ddim()), (StageSpec("ssr", 2), tiny_unet(sr=True, attention=False), ddim())]
+    folder = tmp_path_factory.mktemp("cli") / "imagen_video"
+    ImagenVideoPipeline.from_stages(text_encoder, tokenizer, stages).save_pretrained(folder)
+    return folder
+
+
+def test_generate_runs_a_cascade_with_per_stage_steps_and_guidance(cascade_folder, tmp_path, capsys):
+    import torch
+
+    from diffusers_video import ImagenVideoPipeline
+
+    command = ["generate", "--pipeline", str(cascade_folder), "a red circle moving right", "--steps", "2,1"]
+    command += ["--guidance_scale", "3,1", "--seed", "5", "--no_progress", "--output", str(tmp_path / "video.gif")]
+    assert main(command) == 0
+    assert f"wrote {tmp_path / 'video.gif'} (8 frames of 16x16, seed 5)" in capsys.readouterr().out
+    pipe = ImagenVideoPipeline.from_pretrained(cascade_folder)
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(
+        "a red circle moving right", num_inference_steps=[2, 1], guidance_scale=[3.0, 1.0],
+        generator=torch.Generator().manual_seed(5),
+    ).frames  # fmt: skip
+    assert np.array_equal(_gif_frames(tmp_path / "video.gif"), (expected[0] * 255).round().astype(np.uint8))
+    # one number is every stage's; a list of the wrong length is the pipeline's one-line error
+    assert main([*command[:4], "--steps", "1", "--no_progress", "--output", str(tmp_path / "one.gif")]) == 0
+    capsys.readouterr()
+    assert main([*command[:4], "--steps", "2,2,2", "--no_progress", "--output", str(tmp_path / "three.gif")]) == 1
+    error = capsys.readouterr().err.strip()
+    assert "`num_inference_steps` has 3 values but the cascade has 2 stages" in error and "\n" not in error
+
+
+def test_generate_pipeline_names_a_demo_folder(cascade_folder, tmp_path, monkeypatch, capsys):
+    from diffusers_video.commands import generate
+
+    monkeypatch.chdir(tmp_path)  # no committed demo folders here
+    output = ["--output", str(tmp_path / "video.gif"), "--steps", "1", "--no_progress"]
+    assert main(["generate", "--pipeline", "imagen_video", "a red circle moving right", *output]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        "diffusers-video generate: error: `--pipeline imagen_video` loads the demo folder "
+        "'pipelines/imagen_video/demo', which does not exist (yet) here: run from the repository root once the demo "
+        "is committed, or pass a pipeline folder."
+    )
+    (tmp_path / "videofusion").mkdir()  # a folder with a demo's name: which one is meant?
+    assert main(["generate", "--pipeline", "videofusion", "a red circle moving right", *output]) == 1
+    error = capsys.readouterr().err.strip()
+    assert "`--pipeline videofusion` names the demo folder 'pipelines/videofusion/demo' and a folder" in error
+    assert "pass './videofusion' for the folder" in error and "\n" not in error
+    # a demo folder that exists is loaded
+    monkeypatch.setitem(generate.DEMO_PIPELINES, "imagen_video", cascade_folder)
+    assert main(["generate", "--pipeline", "imagen_video", "a red circle moving right", *output]) == 0
+    assert "(8 frames of 16x16, seed 0)" in capsys.readouterr().out
 
 
 def test_push_uploads_the_folder_with_a_card_over_http(pipeline_folder, tmp_path):

@@ -1,12 +1,18 @@
 """`diffusers-video generate`: a video from any diffusers-video pipeline, from a folder or a Hub repo id.
 
     diffusers-video generate --pipeline PATH_OR_REPO_ID --prompt "a red circle moving right" --output video.mp4
+    diffusers-video generate --pipeline imagen_video "a red circle moving right" --steps 8 --guidance_scale 4,4,1,1
 
 Loads the pipeline class named in the folder's model_index.json (downloading a repo id into the Hub cache first;
 `--local_files_only` reads the cache only), generates one video with a progress bar, and writes it as MP4 (needs
 imageio-ffmpeg: `pip install "diffusers-video[video]"`) or GIF, chosen by the extension of `--output`. Options the
 pipeline does not take are refused (e.g. `--image` for a text-to-video pipeline); options left out take the
 pipeline's defaults.
+
+`--pipeline` also takes the name of a committed demo pipeline, a folder relative to the repository root (run from
+there): `videofusion` (pipelines/videofusion/demo) or `imagen_video` (pipelines/imagen_video/demo). The prompt can be
+given as `--prompt` or as the last argument. A cascade (ImagenVideoPipeline) takes `--steps` and `--guidance_scale`
+per stage, comma-separated, base first (one number is used for every stage).
 """
 
 from __future__ import annotations
@@ -21,6 +27,12 @@ import torch
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _FORMATS = (".mp4", ".gif")
 
+# The committed demo pipelines that `--pipeline NAME` loads, relative to the repository root (where commands run).
+DEMO_PIPELINES = {
+    "videofusion": Path("pipelines") / "videofusion" / "demo",
+    "imagen_video": Path("pipelines") / "imagen_video" / "demo",
+}
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -32,10 +44,11 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--pipeline",
         required=True,
-        metavar="PATH_OR_REPO_ID",
-        help="a pipeline folder (save_pretrained) or Hub repo id",
+        metavar="NAME_PATH_OR_REPO_ID",
+        help=f"a demo pipeline ({', '.join(DEMO_PIPELINES)}), a pipeline folder (save_pretrained) or a Hub repo id",
     )
-    parser.add_argument("--prompt", default=None, help="what the video shows")
+    parser.add_argument("prompt_argument", nargs="?", default=None, metavar="PROMPT", help="what the video shows")
+    parser.add_argument("--prompt", default=None, help="what the video shows (or give it as PROMPT)")
     parser.add_argument("--negative_prompt", "--negative-prompt", default=None, help="what it must not show")
     parser.add_argument(
         "--image", default=None, metavar="FILE", help="the first frame (image-to-video pipelines only)"
@@ -43,9 +56,16 @@ def register(subparsers) -> None:
     parser.add_argument("--num_frames", "--num-frames", type=int, default=None, help="default: the pipeline's")
     parser.add_argument("--height", type=int, default=None, help="frame height in pixels (default: the pipeline's)")
     parser.add_argument("--width", type=int, default=None, help="frame width in pixels (default: the pipeline's)")
-    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the pipeline's)")
     parser.add_argument(
-        "--guidance_scale", "--guidance-scale", type=float, default=None, help="classifier-free guidance weight"
+        "--steps",
+        default=None,
+        help="denoising steps; per stage for a cascade, e.g. 64,32,32 (default: the pipeline's)",
+    )
+    parser.add_argument(
+        "--guidance_scale",
+        "--guidance-scale",
+        default=None,
+        help="classifier-free guidance weight; per stage for a cascade, e.g. 4,4,1,1",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--fps", type=int, default=8, help="frames per second of the file (default: 8)")
@@ -60,21 +80,77 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def resolve_pipeline(value: str) -> str:
+    """`--pipeline`: a demo name becomes its folder (`DEMO_PIPELINES`); a folder or repo id stays as it is.
+
+    Raises:
+        ValueError: the name of a demo is also a folder here (which one is meant is unclear).
+        FileNotFoundError: the demo's folder does not exist (yet), e.g. outside the repository root.
+    """
+    folder = DEMO_PIPELINES.get(value)
+    if folder is None:
+        return value
+    if Path(value).exists():
+        raise ValueError(
+            f"`--pipeline {value}` names the demo folder '{folder}' and a folder '{value}' here: pass './{value}' "
+            f"for the folder or '{folder}' for the demo."
+        )
+    if not (folder / "model_index.json").is_file():
+        raise FileNotFoundError(
+            f"`--pipeline {value}` loads the demo folder '{folder}', which does not exist (yet) here: run from the "
+            "repository root once the demo is committed, or pass a pipeline folder."
+        )
+    return str(folder)
+
+
+def _numbers(text: str, option: str, kind: type, per_stage: bool, name: str) -> int | float | list:
+    """`"8"` -> 8, and for a pipeline with per-stage arguments `"64,32,32"` -> [64, 32, 32]."""
+    parts = text.split(",")
+    if len(parts) > 1 and not per_stage:
+        raise ValueError(f"`{option}` takes one number for {name} (it has no stages), but is {text!r}.")
+    try:
+        values = [kind(part) for part in parts]
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(
+            f"`{option}` must be {what}, or one per stage separated by commas for a cascade, but is {text!r}."
+        ) from None
+    return values if len(parts) > 1 else values[0]
+
+
 def call_arguments(pipeline, args: argparse.Namespace) -> dict:
-    """The keyword arguments for `pipeline(...)`: the options given, each checked against what `__call__` takes."""
+    """The keyword arguments for `pipeline(...)`: the options given, each checked against what `__call__` takes.
+
+    `--steps` and `--guidance_scale` are one number, or for a pipeline with per-stage arguments (a cascade such as
+    `ImagenVideoPipeline`, which has `num_stages`) comma-separated numbers, one per stage.
+    """
     parameters = inspect.signature(pipeline.__call__).parameters
     name = type(pipeline).__name__
+    per_stage = getattr(pipeline, "num_stages", None) is not None
+    prompt = getattr(args, "prompt", None)
+    prompt_argument = getattr(args, "prompt_argument", None)
+    if prompt is not None and prompt_argument is not None:
+        raise ValueError(
+            f"Give the prompt once, as PROMPT or as `--prompt`, but both were given: {prompt_argument!r} and "
+            f"{prompt!r}."
+        )
+    prompt = prompt if prompt is not None else prompt_argument
+    steps, scale = args.steps, args.guidance_scale
+    if isinstance(steps, str):
+        steps = _numbers(steps, "--steps", int, per_stage, name)
+    if isinstance(scale, str):
+        scale = _numbers(scale, "--guidance_scale", float, per_stage, name)
     if "image" in parameters and args.image is None:
         raise ValueError(f"`--image` is required: {name} generates a video from an image (its first frame).")
     given = {
-        "prompt": ("--prompt", args.prompt),
+        "prompt": ("--prompt", prompt),
         "negative_prompt": ("--negative_prompt", args.negative_prompt),
         "image": ("--image", args.image),
         "num_frames": ("--num_frames", args.num_frames),
         "height": ("--height", args.height),
         "width": ("--width", args.width),
-        "num_inference_steps": ("--steps", args.steps),
-        "guidance_scale": ("--guidance_scale", args.guidance_scale),
+        "num_inference_steps": ("--steps", steps),
+        "guidance_scale": ("--guidance_scale", scale),
     }
     kwargs = {}
     for parameter, (option, value) in given.items():
@@ -157,16 +233,18 @@ def run(args: argparse.Namespace) -> int:
 
         diffusers.utils.logging.disable_progress_bar()
         transformers.utils.logging.disable_progress_bar()
+    source = resolve_pipeline(args.pipeline)
     try:
         pipeline = VideoDiffusionPipeline.from_pretrained(
-            args.pipeline,
+            source,
             dtype=_DTYPES[args.dtype],
             revision=args.revision,
             local_files_only=args.local_files_only or None,
         )
     except OSError as error:  # missing or unreadable files, Hub errors: one line, no traceback
         first_line = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
-        raise ValueError(f"cannot load `--pipeline` {args.pipeline!r}: {first_line}") from error
+        shown = repr(args.pipeline) if source == args.pipeline else f"{args.pipeline!r} ('{source}')"
+        raise ValueError(f"cannot load `--pipeline` {shown}: {first_line}") from error
     kwargs = call_arguments(pipeline, args)
     pipeline = pipeline.to(device)
     pipeline.set_progress_bar_config(disable=args.no_progress)

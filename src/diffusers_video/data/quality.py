@@ -83,7 +83,9 @@ def infer_video_settings(pipeline) -> dict[str, int | None]:
 
     Height and width come from the denoiser's (`unet`, VideoFusion's `residual_unet` or `transformer`) `sample_size` times the pipeline's `vae_scale_factor` (1 for
     pixel-space pipelines); the frame count from the denoiser's config (`num_frames` / `sample_frames`) or the
-    default of `__call__`'s `num_frames`. Unknown values are `None`.
+    default of `__call__`'s `num_frames`. A pipeline with a `default_size()` method giving the final `(frames, height,
+    width)` (a cascade such as `ImagenVideoPipeline`, whose last stage sets the size) is asked instead. Unknown values
+    are `None`.
 
     Args:
         pipeline: a diffusers-style pipeline.
@@ -92,6 +94,13 @@ def infer_video_settings(pipeline) -> dict[str, int | None]:
         `dict[str, int | None]`: `height`, `width`, `num_frames`.
     """
     settings: dict[str, int | None] = {"height": None, "width": None, "num_frames": None}
+    default_size = getattr(pipeline, "default_size", None)
+    if callable(default_size):  # a cascade: the size its last stage makes
+        try:
+            num_frames, height, width = default_size()
+        except ValueError:  # e.g. no `sample_size` to start from: the caller has to give the size
+            return settings
+        return {"height": int(height), "width": int(width), "num_frames": int(num_frames)}
     denoiser = next(
         (getattr(pipeline, name) for name in ("unet", "residual_unet", "transformer") if getattr(pipeline, name, None)),
         None,
@@ -140,6 +149,7 @@ def evaluate_pipeline(
     num_real: int | None = None,
     progress: bool = True,
     scorer: ShapesScorer | None = None,
+    call_kwargs: dict | None = None,
 ) -> dict:
     """Generate videos from held-out captions, score them and compare them with real clips.
 
@@ -158,9 +168,15 @@ def evaluate_pipeline(
         num_real (`int`, *optional*): real clips for FSD; defaults to `max(num_samples, 64)`.
         progress (`bool`, defaults to `True`): show a progress bar.
         scorer (`ShapesScorer`, *optional*): defaults to `ShapesScorer()`.
+        call_kwargs (`dict`, *optional*): further keyword arguments of every pipeline call, each one `__call__`
+            takes, e.g. the per-stage lists of an `ImagenVideoPipeline`: `{"num_inference_steps": [64, 32],
+            "guidance_scale": [4.0, 1.0], "guidance": "oscillating"}`. Its `num_inference_steps` and
+            `guidance_scale` replace the arguments of those names (and are what the result records); the prompt,
+            generator, output type, image and size have their own arguments.
 
     Returns:
-        `dict` (JSON-serialisable): `pipeline`, the settings used, `scores` (`ShapesScorer.aggregate`: per
+        `dict` (JSON-serialisable): `pipeline`, the settings used (`call_kwargs` as given, values JSON cannot hold
+        as their `repr`), `scores` (`ShapesScorer.aggregate`: per
         attribute and all-correct accuracy with 95% Wilson intervals, temporal consistency, background flicker),
         `fsd` (`None` for fewer than 2 videos), `num_real`, `seconds_per_video`, `total_seconds`, and `samples`
         (per video: prompt, what the scorer saw, whether it matches).
@@ -172,6 +188,15 @@ def evaluate_pipeline(
         raise ValueError(f"`batch_size` must be a positive integer, but is {batch_size!r}.")
     scorer = ShapesScorer() if scorer is None else scorer
     parameters = _call_parameters(pipeline)
+    call_kwargs = dict(call_kwargs or {})
+    own = sorted(set(call_kwargs) & {"prompt", "generator", "output_type", "image", "height", "width", "num_frames"})
+    if own:
+        raise ValueError(f"`call_kwargs` must not set {own}: `evaluate_pipeline` sets them (or has an argument).")
+    unknown = sorted(set(call_kwargs) - set(parameters))
+    if unknown:
+        raise ValueError(f"`call_kwargs` has {unknown}, which {type(pipeline).__name__}.__call__ does not take.")
+    num_inference_steps = call_kwargs.pop("num_inference_steps", num_inference_steps)
+    guidance_scale = call_kwargs.pop("guidance_scale", guidance_scale)
     inferred = infer_video_settings(pipeline)
     requested = {"height": height, "width": width, "num_frames": num_frames}
     for name, value in requested.items():
@@ -204,6 +229,7 @@ def evaluate_pipeline(
                 generator=generators if len(batch) > 1 else generators[0],
                 output_type="np",
                 **call_settings,
+                **call_kwargs,
             )
             if guidance_scale is not None:
                 kwargs["guidance_scale"] = guidance_scale
@@ -237,6 +263,7 @@ def evaluate_pipeline(
         "num_frames": int(frames_out),
         "batch_size": batch_size,
         "guidance_scale": guidance_scale,
+        "call_kwargs": json.loads(json.dumps(call_kwargs, default=repr)),
         "caption_split": "heldout",
         "scores": scorer.aggregate(scores),
         "fsd": fsd,

@@ -1,0 +1,399 @@
+"""Imagen Video's headline table in miniature: a teacher cascade against its distilled cascade, timed in one run.
+
+    python benchmarks/bench_imagen_video_table.py --teacher runs/imagen_video/cascade \\
+        --student runs/imagen_video/cascade_8_steps --teacher-steps 64,32,32,32 --guidance-scale 4,4,1,1 \\
+        --num-samples 64 --threads 1 --output runs/imagen_video/table.json
+
+Both folders are `ImagenVideoPipeline` folders as `python -m diffusers_video.training.imagen_video assemble` writes
+them, with the same stages. Four rows: the teacher at the steps it was trained for (`--teacher-steps`, per stage,
+default 64 for the base and 32 for every super-resolution stage) and the distilled cascade (`--student-steps`,
+default 8 per stage), each with constant guidance and with Imagen Video's oscillating guidance (Section 2.6 of the
+paper: the high weight for the first 10% of the steps, then high and `--oscillating-low` alternately up to half of
+the steps, then the low weight; `oscillating_guidance_scales`). `--guidance-scale` is the (high) weight per stage,
+default 4 for the stages that read the text and 1 for spatial super-resolution stages (which do not). Every row
+generates videos at the cascade's final size from the same held-out captions (attribute combinations never shown in
+training) with the same seeds, `ShapesScorer` reads them (through `diffusers_video.data.quality.evaluate_pipeline`),
+and the script prints a Markdown table (all-correct accuracy with its 95% Wilson interval, temporal consistency, FSD
+against real clips, seconds per video), then per guidance kind the speed-up of the distilled cascade and its
+all-correct difference in points with PASS/MISS against the targets (>= 7x faster, within 3 points).
+
+Timing on a shared machine. The four rows are not run one after another: for every batch of captions, each row
+generates that batch in turn, in the order teacher-constant, student-constant, teacher-oscillating,
+student-oscillating on even batches and the reverse on odd batches (an ABBA order: a load that rises or falls
+steadily over a batch costs each row the same on average). So a change of load on the machine (other jobs starting
+or stopping) falls on teacher and student alike, and the speed-up compares the two under the same conditions. Only
+the pipeline calls are timed (synchronising CUDA around each), after one warm-up call per row. The videos are kept
+and scored afterwards: `evaluate_pipeline` is given a stand-in pipeline that checks it asks for exactly the
+captions, seeds, sizes and per-stage arguments each video was made with and returns that video.
+
+Numbers mean something only for trained cascades; with random ones the script still runs end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffusers_video import ImagenVideoPipeline
+from diffusers_video.data.quality import evaluate_pipeline, load_pipeline
+from diffusers_video.data.shapes import ShapesWorld
+from diffusers_video.guidance import ScheduledGuidance
+from diffusers_video.pipelines.imagen_video.pipeline_imagen_video import oscillating_guidance_scales
+
+SPEED_UP_TARGET = 7.0
+POINTS_TARGET = 3.0
+GUIDANCE_KINDS = ("constant", "oscillating")
+ROWS = (("teacher", "constant"), ("student", "constant"), ("teacher", "oscillating"), ("student", "oscillating"))
+
+
+def per_stage_numbers(text: str | None, name: str, kind: type, count: int, default: list) -> list:
+    """`"64,32,32"` -> `[64, 32, 32]`; one number is used for every stage; `None` gives `default`."""
+    if text is None:
+        return list(default)
+    try:
+        values = [kind(part) for part in str(text).split(",")]
+    except ValueError:
+        raise ValueError(
+            f"`--{name}` must be one number or one per stage, comma-separated, but is {text!r}."
+        ) from None
+    if len(values) == 1:
+        values = values * count
+    if len(values) != count:
+        raise ValueError(f"`--{name}` has {len(values)} values but the cascades have {count} stages: {text!r}.")
+    return values
+
+
+def row_kwargs(guidance: str, steps: list[int], scales: list[float], low: float, levels: list[float]) -> dict:
+    """The per-stage arguments of one row's `ImagenVideoPipeline` calls."""
+    kwargs = {"num_inference_steps": list(steps), "guidance_scale": list(scales), "noise_aug_level": list(levels)}
+    if guidance == "constant":
+        kwargs["guidance"] = "constant"
+    elif low == 1.0:  # the pipeline's own "oscillating" (low weight 1)
+        kwargs["guidance"] = "oscillating"
+    else:  # the same pattern with another low weight, one weight per step
+        kwargs["guidance"] = [ScheduledGuidance(oscillating_guidance_scales(n, s, low)) for n, s in zip(steps, scales)]
+    return kwargs
+
+
+def heldout_captions(num_samples: int, seed: int, num_frames: int, height: int, width: int) -> list[str]:
+    """The captions `evaluate_pipeline` prompts with (the replay checks that they are the same)."""
+    world = ShapesWorld(height=max(height, 8), width=max(width, 8), num_frames=max(num_frames, 2), split="heldout")
+    return [world.scene((seed, 0, i)).caption for i in range(num_samples)]
+
+
+class StepCounter:
+    """`callback_on_step_end` that counts the steps each stage takes."""
+
+    def __init__(self, num_stages: int):
+        self.counts = [0] * num_stages
+
+    def __call__(self, pipe, step_index, timestep, callback_kwargs):
+        self.counts[pipe.stage_index] += 1
+        return {}
+
+
+class Replay:
+    """Stands in for a pipeline in `evaluate_pipeline`: returns the videos made earlier, checking every argument.
+
+    `evaluate_pipeline` reads `__call__`'s parameters (the explicit ones below, all `ImagenVideoPipeline` takes that it
+    uses) and calls it batch by batch; each call must ask for the captions, seeds and arguments the stored batch was
+    generated with, in the same order.
+    """
+
+    def __init__(self, batches: list[tuple[list[str], list[int], dict, np.ndarray]]):
+        self.batches = list(batches)
+        self.position = 0
+
+    def __call__(
+        self,
+        prompt,
+        num_frames=None,
+        height=None,
+        width=None,
+        num_inference_steps=None,
+        guidance_scale=None,
+        guidance=None,
+        noise_aug_level=None,
+        generator=None,
+        output_type="np",
+    ):
+        prompts, seeds, kwargs, frames = self.batches[self.position]
+        generators = generator if isinstance(generator, list) else [generator]
+        asked = dict(
+            num_frames=num_frames,
+            height=height,
+            width=width,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            guidance=guidance,
+            noise_aug_level=noise_aug_level,
+            output_type=output_type,
+        )
+        if (
+            list(prompt) != prompts
+            or [g.initial_seed() for g in generators] != seeds
+            or any(asked[key] is not value and asked[key] != value for key, value in kwargs.items())
+        ):
+            raise RuntimeError(
+                f"evaluate_pipeline asked batch {self.position} for {list(prompt)}, seeds "
+                f"{[g.initial_seed() for g in generators]}, {asked}, but it was generated for {prompts}, seeds {seeds}, "
+                f"{kwargs}: the benchmark's captions or seeds no longer follow evaluate_pipeline's."
+            )
+        self.position += 1
+        return type("Output", (), {"frames": frames})()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def generate_interleaved(pipes: dict, rows: dict, captions: list[str], args, size: dict, device) -> dict:
+    """Generate every row's videos batch by batch, rows in ABBA order per batch; time each call.
+
+    Returns:
+        `dict`: per row name, `batches` (what `Replay` takes), `seconds` (timed seconds of all calls) and
+        `steps_taken` (steps each stage took per call, from a step counter).
+    """
+    names = list(rows)
+    out = {name: {"batches": [], "seconds": 0.0, "steps_taken": None} for name in names}
+    for name in names:  # warm-up: first calls pay one-off costs (allocations, kernel selection)
+        model = name.split("-")[0]
+        warm = dict(rows[name])
+        if model == "teacher":  # fewer steps: a warm-up at 64 steps would cost as much as a video
+            warm["num_inference_steps"] = [min(n, 2) for n in warm["num_inference_steps"]]
+            warm["guidance"] = "constant" if warm["guidance"] == "constant" else "oscillating"
+        pipes[model](captions[:1], generator=torch.Generator().manual_seed(0), output_type="np", **size, **warm)
+    num_batches = math.ceil(len(captions) / args.batch_size)
+    for batch_index, start in enumerate(range(0, len(captions), args.batch_size)):
+        prompts = captions[start : start + args.batch_size]
+        seeds = [args.seed + start + j for j in range(len(prompts))]
+        order = names if batch_index % 2 == 0 else names[::-1]
+        for name in order:
+            model = name.split("-")[0]
+            generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+            counter = StepCounter(pipes[model].num_stages)
+            _sync(device)
+            started = time.perf_counter()
+            frames = pipes[model](
+                prompts,
+                generator=generators if len(prompts) > 1 else generators[0],
+                output_type="np",
+                callback_on_step_end=counter,
+                **size,
+                **rows[name],
+            ).frames
+            _sync(device)
+            out[name]["seconds"] += time.perf_counter() - started
+            out[name]["batches"].append((prompts, seeds, {**size, **rows[name], "output_type": "np"}, frames))
+            if out[name]["steps_taken"] is None:
+                out[name]["steps_taken"] = counter.counts
+            elif out[name]["steps_taken"] != counter.counts:
+                raise RuntimeError(
+                    f"{name}: the stages took {counter.counts} steps, before {out[name]['steps_taken']}."
+                )
+        if not args.no_progress:
+            print(
+                f"  batch {batch_index + 1}/{num_batches}: "
+                + ", ".join(f"{name} {out[name]['seconds']:.1f} s" for name in names),
+                flush=True,
+            )
+    return out
+
+
+def _accuracy(entry: dict) -> str:
+    if entry["accuracy"] is None:
+        return "n/a"
+    return f"{100 * entry['accuracy']:.1f} ({100 * entry['ci_low']:.1f}-{100 * entry['ci_high']:.1f})"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = [
+        "| cascade | steps per stage | guidance | all correct, % (95% CI) | temporal consistency | FSD | s / video |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        fsd = "n/a" if row["fsd"] is None else f"{row['fsd']:.3f}"
+        steps = "/".join(str(n) for n in row["steps"])
+        lines.append(
+            f"| {row['model']} | {steps} | {row['guidance']} | {_accuracy(row['all_correct'])} | "
+            f"{row['temporal_consistency']['mean']:.3f} | {fsd} | {row['seconds_per_video']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def compare(rows: list[dict]) -> dict:
+    """Per guidance kind: speed-up (teacher seconds / student seconds) and all-correct difference in points."""
+    by_key = {(row["model"], row["guidance"]): row for row in rows}
+    comparisons = {}
+    for kind in GUIDANCE_KINDS:
+        teacher, student = by_key[("teacher", kind)], by_key[("student", kind)]
+        speed_up = teacher["seconds_per_video"] / student["seconds_per_video"]
+        teacher_all, student_all = teacher["all_correct"]["accuracy"], student["all_correct"]["accuracy"]
+        points = None if teacher_all is None or student_all is None else 100 * (student_all - teacher_all)
+        comparisons[kind] = {
+            "speed_up": speed_up,
+            "speed_up_target": SPEED_UP_TARGET,
+            "speed_up_pass": speed_up >= SPEED_UP_TARGET,
+            "all_correct_points": points,
+            "points_target": POINTS_TARGET,
+            "points_pass": None if points is None else abs(points) <= POINTS_TARGET,
+        }
+    return comparisons
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--teacher", required=True, help="the teacher cascade (an ImagenVideoPipeline folder)")
+    parser.add_argument("--student", required=True, help="the distilled cascade (an ImagenVideoPipeline folder)")
+    parser.add_argument("--teacher-steps", default=None, help="per stage, e.g. 64,32,32,32 (default: 64, then 32)")
+    parser.add_argument("--student-steps", default="8", help="per stage, or one for all (default: 8)")
+    parser.add_argument(
+        "--guidance-scale", default=None, help="(high) weight per stage, e.g. 4,4,1,1 (default: 4, and 1 for SSR)"
+    )
+    parser.add_argument("--oscillating-low", type=float, default=1.0, help="low weight of oscillating guidance (1)")
+    parser.add_argument("--noise-aug-level", default="0.1", help="SR conditioning level, per stage (default: 0.1)")
+    parser.add_argument("--num-samples", type=int, default=64, help="held-out captions (default: 64)")
+    parser.add_argument("--batch-size", type=int, default=4, help="videos per call (default: 4)")
+    parser.add_argument("--seed", type=int, default=0, help="picks the captions and seeds (default: 0)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    parser.add_argument("--output", default=None, help="also write the table and every result to this JSON file")
+    parser.add_argument("--no-progress", action="store_true", help="print no progress lines")
+    args = parser.parse_args(argv)
+    for name in ("num_samples", "batch_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"`--{name.replace('_', '-')}` must be at least 1 but is {getattr(args, name)}.")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"`--threads` must be at least 1 but is {args.threads}.")
+        torch.set_num_threads(args.threads)
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    pipes = {}
+    for model, folder in (("teacher", args.teacher), ("student", args.student)):
+        pipe = load_pipeline(folder, device=device)
+        if not isinstance(pipe, ImagenVideoPipeline):
+            raise ValueError(f"`--{model}` {folder!r} holds a {type(pipe).__name__}, not an ImagenVideoPipeline.")
+        pipe.set_progress_bar_config(disable=True)
+        pipes[model] = pipe
+    specs = [str(spec) for spec in pipes["teacher"].stage_specs]
+    if [str(spec) for spec in pipes["student"].stage_specs] != specs:
+        raise ValueError(
+            f"The cascades have different stages: teacher {specs}, student "
+            f"{[str(spec) for spec in pipes['student'].stage_specs]}."
+        )
+    count = len(specs)
+    frames, height, width = pipes["teacher"].default_size()
+    if pipes["student"].default_size() != (frames, height, width):
+        raise ValueError(
+            f"The cascades make videos of different sizes: {(frames, height, width)} and "
+            f"{pipes['student'].default_size()} (frames, height, width)."
+        )
+    size = {"num_frames": frames, "height": height, "width": width}
+    kinds = [spec.kind for spec in pipes["teacher"].stage_specs]
+    steps = {
+        "teacher": per_stage_numbers(args.teacher_steps, "teacher-steps", int, count, [64] + [32] * (count - 1)),
+        "student": per_stage_numbers(args.student_steps, "student-steps", int, count, [8] * count),
+    }
+    scales = per_stage_numbers(
+        args.guidance_scale, "guidance-scale", float, count, [1.0 if k == "ssr" else 4.0 for k in kinds]
+    )
+    levels = per_stage_numbers(args.noise_aug_level, "noise-aug-level", float, count, [0.1] * count)
+    rows = {
+        f"{model}-{kind}": row_kwargs(kind, steps[model], scales, args.oscillating_low, levels) for model, kind in ROWS
+    }
+
+    print(
+        f"Imagen Video table: {args.num_samples} held-out captions, {frames} frames of {height}x{width}, stages "
+        f"{specs}, guidance {scales} (oscillating low {args.oscillating_low}), seed {args.seed}, {device}, "
+        f"{torch.get_num_threads()} threads",
+        flush=True,
+    )
+    started = time.perf_counter()
+    captions = heldout_captions(args.num_samples, args.seed, frames, height, width)
+    generated = generate_interleaved(pipes, rows, captions, args, size, device)
+
+    table = []
+    for model, kind in ROWS:
+        name = f"{model}-{kind}"
+        result = evaluate_pipeline(
+            Replay(generated[name]["batches"]),
+            num_samples=args.num_samples,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            progress=False,
+            call_kwargs=rows[name],
+            **size,
+        )
+        seconds = generated[name]["seconds"]
+        result.update(
+            pipeline="ImagenVideoPipeline", seconds_per_video=seconds / args.num_samples, total_seconds=seconds
+        )
+        table.append(
+            {
+                "model": model,
+                "guidance": kind,
+                "folder": str(getattr(args, model)),
+                "steps": steps[model],
+                "steps_taken": generated[name]["steps_taken"],
+                "guidance_scale": scales,
+                "oscillating_low": args.oscillating_low if kind == "oscillating" else None,
+                "all_correct": result["scores"]["all_correct"],
+                "temporal_consistency": result["scores"]["temporal_consistency"],
+                "fsd": result["fsd"],
+                "seconds_per_video": result["seconds_per_video"],
+                "total_seconds": seconds,
+                "result": result,
+            }
+        )
+    comparisons = compare(table)
+
+    print()
+    print(markdown_table(table))
+    print()
+    for kind, comparison in comparisons.items():
+        verdict = "PASS" if comparison["speed_up_pass"] else "MISS"
+        print(f"{kind} guidance: speed-up {comparison['speed_up']:.2f}x (target >= {SPEED_UP_TARGET:g}x): {verdict}")
+        points = comparison["all_correct_points"]
+        if points is None:
+            print(f"{kind} guidance: all correct, distilled - teacher: n/a")
+        else:
+            verdict = "PASS" if comparison["points_pass"] else "MISS"
+            print(
+                f"{kind} guidance: all correct, distilled - teacher: {points:+.1f} points "
+                f"(target within {POINTS_TARGET:g}): {verdict}"
+            )
+    print(f"total time: {time.perf_counter() - started:.1f} s")
+    if args.output:
+        output = Path(args.output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        settings = {
+            "teacher_dir": str(args.teacher),
+            "student_dir": str(args.student),
+            "stages": specs,
+            **size,
+            "num_samples": args.num_samples,
+            "batch_size": args.batch_size,
+            "seed": args.seed,
+            "threads": torch.get_num_threads(),
+            "device": str(device),
+            "guidance_scale": scales,
+            "oscillating_low": args.oscillating_low,
+            "noise_aug_level": levels,
+            "order": "per batch: " + ", ".join(rows) + " on even batches, reversed on odd ones",
+        }
+        document = {"settings": settings, "rows": table, "comparisons": comparisons, "markdown": markdown_table(table)}
+        output.write_text(json.dumps(document, indent=2) + "\n")
+        print(f"wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

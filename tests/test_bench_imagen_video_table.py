@@ -1,0 +1,142 @@
+"""`benchmarks/bench_imagen_video_table.py` on two tiny saved cascades: the four rows, the steps every stage took, the
+ABBA order of the calls, and ratios computed from the timed seconds (never the times themselves)."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffusers_video import ImagenVideoPipeline, VDistilledScheduler
+from diffusers_video.pipelines.imagen_video.cascade import StageSpec
+from diffusers_video.training.stand_in import build_t5_text_encoder, build_t5_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks" / "bench_imagen_video_table.py"
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("bench_imagen_video_table", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def cascades(tmp_path_factory):
+    """A teacher and a distilled cascade, base (8 frames of 8x8) -> SSR x2, saved to folders."""
+    from test_pipeline_imagen_video import TEXT_DIM, ddim, tiny_unet
+
+    folder = tmp_path_factory.mktemp("cascades")
+    tokenizer = build_t5_tokenizer(model_max_length=8)
+    text_encoder = build_t5_text_encoder(len(tokenizer), d_model=TEXT_DIM, num_layers=1)
+    teacher = ImagenVideoPipeline.from_stages(
+        text_encoder,
+        tokenizer,
+        [
+            ("base", tiny_unet(seed=0), ddim()),
+            (StageSpec("ssr", 2), tiny_unet(sr=True, attention=False, seed=1), ddim()),
+        ],
+    )
+    student = ImagenVideoPipeline.from_stages(
+        text_encoder,
+        tokenizer,
+        [
+            ("base", tiny_unet(seed=2, conditions=("guidance_scale",)), VDistilledScheduler()),
+            (StageSpec("ssr", 2), tiny_unet(sr=True, attention=False, seed=3), VDistilledScheduler()),
+        ],
+    )
+    teacher.save_pretrained(folder / "teacher")
+    student.save_pretrained(folder / "student")
+    return folder / "teacher", folder / "student"
+
+
+def test_table_has_four_rows_timed_in_abba_order_with_ratios_of_the_timed_seconds(
+    cascades, tmp_path, monkeypatch, capsys
+):
+    calls = []  # (steps per stage, guidance, seconds) of every pipeline call, in order
+    original = ImagenVideoPipeline.__call__
+
+    @functools.wraps(original)
+    def recording_call(self, *args, **kwargs):
+        started = time.perf_counter()
+        output = original(self, *args, **kwargs)
+        calls.append((kwargs["num_inference_steps"], kwargs["guidance"], time.perf_counter() - started))
+        return output
+
+    monkeypatch.setattr(ImagenVideoPipeline, "__call__", recording_call)
+    teacher, student = cascades
+    output = tmp_path / "table.json"
+    argv = ["--teacher", str(teacher), "--student", str(student), "--teacher-steps", "2", "--student-steps", "1,1"]
+    argv += ["--guidance-scale", "3,1", "--num-samples", "2", "--batch-size", "1", "--threads", "1"]
+    assert bench.main([*argv, "--no-progress", "--output", str(output)]) == 0
+    document = json.loads(output.read_text())
+    rows = document["rows"]
+
+    expected = [
+        ("teacher", "constant", [2, 2]),
+        ("student", "constant", [1, 1]),
+        ("teacher", "oscillating", [2, 2]),
+        ("student", "oscillating", [1, 1]),
+    ]
+    assert [(r["model"], r["guidance"], r["steps"]) for r in rows] == expected
+    assert [r["steps_taken"] for r in rows] == [steps for _, _, steps in expected]  # counted by a step callback
+    assert document["settings"]["num_frames"] == 8 and document["settings"]["height"] == 16
+    for row in rows:
+        assert row["result"]["num_frames"] == 8 and row["result"]["height"] == row["result"]["width"] == 16
+        assert row["result"]["num_inference_steps"] == row["steps"] and row["result"]["guidance_scale"] == [3.0, 1.0]
+        assert row["result"]["call_kwargs"]["guidance"] == row["guidance"]
+        assert row["seconds_per_video"] == pytest.approx(row["total_seconds"] / 2, rel=1e-12)
+
+    # 4 warm-up calls, then per batch all four rows: in order on batch 0, reversed on batch 1
+    keys = [(steps, guidance) for steps, guidance, _ in calls]
+    rows_in_order = [(steps, guidance) for _, guidance, steps in expected]
+    assert keys[4:] == rows_in_order + rows_in_order[::-1]
+    # each row's timed seconds are its two generating calls, not the warm-up ones
+    for row, key in zip(rows, rows_in_order):
+        measured = sum(seconds for k, (steps, guidance, seconds) in zip(keys[4:], calls[4:]) if k == key)
+        assert measured <= row["total_seconds"] < measured + 0.5
+
+    by_name = {(r["model"], r["guidance"]): r for r in rows}
+    for kind in ("constant", "oscillating"):
+        comparison = document["comparisons"][kind]
+        ratio = by_name[("teacher", kind)]["seconds_per_video"] / by_name[("student", kind)]["seconds_per_video"]
+        assert comparison["speed_up"] == pytest.approx(ratio, rel=1e-12)
+        assert comparison["speed_up_pass"] == (ratio >= 7.0)
+        points = 100 * (
+            by_name[("student", kind)]["all_correct"]["accuracy"]
+            - by_name[("teacher", kind)]["all_correct"]["accuracy"]
+        )
+        assert comparison["all_correct_points"] == pytest.approx(points)
+
+    out = capsys.readouterr().out
+    assert "| cascade | steps per stage | guidance | all correct, % (95% CI) |" in out
+    assert "| teacher | 2/2 | oscillating |" in out and "| student | 1/1 | constant |" in out
+    verdict = "PASS" if document["comparisons"]["constant"]["speed_up_pass"] else "MISS"
+    assert f"constant guidance: speed-up {document['comparisons']['constant']['speed_up']:.2f}x" in out
+    assert f"(target >= 7x): {verdict}" in out
+
+
+def test_per_stage_numbers():
+    assert bench.per_stage_numbers("64,32", "teacher-steps", int, 2, []) == [64, 32]
+    assert bench.per_stage_numbers("8", "student-steps", int, 3, []) == [8, 8, 8]
+    with pytest.raises(ValueError, match="`--teacher-steps` has 3 values but the cascades have 2 stages"):
+        bench.per_stage_numbers("64,32,32", "teacher-steps", int, 2, [])
+    with pytest.raises(ValueError, match="`--guidance-scale` must be one number or one per stage"):
+        bench.per_stage_numbers("4,x", "guidance-scale", float, 2, [])
