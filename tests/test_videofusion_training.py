@@ -18,7 +18,11 @@ from diffusers_video.cli import main as cli_main
 from diffusers_video.commands.train import overrides_from_args, register
 from diffusers_video.training import Trainer, TrainingConfig, checkpointing, train
 from diffusers_video.training.data import sample_generator
-from diffusers_video.training.videofusion import VideoFusionComponents, VideoFusionTrainer
+from diffusers_video.training.videofusion import (
+    VideoFusionComponents,
+    VideoFusionTrainer,
+    export_videofusion_pipeline,
+)
 
 SIZE, FRAMES, TEXT_DIM, KEY = 16, 4, 16, 2  # the key frame of 4 frames is floor(4 / 2) = 2
 BETAS = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}
@@ -233,6 +237,25 @@ def test_command_line_run_saves_a_videofusion_pipeline_folder_with_both_generato
         generator=torch.Generator().manual_seed(0),
     ).frames  # fmt: skip
     assert frames.shape == (1, FRAMES, SIZE, SIZE, 3) and np.isfinite(frames).all()
+
+    # exported for committing: fp16 UNets and VAE, float32 text encoder, the training config kept; loads back in fp32
+    exported = export_videofusion_pipeline(final, tmp_path / "demo")
+    for folder in ("base_unet", "residual_unet", "vae"):
+        assert {t.dtype for t in load_file(next((exported / folder).glob("*.safetensors"))).values()} == {
+            torch.float16
+        }
+    assert json.loads((exported / "training_config.json").read_text()) == json.loads(
+        (final / "training_config.json").read_text()
+    )
+    demo = VideoFusionPipeline.from_pretrained(exported, torch_dtype=torch.float32)
+    assert demo.text_encoder.dtype == torch.float32 and demo.residual_unet.dtype == torch.float32
+    for name in ("base_unet", "residual_unet"):
+        original = getattr(pipe, name).state_dict()
+        for key, value in getattr(demo, name).state_dict().items():
+            assert torch.equal(value, original[key].half().float()), key
+    with pytest.raises(FileNotFoundError, match="not a pipeline folder"):
+        export_videofusion_pipeline(tmp_path / "run", tmp_path / "demo")
+    assert (tmp_path / "demo" / "model_index.json").is_file()  # a failed export leaves the previous one
 
 
 def test_frozen_base_stays_bit_for_bit_and_ema_covers_both_generators(tmp_path):

@@ -435,3 +435,58 @@ def _resolve_base_prediction_type(configured: str | None, loaded: str | None) ->
             f"of {PREDICTION_TYPES} (set `videofusion.base_prediction_type`)."
         )
     return loaded
+
+
+# ------------------------------------------------------------------------------------------------- demo export
+
+
+def export_videofusion_pipeline(source: str | Path, output_dir: str | Path, fp16: bool = True) -> Path:
+    """Save a trained `VideoFusionPipeline` folder for committing (e.g. `pipelines/videofusion/demo`).
+
+    Args:
+        source (`str | Path`): a folder written by a `videofusion` training run (`<output_dir>/final`, or a checkpoint
+            turned into a folder by `export_checkpoint`).
+        output_dir (`str | Path`): where to write it; written atomically (a temporary folder, then a rename), and
+            an existing folder is replaced only once the new one is complete.
+        fp16 (`bool`, defaults to `True`): store the two UNets and the VAE in float16 (the text encoder stays float32,
+            since transformers 5 would load float16 weights as float16); `VideoFusionPipeline.from_pretrained(folder,
+            torch_dtype=torch.float32)` loads everything back in float32.
+
+    The run's `training_config.json` is kept next to `model_index.json` (the clip length the model was trained on).
+    """
+    import shutil
+
+    from .checkpointing import atomic_folder
+
+    source, output_dir = Path(source), Path(output_dir)
+    if not (source / "model_index.json").is_file():
+        raise FileNotFoundError(f"`source` {str(source)!r} is not a pipeline folder (no model_index.json).")
+    pipe = resolve_pipeline_class(PIPELINE_CLASS).from_pretrained(source, torch_dtype=torch.float32)
+    if fp16:
+        for model in (pipe.residual_unet, pipe.base_unet, pipe.vae):
+            if model is not None:
+                model.to(torch.float16)
+    with atomic_folder(output_dir) as temporary:
+        pipe.save_pretrained(temporary, safe_serialization=True)
+        if (source / TRAINING_CONFIG_NAME).is_file():
+            shutil.copy2(source / TRAINING_CONFIG_NAME, temporary / TRAINING_CONFIG_NAME)
+    return output_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m diffusers_video.training.videofusion export SOURCE --output_dir OUT [--fp32]`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m diffusers_video.training.videofusion")
+    sub = parser.add_subparsers(dest="command", required=True)
+    export = sub.add_parser("export", help="save a trained VideoFusion pipeline for committing (fp16 safetensors)")
+    export.add_argument("source")
+    export.add_argument("--output_dir", required=True)
+    export.add_argument("--fp32", action="store_true", help="keep float32 weights")
+    args = parser.parse_args(argv)
+    print(export_videofusion_pipeline(args.source, args.output_dir, fp16=not args.fp32))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
