@@ -16,10 +16,12 @@ import pytest
 from diffusers_video.cli import main
 
 STAND_IN = Path(__file__).resolve().parents[1] / "pipelines" / "shapes_sd"
+VIDEOFUSION_DEMO = Path(__file__).resolve().parents[1] / "pipelines" / "videofusion" / "demo"
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):
-    assert main(["demo", "--output_dir", str(tmp_path), "--num_clips", "2", "--stand_in", str(STAND_IN)]) == 0
+    argv = ["demo", "--output_dir", str(tmp_path), "--num_clips", "2", "--stand_in", str(STAND_IN)]
+    assert main([*argv, "--videofusion", str(VIDEOFUSION_DEMO)]) == 0
     out = capsys.readouterr().out
     assert "all-correct accuracy: 1.00 over 2 clips" in out
     assert "over 8 held-out captions" in out  # the trained stand-in generated and was scored
@@ -27,6 +29,17 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert (tmp_path / "shapes.gif").stat().st_size > 1000
     assert (tmp_path / "stand_in.png").exists()
     assert (tmp_path / "unet3d" / "config.json").exists()
+    # the committed VideoFusion demo: three prompts, each scored, each written as GIF (and MP4), plus a strip of all
+    assert "8 frames of 32x32" in out
+    assert out.count("scorer sees: ") == 2 + 3
+    for name in ("videofusion_a_red_circle_moving_right", "videofusion"):
+        assert (tmp_path / f"{name}.gif").stat().st_size > 1000
+
+
+def test_demo_without_the_videofusion_demo_names_the_folder(tmp_path, capsys):
+    argv = ["demo", "--output_dir", str(tmp_path), "--stand_in", str(STAND_IN)]
+    assert main([*argv, "--videofusion", str(tmp_path / "no_demo")]) == 1
+    assert "no_demo' is not a pipeline folder" in capsys.readouterr().err
 
 
 def test_user_mistakes_are_one_line_without_traceback(tmp_path):

@@ -8,12 +8,17 @@ Until the pipelines ship trained demo checkpoints, the demo runs the foundation 
 3. its UNet is inflated into a `UNet3DModel` with `from_pretrained_2d` (the code path SD 2.1 weights take), checked
    against the image model frame by frame, saved and reloaded, and run through an 8-step `VDistilledScheduler` loop.
 
-It writes `shapes.gif` (and `shapes.mp4` when imageio-ffmpeg is installed) and `stand_in.png` to the output folder.
+4. the committed VideoFusion demo (`pipelines/videofusion/demo`, trained on moving shapes with the stand-in as its
+   base generator) generates "a red circle moving right" and two other prompts, and the scorer gives its verdict.
+
+It writes `shapes.gif` (and `shapes.mp4` when imageio-ffmpeg is installed), `stand_in.png` and one GIF and MP4 per
+VideoFusion prompt to the output folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -22,6 +27,9 @@ import torch
 
 # The trained stand-in for Stable Diffusion 2.1, relative to the repository root (where `make demo` runs).
 STAND_IN = Path("pipelines") / "shapes_sd"
+# The trained VideoFusion demo pipeline.
+VIDEOFUSION_DEMO = Path("pipelines") / "videofusion" / "demo"
+VIDEOFUSION_PROMPTS = ("a red circle moving right", "a blue square moving up slowly", "a yellow triangle moving left")
 
 
 def register(subparsers) -> None:
@@ -33,6 +41,11 @@ def register(subparsers) -> None:
     parser.add_argument("--num_clips", type=int, default=8, help="ground-truth clips to render and score (default: 8)")
     parser.add_argument(
         "--stand_in", default=str(STAND_IN), help=f"the Stable Diffusion 2.1 stand-in folder (default: {STAND_IN})"
+    )
+    parser.add_argument(
+        "--videofusion",
+        default=str(VIDEOFUSION_DEMO),
+        help=f"the VideoFusion demo pipeline folder (default: {VIDEOFUSION_DEMO})",
     )
     parser.set_defaults(func=run)
 
@@ -172,6 +185,64 @@ def _inflate_and_sample(output_dir: Path, stand_in: Path, seed: int) -> None:
     )
 
 
+def _write_clip(frames: np.ndarray, path: Path, fps: int = 8, scale: int = 4) -> list[Path]:
+    """A `(F, H, W, 3)` clip in [0, 1] as `path.gif` and `path.mp4` (when imageio-ffmpeg is installed), enlarged."""
+    from diffusers.utils import export_to_gif
+    from PIL import Image
+
+    frames = np.clip(frames, 0.0, 1.0).repeat(scale, axis=1).repeat(scale, axis=2)
+    export_to_gif([Image.fromarray((f * 255).round().astype(np.uint8)) for f in frames], str(path) + ".gif", fps=fps)
+    written = [Path(str(path) + ".gif")]
+    try:
+        from diffusers.utils import export_to_video
+
+        export_to_video(list(frames), str(path) + ".mp4", fps=fps)
+        written.append(Path(str(path) + ".mp4"))
+    except ImportError:
+        pass
+    return written
+
+
+def _videofusion(output_dir: Path, folder: Path, seed: int) -> None:
+    from .. import VideoFusionPipeline
+    from ..data.quality import infer_video_settings
+    from ..data.shapes_scorer import ShapesScorer
+
+    pipe = VideoFusionPipeline.from_pretrained(folder, torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    sizes = infer_video_settings(pipe)
+    trained = folder / "training_config.json"  # the clip length the demo was trained on, when the folder says
+    if trained.is_file():
+        sizes["num_frames"] = json.loads(trained.read_text())["data"]["num_frames"]
+    print(
+        f"4. VideoFusionPipeline.from_pretrained({str(folder)!r}): {sizes['num_frames']} frames of "
+        f"{sizes['height']}x{sizes['width']}, 25 DDIM steps, guidance 4"
+    )
+    scorer = ShapesScorer()
+    start = time.perf_counter()
+    videos = pipe(
+        list(VIDEOFUSION_PROMPTS),
+        num_inference_steps=25,
+        guidance_scale=4.0,
+        generator=[torch.Generator().manual_seed(seed + i) for i in range(len(VIDEOFUSION_PROMPTS))],
+        output_type="np",
+        **sizes,
+    ).frames
+    seconds = time.perf_counter() - start
+    written = []
+    for prompt, video in zip(VIDEOFUSION_PROMPTS, videos):
+        score = scorer.score(video, prompt)
+        shown = f"{score.color} {score.shape} moving {score.direction} ({score.speed})"
+        print(f"   {prompt!r:<36} scorer sees: {shown:<34} all correct: {score.all_ok}")
+        written += _write_clip(video, output_dir / ("videofusion_" + prompt.replace(" ", "_")))
+    gap = np.ones((videos.shape[1], videos.shape[2], 2, 3), dtype=videos.dtype)  # a white line between the clips
+    strip = np.concatenate([part for video in videos for part in (video, gap)][:-1], axis=2)  # (F, H, 3W + 4, 3)
+    written += _write_clip(strip, output_dir / "videofusion")
+    print(
+        f"   sampled {len(VIDEOFUSION_PROMPTS)} videos in {seconds:.1f} s; wrote {', '.join(p.name for p in written)}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -181,7 +252,14 @@ def run(args: argparse.Namespace) -> int:
             f"`--stand_in` {str(stand_in)!r} is not a pipeline folder (no model_index.json); run the demo from the "
             "repository root or pass the folder of the Stable Diffusion 2.1 stand-in."
         )
+    videofusion = Path(args.videofusion)
+    if not (videofusion / "model_index.json").is_file():
+        raise FileNotFoundError(
+            f"`--videofusion` {str(videofusion)!r} is not a pipeline folder (no model_index.json); run the demo from "
+            "the repository root or pass the folder of the VideoFusion demo."
+        )
     _shapes_world(output_dir, args.seed, args.num_clips)
     _stand_in_images(output_dir, stand_in, args.seed)
     _inflate_and_sample(output_dir, stand_in, args.seed)
+    _videofusion(output_dir, videofusion, args.seed)
     return 0
