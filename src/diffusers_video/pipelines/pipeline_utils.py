@@ -501,3 +501,41 @@ def encode_clip_prompt(
         negative_prompt_embeds = negative_prompt_embeds.view(batch_size * num_images_per_prompt, seq_len, -1)
 
     return prompt_embeds, negative_prompt_embeds
+
+
+def check_prompt_arguments(
+    prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, text_dim: int | None
+) -> None:
+    """The prompt checks every text-conditioned pipeline here makes before any model runs.
+
+    Exactly one of `prompt` and `prompt_embeds`, at most one of `negative_prompt` and `negative_prompt_embeds`;
+    prompts are strings or lists of strings; embeddings are `(batch, tokens, text_dim)` tensors (`text_dim` None: any
+    width). Batch sizes are the pipeline's own business (they may broadcast a single negative prompt, or not).
+
+    Raises:
+        ValueError: A pair given both or neither, or embeddings of the wrong shape.
+        TypeError: A prompt that is not a string or a list of strings.
+    """
+    if prompt is not None and prompt_embeds is not None:
+        raise ValueError(
+            f"Pass either `prompt` or `prompt_embeds`, not both, but got `prompt`={prompt!r} and"
+            f" `prompt_embeds` of shape {tuple(prompt_embeds.shape)}."
+        )
+    if prompt is None and prompt_embeds is None:
+        raise ValueError("Pass either `prompt` or `prompt_embeds`; both are None.")
+    if negative_prompt is not None and negative_prompt_embeds is not None:
+        raise ValueError(
+            f"Pass at most one of `negative_prompt` and `negative_prompt_embeds` but got `negative_prompt`="
+            f"{negative_prompt!r} and `negative_prompt_embeds` of shape {tuple(negative_prompt_embeds.shape)}."
+        )
+    for name, value in (("prompt", prompt), ("negative_prompt", negative_prompt)):
+        if value is not None and not (
+            isinstance(value, str) or (isinstance(value, list) and all(isinstance(p, str) for p in value))
+        ):
+            raise TypeError(f"`{name}` must be a string or a list of strings but is {value!r}.")
+    for name, embeds in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
+        if embeds is None:
+            continue
+        if not isinstance(embeds, torch.Tensor) or embeds.ndim != 3 or (text_dim and embeds.shape[-1] != text_dim):
+            shape = tuple(embeds.shape) if isinstance(embeds, torch.Tensor) else type(embeds).__name__
+            raise ValueError(f"`{name}` must have shape (batch, tokens, {text_dim}) but has shape {shape}.")

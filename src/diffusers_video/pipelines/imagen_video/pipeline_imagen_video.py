@@ -37,7 +37,13 @@ from transformers import T5EncoderModel, T5Tokenizer
 
 from ...guidance import DynamicThresholding, GuidanceSchedule, scheduler_alpha_sigma
 from ...models.unet_3d import UNet3DModel
-from ..pipeline_utils import VideoDiffusionPipeline, VideoPipelineOutput, check_output_type, postprocess_video
+from ..pipeline_utils import (
+    VideoDiffusionPipeline,
+    VideoPipelineOutput,
+    check_output_type,
+    check_prompt_arguments,
+    postprocess_video,
+)
 from .cascade import (
     NOISE_AUG_CONDITION,
     StageSpec,
@@ -617,34 +623,8 @@ class ImagenVideoPipeline(VideoDiffusionPipeline):
             raise ValueError(f"`num_videos_per_prompt` must be an integer >= 1 but is {num_videos_per_prompt!r}.")
 
         # prompts and embeddings
-        if prompt is not None and prompt_embeds is not None:
-            raise ValueError(
-                f"Pass either `prompt` or `prompt_embeds`, not both, but got `prompt`={prompt!r} and"
-                f" `prompt_embeds` of shape {tuple(prompt_embeds.shape)}."
-            )
-        if prompt is None and prompt_embeds is None:
-            raise ValueError("Pass either `prompt` or `prompt_embeds`; both are None.")
-        if prompt is not None and not (
-            isinstance(prompt, str) or (isinstance(prompt, list) and all(isinstance(p, str) for p in prompt))
-        ):
-            raise TypeError(f"`prompt` must be a string or a list of strings but is {prompt!r}.")
-        if negative_prompt is not None and negative_prompt_embeds is not None:
-            raise ValueError(
-                f"Pass at most one of `negative_prompt` and `negative_prompt_embeds` but got `negative_prompt`="
-                f"{negative_prompt!r} and `negative_prompt_embeds` of shape {tuple(negative_prompt_embeds.shape)}."
-            )
-        if negative_prompt is not None and not (
-            isinstance(negative_prompt, str)
-            or (isinstance(negative_prompt, list) and all(isinstance(p, str) for p in negative_prompt))
-        ):
-            raise TypeError(f"`negative_prompt` must be a string or a list of strings but is {negative_prompt!r}.")
         text_dim = self.text_encoder.config.d_model if self.text_encoder is not None else None
-        for name, embeds in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
-            if embeds is None:
-                continue
-            if not isinstance(embeds, torch.Tensor) or embeds.ndim != 3 or (text_dim and embeds.shape[-1] != text_dim):
-                shape = tuple(embeds.shape) if isinstance(embeds, torch.Tensor) else type(embeds).__name__
-                raise ValueError(f"`{name}` must have shape (batch, tokens, {text_dim}) but has shape {shape}.")
+        check_prompt_arguments(prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, text_dim)
         batch_size = self._batch_size(prompt, prompt_embeds)
         if negative_prompt is not None and not isinstance(negative_prompt, str):
             if len(negative_prompt) != batch_size:

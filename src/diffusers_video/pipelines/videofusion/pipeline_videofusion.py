@@ -39,6 +39,7 @@ from ..pipeline_utils import (
     VideoPipelineOutput,
     check_decode_chunk_size,
     check_output_type,
+    check_prompt_arguments,
     decode_latents,
     encode_clip_prompt,
     postprocess_video,
@@ -291,40 +292,17 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
             )
 
         # prompts and embeddings
-        if prompt is not None and prompt_embeds is not None:
-            raise ValueError(
-                f"Pass either `prompt` or `prompt_embeds`, not both, but got `prompt`={prompt!r} and"
-                f" `prompt_embeds` of shape {tuple(prompt_embeds.shape)}."
+        check_prompt_arguments(
+            prompt,
+            prompt_embeds,
+            negative_prompt,
+            negative_prompt_embeds,
+            self.residual_unet.config.cross_attention_dim,
+        )
+        if negative_prompt is not None and prompt is not None and type(prompt) is not type(negative_prompt):
+            raise TypeError(
+                f"`negative_prompt` must have the type of `prompt` but they are {negative_prompt!r} and {prompt!r}."
             )
-        if prompt is None and prompt_embeds is None:
-            raise ValueError("Pass either `prompt` or `prompt_embeds`; both are None.")
-        if prompt is not None and not (
-            isinstance(prompt, str) or (isinstance(prompt, list) and all(isinstance(p, str) for p in prompt))
-        ):
-            raise TypeError(f"`prompt` must be a string or a list of strings but is {prompt!r}.")
-        if negative_prompt is not None and negative_prompt_embeds is not None:
-            raise ValueError(
-                f"Pass at most one of `negative_prompt` and `negative_prompt_embeds` but got `negative_prompt`="
-                f"{negative_prompt!r} and `negative_prompt_embeds` of shape {tuple(negative_prompt_embeds.shape)}."
-            )
-        if negative_prompt is not None:
-            if not (
-                isinstance(negative_prompt, str)
-                or (isinstance(negative_prompt, list) and all(isinstance(p, str) for p in negative_prompt))
-            ):
-                raise TypeError(f"`negative_prompt` must be a string or a list of strings but is {negative_prompt!r}.")
-            if prompt is not None and type(prompt) is not type(negative_prompt):
-                raise TypeError(
-                    f"`negative_prompt` must have the type of `prompt` but they are {negative_prompt!r} and"
-                    f" {prompt!r}."
-                )
-        text_dim = self.residual_unet.config.cross_attention_dim
-        for name, embeds in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
-            if embeds is None:
-                continue
-            if not isinstance(embeds, torch.Tensor) or embeds.ndim != 3 or embeds.shape[-1] != text_dim:
-                shape = tuple(embeds.shape) if isinstance(embeds, torch.Tensor) else type(embeds).__name__
-                raise ValueError(f"`{name}` must have shape (batch, tokens, {text_dim}) but has shape {shape}.")
         batch_size = self._batch_size(prompt, prompt_embeds)
         if negative_prompt is not None or negative_prompt_embeds is not None:
             negative_batch_size = self._batch_size(negative_prompt, negative_prompt_embeds)
