@@ -205,11 +205,19 @@ def test_default_size_comes_from_the_residual_unet(pipe):
 
 
 @pytest.mark.parametrize(
-    "base_prediction_type, guidance_scale, weight, eta",
-    [("epsilon", 3.0, 3.0, 0.0), ("v_prediction", OscillatingGuidance(high=5.0, low=2.0), 5.0, 1.0)],
+    "base_prediction_type, guidance_scale, weight, eta, scheduler_config",
+    [
+        ("epsilon", 3.0, 3.0, 0.0, {}),
+        ("v_prediction", OscillatingGuidance(high=5.0, low=2.0), 5.0, 1.0, {}),
+        # v-prediction VideoFusion at zero terminal SNR: the first step starts at alpha_t = 0
+        ("v_prediction", 3.0, 3.0, 0.0, {"prediction_type": "v_prediction", "rescale_betas_zero_snr": True}),
+    ],
 )
-def test_one_step_equals_the_videofusion_step_computed_by_hand(base_prediction_type, guidance_scale, weight, eta):
-    pipe = make_pipe(base_prediction_type=base_prediction_type)
+def test_one_step_equals_the_videofusion_step_computed_by_hand(
+    base_prediction_type, guidance_scale, weight, eta, scheduler_config
+):
+    pipe = make_pipe(base_prediction_type=base_prediction_type, **scheduler_config)
+    v_mode = scheduler_config.get("prediction_type") == "v_prediction"
     num_frames, key = 5, 2
     recorded = []
     pipe(PROMPT, num_frames=num_frames, num_inference_steps=3, guidance_scale=guidance_scale, eta=eta,
@@ -237,14 +245,20 @@ def test_one_step_equals_the_videofusion_step_computed_by_hand(base_prediction_t
         base_out = uncond + weight * (cond - uncond)
         b_hat = base_out if base_prediction_type == "epsilon" else alpha * base_out + sigma * x_key
         b_hat = b_hat[:, :, None]  # (B, C, 1, h, w)
+        x0_key = None if base_prediction_type == "epsilon" else alpha * x_key - sigma * base_out
         # 2. base noise out of every frame
         x_res = x - sigma * lam.sqrt() * b_hat
         # 3. residual generator, guided
         uncond, cond = pipe.residual_unet(torch.cat([x_res] * 2), t, encoder_hidden_states=text).sample.chunk(2)
         r_hat = uncond + weight * (cond - uncond)
         # 4. combined noise and the DDIM step (Song et al. eq. 12 and 16)
-        eps = lam.sqrt() * b_hat + (1 - lam).sqrt() * r_hat
-        x0 = (x - sigma * eps) / alpha
+        if v_mode:  # r_hat is the velocity of x_res: v_i = alpha sqrt(lambda_i) b_hat + u_i; the base's v at the key
+            v = alpha * lam.sqrt() * b_hat + r_hat
+            v[:, :, key] = alpha * b_hat[:, :, 0] - sigma * x0_key
+            x0, eps = alpha * x - sigma * v, alpha * v + sigma * x
+        else:
+            eps = lam.sqrt() * b_hat + (1 - lam).sqrt() * r_hat
+            x0 = (x - sigma * eps) / alpha
         std = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).sqrt()
         expected = abar_prev.sqrt() * x0 + (1 - abar_prev - std**2).sqrt() * eps
         if eta > 0:  # the step noise is decomposed with the same ratios, drawn next from the generator
@@ -254,6 +268,8 @@ def test_one_step_equals_the_videofusion_step_computed_by_hand(base_prediction_t
 
     assert len(recorded) == 3
     assert (recorded[0] - x).abs().max() > 0.01
+    if v_mode:
+        assert alpha == 0 and torch.isfinite(recorded[-1]).all()
     torch.testing.assert_close(recorded[0], expected, atol=1e-5, rtol=0)
 
 
@@ -524,10 +540,10 @@ def test_per_frame_ratios_must_match_the_frame_count(guarded_pipe):
         pipe(PROMPT, num_frames=5, num_inference_steps=2)
 
 
-def test_a_swapped_scheduler_that_is_not_epsilon_is_refused_with_a_base_generator(guarded_pipe):
+def test_a_swapped_scheduler_that_predicts_samples_is_refused_with_a_base_generator(guarded_pipe):
     pipe = VideoFusionPipeline(**guarded_pipe.components)
-    pipe.scheduler = DecomposedNoiseScheduler(prediction_type="v_prediction")
-    with pytest.raises(ValueError, match="`prediction_type` must be 'epsilon' but is 'v_prediction'"):
+    pipe.scheduler = DecomposedNoiseScheduler(prediction_type="sample")
+    with pytest.raises(ValueError, match="`prediction_type` must be 'epsilon' or 'v_prediction' but is 'sample'"):
         pipe(PROMPT, num_frames=5, num_inference_steps=2)
 
 
@@ -548,7 +564,16 @@ def test_learned_frame_encodings_limit_the_window(guarded_pipe):
         ),
         (dict(base_unet=dict(cross_attention_dim=24)), ValueError, "cross_attention_dim=24.*cross_attention_dim=16"),
         (dict(base_prediction_type="sample"), ValueError, "`base_prediction_type`.*'sample'"),
-        (dict(scheduler=DecomposedNoiseScheduler(prediction_type="v_prediction")), ValueError, "'epsilon'"),
+        (
+            dict(scheduler=DecomposedNoiseScheduler(prediction_type="sample")),
+            ValueError,
+            "'epsilon' or 'v_prediction'",
+        ),
+        (
+            dict(scheduler=DecomposedNoiseScheduler(prediction_type="v_prediction", rescale_betas_zero_snr=True)),
+            ValueError,
+            "zero terminal SNR.*`prediction_type` \\('v_prediction'\\) and `base_prediction_type` \\('epsilon'\\)",
+        ),
         (dict(scheduler=DDIMScheduler()), TypeError, "DecomposedNoiseScheduler.*DDIMScheduler"),
     ],
 )

@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 from diffusers_video import DecomposedNoiseScheduler
 from diffusers_video.schedulers.scheduling_decomposed import (
     combine_noise,
+    combine_velocity,
     frame_ratios,
     remove_base_noise,
+    residual_velocity,
     sample_decomposed_noise,
     split_noise,
 )
@@ -278,6 +280,35 @@ def test_remove_base_noise_leaves_signal_plus_residual_noise():
     torch.testing.assert_close(
         remove_base_noise(noisy, base[:, :, 0], sigma, frame_ratios(ratios, 4)), expected, atol=1e-5, rtol=1e-5
     )
+
+
+@pytest.mark.parametrize("zero_snr", [False, True])
+def test_velocity_of_exact_estimates_is_every_frames_velocity_and_its_x0_and_residual(zero_snr):
+    # v-prediction VideoFusion: exact base and residual estimates combine into v_i = alpha eps_i - sigma x0_i, also at
+    # the key frame (lambda = 1) and at zero terminal SNR (alpha = 0), where an epsilon estimate fixes no x_0
+    ratios = frame_ratios([0.5, 0.5, 1.0, 0.2], 4)
+    scheduler = DecomposedNoiseScheduler(
+        base_noise_ratio=[0.5, 0.5, 1.0, 0.2], prediction_type="v_prediction", rescale_betas_zero_snr=zero_snr
+    )
+    generator = torch.Generator().manual_seed(0)
+    clean = torch.randn(SHAPE, generator=generator)
+    noise, base, residual = scheduler.sample_noise(SHAPE, generator=generator)
+    timesteps = torch.tensor([999, 400])
+    alpha, sigma = scheduler.alpha_sigma(timesteps)
+    assert (alpha[0] == 0) == zero_snr
+    u = residual_velocity(clean, residual, alpha, sigma, ratios)
+    velocity = combine_velocity(base, clean[:, :, 2:3], u, alpha, sigma, ratios)
+    torch.testing.assert_close(velocity, scheduler.get_velocity(clean, noise, timesteps), atol=1e-5, rtol=1e-5)
+    # u is the velocity of the sample with the base noise out: the v-rotation gives x_0 and the residual part back
+    x_res = scheduler.remove_base_noise(scheduler.add_noise(clean, noise, timesteps), base, timesteps)
+    a, s = alpha.reshape(-1, 1, 1, 1, 1), sigma.reshape(-1, 1, 1, 1, 1)
+    torch.testing.assert_close(a * x_res - s * u, clean, atol=1e-5, rtol=1e-5)
+    weights = (1 - ratios).sqrt().reshape(1, 1, -1, 1, 1)
+    torch.testing.assert_close(s * x_res + a * u, weights * residual, atol=1e-5, rtol=1e-5)
+    # the residual generator's output at the key frame is not used: the base's own velocity is
+    changed = u.clone()
+    changed[:, :, 2] += 1.0
+    torch.testing.assert_close(combine_velocity(base, clean[:, :, 2:3], changed, alpha, sigma, ratios), velocity)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

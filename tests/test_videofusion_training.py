@@ -87,10 +87,17 @@ def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> 
 # ------------------------------------------------------------------------------------- (a) the loss by hand
 
 
-@pytest.mark.parametrize("base_prediction_type", ["v_prediction", "epsilon"])
-def test_training_loss_equals_the_formulas_computed_by_hand(tmp_path, base_prediction_type):
+@pytest.mark.parametrize(
+    "base_prediction_type, prediction_type",
+    [("v_prediction", "epsilon"), ("epsilon", "epsilon"), ("v_prediction", "v_prediction")],
+)
+def test_training_loss_equals_the_formulas_computed_by_hand(tmp_path, base_prediction_type, prediction_type):
     parts = components()
-    config = make_config(tmp_path, videofusion={"base_prediction_type": base_prediction_type, "base_noise_ratio": 0.3})
+    config = make_config(
+        tmp_path,
+        videofusion={"base_prediction_type": base_prediction_type, "base_noise_ratio": 0.3},
+        prediction_type=prediction_type,
+    )
     trainer = VideoFusionTrainer(config, parts)
     batch = next(iter(trainer._data_loader()))
     with torch.no_grad():
@@ -129,17 +136,21 @@ def test_training_loss_equals_the_formulas_computed_by_hand(tmp_path, base_predi
         r_hat = parts.unet(x_res.float(), t, encoder_hidden_states=text).sample.double()
     others = [0, 1, 3]
     base_mse = ((base_out - base_target) ** 2).mean(dim=(1, 2, 3))
-    residual_mse = ((r_hat[:, :, others] - residual[:, :, others]) ** 2).mean(dim=(1, 2, 3, 4))
+    if prediction_type == "v_prediction":  # the velocity of x_res: alpha sqrt(1 - lambda) r - sigma x_0
+        residual_target = alpha * (1 - lam).sqrt() * residual - sigma * x0
+    else:
+        residual_target = residual
+    residual_mse = ((r_hat[:, :, others] - residual_target[:, :, others]) ** 2).mean(dim=(1, 2, 3, 4))
     snr = (alpha / sigma).flatten() ** 2
     base_weight = snr.clamp(max=5.0) / (snr + 1 if base_prediction_type == "v_prediction" else snr)
-    residual_weight = snr.clamp(max=5.0) / snr
+    residual_weight = snr.clamp(max=5.0) / (snr + 1 if prediction_type == "v_prediction" else snr)
     expected_base, expected_residual = (base_weight * base_mse).mean(), (residual_weight * residual_mse).mean()
 
     assert trainer.loss_parts["base_loss"].item() == pytest.approx(expected_base.item(), rel=1e-5)
     assert trainer.loss_parts["residual_loss"].item() == pytest.approx(expected_residual.item(), rel=1e-5)
     assert loss.item() == pytest.approx((expected_base + expected_residual).item(), rel=1e-5)
     scheduler = trainer.components.noise_scheduler
-    assert isinstance(scheduler, DecomposedNoiseScheduler) and scheduler.config.prediction_type == "epsilon"
+    assert isinstance(scheduler, DecomposedNoiseScheduler) and scheduler.config.prediction_type == prediction_type
 
 
 # ----------------------------------------------------------------------------------------- (b) stop-gradient
@@ -323,7 +334,7 @@ def test_resume_latest_repeats_the_uninterrupted_losses_of_both_generators(tmp_p
 
 def test_bad_videofusion_settings_raise_naming_them(tmp_path):
     for values, match in [
-        ({"prediction_type": "v_prediction"}, "`prediction_type` must be 'epsilon'.*'v_prediction'"),
+        ({"prediction_type": "sample"}, "`prediction_type` must be one of .*'sample'"),
         ({"image_fraction": 0.5}, "`image_fraction` must be 0 .* 0.5"),
         ({"data": {"num_frames": 1}}, "`data.num_frames` must be >= 2 .* 1"),
         ({"model": {"pipeline_class": "StableDiffusionPipeline"}}, "`model.pipeline_class`.*StableDiffusionPipeline"),
@@ -369,6 +380,22 @@ def test_bad_videofusion_settings_raise_naming_them(tmp_path):
     model = {"pretrained_model_name_or_path": str(tmp_path / "sd")}
     with pytest.raises(ValueError, match="base model's noise schedule .*'linear'.* differs from the residual"):
         VideoFusionTrainer(make_config(tmp_path, model=model, videofusion={"base_model": str(tmp_path / "other")}))
+
+    # the run's schedule rescaled to zero terminal SNR: the base is fine-tuned onto it, unless it is frozen
+    zero_snr = {**model, "noise_scheduler": {"_class_name": "DDPMScheduler", "rescale_betas_zero_snr": True, **BETAS}}
+    base = {"base_model": str(tmp_path / "sd")}
+    trainer = VideoFusionTrainer(
+        make_config(tmp_path, model=zero_snr, videofusion=base, prediction_type="v_prediction")
+    )
+    assert trainer.components.noise_scheduler.alphas_cumprod[-1] < 1e-8
+    with pytest.raises(ValueError, match="`rescale_betas_zero_snr`=True but the base model's .* has False; a frozen"):
+        VideoFusionTrainer(
+            make_config(
+                tmp_path, model=zero_snr, videofusion={**base, "train_base": False}, prediction_type="v_prediction"
+            )
+        )
+    with pytest.raises(ValueError, match="zero terminal SNR.*`prediction_type` \\('epsilon'\\)"):
+        VideoFusionTrainer(make_config(tmp_path, model=zero_snr, videofusion=base))
 
 
 def test_command_line_overrides_open_the_videofusion_section(tmp_path):

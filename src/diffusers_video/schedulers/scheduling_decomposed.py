@@ -220,6 +220,64 @@ def remove_base_noise(
     return sample - _coef(sigma, sample) * base_weight * _as_base(base)
 
 
+def residual_velocity(
+    x0: torch.Tensor,
+    residual: torch.Tensor,
+    alpha: float | torch.Tensor,
+    sigma: float | torch.Tensor,
+    ratios: torch.Tensor,
+) -> torch.Tensor:
+    """The v-prediction target of VideoFusion's residual generator: `u_i = alpha_t sqrt(1 - lambda_i) r_i - sigma_t x_0^i`.
+
+    With the base noise taken out, frame `i` is `x'_i = alpha_t x_0^i + sigma_t s_i` with `s_i = sqrt(1 - lambda_i) r_i`,
+    and `(x'_i, u_i)` is the rotation of `(x_0^i, s_i)` that v-prediction uses: `x_0^i = alpha_t x'_i - sigma_t u_i` and
+    `s_i = sigma_t x'_i + alpha_t u_i`, so `x_0` stays predictable at zero terminal SNR (`alpha_t = 0`), where an
+    epsilon prediction says nothing about it. The full velocity of the frame is `v_i = alpha_t sqrt(lambda_i) b + u_i`
+    (see [`combine_velocity`]).
+
+    Args:
+        x0 (`torch.Tensor`): The clean video, `(B, C, F, H, W)`.
+        residual (`torch.Tensor`): The residual noise `r`, `(B, C, F, H, W)`.
+        alpha (`float` or `torch.Tensor`): `alpha_t`, a number or one per batch element.
+        sigma (`float` or `torch.Tensor`): `sigma_t`, likewise.
+        ratios (`torch.Tensor`): `lambda_i`, shape `(F,)`.
+    """
+    _check_video(x0, "x0")
+    _, residual_weight = _frame_weights(ratios, x0)
+    return _coef(alpha, x0) * residual_weight * residual - _coef(sigma, x0) * x0
+
+
+def combine_velocity(
+    base_noise: torch.Tensor,
+    base_x0: torch.Tensor,
+    residual_velocity: torch.Tensor,
+    alpha: float | torch.Tensor,
+    sigma: float | torch.Tensor,
+    ratios: torch.Tensor,
+) -> torch.Tensor:
+    """VideoFusion in v-prediction: the velocity `v_i = alpha_t eps_i - sigma_t x_0^i` of every frame from the two
+    generators' estimates.
+
+    Frames with `lambda_i < 1` get `alpha_t sqrt(lambda_i) b_hat + u_hat_i` (`u` as in [`residual_velocity`]); a frame
+    with `lambda_i = 1` (the key frame) is an image diffusion sample of the base noise alone, and gets the base
+    generator's own velocity `alpha_t b_hat - sigma_t x0_hat` (the residual generator's output there is not used).
+
+    Args:
+        base_noise (`torch.Tensor`): The base generator's `b_hat`, `(B, C, H, W)` or `(B, C, 1, H, W)`.
+        base_x0 (`torch.Tensor`): The base generator's `x_0` estimate of the key frame, same shape.
+        residual_velocity (`torch.Tensor`): The residual generator's `u_hat`, `(B, C, F, H, W)`.
+        alpha (`float` or `torch.Tensor`): `alpha_t`, a number or one per batch element.
+        sigma (`float` or `torch.Tensor`): `sigma_t`, likewise.
+        ratios (`torch.Tensor`): `lambda_i`, shape `(F,)`.
+    """
+    _check_video(residual_velocity, "residual_velocity")
+    base_weight, _ = _frame_weights(ratios, residual_velocity)  # (1, 1, F, 1, 1)
+    alpha, sigma = _coef(alpha, residual_velocity), _coef(sigma, residual_velocity)
+    base_noise, base_x0 = _as_base(base_noise), _as_base(base_x0)
+    velocity = alpha * base_weight * base_noise + residual_velocity
+    return torch.where(base_weight == 1, alpha * base_noise - sigma * base_x0, velocity)
+
+
 def sample_decomposed_noise(
     shape: Sequence[int],
     ratios: torch.Tensor,

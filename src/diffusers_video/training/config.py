@@ -368,12 +368,6 @@ class TrainingConfig:
             self._check_imagen_video()
 
     def _check_videofusion(self) -> None:
-        if self.prediction_type != "epsilon":
-            raise ValueError(
-                f"`prediction_type` must be 'epsilon' with `videofusion` (the residual generator predicts the "
-                f"residual noise; the base generator's own type is `videofusion.base_prediction_type`) but is "
-                f"{self.prediction_type!r}."
-            )
         if self.image_fraction > 0:
             raise ValueError(
                 f"`image_fraction` must be 0 with `videofusion` (VideoFusion trains on videos only) but is "

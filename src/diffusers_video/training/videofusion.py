@@ -40,6 +40,7 @@ from ..schedulers.scheduling_decomposed import (
     frame_ratios,
     key_frame_index,
     remove_base_noise,
+    residual_velocity,
     sample_decomposed_noise,
     with_key_frame,
 )
@@ -119,16 +120,31 @@ def load_videofusion_components(config: TrainingConfig) -> VideoFusionComponents
         cls = resolve_class(json.loads(scheduler_config.read_text())["_class_name"], "scheduler class")
         base_scheduler = cls.from_pretrained(root, subfolder="scheduler")
         prediction_type = base_scheduler.config.get("prediction_type")
-        _check_same_schedule(base_scheduler, residual.noise_scheduler, f"'{root}/scheduler'")
+        _check_same_schedule(
+            base_scheduler, residual.noise_scheduler, f"'{root}/scheduler'", trains_base=videofusion.train_base
+        )
     return VideoFusionComponents(**values, base_unet=base_unet, base_prediction_type=prediction_type)
 
 
-def _check_same_schedule(base_scheduler, noise_scheduler, base_name: str) -> None:
-    """Both generators train on one noise schedule: the base's own must be the residual's."""
+def _check_same_schedule(base_scheduler, noise_scheduler, base_name: str, trains_base: bool = True) -> None:
+    """Both generators train on one noise schedule: the base's own must be the residual's.
+
+    One difference is allowed for a base that trains with the residual: the run's schedule may be the base's rescaled
+    to zero terminal SNR (Lin et al. 2024), onto which the base is then fine-tuned, as they fine-tune Stable Diffusion.
+    """
     base_levels = getattr(base_scheduler, "alphas_cumprod", None)
     levels = getattr(noise_scheduler, "alphas_cumprod", None)
     if base_levels is None or levels is None:
         return  # nothing to compare; `decomposed_training_scheduler` checks the residual's
+    zero_snr = bool(noise_scheduler.config.get("rescale_betas_zero_snr"))
+    if zero_snr != bool(base_scheduler.config.get("rescale_betas_zero_snr")):
+        if not trains_base:
+            raise ValueError(
+                f"The run's noise schedule has `rescale_betas_zero_snr`={zero_snr} but the base model's ({base_name}) "
+                f"has {not zero_snr}; a frozen base generator (`videofusion.train_base` false) cannot change schedule."
+            )
+        base_scheduler = type(base_scheduler).from_config(base_scheduler.config, rescale_betas_zero_snr=zero_snr)
+        base_levels = base_scheduler.alphas_cumprod
     if base_levels.shape != levels.shape or not torch.allclose(base_levels, levels, rtol=1e-5, atol=1e-7):
         raise ValueError(
             f"The base model's noise schedule ({base_name}: {_describe_schedule(base_scheduler)}) differs from the "
@@ -137,14 +153,23 @@ def _check_same_schedule(base_scheduler, noise_scheduler, base_name: str) -> Non
 
 
 def _describe_schedule(scheduler) -> dict[str, Any]:
-    names = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "trained_betas")
+    names = (
+        "num_train_timesteps",
+        "beta_schedule",
+        "beta_start",
+        "beta_end",
+        "trained_betas",
+        "rescale_betas_zero_snr",
+    )
     return {name: scheduler.config.get(name) for name in names}
 
 
-def decomposed_training_scheduler(noise_scheduler, base_noise_ratio: float) -> DecomposedNoiseScheduler:
-    """`noise_scheduler`'s noise schedule as a `DecomposedNoiseScheduler` with ratio `base_noise_ratio`, epsilon
-    prediction (the combined prediction of the two generators is an epsilon estimate): the training scheduler and the
-    one the pipeline samples with.
+def decomposed_training_scheduler(
+    noise_scheduler, base_noise_ratio: float, prediction_type: str = "epsilon"
+) -> DecomposedNoiseScheduler:
+    """`noise_scheduler`'s noise schedule as a `DecomposedNoiseScheduler` with ratio `base_noise_ratio` and the run's
+    `prediction_type` (what the two generators' estimates combine into: epsilon, or v with the residual generator
+    predicting `residual_velocity`): the training scheduler and the one the pipeline samples with.
 
     Raises:
         ValueError: `noise_scheduler` has no discrete noise schedule to carry over, or is a `DecomposedNoiseScheduler`
@@ -164,7 +189,7 @@ def decomposed_training_scheduler(noise_scheduler, base_noise_ratio: float) -> D
             "for VideoFusion's DecomposedNoiseScheduler."
         )
     scheduler = DecomposedNoiseScheduler.from_config(
-        noise_scheduler.config, prediction_type="epsilon", base_noise_ratio=base_noise_ratio
+        noise_scheduler.config, prediction_type=prediction_type, base_noise_ratio=base_noise_ratio
     )
     if scheduler.alphas_cumprod.shape != levels.shape or not torch.allclose(scheduler.alphas_cumprod, levels):
         raise ValueError(
@@ -269,7 +294,9 @@ class VideoFusionTrainer(Trainer):
             self.base_prediction_type = _resolve_base_prediction_type(
                 videofusion.base_prediction_type, components.base_prediction_type
             )
-        scheduler = decomposed_training_scheduler(components.noise_scheduler, videofusion.base_noise_ratio)
+        scheduler = decomposed_training_scheduler(
+            components.noise_scheduler, videofusion.base_noise_ratio, config.prediction_type
+        )
         super().__init__(config, dataclasses.replace(components, noise_scheduler=scheduler))
         self.base_unet = self.components.base_unet
 
@@ -358,12 +385,17 @@ class VideoFusionTrainer(Trainer):
             unet_kwargs=self.unet_kwargs(part, batch),
         )
         base_target = base_generator_target(clean[:, :, key], base[:, :, 0], alpha, sigma, self.base_prediction_type)
+        residual_type = scheduler.config.prediction_type  # the residual's own parameterisation
+        if residual_type == "v_prediction":
+            residual_target = residual_velocity(clean, residual, alpha, sigma, ratios.to(device))
+        else:
+            residual_target = residual
         others = [i for i in range(frames) if i != key]  # the key frame has no residual
         base_loss = per_sample_mse(base_output, base_target)  # (B,)
-        residual_loss = per_sample_mse(residual_output[:, :, others], residual[:, :, others])  # (B,)
+        residual_loss = per_sample_mse(residual_output[:, :, others], residual_target[:, :, others])  # (B,)
         if config.snr_gamma is not None:
             base_loss = base_loss * snr_loss_weights(scheduler, timesteps, config.snr_gamma, self.base_prediction_type)
-            residual_loss = residual_loss * snr_loss_weights(scheduler, timesteps, config.snr_gamma, "epsilon")
+            residual_loss = residual_loss * snr_loss_weights(scheduler, timesteps, config.snr_gamma, residual_type)
         if config.loss_weighting == "v_equivalent":  # the residual generator predicts (residual) noise
             residual_loss = residual_loss * v_equivalent_loss_weights(scheduler, timesteps)
         return mean_over_samples([base_loss]), mean_over_samples([residual_loss])

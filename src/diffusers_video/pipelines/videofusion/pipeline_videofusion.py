@@ -25,10 +25,11 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from ...guidance import GuidanceSchedule, as_guidance
 from ...models.unet_3d import UNet3DModel
-from ...schedulers.diffusion_math import check_num_inference_steps, v_to_eps
+from ...schedulers.diffusion_math import check_num_inference_steps, prediction_to_x0_eps
 from ...schedulers.scheduling_decomposed import (
     DecomposedNoiseScheduler,
     combine_noise,
+    combine_velocity,
     key_frame_index,
     remove_base_noise,
     sample_decomposed_noise,
@@ -64,8 +65,10 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
     r"""Text-to-video generation with VideoFusion's decomposed diffusion.
 
     A base generator (an image UNet, optional) predicts the base noise shared by all frames from the key frame; a
-    residual generator (a video UNet) predicts each frame's residual noise once the base noise is taken out. Without a
-    base generator, the video UNet predicts the full per-frame output in the scheduler's `prediction_type`, and with
+    residual generator (a video UNet) predicts each frame's residual noise once the base noise is taken out. With a
+    v-prediction scheduler (needed for zero terminal SNR) the residual generator predicts the velocity of the sample with
+    the base noise taken out, `alpha_t sqrt(1 - lambda_i) r_i - sigma_t x_0^i`, and the two estimates are combined into
+    each frame's velocity (see `combine_velocity`). Without a base generator, the video UNet predicts the full per-frame output in the scheduler's `prediction_type`, and with
     `base_noise_ratio=0` the pipeline samples as diffusers' `TextToVideoSDPipeline` does.
 
     Long videos: the video UNet runs over overlapping windows of frames whose predictions are blended, while the base
@@ -172,10 +175,19 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
                 f"`base_unet` has cross_attention_dim={base_text_dim} but `residual_unet` has"
                 f" cross_attention_dim={text_dim}: both must read the same text embeddings."
             )
-        if scheduler is not None and scheduler.config.prediction_type != "epsilon":
+        if scheduler is None:
+            return
+        prediction_type = scheduler.config.prediction_type
+        if prediction_type not in ("epsilon", "v_prediction"):
             raise ValueError(
-                "With a base generator the combined prediction is an epsilon prediction, so the scheduler's"
-                f" `prediction_type` must be 'epsilon' but is {scheduler.config.prediction_type!r}."
+                "With a base generator the two estimates combine into an epsilon or a v prediction, so the scheduler's"
+                f" `prediction_type` must be 'epsilon' or 'v_prediction' but is {prediction_type!r}."
+            )
+        if scheduler.config.get("rescale_betas_zero_snr") and "epsilon" in (prediction_type, base_prediction_type):
+            raise ValueError(
+                "The scheduler has zero terminal SNR (`rescale_betas_zero_snr=True`), where an epsilon prediction says"
+                f" nothing about x_0: the scheduler's `prediction_type` ({prediction_type!r}) and `base_prediction_type`"
+                f" ({base_prediction_type!r}) must both be 'v_prediction'."
             )
 
     def _size_multiple(self) -> int:
@@ -463,8 +475,9 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
         step_index: int,
         num_steps: int,
         cross_attention_kwargs: dict[str, Any] | None,
-    ) -> torch.Tensor:
-        """Step 1 of VideoFusion: the (guided) base noise `b_hat` `(B, C, h, w)` from the key frame `x_t^k`."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step 1 of VideoFusion: the (guided) base noise `b_hat` and the key frame's `x0_hat`, each `(B, C, h, w)`,
+        from the key frame `x_t^k`."""
         model_input = torch.cat([key_frame] * 2) if guided else key_frame  # (2B or B, C, h, w)
         prediction = self.base_unet(
             model_input,
@@ -476,10 +489,9 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
         if guided:
             pred_uncond, pred_cond = prediction.chunk(2)
             prediction = guidance.combine(pred_uncond, pred_cond, step_index, num_steps)
-        if self.config.base_prediction_type == "v_prediction":
-            alpha_t, sigma_t = self.scheduler.alpha_sigma(timestep)
-            prediction = v_to_eps(key_frame, prediction, alpha_t, sigma_t)  # eps = alpha_t v + sigma_t x_t^k
-        return prediction
+        alpha_t, sigma_t = self.scheduler.alpha_sigma(timestep)
+        x0, noise = prediction_to_x0_eps(prediction, key_frame, alpha_t, sigma_t, self.config.base_prediction_type)
+        return noise, x0
 
     def _predict_residual(
         self,
@@ -657,20 +669,24 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
 
                 if self.base_unet is not None:
                     # 6.1 base noise from the key frame x_t^k = alpha_t x_0^k + sigma_t b: an image diffusion sample
-                    base_pred = self._predict_base(
+                    base_noise, base_x0 = self._predict_base(
                         latent_model_input[:, :, key_frame], t, text, cross_attention_kwargs=cross_attention_kwargs,
                         **step,
                     )  # fmt: skip  # (B, C, h, w)
                     # 6.2 x'_t^i = x_t^i - sigma_t sqrt(lambda_i) b_hat
-                    _, sigma_t = self.scheduler.alpha_sigma(t)
-                    residual_input = remove_base_noise(latent_model_input, base_pred, sigma_t, ratios)
+                    alpha_t, sigma_t = self.scheduler.alpha_sigma(t)
+                    residual_input = remove_base_noise(latent_model_input, base_noise, sigma_t, ratios)
                     # 6.3 residual noise r_hat_i of every frame
                     residual_pred = self._predict_residual(
                         residual_input, t, text, windows=windows, weights=weights,
                         cross_attention_kwargs=cross_attention_kwargs, **step,
                     )  # fmt: skip  # (B, C, F, h, w)
-                    # 6.4 eps_hat_i = sqrt(lambda_i) b_hat + sqrt(1 - lambda_i) r_hat_i
-                    noise_pred = combine_noise(base_pred, residual_pred, ratios)
+                    if self.scheduler.config.prediction_type == "v_prediction":
+                        # 6.4 v_hat_i = alpha_t sqrt(lambda_i) b_hat + u_hat_i; the base's own v at the key frame
+                        noise_pred = combine_velocity(base_noise, base_x0, residual_pred, alpha_t, sigma_t, ratios)
+                    else:
+                        # 6.4 eps_hat_i = sqrt(lambda_i) b_hat + sqrt(1 - lambda_i) r_hat_i
+                        noise_pred = combine_noise(base_noise, residual_pred, ratios)
                 else:
                     noise_pred = self._predict_residual(
                         latent_model_input, t, text, windows=windows, weights=weights,
