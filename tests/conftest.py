@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,24 @@ from diffusers_video.testing_utils import tiny_clip_text_models  # noqa: F401 (t
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def load_script(path: Path):
+    """Import a standalone script (a benchmark or a conversion script) as a module, by its file path.
+
+    The module is registered in `sys.modules` under its file name (dataclasses look their module up there), and its
+    folder is on `sys.path` while it loads, so it can import its siblings (the benchmarks' `_measure`).
+    """
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
 
 
 def pytest_addoption(parser):

@@ -6,26 +6,19 @@ figures themselves.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks" / "bench_direction_leak.py"
 DEMO = ROOT / "pipelines" / "videofusion" / "demo"
 
 
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench_direction_leak", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_script(BENCH)
 
 
 def test_the_report_names_the_first_noise_level_and_exclusive_fractions(tmp_path, capsys):

@@ -4,13 +4,13 @@ ABBA order of the calls, and ratios computed from the timed seconds (never the t
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_script
 
 from diffusers_video import ImagenVideoPipeline, VDistilledScheduler
 from diffusers_video.pipelines.imagen_video.cascade import StageSpec
@@ -20,14 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks" / "bench_imagen_video_table.py"
 
 
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench_imagen_video_table", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_script(BENCH)
 
 
 @pytest.fixture(autouse=True)

@@ -5,31 +5,19 @@ Only structural properties are checked (frames, report lines, positive measureme
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks" / "bench_videofusion.py"
 
 
-def _load_bench():
-    sys.path.insert(0, str(BENCH.parent))  # the script imports `_measure` from its folder
-    try:
-        spec = importlib.util.spec_from_file_location("bench_videofusion", BENCH)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH.parent))
-    return module
-
-
-bench = _load_bench()
+bench = load_script(BENCH)
 
 
 @pytest.fixture(autouse=True)

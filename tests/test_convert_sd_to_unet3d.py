@@ -7,7 +7,6 @@ single files are made here from diffusers UNets by `to_ldm_state_dict`, the inve
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -19,6 +18,7 @@ import pytest
 import torch
 import yaml
 from accelerate import init_empty_weights
+from conftest import load_script
 from diffusers import UNet2DConditionModel
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -30,15 +30,7 @@ SCRIPT = ROOT / "conversion_scripts" / "convert_sd_to_unet3d.py"
 LDM_PREFIX = "model.diffusion_model."
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("convert_sd_to_unet3d", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-converter = _load_script()
+converter = load_script(SCRIPT)
 
 # Stable Diffusion 2.1's UNet options at a tiny size: linear projections, upcast attention, per-block heads, a last
 # block without attention; norm_num_groups=8 breaks SD's rules, so the single file needs --config.

@@ -8,7 +8,6 @@ outputs included, so that a misplaced weight or a skipped layer changes the outp
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 import diffusers
 import pytest
 import torch
-from conftest import tiny_clip_text_models, tiny_sd21_unet2d_config
+from conftest import load_script, tiny_clip_text_models, tiny_sd21_unet2d_config
 from diffusers import (
     AutoencoderKL,
     DDIMScheduler,
@@ -39,15 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "conversion_scripts" / "convert_modelscope_to_videofusion.py"
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("convert_modelscope_to_videofusion", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-converter = _load_script()
+converter = load_script(SCRIPT)
 
 TINY_MODELSCOPE = dict(
     sample_size=8,

@@ -68,8 +68,9 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
     residual generator (a video UNet) predicts each frame's residual noise once the base noise is taken out. With a
     v-prediction scheduler (needed for zero terminal SNR) the residual generator predicts the velocity of the sample with
     the base noise taken out, `alpha_t sqrt(1 - lambda_i) r_i - sigma_t x_0^i`, and the two estimates are combined into
-    each frame's velocity (see `combine_velocity`). Without a base generator, the video UNet predicts the full per-frame output in the scheduler's `prediction_type`, and with
-    `base_noise_ratio=0` the pipeline samples as diffusers' `TextToVideoSDPipeline` does.
+    each frame's velocity (see `combine_velocity`). Without a base generator, the video UNet predicts the full
+    per-frame output in the scheduler's `prediction_type`, and with `base_noise_ratio=0` the pipeline samples as
+    diffusers' `TextToVideoSDPipeline` does.
 
     Long videos: the video UNet runs over overlapping windows of frames whose predictions are blended, while the base
     generator runs once per step on the key frame, so the models' memory does not grow with `num_frames`.
