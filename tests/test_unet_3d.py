@@ -61,6 +61,7 @@ def test_spatial_parameters_match_unet2d_names_and_shapes(unet2d):
         {"scalar_conditions": ("fps", "noise_aug_level"), "in_channels": 7},
         {"temporal_conv": False, "temporal_attention": None},
         {"temporal_cross_attention": True},
+        {"temporal_text_modulation": True},
     ],
 )
 def test_inflated_model_equals_unet2d_frame_by_frame(unet2d, temporal_config):
@@ -176,6 +177,61 @@ def test_temporal_cross_attention_makes_the_unet_follow_the_text_beyond_spatial_
         single = crossed(sample[:, :, :1], timestep, text).sample - plain(sample[:, :, :1], timestep, text).sample
     assert difference.abs().max() > 1e-3
     assert single.abs().max() == 0  # one frame: temporal layers skipped, the image model is unchanged
+
+
+def test_text_modulated_temporal_conv_matches_a_written_out_reference(unet2d):
+    """`x + Conv_t(SiLU(GroupNorm(x) * (1 + scale(c)) + shift(c)))`, with `c` each video's own pooled text."""
+    unet3d = UNet3DModel.from_unet2d(unet2d, temporal_text_modulation=True).eval()
+    _randomize_temporal(unet3d, scale=0.5)
+    layer = unet3d.down_blocks[0].temp_convs[0]
+    channels = layer.norm.num_channels
+    g = torch.Generator().manual_seed(4)
+    hidden = torch.randn(B * F, channels, 3, 3, generator=g)
+    cond = torch.randn(B, unet2d.config.cross_attention_dim, generator=g)
+    with torch.no_grad():
+        out = layer(hidden, F, cond)
+        scale, shift = layer.cond_proj(cond).chunk(2, dim=1)  # (B, C) each
+        expected = hidden.clone()
+        weight, bias = layer.conv.weight[:, :, :, 0, 0], layer.conv.bias  # (C_out, C_in, 3)
+        for video in range(B):
+            frames = hidden[video * F : (video + 1) * F]
+            normed = torch.nn.functional.group_norm(frames, layer.norm.num_groups, layer.norm.weight, layer.norm.bias)
+            h = torch.nn.functional.silu(normed * (1 + scale[video, :, None, None]) + shift[video, :, None, None])
+            for f in range(F):
+                total = bias[:, None, None].clone()
+                for tap in range(3):
+                    source = f + tap - 1
+                    if 0 <= source < F:
+                        total = total + torch.einsum("oc,chw->ohw", weight[:, :, tap], h[source])
+                expected[video * F + f] += total
+    assert (out - expected).abs().max().item() <= 1e-5
+    with pytest.raises(ValueError, match=r"`cond` must be `\(batch=2, 24\)`, one per video, but is None"):
+        layer(hidden, F)
+
+
+def test_text_modulation_pools_the_text_without_masked_tokens(unet2d):
+    """The temporal convolutions read the text: changing it changes the output beyond the spatial layers, while
+    tokens masked out by `encoder_attention_mask` change nothing (the pooling, like cross-attention, skips them)."""
+    plain = UNet3DModel.from_unet2d(unet2d).eval()
+    modulated = UNet3DModel.from_unet2d(unet2d, temporal_text_modulation=True).eval()
+    _randomize_temporal(modulated)
+    missing, unexpected = plain.load_state_dict(modulated.state_dict(), strict=False)
+    assert not missing and unexpected and all(".cond_proj." in k for k in unexpected)
+    sample, timestep, text = _inputs()
+    mask = torch.ones(B, text.shape[1])
+    mask[:, 4:] = 0
+    masked_changed = text.clone()
+    masked_changed[:, 4:] += 3.0
+    with torch.no_grad():
+        out = modulated(sample, timestep, text, encoder_attention_mask=mask).sample
+        same = modulated(sample, timestep, masked_changed, encoder_attention_mask=mask).sample
+        difference = out - plain(sample, timestep, text, encoder_attention_mask=mask).sample
+        single = modulated(sample[:, :, :1], timestep, text).sample - plain(sample[:, :, :1], timestep, text).sample
+    assert (out - same).abs().max().item() <= 1e-5
+    assert difference.abs().max() > 1e-3
+    assert single.abs().max() == 0  # one frame: temporal layers skipped
+    with pytest.raises(ValueError, match="`encoder_hidden_states` must be given"):
+        UNet3DModel._pool_text(None, None)
 
 
 def test_generic_processors_give_the_same_result_as_temporal_processors(unet2d):
@@ -447,6 +503,11 @@ def test_from_unet2d_rejects_unknown_options_and_fewer_channels(unet2d):
         (
             {"temporal_cross_attention": True, "temporal_layout": "modelscope", "frame_position_encoding": None},
             "`temporal_layout` is 'modelscope'",
+        ),
+        (
+            {"temporal_text_modulation": True, "temporal_conv": False},
+            "`temporal_text_modulation=True` needs temporal convolutions of the default layout, but "
+            "`temporal_conv` is False",
         ),
     ],
 )

@@ -85,10 +85,23 @@ class TemporalConv(nn.Module):
         norm_num_groups (`int`, defaults to 32): Groups of the GroupNorm.
         eps (`float`, defaults to 1e-5): GroupNorm epsilon.
         dropout (`float`, defaults to 0.0): Dropout before the convolution.
+        cond_dim (`int | None`, defaults to None): Width of a per-video condition vector (the pooled text) that
+            scales and shifts the normalised features before the convolution, `x + Conv_t(SiLU(GroupNorm(x) * (1 +
+            scale(c)) + shift(c)))`. The projection starts random, not at zero (the convolution is what starts at zero,
+            so the layer is still the identity at init): the gradient of the convolution's weights then depends on
+            the text from the first step, so a kernel that combines the previous and next frames one way for "right"
+            and the other way for "left" is reachable at first order. With only additive text features (spatial or
+            temporal cross-attention), a model that is symmetric under time reversal sits at a saddle for that.
     """
 
     def __init__(
-        self, channels: int, kernel_size: int = 3, norm_num_groups: int = 32, eps: float = 1e-5, dropout: float = 0.0
+        self,
+        channels: int,
+        kernel_size: int = 3,
+        norm_num_groups: int = 32,
+        eps: float = 1e-5,
+        dropout: float = 0.0,
+        cond_dim: int | None = None,
     ):
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
@@ -101,11 +114,26 @@ class TemporalConv(nn.Module):
         # Zero output: the layer starts as the identity, so an inflated UNet equals its image UNet.
         nn.init.zeros_(self.conv.weight)
         nn.init.zeros_(self.conv.bias)
+        self.cond_dim = cond_dim
+        self.cond_proj = nn.Linear(cond_dim, 2 * channels) if cond_dim is not None else None
 
-    def forward(self, hidden_states: torch.Tensor, num_frames: int) -> torch.Tensor:
+    def forward(
+        self, hidden_states: torch.Tensor, num_frames: int, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`hidden_states` `(B*F, C, H, W)`; `cond` `(B, cond_dim)`, one per video (only with `cond_dim`)."""
         batch_frames, channels, height, width = hidden_states.shape
         batch = batch_frames // num_frames
-        h = F.silu(self.norm(hidden_states))  # (B*F, C, H, W): the norm is per frame
+        h = self.norm(hidden_states)  # (B*F, C, H, W): the norm is per frame
+        if self.cond_proj is not None:
+            if cond is None or cond.shape != (batch, self.cond_dim):
+                shape = None if cond is None else tuple(cond.shape)
+                raise ValueError(
+                    f"This temporal convolution is text-modulated: `cond` must be `(batch={batch}, {self.cond_dim})`, "
+                    f"one per video, but is {shape}."
+                )
+            scale, shift = self.cond_proj(cond.to(h.dtype)).repeat_interleave(num_frames, dim=0).chunk(2, dim=1)
+            h = h * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+        h = F.silu(h)
         h = self.dropout(h)
         h = h.reshape(batch, num_frames, channels, height, width).transpose(1, 2)  # (B, C, F, H, W)
         h = self.conv(h)

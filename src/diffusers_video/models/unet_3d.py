@@ -57,6 +57,7 @@ TEMPORAL_CONFIG_KEYS = (
     "max_frames",
     "frame_adaptor",
     "temporal_cross_attention",
+    "temporal_text_modulation",
     "scalar_conditions",
     "temporal_layout",
 )
@@ -129,6 +130,12 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
             `UNet3DConditionModel` with `attention_head_dim=d` has `num_attention_heads=[c // d for c in
             block_out_channels]` spatial heads and `temporal_attention_head_dim=d` here (the converter writes that
             config).
+        temporal_text_modulation (`bool`, defaults to False): Each temporal convolution scales and shifts its
+            normalised input by a projection of the pooled text (the mean of `encoder_hidden_states` over its tokens,
+            masked tokens left out), one per video; see `TemporalConv`. The projections start random and the
+            convolutions at zero, so an inflated model still equals its image model. This is the path by which a
+            motion word can choose *how* neighbouring frames are combined (a multiplicative interaction), which
+            additive text features give only at second order. Needs `temporal_conv` and the default layout.
     """
 
     _supports_gradient_checkpointing = True
@@ -196,6 +203,7 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
         temporal_cross_attention: bool = False,
         scalar_conditions: tuple[str, ...] = (),
         temporal_layout: str = "default",
+        temporal_text_modulation: bool = False,
     ):
         super().__init__()
         num_blocks = len(down_block_types)
@@ -208,6 +216,11 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
             raise ValueError(
                 "`temporal_cross_attention=True` needs temporal attention layers of the default layout, but "
                 f"`temporal_attention` is {temporal_attention!r} and `temporal_layout` is {temporal_layout!r}."
+            )
+        if temporal_text_modulation and (not temporal_conv or temporal_layout != "default"):
+            raise ValueError(
+                "`temporal_text_modulation=True` needs temporal convolutions of the default layout, but "
+                f"`temporal_conv` is {temporal_conv!r} and `temporal_layout` is {temporal_layout!r}."
             )
         self._check_temporal_layout(
             temporal_layout, frame_position_encoding, temporal_attention, temporal_attention_head_dim,
@@ -230,6 +243,7 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
             upcast_attention=upcast_attention,
             layout=temporal_layout,
             cross_attention_dim=cross_attention_dim if temporal_cross_attention else None,
+            conv_cond_dim=cross_attention_dim if temporal_text_modulation else None,
         )
 
         # input and time embedding, as in UNet2DConditionModel
@@ -647,6 +661,21 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
             )
         return self.time_proj(value.expand(batch)).to(sample.dtype)  # Timesteps returns float32
 
+    @staticmethod
+    def _pool_text(
+        encoder_hidden_states: torch.Tensor | None, encoder_attention_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The mean over tokens of `(B, T, D)` text embeddings, `(B, D)`; tokens with mask 0 are left out."""
+        if encoder_hidden_states is None:
+            raise ValueError(
+                "This UNet has text-modulated temporal convolutions (`temporal_text_modulation=True`): "
+                "`encoder_hidden_states` must be given."
+            )
+        if encoder_attention_mask is None:
+            return encoder_hidden_states.mean(dim=1)
+        weights = encoder_attention_mask.to(encoder_hidden_states.dtype)[:, :, None]  # (B, T, 1)
+        return (encoder_hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
     def forward(
         self,
         sample: torch.Tensor,
@@ -685,6 +714,9 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
         for name, embedding in self.scalar_embeddings.items():
             emb = emb + embedding(self._embed_scalar(scalar_conds[name], batch, sample))
         emb = emb.repeat_interleave(num_frames, dim=0)  # (B*F, D)
+        pooled_text = None
+        if self.config.temporal_text_modulation:
+            pooled_text = self._pool_text(encoder_hidden_states, encoder_attention_mask)  # (B, D)
         if encoder_hidden_states is not None:
             encoder_hidden_states = encoder_hidden_states.repeat_interleave(num_frames, dim=0)  # (B*F, T, D)
         if encoder_attention_mask is not None:
@@ -694,6 +726,7 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
             encoder_hidden_states=encoder_hidden_states,
             encoder_attention_mask=encoder_attention_mask,
             cross_attention_kwargs=cross_attention_kwargs,
+            pooled_text=pooled_text,
         )
 
         if self._forward_chunking == "auto":

@@ -54,6 +54,7 @@ class TemporalOptions:
     upcast_attention: bool = False
     layout: str = "default"
     cross_attention_dim: int | None = None  # text width of the temporal cross-attention; None: no text there
+    conv_cond_dim: int | None = None  # text width of the text-modulated temporal convolutions; None: plain ones
 
     def num_heads(self, channels: int) -> int:
         if self.layout == "modelscope":
@@ -64,7 +65,9 @@ class TemporalOptions:
 def _temporal_conv(options: TemporalOptions, channels: int) -> nn.Module:
     if options.layout == "modelscope":
         return ModelScopeTemporalConv(channels, options.conv_kernel_size, options.norm_num_groups)
-    return TemporalConv(channels, options.conv_kernel_size, options.norm_num_groups, options.norm_eps)
+    return TemporalConv(
+        channels, options.conv_kernel_size, options.norm_num_groups, options.norm_eps, cond_dim=options.conv_cond_dim
+    )
 
 
 def _temporal_attention(options: TemporalOptions, channels: int) -> nn.Module:
@@ -123,13 +126,24 @@ class _VideoBlock(nn.Module):
             return self._gradient_checkpointing_func(module, *args)
         return module(*args)
 
-    def _resnet(self, i: int, hidden_states: torch.Tensor, temb: torch.Tensor, num_frames: int) -> torch.Tensor:
+    def _resnet(
+        self,
+        i: int,
+        hidden_states: torch.Tensor,
+        temb: torch.Tensor,
+        num_frames: int,
+        pooled_text: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         hidden_states = self._call(self.resnets[i], hidden_states, temb)
         if num_frames > 1 or self.single_frame_temporal:
             if hasattr(self, "frame_adaptors"):
                 hidden_states = self._call(self.frame_adaptors[i], hidden_states, num_frames)
             if hasattr(self, "temp_convs"):
-                hidden_states = self._call(self.temp_convs[i], hidden_states, num_frames)
+                conv = self.temp_convs[i]
+                if getattr(conv, "cond_dim", None) is not None:
+                    hidden_states = self._call(conv, hidden_states, num_frames, pooled_text)
+                else:
+                    hidden_states = self._call(conv, hidden_states, num_frames)
         return hidden_states
 
     def _attention(
@@ -262,10 +276,11 @@ class VideoDownBlock(_VideoBlock):
         attention_mask: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
         cross_attention_kwargs: dict[str, Any] | None = None,
+        pooled_text: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         output_states = ()
         for i in range(len(self.resnets)):
-            hidden_states = self._resnet(i, hidden_states, temb, num_frames)
+            hidden_states = self._resnet(i, hidden_states, temb, num_frames, pooled_text)
             if self.attentions is not None:
                 hidden_states = self._attention(
                     i,
@@ -348,8 +363,9 @@ class VideoMidBlock(_VideoBlock):
         attention_mask: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
         cross_attention_kwargs: dict[str, Any] | None = None,
+        pooled_text: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        hidden_states = self._resnet(0, hidden_states, temb, num_frames)
+        hidden_states = self._resnet(0, hidden_states, temb, num_frames, pooled_text)
         for i in range(1, len(self.resnets)):
             hidden_states = self._attention(
                 i - 1,
@@ -360,7 +376,7 @@ class VideoMidBlock(_VideoBlock):
                 encoder_attention_mask,
                 cross_attention_kwargs,
             )
-            hidden_states = self._resnet(i, hidden_states, temb, num_frames)
+            hidden_states = self._resnet(i, hidden_states, temb, num_frames, pooled_text)
         return hidden_states
 
 
@@ -439,11 +455,12 @@ class VideoUpBlock(_VideoBlock):
         encoder_attention_mask: torch.Tensor | None = None,
         cross_attention_kwargs: dict[str, Any] | None = None,
         upsample_size: tuple[int, int] | None = None,
+        pooled_text: torch.Tensor | None = None,
     ) -> torch.Tensor:
         for i in range(len(self.resnets)):
             skip = res_hidden_states_tuple[-1 - i]
             hidden_states = torch.cat([hidden_states, skip], dim=1)  # (B*F, C + C_skip, H, W)
-            hidden_states = self._resnet(i, hidden_states, temb, num_frames)
+            hidden_states = self._resnet(i, hidden_states, temb, num_frames, pooled_text)
             if self.attentions is not None:
                 hidden_states = self._attention(
                     i,
