@@ -180,7 +180,8 @@ def test_temporal_cross_attention_makes_the_unet_follow_the_text_beyond_spatial_
 
 
 def test_text_modulated_temporal_conv_matches_a_written_out_reference(unet2d):
-    """`x + Conv_t(SiLU(GroupNorm(x) * (1 + scale(c)) + shift(c)))`, with `c` each video's own pooled text."""
+    """`x + Conv_t(SiLU(GroupNorm(x) * (1 + scale(c, f)) + shift(c, f)))`, with `c` each video's own pooled text and
+    `scale`, `shift` combining 1, `u` and `u**2 - 1/3` of the frame position `u` in [-1, 1]."""
     unet3d = UNet3DModel.from_unet2d(unet2d, temporal_text_modulation=True).eval()
     _randomize_temporal(unet3d, scale=0.5)
     layer = unet3d.down_blocks[0].temp_convs[0]
@@ -190,13 +191,17 @@ def test_text_modulated_temporal_conv_matches_a_written_out_reference(unet2d):
     cond = torch.randn(B, unet2d.config.cross_attention_dim, generator=g)
     with torch.no_grad():
         out = layer(hidden, F, cond)
-        scale, shift = layer.cond_proj(cond).chunk(2, dim=1)  # (B, C) each
+        coefficients = layer.cond_proj(cond).reshape(B, 2, channels, 3)  # (video, scale/shift, channel, basis)
         expected = hidden.clone()
         weight, bias = layer.conv.weight[:, :, :, 0, 0], layer.conv.bias  # (C_out, C_in, 3)
         for video in range(B):
             frames = hidden[video * F : (video + 1) * F]
             normed = torch.nn.functional.group_norm(frames, layer.norm.num_groups, layer.norm.weight, layer.norm.bias)
-            h = torch.nn.functional.silu(normed * (1 + scale[video, :, None, None]) + shift[video, :, None, None])
+            h = torch.empty_like(normed)
+            for f in range(F):
+                u = -1.0 + 2.0 * f / (F - 1)
+                scale, shift = coefficients[video] @ torch.tensor([1.0, u, u * u - 1.0 / 3.0])  # (C,) each
+                h[f] = torch.nn.functional.silu(normed[f] * (1 + scale[:, None, None]) + shift[:, None, None])
             for f in range(F):
                 total = bias[:, None, None].clone()
                 for tap in range(3):

@@ -76,6 +76,20 @@ def _tokens_to_frames(tokens: torch.Tensor, num_frames: int, height: int, width:
     return frames.reshape(batch * num_frames, channels, height, width)  # (B*F, C, H, W)
 
 
+# Functions of the frame position that text-modulated temporal convolutions combine (see `frame_basis`).
+FRAME_BASIS = 3
+
+
+def frame_basis(num_frames: int, device=None, dtype=None) -> torch.Tensor:
+    """`(num_frames, 3)`: 1, the centred position `u` in [-1, 1] and `u**2 - 1/3` (zero mean over [-1, 1]) of each
+    frame. A single frame has `u = 0`."""
+    if num_frames > 1:
+        u = torch.linspace(-1.0, 1.0, num_frames, device=device, dtype=torch.float32)
+    else:
+        u = torch.zeros(1, device=device, dtype=torch.float32)
+    return torch.stack([torch.ones_like(u), u, u**2 - 1.0 / 3.0], dim=1).to(dtype)
+
+
 class TemporalConv(nn.Module):
     """Residual convolution over frames: `x + Conv_t(SiLU(GroupNorm(x)))`.
 
@@ -85,13 +99,15 @@ class TemporalConv(nn.Module):
         norm_num_groups (`int`, defaults to 32): Groups of the GroupNorm.
         eps (`float`, defaults to 1e-5): GroupNorm epsilon.
         dropout (`float`, defaults to 0.0): Dropout before the convolution.
-        cond_dim (`int | None`, defaults to None): Width of a per-video condition vector (the pooled text) that
-            scales and shifts the normalised features before the convolution, `x + Conv_t(SiLU(GroupNorm(x) * (1 +
-            scale(c)) + shift(c)))`. The projection starts random, not at zero (the convolution is what starts at zero,
-            so the layer is still the identity at init): the gradient of the convolution's weights then depends on
-            the text from the first step, so a kernel that combines the previous and next frames one way for "right"
-            and the other way for "left" is reachable at first order. With only additive text features (spatial or
-            temporal cross-attention), a model that is symmetric under time reversal sits at a saddle for that.
+        cond_dim (`int | None`, defaults to None): Width of a per-video condition vector `c` (the pooled text) that
+            scales and shifts the normalised features of each frame before the convolution, `x + Conv_t(SiLU(
+            GroupNorm(x) * (1 + scale(c, f)) + shift(c, f)))`, where `scale` and `shift` are linear in `c` and
+            combine the `frame_basis` functions of the frame position `f` (constant, linear, quadratic). The
+            projection starts random, not at zero (the convolution is what starts at zero, so the layer is still the
+            identity at init): a product of the text and the frame position then multiplies features that know
+            where they are in the frame, which is the form of what a motion word changes (for "right", a shape
+            further right in later frames), reachable at first order. Additive text features (spatial or temporal
+            cross-attention) reach it only through products formed deeper in the network.
     """
 
     def __init__(
@@ -115,7 +131,8 @@ class TemporalConv(nn.Module):
         nn.init.zeros_(self.conv.weight)
         nn.init.zeros_(self.conv.bias)
         self.cond_dim = cond_dim
-        self.cond_proj = nn.Linear(cond_dim, 2 * channels) if cond_dim is not None else None
+        # (scale, shift) for each of the FRAME_BASIS functions of the frame position
+        self.cond_proj = nn.Linear(cond_dim, 2 * channels * FRAME_BASIS) if cond_dim is not None else None
 
     def forward(
         self, hidden_states: torch.Tensor, num_frames: int, cond: torch.Tensor | None = None
@@ -131,7 +148,10 @@ class TemporalConv(nn.Module):
                     f"This temporal convolution is text-modulated: `cond` must be `(batch={batch}, {self.cond_dim})`, "
                     f"one per video, but is {shape}."
                 )
-            scale, shift = self.cond_proj(cond.to(h.dtype)).repeat_interleave(num_frames, dim=0).chunk(2, dim=1)
+            coefficients = self.cond_proj(cond.to(h.dtype)).reshape(batch, 2 * channels, FRAME_BASIS)
+            basis = frame_basis(num_frames, h.device, h.dtype)  # (F, FRAME_BASIS)
+            modulation = torch.einsum("bcp,fp->bfc", coefficients, basis).reshape(batch_frames, 2 * channels)
+            scale, shift = modulation.chunk(2, dim=1)  # (B*F, C) each
             h = h * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
         h = F.silu(h)
         h = self.dropout(h)
