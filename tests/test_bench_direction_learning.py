@@ -36,6 +36,20 @@ def test_swap_direction_swaps_every_direction_word_and_nothing_else():
     assert bench.swap_direction("a blue triangle") == "a blue triangle"
 
 
+def test_caption_styles_name_the_sample_s_own_attributes():
+    from diffusers_video.data.shapes import ShapesWorld
+    from diffusers_video.data.shapes_captions import parse_prompt
+
+    sample = ShapesWorld(height=32, width=32, num_frames=8).sample((3, 1))
+    spec = sample.scene.objects[0].spec
+    assert bench.write_caption(sample, "full") == sample.caption
+    assert bench.write_caption(sample, "direction") == f"moving {spec.direction}"
+    assert parse_prompt(bench.write_caption(sample, "canonical")).objects[0] == spec
+    assert [bench.write_caption(sample, "mixed", i) for i in range(3)] == [
+        f"moving {spec.direction}", sample.caption, f"moving {spec.direction}"
+    ]
+
+
 def test_a_two_step_run_reports_gaps_at_every_evaluation(tmp_path, capsys):
     threads = torch.get_num_threads()
     try:
