@@ -88,6 +88,9 @@ def ideal_gap(latents: torch.Tensor, keys: list[tuple], swapped_keys: list[tuple
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=600, help="training steps (default: 600)")
+    parser.add_argument(
+        "--stand-in", default=str(STAND_IN), help="image pipeline folder to inflate (default: %(default)s)"
+    )
     parser.add_argument("--unet-options", default="{}", help="JSON of UNet3DModel.from_pretrained_2d options")
     parser.add_argument("--captions", choices=CAPTION_STYLES, default="full", help="caption style (default: full)")
     parser.add_argument("--t-min", type=int, default=900, help="train on timesteps >= this (default: 900)")
@@ -119,13 +122,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from diffusers_video import UNet3DModel
 
-    vae = AutoencoderKL.from_pretrained(STAND_IN / "vae", torch_dtype=torch.float32).eval()
-    tokenizer = CLIPTokenizer.from_pretrained(STAND_IN / "tokenizer")
-    text_encoder = CLIPTextModel.from_pretrained(STAND_IN / "text_encoder").eval()
+    stand_in = Path(args.stand_in)
+    if not (stand_in / "unet").is_dir():
+        raise ValueError(f"`--stand-in` {args.stand_in!r} is not an image pipeline folder with a `unet/`.")
+    vae = AutoencoderKL.from_pretrained(stand_in / "vae", torch_dtype=torch.float32).eval()
+    tokenizer = CLIPTokenizer.from_pretrained(stand_in / "tokenizer")
+    text_encoder = CLIPTextModel.from_pretrained(stand_in / "text_encoder").eval()
     scheduler = DDPMScheduler.from_pretrained(
-        STAND_IN / "scheduler", rescale_betas_zero_snr=True, prediction_type="v_prediction"
+        stand_in / "scheduler", rescale_betas_zero_snr=True, prediction_type="v_prediction"
     )
-    unet = UNet3DModel.from_pretrained_2d(STAND_IN, subfolder="unet", **options)
+    unet = UNet3DModel.from_pretrained_2d(stand_in, subfolder="unet", **options)
 
     @torch.no_grad()
     def encode_text(captions: list[str]) -> torch.Tensor:

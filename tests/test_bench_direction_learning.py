@@ -72,6 +72,7 @@ def test_a_two_step_run_reports_gaps_at_every_evaluation(tmp_path, capsys):
         (["--steps", "0"], "These must be >= 1: {'--steps': 0}"),
         (["--t-min", "1000"], "`--t-min` must be in [0, 999] but is 1000"),
         (["--unet-options", "[1]"], "`--unet-options` must be a JSON object but is '[1]'"),
+        (["--stand-in", "no/such/folder"], "`--stand-in` 'no/such/folder' is not an image pipeline folder"),
     ],
 )
 def test_bad_arguments_are_refused(argv, message):

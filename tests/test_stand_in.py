@@ -73,6 +73,61 @@ def test_train_vae_rejects_bad_frames():
         stand_in.train_vae(stand_in.build_vae(), torch.zeros(4, 1, 32, 32), steps=1)
 
 
+def test_contrastive_loss_matches_a_written_out_reference():
+    torch.manual_seed(0)
+    video, text, scale = torch.randn(5, 3), torch.randn(5, 3), torch.tensor(1.3)
+    v = video / video.norm(dim=1, keepdim=True)
+    t = text / text.norm(dim=1, keepdim=True)
+    logits = [[float(np.exp(1.3) * v[i] @ t[j]) for j in range(5)] for i in range(5)]
+    by_video = [-logits[i][i] + np.log(sum(np.exp(x) for x in logits[i])) for i in range(5)]
+    by_text = [-logits[j][j] + np.log(sum(np.exp(logits[i][j]) for i in range(5))) for j in range(5)]
+    expected = 0.5 * (np.mean(by_video) + np.mean(by_text))
+    assert float(stand_in.contrastive_loss(video, text, scale)) == pytest.approx(expected, rel=1e-5)
+    # matched pairs score lower than shuffled ones
+    assert stand_in.contrastive_loss(text, text, scale) < stand_in.contrastive_loss(text.flip(0), text, scale)
+    with pytest.raises(ValueError, match="video_features"):
+        stand_in.contrastive_loss(video, text[:4], scale)
+
+
+def test_attribute_share_of_hand_made_features():
+    # two groups with means +-1 on axis 0 and within-group spread 1 on axis 1: half the variance is the label's
+    features = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])
+    assert stand_in.attribute_share(features, ["a", "a", "b", "b"]) == pytest.approx(0.5)
+    assert stand_in.attribute_share(features, ["a", "b", "a", "b"]) == pytest.approx(0.5)
+    assert stand_in.attribute_share(features, ["a", "b", "b", "a"]) == pytest.approx(0.0)
+    assert stand_in.attribute_share(features, list("abcd")) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="features"):
+        stand_in.attribute_share(features, ["a"])
+
+
+def test_train_text_encoder_is_seeded_and_learns(tokenizer):
+    torch.set_num_threads(1)
+
+    def run(seed):
+        text_encoder = stand_in.build_text_encoder(len(tokenizer), hidden_size=32, num_layers=1, seed=0)
+        losses = stand_in.train_text_encoder(
+            text_encoder, tokenizer, steps=60, batch_size=16, learning_rate=1e-3, num_clips=32, height=16, width=16,
+            num_frames=4, seed=seed, log_every=0,
+        )  # fmt: skip
+        return text_encoder, losses
+
+    text_encoder, losses = run(0)
+    assert not text_encoder.training
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])  # 32 clips: the towers learn to match them
+    again, losses_again = run(0)
+    assert losses_again == losses
+    assert all(torch.equal(a, b) for a, b in zip(text_encoder.state_dict().values(), again.state_dict().values()))
+    assert run(1)[1] != losses
+
+
+def test_train_text_encoder_rejects_bad_sizes(tokenizer):
+    text_encoder = stand_in.build_text_encoder(len(tokenizer), hidden_size=32, num_layers=1)
+    with pytest.raises(ValueError, match="batch_size"):
+        stand_in.train_text_encoder(text_encoder, tokenizer, steps=1, batch_size=1)
+    with pytest.raises(ValueError, match="steps"):
+        stand_in.train_text_encoder(text_encoder, tokenizer, steps=0)
+
+
 def test_score_single_frames_ground_truth_is_perfect():
     world = ShapesWorld(num_frames=2)
     samples = [world.sample((3, i)) for i in range(40)]

@@ -3,8 +3,8 @@
 The stand-in is an ordinary diffusers `StableDiffusionPipeline` folder, built in three steps:
 
 1. `build_base_folder` writes everything but the UNet: a word-level `CLIPTokenizer` built in memory from the
-   caption vocabulary (`build_tokenizer`), a small random `CLIPTextModel` (frozen; cross-attention learns to read
-   its fixed word features), a small `AutoencoderKL` trained here on moving-shapes frames (`train_vae`) with its
+   caption vocabulary (`build_tokenizer`), a small `CLIPTextModel` trained as CLIP's text tower, contrastively
+   against a small video encoder on moving-shapes clips (`train_text_encoder`; frozen afterwards), a small `AutoencoderKL` trained here on moving-shapes frames (`train_vae`) with its
    `scaling_factor` set from the latents' standard deviation, and a v-prediction `DDPMScheduler`.
 2. `diffusers-video train` trains the `UNet2DConditionModel` (SD 2.1 block structure, scaled down) on still
    frames in that VAE's latent space (`data.num_frames: 1`), from the folder of step 1.
@@ -245,6 +245,177 @@ def build_t5_text_encoder(
     return T5EncoderModel(config).eval()
 
 
+# ---------------------------------------------------------------------------------------- contrastive text encoder
+
+
+class ShapesVideoEncoder(torch.nn.Module):
+    """The video tower of the text encoder's contrastive training: four 3D convolutions (SiLU), a mean over time and
+    space, and a linear projection.
+
+    Args:
+        projection_dim (`int`, defaults to 64): width of the joint embedding.
+        channels (`tuple[int, ...]`, defaults to `(32, 64, 96, 128)`): widths of the convolutions; the first three
+            halve height and width, the third also the frames.
+    """
+
+    def __init__(self, projection_dim: int = 64, channels: tuple[int, ...] = (32, 64, 96, 128)):
+        super().__init__()
+        if len(channels) != 4:
+            raise ValueError(f"`channels` must hold 4 widths, but is {channels!r}.")
+        c1, c2, c3, c4 = channels
+        nn = torch.nn
+        self.net = nn.Sequential(
+            nn.Conv3d(3, c1, (3, 4, 4), stride=(1, 2, 2), padding=1),
+            nn.SiLU(),
+            nn.Conv3d(c1, c2, (3, 4, 4), stride=(1, 2, 2), padding=1),
+            nn.SiLU(),
+            nn.Conv3d(c2, c3, (3, 4, 4), stride=2, padding=1),
+            nn.SiLU(),
+            nn.Conv3d(c3, c4, 3, padding=1),
+            nn.SiLU(),
+        )
+        self.proj = nn.Linear(c4, projection_dim)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """`(B, 3, F, H, W)` videos in [-1, 1] -> `(B, projection_dim)` features (not normalised)."""
+        return self.proj(self.net(video).mean(dim=(2, 3, 4)))
+
+
+def contrastive_loss(video_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor):
+    """CLIP's symmetric InfoNCE loss: the mean of the cross-entropies of the cosine-similarity logits (times
+    `exp(logit_scale)`, at most 100) over texts for each video and over videos for each text; pair `i` is positive.
+
+    Args:
+        video_features (`torch.Tensor`): `(B, D)`.
+        text_features (`torch.Tensor`): `(B, D)`.
+        logit_scale (`torch.Tensor`): the log of the inverse temperature (a scalar).
+    """
+    if video_features.ndim != 2 or video_features.shape != text_features.shape:
+        raise ValueError(
+            f"`video_features` and `text_features` must both be (B, D), but have shapes "
+            f"{tuple(video_features.shape)} and {tuple(text_features.shape)}."
+        )
+    video_features = F.normalize(video_features, dim=-1)
+    text_features = F.normalize(text_features, dim=-1)
+    logits = logit_scale.exp().clamp(max=100.0) * video_features @ text_features.T  # (B videos, B texts)
+    labels = torch.arange(logits.shape[0], device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+
+
+def train_text_encoder(
+    text_encoder,
+    tokenizer,
+    steps: int = 600,
+    batch_size: int = 256,
+    learning_rate: float = 1e-3,
+    num_clips: int = 8000,
+    height: int = 32,
+    width: int = 32,
+    num_frames: int = 8,
+    seed: int = 0,
+    log_every: int = 50,
+) -> list[float]:
+    """Train `text_encoder` in place as CLIP trains its text tower: contrastively against a `ShapesVideoEncoder` on
+    moving-shapes clips and their captions, so that its features are semantic (the caption writer's synonyms of a
+    direction, a speed or a layout end up close, as they are in OpenCLIP's features for SD 2.1) rather than random.
+
+    The pooled output (the end-of-text token) is projected linearly into the joint space; the video tower and the
+    projection are discarded afterwards. Deterministic for a given seed.
+
+    Args:
+        text_encoder (`CLIPTextModel`): trained in place, left in eval mode.
+        tokenizer (`CLIPTokenizer`): its tokenizer.
+        steps (`int`, defaults to 600), batch_size (`int`, defaults to 256),
+            learning_rate (`float`, defaults to 1e-3): AdamW (weight decay 0.01) on both towers.
+        num_clips (`int`, defaults to 8000): training clips (one per scene of the "train" split).
+        height (`int`, defaults to 32), width (`int`, defaults to 32), num_frames (`int`, defaults to 8): clip size.
+        seed (`int`, defaults to 0): seeds the clips, the video tower and the batches.
+        log_every (`int`, defaults to 50): print the running loss every this many steps (0: never).
+
+    Returns:
+        `list[float]`: the contrastive loss of every step (`log(batch_size)` at chance).
+    """
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("num_clips", num_clips)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be a positive integer, but is {value!r}.")
+    if batch_size < 2:
+        raise ValueError(f"`batch_size` must be >= 2 for a contrastive loss, but is {batch_size}.")
+    from ..data.shapes import video_to_tensor
+
+    world = ShapesWorld(height=height, width=width, num_frames=num_frames, split="train")
+    samples = [world.sample((seed, 7, i)) for i in range(num_clips)]
+    videos = torch.stack([video_to_tensor(sample.video) for sample in samples])  # (N, 3, F, H, W)
+    input_ids = tokenizer(
+        [sample.caption for sample in samples],
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
+    torch.manual_seed(seed)
+    hidden = text_encoder.config.hidden_size
+    video_encoder = ShapesVideoEncoder(projection_dim=hidden)
+    text_projection = torch.nn.Linear(hidden, hidden, bias=False)
+    logit_scale = torch.nn.Parameter(torch.tensor(math.log(10.0)))
+    parameters = [*text_encoder.parameters(), *video_encoder.parameters(), *text_projection.parameters(), logit_scale]
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.01)
+    generator = torch.Generator().manual_seed(seed)
+    text_encoder.train()
+    losses: list[float] = []
+    start = time.perf_counter()
+    for step in range(steps):
+        index = torch.randint(0, num_clips, (batch_size,), generator=generator)
+        text_features = text_projection(text_encoder(input_ids[index]).pooler_output)
+        loss = contrastive_loss(video_encoder(videos[index]), text_features, logit_scale)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if log_every and (step + 1) % log_every == 0:
+            recent = float(np.mean(losses[-log_every:]))
+            print(
+                f"text step {step + 1}/{steps}: contrastive {recent:.4f} ({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
+    text_encoder.eval()
+    return losses
+
+
+@torch.no_grad()
+def attribute_share(features: torch.Tensor, labels: Sequence) -> float:
+    """The share of the variance of `features` `(N, D)` explained by `labels` (one per row): the squared norm of the
+    centred group means over that of the centred features, both averaged over rows (1: the features are a function
+    of the label; 0: every group has the same mean)."""
+    if features.ndim != 2 or len(labels) != features.shape[0]:
+        raise ValueError(f"`features` must be (N, D) with one label per row, but has shape {tuple(features.shape)} "
+                         f"for {len(labels)} labels.")  # fmt: skip
+    centred = features.double() - features.double().mean(dim=0)
+    means = torch.zeros_like(centred)
+    for label in set(labels):
+        rows = [i for i, other in enumerate(labels) if other == label]
+        means[rows] = centred[rows].mean(dim=0)
+    total = centred.pow(2).sum(dim=1).mean()
+    return float(means.pow(2).sum(dim=1).mean() / total) if total > 0 else 0.0
+
+
+@torch.no_grad()
+def direction_share(text_encoder, tokenizer, num_captions: int = 1500, seed: int = 1) -> float:
+    """`attribute_share` of the one-shape captions' direction in the text encoder's features averaged over all token
+    positions (what `UNet3DModel(temporal_text_modulation=True)` reads): 1 for captions of the direction alone; 0.04
+    for the caption writer's full captions through a random text encoder."""
+    world = ShapesWorld(height=16, width=16, num_frames=2, split="train", two_shape_prob=0.0)
+    scenes = [world.scene((seed, i)) for i in range(num_captions)]
+    input_ids = tokenizer(
+        [scene.caption for scene in scenes],
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
+    features = text_encoder(input_ids)[0].mean(dim=1)
+    return attribute_share(features, [scene.objects[0].spec.direction for scene in scenes])
+
+
 # ------------------------------------------------------------------------------------------------------------ VAE
 
 
@@ -379,6 +550,8 @@ def build_base_folder(
     vae_learning_rate: float = 1e-3,
     vae_num_frames: int = 4096,
     vae_config: dict | None = None,
+    text_steps: int = 600,
+    text_num_clips: int = 8000,
     seed: int = 0,
 ) -> dict:
     """Write the stand-in's components other than the UNet (`tokenizer/`, `text_encoder/`, `vae/`, `scheduler/`).
@@ -393,6 +566,8 @@ def build_base_folder(
             vae_learning_rate (`float`, defaults to 1e-3): VAE training.
         vae_num_frames (`int`, defaults to 4096): training frames (one per scene); 512 more are held out.
         vae_config (`dict | None`): overrides of `DEFAULT_VAE_CONFIG`.
+        text_steps (`int`, defaults to 600), text_num_clips (`int`, defaults to 8000): contrastive training of the
+            text encoder (`train_text_encoder`); 0 steps keep it random.
         seed (`int`, defaults to 0): seeds everything.
 
     Returns:
@@ -404,12 +579,20 @@ def build_base_folder(
     text_encoder = build_text_encoder(
         len(tokenizer), text_hidden_size, text_layers, tokenizer.model_max_length, seed=seed
     )
+    summary: dict = {"text_direction_share_random": direction_share(text_encoder, tokenizer)}
+    if text_steps:
+        text_losses = train_text_encoder(
+            text_encoder, tokenizer, steps=text_steps, num_clips=text_num_clips, height=height, width=width, seed=seed
+        )
+        summary["text_steps"] = text_steps
+        summary["text_final_loss"] = float(np.mean(text_losses[-50:]))
+        summary["text_direction_share"] = direction_share(text_encoder, tokenizer)
     frames = shapes_frames(vae_num_frames, height, width, seed=seed)
     held_out = shapes_frames(512, height, width, seed=seed + 1)
     vae = build_vae(seed=seed, sample_size=max(height, width), **(vae_config or {}))
     losses = train_vae(vae, frames, vae_steps, vae_batch_size, vae_learning_rate, seed=seed)
     factor = set_scaling_factor(vae, frames)
-    summary = {
+    summary |= {
         "vae_steps": vae_steps,
         "vae_final_loss": float(np.mean(losses[-50:])),
         "vae_heldout_l1": reconstruction_error(vae, held_out),
@@ -639,6 +822,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     base.add_argument("--width", type=int, default=32)
     base.add_argument("--text_hidden_size", type=int, default=64)
     base.add_argument("--text_layers", type=int, default=2)
+    base.add_argument("--text_steps", type=int, default=600, help="contrastive text-encoder steps (0: random)")
+    base.add_argument("--text_num_clips", type=int, default=8000)
     base.add_argument("--vae_steps", type=int, default=1000)
     base.add_argument("--vae_batch_size", type=int, default=32)
     base.add_argument("--vae_learning_rate", type=float, default=1e-3)
@@ -667,6 +852,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             vae_batch_size=args.vae_batch_size,
             vae_learning_rate=args.vae_learning_rate,
             vae_num_frames=args.vae_num_frames,
+            text_steps=args.text_steps,
+            text_num_clips=args.text_num_clips,
             seed=args.seed,
         )
         print(json.dumps(summary, indent=2))
