@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from ..data import shapes_captions
 from ..data.metrics import wilson_interval
-from ..data.shapes import ShapesWorld
+from ..data.shapes import ShapesWorld, video_to_tensor
 from ..data.shapes_scorer import ShapesScorer
 
 logger = logging.getLogger(__name__)
@@ -302,6 +302,13 @@ def contrastive_loss(video_features: torch.Tensor, text_features: torch.Tensor, 
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
 
 
+def _caption_ids(tokenizer, captions: list[str]) -> torch.Tensor:
+    """`(N, model_max_length)` token ids of `captions`, padded and truncated as the pipelines encode prompts."""
+    return tokenizer(
+        captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+
+
 def train_text_encoder(
     text_encoder,
     tokenizer,
@@ -340,18 +347,10 @@ def train_text_encoder(
             raise ValueError(f"`{name}` must be a positive integer, but is {value!r}.")
     if batch_size < 2:
         raise ValueError(f"`batch_size` must be >= 2 for a contrastive loss, but is {batch_size}.")
-    from ..data.shapes import video_to_tensor
-
     world = ShapesWorld(height=height, width=width, num_frames=num_frames, split="train")
     samples = [world.sample((seed, 7, i)) for i in range(num_clips)]
     videos = torch.stack([video_to_tensor(sample.video) for sample in samples])  # (N, 3, F, H, W)
-    input_ids = tokenizer(
-        [sample.caption for sample in samples],
-        padding="max_length",
-        max_length=tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids
+    input_ids = _caption_ids(tokenizer, [sample.caption for sample in samples])
     torch.manual_seed(seed)
     hidden = text_encoder.config.hidden_size
     video_encoder = ShapesVideoEncoder(projection_dim=hidden)
@@ -405,13 +404,7 @@ def direction_share(text_encoder, tokenizer, num_captions: int = 1500, seed: int
     for the caption writer's full captions through a random text encoder."""
     world = ShapesWorld(height=16, width=16, num_frames=2, split="train", two_shape_prob=0.0)
     scenes = [world.scene((seed, i)) for i in range(num_captions)]
-    input_ids = tokenizer(
-        [scene.caption for scene in scenes],
-        padding="max_length",
-        max_length=tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids
+    input_ids = _caption_ids(tokenizer, [scene.caption for scene in scenes])
     features = text_encoder(input_ids)[0].mean(dim=1)
     return attribute_share(features, [scene.objects[0].spec.direction for scene in scenes])
 
