@@ -96,9 +96,10 @@ def record_unet_inputs(unet) -> list[tuple[torch.Tensor, dict]]:
 
 
 def encode(tokenizer, text_encoder, captions) -> torch.Tensor:
-    ids = tokenizer(captions, padding="max_length", max_length=32, truncation=True, return_tensors="pt").input_ids
+    """As `ImagenVideoPipeline.encode_prompt` encodes prompts: padded, with T5's attention mask."""
+    tokens = tokenizer(captions, padding="max_length", max_length=32, truncation=True, return_tensors="pt")
     with torch.no_grad():
-        return text_encoder(ids)[0]
+        return text_encoder(tokens.input_ids, attention_mask=tokens.attention_mask)[0]
 
 
 def by_hand_condition(x0: torch.Tensor, level: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:

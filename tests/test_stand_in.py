@@ -120,6 +120,36 @@ def test_train_text_encoder_is_seeded_and_learns(tokenizer):
     assert run(1)[1] != losses
 
 
+def test_pooled_text_features_clip_pooler_and_t5_masked_mean(tokenizer):
+    clip = stand_in.build_text_encoder(len(tokenizer), hidden_size=32, num_layers=1, seed=0)
+    ids = stand_in.caption_token_ids(tokenizer, clip, ["a red circle moving right", "a blue square"])
+    with torch.no_grad():
+        assert torch.equal(stand_in.pooled_text_features(clip, ids), clip(ids).pooler_output)
+    t5_tokenizer = stand_in.build_t5_tokenizer()
+    t5 = stand_in.build_t5_text_encoder(len(t5_tokenizer), d_model=32, num_layers=1, seed=0)
+    ids = stand_in.caption_token_ids(t5_tokenizer, t5, ["a red circle moving right", "a blue square"])
+    with torch.no_grad():
+        pooled = stand_in.pooled_text_features(t5, ids)
+        for row in range(2):  # the mean of the caption's own tokens (and its end token), not of the padding
+            length = int((ids[row] != t5.config.pad_token_id).sum())
+            assert torch.allclose(pooled[row], t5(ids[row : row + 1, :length]).last_hidden_state[0].mean(dim=0),
+                                  atol=1e-5)  # fmt: skip
+    assert ids[1, -1] == t5.config.pad_token_id
+
+
+def test_train_text_encoder_trains_t5_stand_in():
+    torch.set_num_threads(1)
+    t5_tokenizer = stand_in.build_t5_tokenizer()
+    t5 = stand_in.build_t5_text_encoder(len(t5_tokenizer), d_model=32, num_layers=1, seed=0)
+    before = {name: value.clone() for name, value in t5.state_dict().items()}
+    losses = stand_in.train_text_encoder(
+        t5, t5_tokenizer, steps=60, batch_size=16, num_clips=32, height=16, width=16, num_frames=4, log_every=0
+    )
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
+    assert not torch.equal(before["encoder.block.0.layer.0.SelfAttention.q.weight"],
+                           t5.state_dict()["encoder.block.0.layer.0.SelfAttention.q.weight"])  # fmt: skip
+
+
 def test_train_text_encoder_rejects_bad_sizes(tokenizer):
     text_encoder = stand_in.build_text_encoder(len(tokenizer), hidden_size=32, num_layers=1)
     with pytest.raises(ValueError, match="batch_size"):

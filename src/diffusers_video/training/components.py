@@ -141,6 +141,34 @@ def _load_unet(model: ModelConfig, root: Path, seed: int):
     raise ValueError(f"'{config_file}' holds a {saved!r}; expected a UNet3DModel or a UNet2DConditionModel.")
 
 
+T5_MODEL_TYPES = ("t5", "mt5", "umt5")
+
+
+def caption_token_ids(tokenizer, text_encoder, captions: list[str]) -> torch.Tensor:
+    """`(B, tokens)` ids of `captions`, padded to the tokenizer's `model_max_length` (at most the text encoder's
+    `max_position_embeddings`) and truncated, as the pipelines tokenize prompts."""
+    limit = getattr(text_encoder.config, "max_position_embeddings", None) or 10**9
+    max_length = min(tokenizer.model_max_length, limit)
+    return tokenizer(
+        captions, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+
+
+def encode_token_ids(text_encoder, input_ids: torch.Tensor):
+    """The text encoder's output for padded `input_ids`, masked as the pipeline that reads it masks them.
+
+    `ImagenVideoPipeline` encodes with T5's attention mask (padding does not change the real tokens' features) and
+    the Stable Diffusion-style pipelines encode CLIP without one (its causal attention already keeps the padding out
+    of the real tokens), unless the encoder's config sets `use_attention_mask`. Training and distillation must encode
+    the captions the same way, or the UNets learn features they never see at sampling.
+    """
+    config = text_encoder.config
+    if getattr(config, "model_type", None) in T5_MODEL_TYPES or getattr(config, "use_attention_mask", False):
+        attention_mask = (input_ids != config.pad_token_id).long()
+        return text_encoder(input_ids, attention_mask=attention_mask)
+    return text_encoder(input_ids)
+
+
 def _load_text_encoder(folder: Path):
     architectures = _read_json(folder / "config.json").get("architectures") or []
     cls = getattr(transformers, architectures[0], None) if architectures else None

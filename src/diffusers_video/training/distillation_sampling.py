@@ -27,7 +27,13 @@ from ..models.unet_3d import UNet3DModel
 from ..schedulers.diffusion_math import distillation_step_counts
 from ..schedulers.scheduling_decomposed import DecomposedNoiseScheduler
 from ..schedulers.scheduling_v_distilled import VDistilledScheduler
-from .components import TRAINING_CONFIG_NAME, TrainingComponents, load_components
+from .components import (
+    TRAINING_CONFIG_NAME,
+    TrainingComponents,
+    caption_token_ids,
+    encode_token_ids,
+    load_components,
+)
 from .config import ModelConfig
 
 GUIDANCE_CONDITION = "guidance_scale"
@@ -259,12 +265,8 @@ class DistillationSampler:
     @torch.no_grad()
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
         """Caption embeddings `(B, tokens, dim)`, tokenized as in training (`Trainer.encode_prompts`)."""
-        limit = getattr(self.text_encoder.config, "max_position_embeddings", 10**9)
-        max_length = min(self.tokenizer.model_max_length, limit)
-        ids = self.tokenizer(
-            prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
-        )
-        return self.text_encoder(ids.input_ids.to(self.device))[0]
+        ids = caption_token_ids(self.tokenizer, self.text_encoder, prompts)
+        return encode_token_ids(self.text_encoder, ids.to(self.device))[0]
 
     @torch.no_grad()
     def __call__(

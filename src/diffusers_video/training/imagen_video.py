@@ -312,31 +312,48 @@ def assemble_cascade(stage_folders: Sequence[str | Path], output_dir: str | Path
 # ------------------------------------------------------------------------------------------- the starting folder
 
 
-def write_text_encoder_folder(output_dir: str | Path, d_model: int = 64, num_layers: int = 2, seed: int = 0) -> Path:
+def write_text_encoder_folder(
+    output_dir: str | Path,
+    d_model: int = 64,
+    num_layers: int = 2,
+    seed: int = 0,
+    text_steps: int = 0,
+    text_num_clips: int = 8000,
+) -> Path:
     """Write what every stage run loads besides its UNet: the T5 stand-in and the training scheduler.
 
-    `tokenizer/` (`build_t5_tokenizer`), `text_encoder/` (a small random `T5EncoderModel`, frozen: the UNets'
-    cross-attention learns to read its word features; `cross_attention_dim` must be `d_model`) and `scheduler/`
-    (a v-prediction `VDistilledScheduler` on the paper's continuous cosine schedule). All stages of a cascade must
-    share the text encoder, so they are all trained from this one folder.
+    `tokenizer/` (`build_t5_tokenizer`), `text_encoder/` (a small `T5EncoderModel`, frozen while the stages train:
+    the UNets' cross-attention learns to read its word features; `cross_attention_dim` must be `d_model`) and
+    `scheduler/` (a v-prediction `VDistilledScheduler` on the paper's continuous cosine schedule). All stages of a
+    cascade must share the text encoder, so they are all trained from this one folder.
+
+    T5-XXL was pre-trained on text, so the caption writer's synonyms of a direction or a speed have close features in
+    it. A random stand-in gives them unrelated ones, and a small video model then cannot learn the direction of
+    motion (main README, "Learning the direction of motion"). `text_steps > 0` pre-trains the stand-in contrastively
+    on moving-shapes clips and their captions first (`stand_in.train_text_encoder`, mean-pooled tokens).
 
     Args:
         output_dir (`str | Path`): The folder to write.
         d_model (`int`, defaults to 64): Width of the text encoder.
         num_layers (`int`, defaults to 2): Its encoder blocks.
-        seed (`int`, defaults to 0): Seeds its weights.
+        seed (`int`, defaults to 0): Seeds its weights and its contrastive training.
+        text_steps (`int`, defaults to 0): Contrastive training steps (0: keep the random encoder).
+        text_num_clips (`int`, defaults to 8000): Clips of the contrastive training.
 
     Returns:
         `Path`: `output_dir`.
     """
-    from .stand_in import build_t5_text_encoder, build_t5_tokenizer
+    from .stand_in import build_t5_text_encoder, build_t5_tokenizer, train_text_encoder
 
+    if not isinstance(text_steps, int) or text_steps < 0:
+        raise ValueError(f"`text_steps` must be a non-negative integer, but is {text_steps!r}.")
     output_dir = Path(output_dir)
     tokenizer = build_t5_tokenizer()
+    text_encoder = build_t5_text_encoder(len(tokenizer), d_model=d_model, num_layers=num_layers, seed=seed)
+    if text_steps:
+        train_text_encoder(text_encoder, tokenizer, steps=text_steps, num_clips=text_num_clips, seed=seed)
     tokenizer.save_pretrained(output_dir / "tokenizer")
-    build_t5_text_encoder(len(tokenizer), d_model=d_model, num_layers=num_layers, seed=seed).save_pretrained(
-        output_dir / "text_encoder"
-    )
+    text_encoder.save_pretrained(output_dir / "text_encoder")
     scheduler = VDistilledScheduler(noise_schedule="continuous_cosine", prediction_type="v_prediction")
     scheduler.save_pretrained(output_dir / "scheduler")
     return output_dir
@@ -350,12 +367,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder.add_argument("--d_model", type=int, default=64)
     folder.add_argument("--num_layers", type=int, default=2)
     folder.add_argument("--seed", type=int, default=0)
+    folder.add_argument("--text_steps", type=int, default=0, help="contrastive pre-training steps (0: random)")
+    folder.add_argument("--text_num_clips", type=int, default=8000)
     assemble = sub.add_parser("assemble", help="save stage folders (base first) as one ImagenVideoPipeline folder")
     assemble.add_argument("stage_folders", nargs="+")
     assemble.add_argument("--output_dir", required=True)
     args = parser.parse_args(argv)
     if args.command == "text-encoder":
-        written = write_text_encoder_folder(args.output_dir, args.d_model, args.num_layers, args.seed)
+        written = write_text_encoder_folder(
+            args.output_dir, args.d_model, args.num_layers, args.seed, args.text_steps, args.text_num_clips
+        )
     else:
         assemble_cascade(args.stage_folders, args.output_dir)
         written = args.output_dir

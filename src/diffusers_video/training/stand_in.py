@@ -37,6 +37,7 @@ from ..data import shapes_captions
 from ..data.metrics import wilson_interval
 from ..data.shapes import ShapesWorld, video_to_tensor
 from ..data.shapes_scorer import ShapesScorer
+from .components import caption_token_ids, encode_token_ids
 
 logger = logging.getLogger(__name__)
 
@@ -302,11 +303,17 @@ def contrastive_loss(video_features: torch.Tensor, text_features: torch.Tensor, 
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
 
 
-def _caption_ids(tokenizer, captions: list[str]) -> torch.Tensor:
-    """`(N, model_max_length)` token ids of `captions`, padded and truncated as the pipelines encode prompts."""
-    return tokenizer(
-        captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
-    ).input_ids
+def pooled_text_features(text_encoder, input_ids: torch.Tensor) -> torch.Tensor:
+    """One feature vector per caption `(N, hidden)`: CLIP's pooled output (the end-of-text token) for a
+    `CLIPTextModel`, or for an encoder without a pooler (`T5EncoderModel`) the mean of its token features over the
+    non-padding tokens, as Sentence-T5 pools T5. The tokens are encoded as the pipelines encode them
+    (`components.encode_token_ids`: T5 with its attention mask)."""
+    output = encode_token_ids(text_encoder, input_ids)
+    pooled = getattr(output, "pooler_output", None)
+    if pooled is not None:
+        return pooled
+    mask = (input_ids != text_encoder.config.pad_token_id).to(output.last_hidden_state.dtype).unsqueeze(-1)
+    return (output.last_hidden_state * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
 def train_text_encoder(
@@ -326,12 +333,13 @@ def train_text_encoder(
     moving-shapes clips and their captions, so that its features are semantic (the caption writer's synonyms of a
     direction, a speed or a layout end up close, as they are in OpenCLIP's features for SD 2.1) rather than random.
 
-    The pooled output (the end-of-text token) is projected linearly into the joint space; the video tower and the
-    projection are discarded afterwards. Deterministic for a given seed.
+    The pooled output (`pooled_text_features`: CLIP's end-of-text token, or T5's mean over the caption's tokens) is
+    projected linearly into the joint space; the video tower and the projection are discarded afterwards.
+    Deterministic for a given seed.
 
     Args:
-        text_encoder (`CLIPTextModel`): trained in place, left in eval mode.
-        tokenizer (`CLIPTokenizer`): its tokenizer.
+        text_encoder (`CLIPTextModel` or `T5EncoderModel`): trained in place, left in eval mode.
+        tokenizer (`CLIPTokenizer` or `T5Tokenizer`): its tokenizer.
         steps (`int`, defaults to 600), batch_size (`int`, defaults to 256),
             learning_rate (`float`, defaults to 1e-3): AdamW (weight decay 0.01) on both towers.
         num_clips (`int`, defaults to 8000): training clips (one per scene of the "train" split).
@@ -350,7 +358,7 @@ def train_text_encoder(
     world = ShapesWorld(height=height, width=width, num_frames=num_frames, split="train")
     samples = [world.sample((seed, 7, i)) for i in range(num_clips)]
     videos = torch.stack([video_to_tensor(sample.video) for sample in samples])  # (N, 3, F, H, W)
-    input_ids = _caption_ids(tokenizer, [sample.caption for sample in samples])
+    input_ids = caption_token_ids(tokenizer, text_encoder, [sample.caption for sample in samples])
     torch.manual_seed(seed)
     hidden = text_encoder.config.hidden_size
     video_encoder = ShapesVideoEncoder(projection_dim=hidden)
@@ -364,7 +372,7 @@ def train_text_encoder(
     start = time.perf_counter()
     for step in range(steps):
         index = torch.randint(0, num_clips, (batch_size,), generator=generator)
-        text_features = text_projection(text_encoder(input_ids[index]).pooler_output)
+        text_features = text_projection(pooled_text_features(text_encoder, input_ids[index]))
         loss = contrastive_loss(video_encoder(videos[index]), text_features, logit_scale)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -404,8 +412,8 @@ def direction_share(text_encoder, tokenizer, num_captions: int = 1500, seed: int
     for the caption writer's full captions through a random text encoder."""
     world = ShapesWorld(height=16, width=16, num_frames=2, split="train", two_shape_prob=0.0)
     scenes = [world.scene((seed, i)) for i in range(num_captions)]
-    input_ids = _caption_ids(tokenizer, [scene.caption for scene in scenes])
-    features = text_encoder(input_ids)[0].mean(dim=1)
+    input_ids = caption_token_ids(tokenizer, text_encoder, [scene.caption for scene in scenes])
+    features = encode_token_ids(text_encoder, input_ids)[0].mean(dim=1)
     return attribute_share(features, [scene.objects[0].spec.direction for scene in scenes])
 
 

@@ -34,6 +34,8 @@ from tqdm.auto import tqdm
 from ..models.unet_3d import UNet3DModel, temporal_parameter_names
 from . import checkpointing
 from .components import (
+    caption_token_ids,
+    encode_token_ids,
     TRAINING_CONFIG_NAME,
     TrainingComponents,
     load_components,
@@ -346,9 +348,8 @@ class Trainer:
         encoded in, and a resumed run must see exactly the numbers of the uninterrupted one.
         """
         tokenizer, text_encoder = self.components.tokenizer, self.components.text_encoder
-        max_length = min(tokenizer.model_max_length, getattr(text_encoder.config, "max_position_embeddings", 10**9))
-        ids = tokenizer(captions, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
-        return text_encoder(ids.input_ids.to(self.accelerator.device))[0]
+        ids = caption_token_ids(tokenizer, text_encoder, captions)
+        return encode_token_ids(text_encoder, ids.to(self.accelerator.device))[0]
 
     def model_inputs(self, part: dict[str, Any]) -> torch.Tensor:
         """The clean sample `x_0` of a batch part in the UNet's space: `(B, C, F, H, W)` float32 on the device."""
