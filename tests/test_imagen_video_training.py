@@ -26,6 +26,7 @@ from diffusers_video.training.imagen_video import (
     ImagenVideoDistillationTrainer,
     ImagenVideoTrainer,
     assemble_cascade,
+    write_text_encoder_folder,
 )
 from diffusers_video.training.stand_in import build_t5_text_encoder, build_t5_tokenizer
 from diffusers_video.training.trainer import export_checkpoint
@@ -393,3 +394,23 @@ def test_demo_recipes_parse_and_chain_into_one_cascade():
         assert distill_config.imagen_video == config.imagen_video and distill_config.data == config.data
     assert size == (16, 64, 64)
     ImagenVideoPipeline.check_stages(specs, unets, [VDistilledScheduler()] * 4)  # the pipeline takes these stages
+
+
+def test_text_encoder_folder_trains_the_t5_stand_in_contrastively(tmp_path):
+    random_folder = write_text_encoder_folder(tmp_path / "random", d_model=32, num_layers=1)
+    trained_folder = write_text_encoder_folder(
+        tmp_path / "trained", d_model=32, num_layers=1, text_steps=2, text_num_clips=16
+    )
+    from transformers import T5EncoderModel
+
+    random_state, trained_state = (
+        T5EncoderModel.from_pretrained(folder / "text_encoder").state_dict()
+        for folder in (random_folder, trained_folder)
+    )
+    assert (
+        VDistilledScheduler.from_pretrained(trained_folder / "scheduler").config.noise_schedule == "continuous_cosine"
+    )
+    changed = [name for name in random_state if not torch.equal(random_state[name], trained_state[name])]
+    assert changed and "shared.weight" in changed  # same seed: only the contrastive steps made them differ
+    with pytest.raises(ValueError, match="text_steps"):
+        write_text_encoder_folder(tmp_path / "bad", text_steps=-1)

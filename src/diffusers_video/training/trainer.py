@@ -34,10 +34,10 @@ from tqdm.auto import tqdm
 from ..models.unet_3d import UNet3DModel, temporal_parameter_names
 from . import checkpointing
 from .components import (
-    caption_token_ids,
-    encode_token_ids,
     TRAINING_CONFIG_NAME,
     TrainingComponents,
+    caption_token_ids,
+    encode_token_ids,
     load_components,
     resolve_pipeline_class,
     save_components,
