@@ -255,3 +255,16 @@ def test_push_refuses_pickles_and_non_pipeline_folders_before_uploading(pipeline
     assert f"'{tmp_path / 'nothing'}' does not exist or is not a folder." in capsys.readouterr().err
     assert main(["push", str(STAND_IN), "user/x"]) == 1
     assert "'StableDiffusionPipeline', which is not a diffusers-video pipeline" in capsys.readouterr().err
+
+
+def test_demo_runs_an_imagen_video_cascade_and_names_a_missing_one(cascade_folder, tmp_path, capsys):
+    argv = ["demo", "--output_dir", str(tmp_path), "--num_clips", "1", "--stand_in", str(STAND_IN)]
+    argv += ["--videofusion", str(VIDEOFUSION_DEMO)]
+    assert main([*argv, "--imagen_video", str(tmp_path / "no_cascade")]) == 1
+    assert "no_cascade' is not a pipeline folder" in capsys.readouterr().err
+    assert main([*argv, "--imagen_video", str(cascade_folder)]) == 0
+    out = capsys.readouterr().out
+    # the fixture: a base with text cross-attention, then a fully convolutional SSR stage (no text, no guidance)
+    assert "base -> SSR, 8 frames of 16x16, 8 steps per stage, guidance 4/1" in out
+    assert out.count("scorer sees: ") == 1 + 3 + 3
+    assert (tmp_path / "imagen_video_a_red_circle_moving_right.gif").stat().st_size > 500

@@ -10,9 +10,11 @@ Until the pipelines ship trained demo checkpoints, the demo runs the foundation 
 
 4. the committed VideoFusion demo (`pipelines/videofusion/demo`, trained on moving shapes with the stand-in as its
    base generator) generates "a red circle moving right" and two other prompts, and the scorer gives its verdict.
+5. the committed Imagen Video demo cascade (`pipelines/imagen_video/demo`: distilled 8-step stages in pixel space)
+   does the same, once it is committed (until then the step says so and is skipped).
 
 It writes `shapes.gif` (and `shapes.mp4` when imageio-ffmpeg is installed), `stand_in.png` and one GIF and MP4 per
-VideoFusion prompt to the output folder.
+VideoFusion prompt (and Imagen Video prompt) to the output folder.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ STAND_IN = Path("pipelines") / "shapes_sd"
 # The trained VideoFusion demo pipeline.
 VIDEOFUSION_DEMO = Path("pipelines") / "videofusion" / "demo"
 VIDEOFUSION_PROMPTS = ("a red circle moving right", "a blue square moving up slowly", "a yellow triangle moving left")
+# The distilled Imagen Video demo cascade.
+IMAGEN_VIDEO_DEMO = Path("pipelines") / "imagen_video" / "demo"
 
 
 def register(subparsers) -> None:
@@ -46,6 +50,11 @@ def register(subparsers) -> None:
         "--videofusion",
         default=str(VIDEOFUSION_DEMO),
         help=f"the VideoFusion demo pipeline folder (default: {VIDEOFUSION_DEMO})",
+    )
+    parser.add_argument(
+        "--imagen_video",
+        default=None,
+        help=f"the Imagen Video demo cascade folder (default: {IMAGEN_VIDEO_DEMO}, skipped while not committed)",
     )
     parser.set_defaults(func=run)
 
@@ -208,7 +217,7 @@ def _videofusion(output_dir: Path, folder: Path, seed: int) -> None:
     from ..data.quality import infer_video_settings
     from ..data.shapes_scorer import ShapesScorer
 
-    pipe = VideoFusionPipeline.from_pretrained(folder, torch_dtype=torch.float32)
+    pipe = VideoFusionPipeline.from_pretrained(folder, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     sizes = infer_video_settings(pipe)
     trained = folder / "training_config.json"  # the clip length the demo was trained on, when the folder says
@@ -243,6 +252,48 @@ def _videofusion(output_dir: Path, folder: Path, seed: int) -> None:
     )
 
 
+def _reads_text(unet) -> bool:
+    """Whether a stage's UNet has text cross-attention (a fully convolutional SSR stage does not, so guidance would
+    only repeat its pass)."""
+    config = unet.config
+    blocks = [*config.down_block_types, *config.up_block_types, config.mid_block_type or ""]
+    return any("CrossAttn" in block for block in blocks)
+
+
+def _imagen_video(output_dir: Path, folder: Path, seed: int) -> None:
+    from .. import ImagenVideoPipeline
+    from ..data.shapes_scorer import ShapesScorer
+
+    pipe = ImagenVideoPipeline.from_pretrained(folder, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    num_frames, height, width = pipe.default_size()
+    scales = [4.0 if _reads_text(stage.unet) else 1.0 for stage in pipe.stages]
+    kinds = " -> ".join(spec.kind.upper() if spec.kind != "base" else "base" for spec in pipe.stage_specs)
+    print(
+        f"5. ImagenVideoPipeline.from_pretrained({str(folder)!r}): {kinds}, {num_frames} frames of {height}x{width}, "
+        f"8 steps per stage, guidance {'/'.join(f'{w:g}' for w in scales)}"
+    )
+    scorer = ShapesScorer()
+    start = time.perf_counter()
+    videos = pipe(
+        list(VIDEOFUSION_PROMPTS),
+        num_inference_steps=8,
+        guidance_scale=scales,
+        generator=[torch.Generator().manual_seed(seed + i) for i in range(len(VIDEOFUSION_PROMPTS))],
+        output_type="np",
+    ).frames
+    seconds = time.perf_counter() - start
+    written = []
+    for prompt, video in zip(VIDEOFUSION_PROMPTS, videos):
+        score = scorer.score(video, prompt)
+        shown = f"{score.color} {score.shape} moving {score.direction} ({score.speed})"
+        print(f"   {prompt!r:<36} scorer sees: {shown:<34} all correct: {score.all_ok}")
+        written += _write_clip(video, output_dir / ("imagen_video_" + prompt.replace(" ", "_")), scale=2)
+    print(
+        f"   sampled {len(VIDEOFUSION_PROMPTS)} videos in {seconds:.1f} s; wrote {', '.join(p.name for p in written)}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -258,8 +309,18 @@ def run(args: argparse.Namespace) -> int:
             f"`--videofusion` {str(videofusion)!r} is not a pipeline folder (no model_index.json); run the demo from "
             "the repository root or pass the folder of the VideoFusion demo."
         )
+    imagen_video = Path(args.imagen_video) if args.imagen_video is not None else IMAGEN_VIDEO_DEMO
+    if args.imagen_video is not None and not (imagen_video / "model_index.json").is_file():
+        raise FileNotFoundError(
+            f"`--imagen_video` {str(imagen_video)!r} is not a pipeline folder (no model_index.json); pass the folder "
+            "of an ImagenVideoPipeline."
+        )
     _shapes_world(output_dir, args.seed, args.num_clips)
     _stand_in_images(output_dir, stand_in, args.seed)
     _inflate_and_sample(output_dir, stand_in, args.seed)
     _videofusion(output_dir, videofusion, args.seed)
+    if (imagen_video / "model_index.json").is_file():
+        _imagen_video(output_dir, imagen_video, args.seed)
+    else:
+        print(f"5. the Imagen Video demo cascade ({imagen_video}) is not committed yet: skipped")
     return 0
