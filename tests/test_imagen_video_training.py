@@ -305,6 +305,17 @@ def test_one_distillation_round_of_an_sr_stage_conditions_teacher_and_student_al
         generator=torch.Generator().manual_seed(0),
     ).frames  # fmt: skip
     assert video.shape == (1, FRAMES, SIZE, SIZE, 3)
+    # --fp16: the UNets saved in float16 (half the bytes), loaded back in float32 as the rounded weights
+    halved = assemble_cascade([base_dir, student_dir], tmp_path / "cascade_fp16", fp16=True)
+    assert halved.unet_1.dtype == torch.float32
+    size = {name: sum(f.stat().st_size for f in (tmp_path / name / "unet_1").glob("*.safetensors"))
+            for name in ("cascade", "cascade_fp16")}  # fmt: skip
+    assert size["cascade_fp16"] < 0.6 * size["cascade"]
+    loaded_fp16 = type(pipe).from_pretrained(tmp_path / "cascade_fp16")
+    for key, value in loaded_fp16.unet_1.state_dict().items():
+        assert value.dtype == torch.float32
+        assert torch.equal(value, student.state_dict()[key].half().float()), key
+        assert torch.equal(value, halved.unet_1.state_dict()[key]), key
     with pytest.raises(ValueError, match=r"Stage 1 \(ssrx2, .*makes \(frames, height, width\) \(4, 16, 16\) from "):
         assemble_cascade([teacher_dir, student_dir])  # a 16x16 base cannot feed an 8x8 -> 16x16 stage
 

@@ -252,7 +252,9 @@ class ImagenVideoDistillationTrainer(_StageTraining, DistillationTrainer):
 # ------------------------------------------------------------------------------------------- the stage folders
 
 
-def assemble_cascade(stage_folders: Sequence[str | Path], output_dir: str | Path | None = None):
+def assemble_cascade(
+    stage_folders: Sequence[str | Path], output_dir: str | Path | None = None, fp16: bool = False
+):
     """An `ImagenVideoPipeline` from stage folders, base first (the `final/` of stage runs, or distilled students).
 
     Each folder's `unet/`, `scheduler/` and `stage.json` make one stage; the text encoder and tokenizer are the first
@@ -261,6 +263,9 @@ def assemble_cascade(stage_folders: Sequence[str | Path], output_dir: str | Path
     Args:
         stage_folders (`Sequence[str | Path]`): The stage folders in cascade order.
         output_dir (`str | Path | None`, defaults to None): Also save the pipeline there (`save_pretrained`).
+        fp16 (`bool`, defaults to False): Round the UNets' weights to float16 and save them so (half the size, for
+            committing a demo); `ImagenVideoPipeline.from_pretrained` loads them back in float32. The returned
+            pipeline holds the rounded weights in float32, as loaded back. The text encoder stays float32.
 
     Returns:
         `ImagenVideoPipeline`: the cascade. Sample each super-resolution stage at the `noise_aug_level` of its
@@ -304,8 +309,14 @@ def assemble_cascade(stage_folders: Sequence[str | Path], output_dir: str | Path
             )
     tokenizer = AutoTokenizer.from_pretrained(first[1] / "tokenizer")
     pipeline = ImagenVideoPipeline.from_stages(first[0], tokenizer, stages)
+    if fp16:
+        for _, unet, _ in stages:
+            unet.to(torch.float16)
     if output_dir is not None:
         pipeline.save_pretrained(output_dir)
+    if fp16:
+        for _, unet, _ in stages:
+            unet.to(torch.float32)
     return pipeline
 
 
@@ -372,13 +383,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     assemble = sub.add_parser("assemble", help="save stage folders (base first) as one ImagenVideoPipeline folder")
     assemble.add_argument("stage_folders", nargs="+")
     assemble.add_argument("--output_dir", required=True)
+    assemble.add_argument("--fp16", action="store_true", help="save the UNets' weights in float16")
     args = parser.parse_args(argv)
     if args.command == "text-encoder":
         written = write_text_encoder_folder(
             args.output_dir, args.d_model, args.num_layers, args.seed, args.text_steps, args.text_num_clips
         )
     else:
-        assemble_cascade(args.stage_folders, args.output_dir)
+        assemble_cascade(args.stage_folders, args.output_dir, fp16=args.fp16)
         written = args.output_dir
     print(f"Wrote {written}")
     return 0
