@@ -1,16 +1,16 @@
 """Imagen Video's headline table in miniature: a teacher cascade against its distilled cascade, timed in one run.
 
     python benchmarks/bench_imagen_video_table.py --teacher runs/imagen_video/cascade \\
-        --student runs/imagen_video/cascade_8_steps --teacher-steps 64,32,32,32 --guidance-scale 4,4,1,1 \\
+        --student runs/imagen_video/cascade_8_steps --teacher-steps 64 --guidance-scale 4,4,1,1 \\
         --num-samples 64 --threads 1 --output runs/imagen_video/table.json
 
 Both folders are `ImagenVideoPipeline` folders as `python -m diffusers_video.training.imagen_video assemble` writes
 them, with the same stages. Four rows: the teacher at the steps it was trained for (`--teacher-steps`, per stage,
-default 64 for the base and 32 for every super-resolution stage) and the distilled cascade (`--student-steps`,
+default 64 for every stage, as the demo recipes distil them) and the distilled cascade (`--student-steps`,
 default 8 per stage), each with constant guidance and with Imagen Video's oscillating guidance (Section 2.6 of the
 paper: the high weight for the first 10% of the steps, then high and `--oscillating-low` alternately up to half of
 the steps, then the low weight; `oscillating_guidance_scales`). `--guidance-scale` is the (high) weight per stage,
-default 4 for the stages that read the text and 1 for spatial super-resolution stages (which do not). Every row
+default 4 for the stages that read the text and 1 for those that do not (`CascadeStage.reads_text`). Every row
 generates videos at the cascade's final size from the same held-out captions (attribute combinations never shown in
 training) with the same seeds, `ShapesScorer` reads them (through `diffusers_video.data.quality.evaluate_pipeline`),
 and the script prints a Markdown table (all-correct accuracy with its 95% Wilson interval, temporal consistency, FSD
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", required=True, help="the teacher cascade (an ImagenVideoPipeline folder)")
     parser.add_argument("--student", required=True, help="the distilled cascade (an ImagenVideoPipeline folder)")
-    parser.add_argument("--teacher-steps", default=None, help="per stage, e.g. 64,32,32,32 (default: 64, then 32)")
+    parser.add_argument("--teacher-steps", default=None, help="per stage, e.g. 64,32,32,32 (default: 64)")
     parser.add_argument("--student-steps", default="8", help="per stage, or one for all (default: 8)")
     parser.add_argument(
         "--guidance-scale", default=None, help="(high) weight per stage, e.g. 4,4,1,1 (default: 4, and 1 for SSR)"
@@ -297,13 +297,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{pipes['student'].default_size()} (frames, height, width)."
         )
     size = {"num_frames": frames, "height": height, "width": width}
-    kinds = [spec.kind for spec in pipes["teacher"].stage_specs]
     steps = {
-        "teacher": per_stage_numbers(args.teacher_steps, "teacher-steps", int, count, [64] + [32] * (count - 1)),
+        "teacher": per_stage_numbers(args.teacher_steps, "teacher-steps", int, count, [64] * count),
         "student": per_stage_numbers(args.student_steps, "student-steps", int, count, [8] * count),
     }
+    reads_text = [stage.reads_text for stage in pipes["teacher"].stages]
     scales = per_stage_numbers(
-        args.guidance_scale, "guidance-scale", float, count, [1.0 if k == "ssr" else 4.0 for k in kinds]
+        args.guidance_scale, "guidance-scale", float, count, [4.0 if text else 1.0 for text in reads_text]
     )
     levels = per_stage_numbers(args.noise_aug_level, "noise-aug-level", float, count, [0.1] * count)
     rows = {

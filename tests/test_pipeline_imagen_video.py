@@ -27,6 +27,7 @@ from diffusers_video.pipelines.imagen_video.cascade import (
     upsample_condition,
 )
 from diffusers_video.pipelines.imagen_video.pipeline_imagen_video import (
+    CascadeStage,
     oscillating_guidance_scales,
     stage_guidance_scales,
 )
@@ -474,3 +475,11 @@ def test_bad_cascades_are_refused(text_models):
     with pytest.raises(ValueError, match="variance-preserving"):  # thresholding assumes x_t = alpha x_0 + sigma eps
         run(pipe)
     assert np.isfinite(run(pipe, dynamic_thresholding_percentile={0: None}).frames.numpy()).all()
+
+
+def test_stage_reads_text_only_with_cross_attention():
+    text = CascadeStage(StageSpec("ssr", 2), tiny_unet(sr=True, attention=True), ddim())
+    convolutional = CascadeStage(StageSpec("ssr", 2), tiny_unet(sr=True, attention=False), ddim())
+    mid_only = tiny_unet(attention=False, mid_block_type="UNetMidBlock2DCrossAttn")
+    assert text.reads_text and not convolutional.reads_text
+    assert CascadeStage(StageSpec("base"), mid_only, ddim()).reads_text

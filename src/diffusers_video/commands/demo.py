@@ -252,14 +252,6 @@ def _videofusion(output_dir: Path, folder: Path, seed: int) -> None:
     )
 
 
-def _reads_text(unet) -> bool:
-    """Whether a stage's UNet has text cross-attention (a fully convolutional SSR stage does not, so guidance would
-    only repeat its pass)."""
-    config = unet.config
-    blocks = [*config.down_block_types, *config.up_block_types, config.mid_block_type or ""]
-    return any("CrossAttn" in block for block in blocks)
-
-
 def _imagen_video(output_dir: Path, folder: Path, seed: int) -> None:
     from .. import ImagenVideoPipeline
     from ..data.shapes_scorer import ShapesScorer
@@ -267,7 +259,7 @@ def _imagen_video(output_dir: Path, folder: Path, seed: int) -> None:
     pipe = ImagenVideoPipeline.from_pretrained(folder, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     num_frames, height, width = pipe.default_size()
-    scales = [4.0 if _reads_text(stage.unet) else 1.0 for stage in pipe.stages]
+    scales = [4.0 if stage.reads_text else 1.0 for stage in pipe.stages]
     kinds = " -> ".join(spec.kind.upper() if spec.kind != "base" else "base" for spec in pipe.stage_specs)
     print(
         f"5. ImagenVideoPipeline.from_pretrained({str(folder)!r}): {kinds}, {num_frames} frames of {height}x{width}, "

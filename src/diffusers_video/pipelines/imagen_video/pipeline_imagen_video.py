@@ -195,6 +195,14 @@ class CascadeStage(NamedTuple):
     unet: UNet3DModel
     scheduler: Any
 
+    @property
+    def reads_text(self) -> bool:
+        """Whether the stage's UNet has text cross-attention. A fully convolutional SR stage does not: guidance
+        would only repeat its pass, so it is sampled with weight 1."""
+        config = self.unet.config
+        blocks = [*config.down_block_types, *config.up_block_types, config.mid_block_type or ""]
+        return any("CrossAttn" in block for block in blocks)
+
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Pipeline
