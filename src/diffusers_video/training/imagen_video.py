@@ -312,11 +312,13 @@ def assemble_cascade(
     if fp16:
         for _, unet, _ in stages:
             unet.to(torch.float16)
-    if output_dir is not None:
-        pipeline.save_pretrained(output_dir)
-    if fp16:
-        for _, unet, _ in stages:
-            unet.to(torch.float32)
+    try:
+        if output_dir is not None:
+            pipeline.save_pretrained(output_dir)
+    finally:
+        if fp16:  # also when saving fails: the returned pipeline is float32, as documented
+            for _, unet, _ in stages:
+                unet.to(torch.float32)
     return pipeline
 
 
