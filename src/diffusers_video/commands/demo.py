@@ -31,7 +31,8 @@ import torch
 STAND_IN = Path("pipelines") / "shapes_sd"
 # The trained VideoFusion demo pipeline.
 VIDEOFUSION_DEMO = Path("pipelines") / "videofusion" / "demo"
-VIDEOFUSION_PROMPTS = ("a red circle moving right", "a blue square moving up slowly", "a yellow triangle moving left")
+# The prompts both trained demos generate and the scorer checks.
+DEMO_PROMPTS = ("a red circle moving right", "a blue square moving up slowly", "a yellow triangle moving left")
 # The distilled Imagen Video demo cascade.
 IMAGEN_VIDEO_DEMO = Path("pipelines") / "imagen_video" / "demo"
 
@@ -212,10 +213,39 @@ def _write_clip(frames: np.ndarray, path: Path, fps: int = 8, scale: int = 4) ->
     return written
 
 
+def _sample_and_score(
+    pipe, output_dir: Path, name: str, seed: int, scale: int, **call_kwargs
+) -> tuple[np.ndarray, list[Path], float]:
+    """Generate `DEMO_PROMPTS` (seed `seed + i` for prompt `i`), print what the scorer sees in each video and write
+    each as `<name>_<prompt>` (GIF and MP4, enlarged `scale` times). Returns the videos `(B, F, H, W, 3)`, the files
+    written and the seconds the pipeline call took."""
+    from ..data.shapes_scorer import ShapesScorer
+
+    scorer = ShapesScorer()
+    start = time.perf_counter()
+    videos = pipe(
+        list(DEMO_PROMPTS),
+        generator=[torch.Generator().manual_seed(seed + i) for i in range(len(DEMO_PROMPTS))],
+        output_type="np",
+        **call_kwargs,
+    ).frames
+    seconds = time.perf_counter() - start
+    written = []
+    for prompt, video in zip(DEMO_PROMPTS, videos):
+        score = scorer.score(video, prompt)
+        shown = f"{score.color} {score.shape} moving {score.direction} ({score.speed})"
+        print(f"   {prompt!r:<36} scorer sees: {shown:<34} all correct: {score.all_ok}")
+        written += _write_clip(video, output_dir / f"{name}_{prompt.replace(' ', '_')}", scale=scale)
+    return videos, written, seconds
+
+
+def _report_written(seconds: float, written: list[Path]) -> None:
+    print(f"   sampled {len(DEMO_PROMPTS)} videos in {seconds:.1f} s; wrote {', '.join(p.name for p in written)}")
+
+
 def _videofusion(output_dir: Path, folder: Path, seed: int) -> None:
     from .. import VideoFusionPipeline
     from ..data.quality import infer_video_settings
-    from ..data.shapes_scorer import ShapesScorer
 
     pipe = VideoFusionPipeline.from_pretrained(folder, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
@@ -227,34 +257,17 @@ def _videofusion(output_dir: Path, folder: Path, seed: int) -> None:
         f"4. VideoFusionPipeline.from_pretrained({str(folder)!r}): {sizes['num_frames']} frames of "
         f"{sizes['height']}x{sizes['width']}, 25 DDIM steps, guidance 4"
     )
-    scorer = ShapesScorer()
-    start = time.perf_counter()
-    videos = pipe(
-        list(VIDEOFUSION_PROMPTS),
-        num_inference_steps=25,
-        guidance_scale=4.0,
-        generator=[torch.Generator().manual_seed(seed + i) for i in range(len(VIDEOFUSION_PROMPTS))],
-        output_type="np",
-        **sizes,
-    ).frames
-    seconds = time.perf_counter() - start
-    written = []
-    for prompt, video in zip(VIDEOFUSION_PROMPTS, videos):
-        score = scorer.score(video, prompt)
-        shown = f"{score.color} {score.shape} moving {score.direction} ({score.speed})"
-        print(f"   {prompt!r:<36} scorer sees: {shown:<34} all correct: {score.all_ok}")
-        written += _write_clip(video, output_dir / ("videofusion_" + prompt.replace(" ", "_")))
+    videos, written, seconds = _sample_and_score(
+        pipe, output_dir, "videofusion", seed, scale=4, num_inference_steps=25, guidance_scale=4.0, **sizes
+    )
     gap = np.ones((videos.shape[1], videos.shape[2], 2, 3), dtype=videos.dtype)  # a white line between the clips
     strip = np.concatenate([part for video in videos for part in (video, gap)][:-1], axis=2)  # (F, H, 3W + 4, 3)
     written += _write_clip(strip, output_dir / "videofusion")
-    print(
-        f"   sampled {len(VIDEOFUSION_PROMPTS)} videos in {seconds:.1f} s; wrote {', '.join(p.name for p in written)}"
-    )
+    _report_written(seconds, written)
 
 
 def _imagen_video(output_dir: Path, folder: Path, seed: int) -> None:
     from .. import ImagenVideoPipeline
-    from ..data.shapes_scorer import ShapesScorer
 
     pipe = ImagenVideoPipeline.from_pretrained(folder, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
@@ -265,25 +278,10 @@ def _imagen_video(output_dir: Path, folder: Path, seed: int) -> None:
         f"5. ImagenVideoPipeline.from_pretrained({str(folder)!r}): {kinds}, {num_frames} frames of {height}x{width}, "
         f"8 steps per stage, guidance {'/'.join(f'{w:g}' for w in scales)}"
     )
-    scorer = ShapesScorer()
-    start = time.perf_counter()
-    videos = pipe(
-        list(VIDEOFUSION_PROMPTS),
-        num_inference_steps=8,
-        guidance_scale=scales,
-        generator=[torch.Generator().manual_seed(seed + i) for i in range(len(VIDEOFUSION_PROMPTS))],
-        output_type="np",
-    ).frames
-    seconds = time.perf_counter() - start
-    written = []
-    for prompt, video in zip(VIDEOFUSION_PROMPTS, videos):
-        score = scorer.score(video, prompt)
-        shown = f"{score.color} {score.shape} moving {score.direction} ({score.speed})"
-        print(f"   {prompt!r:<36} scorer sees: {shown:<34} all correct: {score.all_ok}")
-        written += _write_clip(video, output_dir / ("imagen_video_" + prompt.replace(" ", "_")), scale=2)
-    print(
-        f"   sampled {len(VIDEOFUSION_PROMPTS)} videos in {seconds:.1f} s; wrote {', '.join(p.name for p in written)}"
+    _, written, seconds = _sample_and_score(
+        pipe, output_dir, "imagen_video", seed, scale=2, num_inference_steps=8, guidance_scale=scales
     )
+    _report_written(seconds, written)
 
 
 def run(args: argparse.Namespace) -> int:
