@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from diffusers_video.data.shapes import ShapesWorld, video_to_tensor
+from diffusers_video.training.components import caption_token_ids, encode_token_ids
 from diffusers_video.training.data import encode_frames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,9 +136,7 @@ def main(argv: list[str] | None = None) -> int:
 
     @torch.no_grad()
     def encode_text(captions: list[str]) -> torch.Tensor:
-        ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                        return_tensors="pt").input_ids  # fmt: skip
-        return text_encoder(ids)[0]
+        return encode_token_ids(text_encoder, caption_token_ids(tokenizer, text_encoder, captions))[0]
 
     @torch.no_grad()
     def encode_clips(samples) -> torch.Tensor:
