@@ -239,6 +239,13 @@ def _sample_and_score(
     return videos, written, seconds
 
 
+def _write_strip(videos: np.ndarray, path: Path, scale: int) -> list[Path]:
+    """The videos `(B, F, H, W, 3)` side by side, a white line between them, as one clip (GIF and MP4)."""
+    gap = np.ones((videos.shape[1], videos.shape[2], 2, 3), dtype=videos.dtype)
+    strip = np.concatenate([part for video in videos for part in (video, gap)][:-1], axis=2)  # (F, H, B W + 2B - 2, 3)
+    return _write_clip(strip, path, scale=scale)
+
+
 def _report_written(seconds: float, written: list[Path]) -> None:
     print(f"   sampled {len(DEMO_PROMPTS)} videos in {seconds:.1f} s; wrote {', '.join(p.name for p in written)}")
 
@@ -260,9 +267,7 @@ def _videofusion(output_dir: Path, folder: Path, seed: int) -> None:
     videos, written, seconds = _sample_and_score(
         pipe, output_dir, "videofusion", seed, scale=4, num_inference_steps=25, guidance_scale=4.0, **sizes
     )
-    gap = np.ones((videos.shape[1], videos.shape[2], 2, 3), dtype=videos.dtype)  # a white line between the clips
-    strip = np.concatenate([part for video in videos for part in (video, gap)][:-1], axis=2)  # (F, H, 3W + 4, 3)
-    written += _write_clip(strip, output_dir / "videofusion")
+    written += _write_strip(videos, output_dir / "videofusion", scale=4)
     _report_written(seconds, written)
 
 
@@ -278,9 +283,10 @@ def _imagen_video(output_dir: Path, folder: Path, seed: int) -> None:
         f"5. ImagenVideoPipeline.from_pretrained({str(folder)!r}): {kinds}, {num_frames} frames of {height}x{width}, "
         f"8 steps per stage, guidance {'/'.join(f'{w:g}' for w in scales)}"
     )
-    _, written, seconds = _sample_and_score(
+    videos, written, seconds = _sample_and_score(
         pipe, output_dir, "imagen_video", seed, scale=2, num_inference_steps=8, guidance_scale=scales
     )
+    written += _write_strip(videos, output_dir / "imagen_video", scale=2)
     _report_written(seconds, written)
 
 
