@@ -268,7 +268,7 @@ def test_demo_runs_an_imagen_video_cascade_and_names_a_missing_one(cascade_folde
     assert "base -> SSR, 8 frames of 16x16, 8 steps per stage, guidance 4/1" in out
     assert out.count("scorer sees: ") == 1 + 3 + 3
     assert (tmp_path / "imagen_video_a_red_circle_moving_right.gif").stat().st_size > 500
-    # the three videos side by side, two columns of white between them, enlarged twice
+    # the three videos side by side, four columns of white between them, enlarged twice
     strip = _gif_frames(tmp_path / "imagen_video.gif")
-    assert strip.shape == (8, 2 * 16, 2 * (3 * 16 + 2 * 2), 3)
-    assert (strip[:, :, 2 * 16 : 2 * 18] == 255).all()
+    assert strip.shape == (8, 2 * 16, 2 * (3 * 16 + 2 * 4), 3)
+    assert (strip[:, :, 2 * 16 : 2 * 20] == 255).all()

@@ -239,10 +239,10 @@ def _sample_and_score(
     return videos, written, seconds
 
 
-def _write_strip(videos: np.ndarray, path: Path, scale: int) -> list[Path]:
-    """The videos `(B, F, H, W, 3)` side by side, a white line between them, as one clip (GIF and MP4)."""
-    gap = np.ones((videos.shape[1], videos.shape[2], 2, 3), dtype=videos.dtype)
-    strip = np.concatenate([part for video in videos for part in (video, gap)][:-1], axis=2)  # (F, H, B W + 2B - 2, 3)
+def _write_strip(videos: np.ndarray, path: Path, scale: int, gap: int = 2) -> list[Path]:
+    """The videos `(B, F, H, W, 3)` side by side, `gap` white columns between them, as one clip (GIF and MP4)."""
+    white = np.ones((videos.shape[1], videos.shape[2], gap, 3), dtype=videos.dtype)
+    strip = np.concatenate([part for video in videos for part in (video, white)][:-1], axis=2)  # (F, H, BW+(B-1)gap, 3)
     return _write_clip(strip, path, scale=scale)
 
 
@@ -286,7 +286,7 @@ def _imagen_video(output_dir: Path, folder: Path, seed: int) -> None:
     videos, written, seconds = _sample_and_score(
         pipe, output_dir, "imagen_video", seed, scale=2, num_inference_steps=8, guidance_scale=scales
     )
-    written += _write_strip(videos, output_dir / "imagen_video", scale=2)
+    written += _write_strip(videos, output_dir / "imagen_video", scale=2, gap=4)  # 400 wide: MP4 blocks
     _report_written(seconds, written)
 
 
