@@ -242,7 +242,8 @@ def _sample_and_score(
 def _write_strip(videos: np.ndarray, path: Path, scale: int, gap: int = 2) -> list[Path]:
     """The videos `(B, F, H, W, 3)` side by side, `gap` white columns between them, as one clip (GIF and MP4)."""
     white = np.ones((videos.shape[1], videos.shape[2], gap, 3), dtype=videos.dtype)
-    strip = np.concatenate([part for video in videos for part in (video, white)][:-1], axis=2)  # (F, H, BW+(B-1)gap, 3)
+    # (F, H, W B + gap (B - 1), 3)
+    strip = np.concatenate([part for video in videos for part in (video, white)][:-1], axis=2)
     return _write_clip(strip, path, scale=scale)
 
 
