@@ -31,9 +31,12 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert (tmp_path / "unet3d" / "config.json").exists()
     # the committed VideoFusion demo: three prompts, each scored, each written as GIF (and MP4), plus a strip of all
     assert "8 frames of 32x32" in out
-    assert out.count("scorer sees: ") == 2 + 3
     for name in ("videofusion_a_red_circle_moving_right", "videofusion"):
         assert (tmp_path / f"{name}.gif").stat().st_size > 1000
+    # the committed Imagen Video demo (run from the repository root): the same three prompts through its four stages
+    assert "base -> TSR -> SSR -> SSR, 16 frames of 64x64, 8 steps per stage, guidance 4/4/1/1" in out
+    assert out.count("scorer sees: ") == 2 + 3 + 3
+    assert _gif_frames(tmp_path / "imagen_video_a_red_circle_moving_right.gif").shape == (16, 128, 128, 3)
 
 
 def test_demo_without_the_videofusion_demo_names_the_folder(tmp_path, capsys):
