@@ -213,12 +213,10 @@ def _write_clip(frames: np.ndarray, path: Path, fps: int = 8, scale: int = 4) ->
     return written
 
 
-def _sample_and_score(
-    pipe, output_dir: Path, name: str, seed: int, scale: int, **call_kwargs
-) -> tuple[np.ndarray, list[Path], float]:
-    """Generate `DEMO_PROMPTS` (seed `seed + i` for prompt `i`), print what the scorer sees in each video and write
-    each as `<name>_<prompt>` (GIF and MP4, enlarged `scale` times). Returns the videos `(B, F, H, W, 3)`, the files
-    written and the seconds the pipeline call took."""
+def _sample_and_score(pipe, output_dir: Path, name: str, seed: int, scale: int, gap: int, **call_kwargs) -> None:
+    """Generate `DEMO_PROMPTS` (seed `seed + i` for prompt `i`), print what the scorer sees in each video, write each
+    as `<name>_<prompt>` and all side by side (`gap` white columns apart) as `<name>` (GIF and MP4, enlarged `scale`
+    times), and print the time the pipeline call took and the files written."""
     from ..data.shapes_scorer import ShapesScorer
 
     scorer = ShapesScorer()
@@ -236,19 +234,16 @@ def _sample_and_score(
         shown = f"{score.color} {score.shape} moving {score.direction} ({score.speed})"
         print(f"   {prompt!r:<36} scorer sees: {shown:<34} all correct: {score.all_ok}")
         written += _write_clip(video, output_dir / f"{name}_{prompt.replace(' ', '_')}", scale=scale)
-    return videos, written, seconds
+    written += _write_strip(videos, output_dir / name, scale=scale, gap=gap)
+    print(f"   sampled {len(DEMO_PROMPTS)} videos in {seconds:.1f} s; wrote {', '.join(p.name for p in written)}")
 
 
-def _write_strip(videos: np.ndarray, path: Path, scale: int, gap: int = 2) -> list[Path]:
+def _write_strip(videos: np.ndarray, path: Path, scale: int, gap: int) -> list[Path]:
     """The videos `(B, F, H, W, 3)` side by side, `gap` white columns between them, as one clip (GIF and MP4)."""
     white = np.ones((videos.shape[1], videos.shape[2], gap, 3), dtype=videos.dtype)
     # (F, H, W B + gap (B - 1), 3)
     strip = np.concatenate([part for video in videos for part in (video, white)][:-1], axis=2)
     return _write_clip(strip, path, scale=scale)
-
-
-def _report_written(seconds: float, written: list[Path]) -> None:
-    print(f"   sampled {len(DEMO_PROMPTS)} videos in {seconds:.1f} s; wrote {', '.join(p.name for p in written)}")
 
 
 def _videofusion(output_dir: Path, folder: Path, seed: int) -> None:
@@ -265,11 +260,9 @@ def _videofusion(output_dir: Path, folder: Path, seed: int) -> None:
         f"4. VideoFusionPipeline.from_pretrained({str(folder)!r}): {sizes['num_frames']} frames of "
         f"{sizes['height']}x{sizes['width']}, 25 DDIM steps, guidance 4"
     )
-    videos, written, seconds = _sample_and_score(
-        pipe, output_dir, "videofusion", seed, scale=4, num_inference_steps=25, guidance_scale=4.0, **sizes
+    _sample_and_score(
+        pipe, output_dir, "videofusion", seed, scale=4, gap=2, num_inference_steps=25, guidance_scale=4.0, **sizes
     )
-    written += _write_strip(videos, output_dir / "videofusion", scale=4)
-    _report_written(seconds, written)
 
 
 def _imagen_video(output_dir: Path, folder: Path, seed: int) -> None:
@@ -284,11 +277,10 @@ def _imagen_video(output_dir: Path, folder: Path, seed: int) -> None:
         f"5. ImagenVideoPipeline.from_pretrained({str(folder)!r}): {kinds}, {num_frames} frames of {height}x{width}, "
         f"8 steps per stage, guidance {'/'.join(f'{w:g}' for w in scales)}"
     )
-    videos, written, seconds = _sample_and_score(
-        pipe, output_dir, "imagen_video", seed, scale=2, num_inference_steps=8, guidance_scale=scales
+    # gap 4: the strip is 2 (3 x 64 + 2 x 4) = 400 wide, whole 16-pixel MP4 blocks
+    _sample_and_score(
+        pipe, output_dir, "imagen_video", seed, scale=2, gap=4, num_inference_steps=8, guidance_scale=scales
     )
-    written += _write_strip(videos, output_dir / "imagen_video", scale=2, gap=4)  # 400 wide: MP4 blocks
-    _report_written(seconds, written)
 
 
 def run(args: argparse.Namespace) -> int:
