@@ -26,8 +26,10 @@ from diffusers_video.training.imagen_video import (
     ImagenVideoDistillationTrainer,
     ImagenVideoTrainer,
     assemble_cascade,
+    extract_stage,
     write_text_encoder_folder,
 )
+from diffusers_video.training.imagen_video import main as imagen_video_main
 from diffusers_video.training.stand_in import build_t5_text_encoder, build_t5_tokenizer
 from diffusers_video.training.trainer import export_checkpoint
 
@@ -324,6 +326,82 @@ def _aug(config, position):
     g = sample_generator(config.seed, int(position), 1)
     torch.rand(1, generator=g)  # the level's draw (made even when the level is fixed)
     return g
+
+
+def public_config(obj) -> dict:
+    """A diffusers config as saved (JSON types), without the private `_...` keys."""
+    public = {k: v for k, v in dict(obj.config).items() if not k.startswith("_")}
+    return json.loads(json.dumps(public))
+
+
+def test_extract_stage_is_the_inverse_of_assemble_cascade(tmp_path):
+    from diffusers_video import ImagenVideoPipeline
+    from diffusers_video.pipelines.imagen_video.cascade import StageSpec
+
+    tokenizer, text_encoder = t5_models()
+    base = tiny_stage_unet(super_resolution=False, perturb=True, sample_size=SIZE // 2)
+    ssr = tiny_stage_unet(perturb=True)
+
+    def v_scheduler(base_steps=None):
+        return VDistilledScheduler(
+            noise_schedule="continuous_cosine", prediction_type="v_prediction", distillation_base_steps=base_steps
+        )
+
+    stages = [("base", base, v_scheduler()), (StageSpec("ssr", 2), ssr, v_scheduler(64))]
+    ImagenVideoPipeline.from_stages(text_encoder, tokenizer, stages).save_pretrained(tmp_path / "cascade")
+
+    # each stage out as a stage folder (one through the command line), then assembled again: the same cascade
+    extract_stage(tmp_path / "cascade", 0, tmp_path / "base")
+    argv = ["extract", str(tmp_path / "cascade"), "--stage", "-1", "--output_dir", str(tmp_path / "ssr")]
+    assert imagen_video_main(argv + ["--noise_aug_level", "0.2"]) == 0
+    assert sorted(p.name for p in (tmp_path / "ssr").iterdir()) == [
+        "scheduler", "stage.json", "text_encoder", "tokenizer", "unet"
+    ]  # fmt: skip
+    assert json.loads((tmp_path / "base" / STAGE_CONFIG_NAME).read_text()) == {
+        "kind": "base", "factor": 1, "noise_aug_level": None, "num_frames": 8, "height": SIZE // 2,
+        "width": SIZE // 2,
+    }  # fmt: skip
+    assert json.loads((tmp_path / "ssr" / STAGE_CONFIG_NAME).read_text()) == {
+        "kind": "ssr", "factor": 2, "noise_aug_level": 0.2, "num_frames": 8, "height": SIZE, "width": SIZE
+    }  # fmt: skip
+    again = assemble_cascade([tmp_path / "base", tmp_path / "ssr"], tmp_path / "again")
+    assert again.stage_specs == (StageSpec("base", 1), StageSpec("ssr", 2))
+    for unet, (_, original, _) in zip((again.unet_0, again.unet_1), stages):
+        assert public_config(unet) == public_config(original)
+        assert all(torch.equal(value, original.state_dict()[key]) for key, value in unet.state_dict().items())
+    assert public_config(again.scheduler_1) == public_config(stages[1][2])
+    assert all(torch.equal(v, text_encoder.state_dict()[k]) for k, v in again.text_encoder.state_dict().items())
+    # an extracted SR stage is a distillation teacher as it stands
+    teacher = load_teacher(tmp_path / "ssr")
+    assert teacher.unet.config.in_channels == 6 and teacher.noise_scheduler.config.prediction_type == "v_prediction"
+
+    # a float16 cascade gives float32 stage folders holding its rounded weights; a final size of its own
+    assemble_cascade([tmp_path / "base", tmp_path / "ssr"], tmp_path / "fp16", fp16=True)
+    extract_stage(tmp_path / "fp16", 0, tmp_path / "base_fp16", num_frames=4, height=32, width=32)
+    stage = json.loads((tmp_path / "base_fp16" / STAGE_CONFIG_NAME).read_text())
+    assert (stage["num_frames"], stage["height"], stage["width"]) == (4, 16, 16)
+    rounded = UNet3DModel.from_pretrained(tmp_path / "base_fp16" / "unet")
+    for key, value in rounded.state_dict().items():
+        assert value.dtype == torch.float32 and torch.equal(value, base.state_dict()[key].half().float()), key
+
+    # bad input, refused before anything is written; a failed write leaves the existing folder as it was
+    before = (tmp_path / "ssr" / STAGE_CONFIG_NAME).read_text()
+    with pytest.raises(ValueError, match=r"`index` must be a stage of the 2-stage cascade \(0 to 1\), but is 2"):
+        extract_stage(again, 2, tmp_path / "ssr")
+    with pytest.raises(ValueError, match=r"all of `num_frames`, `height` and `width` or none.*\(8, None, None\)"):
+        extract_stage(again, 1, tmp_path / "ssr", num_frames=8)
+    with pytest.raises(ValueError, match=r"`noise_aug_level` must be in \[0, 1\], but is 1.5"):
+        extract_stage(again, 1, tmp_path / "ssr", noise_aug_level=1.5)
+    with pytest.raises(ValueError, match=r"Stage 1 \(ssrx2\) cannot produce 8 frames of 15x15"):
+        extract_stage(again, 1, tmp_path / "ssr", num_frames=8, height=15, width=15)
+    original_save = again.tokenizer.save_pretrained
+    again.tokenizer.save_pretrained = lambda *a, **k: (_ for _ in ()).throw(OSError("disk full"))
+    with pytest.raises(OSError, match="disk full"):
+        extract_stage(again, 1, tmp_path / "ssr", noise_aug_level=0.3)
+    again.tokenizer.save_pretrained = original_save
+    assert (tmp_path / "ssr" / STAGE_CONFIG_NAME).read_text() == before
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert again.unet_1.dtype == torch.float32
 
 
 # ------------------------------------------------------------------------------------------------- (e) bad input

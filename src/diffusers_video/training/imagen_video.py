@@ -27,13 +27,15 @@ the stage is sampled in the cascade.
 The final folder of a stage (and every student folder) holds `unet/`, `scheduler/`, `text_encoder/`, `tokenizer/`,
 `training_config.json` and `stage.json` (`STAGE_CONFIG_NAME`: the stage spec, its sampling level and output size).
 
-`assemble_cascade` puts stage folders (teachers or distilled students) together as one `ImagenVideoPipeline`.
+`assemble_cascade` puts stage folders (teachers or distilled students) together as one `ImagenVideoPipeline`;
+`extract_stage` takes one stage back out of a cascade as a stage folder (to distil a committed cascade's stage).
 
 The folder that the stage recipes (`pipelines/imagen_video/`) start from, `model.pretrained_model_name_or_path`,
 holds the frozen T5 stand-in and the training scheduler (`write_text_encoder_folder`)::
 
     python -m diffusers_video.training.imagen_video text-encoder --output_dir runs/imagen_video_t5
     python -m diffusers_video.training.imagen_video assemble STAGE_FOLDER ... --output_dir runs/imagen_video/cascade
+    python -m diffusers_video.training.imagen_video extract CASCADE --stage 3 --output_dir runs/imagen_video/ssr64/final
 """
 
 from __future__ import annotations
@@ -252,9 +254,7 @@ class ImagenVideoDistillationTrainer(_StageTraining, DistillationTrainer):
 # ------------------------------------------------------------------------------------------- the stage folders
 
 
-def assemble_cascade(
-    stage_folders: Sequence[str | Path], output_dir: str | Path | None = None, fp16: bool = False
-):
+def assemble_cascade(stage_folders: Sequence[str | Path], output_dir: str | Path | None = None, fp16: bool = False):
     """An `ImagenVideoPipeline` from stage folders, base first (the `final/` of stage runs, or distilled students).
 
     Each folder's `unet/`, `scheduler/` and `stage.json` make one stage; the text encoder and tokenizer are the first
@@ -262,7 +262,8 @@ def assemble_cascade(
 
     Args:
         stage_folders (`Sequence[str | Path]`): The stage folders in cascade order.
-        output_dir (`str | Path | None`, defaults to None): Also save the pipeline there (`save_pretrained`).
+        output_dir (`str | Path | None`, defaults to None): Also save the pipeline there (`save_pretrained`),
+            atomically (a temporary folder, then a rename).
         fp16 (`bool`, defaults to False): Round the UNets' weights to float16 and save them so (half the size, for
             committing a demo); `ImagenVideoPipeline.from_pretrained` loads them back in float32. The returned
             pipeline holds the rounded weights in float32, as loaded back. The text encoder stays float32.
@@ -314,12 +315,86 @@ def assemble_cascade(
             unet.to(torch.float16)
     try:
         if output_dir is not None:
-            pipeline.save_pretrained(output_dir)
+            from .checkpointing import atomic_folder
+
+            with atomic_folder(output_dir) as temporary:  # a failed save leaves an existing folder as it was
+                pipeline.save_pretrained(temporary)
     finally:
         if fp16:  # also when saving fails: the returned pipeline is float32, as documented
             for _, unet, _ in stages:
                 unet.to(torch.float32)
     return pipeline
+
+
+def extract_stage(
+    cascade,
+    index: int,
+    output_dir: str | Path,
+    num_frames: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    noise_aug_level: float = 0.1,
+) -> Path:
+    """Write one stage of a cascade as a stage folder: the inverse of `assemble_cascade`.
+
+    A cascade folder holds no training run, so its stages cannot be distilled or retrained as they are: a stage
+    folder (`unet/`, `scheduler/`, `text_encoder/`, `tokenizer/`, `stage.json`) is what `diffusers-video distill
+    --teacher` and `assemble_cascade` read. The UNet is saved in float32 (a float16 cascade's weights, upcast), the
+    scheduler as the cascade holds it. `stage.json` records the stage's output size for a final video of
+    `num_frames` frames of `height` x `width` (the cascade's default size when unset) and, for a super-resolution
+    stage, the level it is sampled at.
+
+    Args:
+        cascade (`ImagenVideoPipeline | str | Path`): The cascade, or its folder.
+        index (`int`): The stage, 0 for the base; negative counts from the last.
+        output_dir (`str | Path`): The stage folder to write; written atomically (a temporary folder, then a rename).
+        num_frames (`int | None`), height (`int | None`), width (`int | None`): The cascade's final size that the
+            stage's size is derived from; all three or none.
+        noise_aug_level (`float`, defaults to 0.1): The augmentation level in [0, 1] of a super-resolution stage.
+
+    Returns:
+        `Path`: `output_dir`.
+
+    Raises:
+        ValueError: `index` is not a stage of the cascade, only some of the sizes are given, a factor does not divide
+            them, or `noise_aug_level` is outside [0, 1].
+    """
+    from ..pipelines.imagen_video import ImagenVideoPipeline
+    from .checkpointing import atomic_folder
+
+    pipeline = cascade if isinstance(cascade, ImagenVideoPipeline) else ImagenVideoPipeline.from_pretrained(cascade)
+    count = pipeline.num_stages
+    if isinstance(index, bool) or not isinstance(index, int) or not -count <= index < count:
+        raise ValueError(f"`index` must be a stage of the {count}-stage cascade (0 to {count - 1}), but is {index!r}.")
+    index %= count
+    sizes = (num_frames, height, width)
+    if any(v is None for v in sizes) and any(v is not None for v in sizes):
+        raise ValueError(f"Give all of `num_frames`, `height` and `width` or none, but they are {sizes}.")
+    if isinstance(noise_aug_level, bool) or not isinstance(noise_aug_level, (int, float)):
+        raise ValueError(f"`noise_aug_level` must be a number in [0, 1], but is {noise_aug_level!r}.")
+    if not 0.0 <= noise_aug_level <= 1.0:
+        raise ValueError(f"`noise_aug_level` must be in [0, 1], but is {noise_aug_level!r}.")
+    final = pipeline.default_size() if num_frames is None else sizes
+    frames, h, w = pipeline.stage_sizes(*final)[index]
+    spec, unet, scheduler = pipeline.stages[index]
+    info = {
+        **spec.to_dict(),
+        "noise_aug_level": float(noise_aug_level) if spec.is_super_resolution else None,
+        "num_frames": frames,
+        "height": h,
+        "width": w,
+    }
+    dtype = unet.dtype
+    with atomic_folder(output_dir) as temporary:
+        try:
+            unet.to(torch.float32).save_pretrained(temporary / "unet")
+        finally:
+            unet.to(dtype)
+        scheduler.save_pretrained(temporary / "scheduler")
+        pipeline.text_encoder.save_pretrained(temporary / "text_encoder")
+        pipeline.tokenizer.save_pretrained(temporary / "tokenizer")
+        (temporary / STAGE_CONFIG_NAME).write_text(json.dumps(info, indent=2) + "\n")
+    return Path(output_dir)
 
 
 # ------------------------------------------------------------------------------------------- the starting folder
@@ -386,10 +461,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     assemble.add_argument("stage_folders", nargs="+")
     assemble.add_argument("--output_dir", required=True)
     assemble.add_argument("--fp16", action="store_true", help="save the UNets' weights in float16")
+    extract = sub.add_parser("extract", help="save one stage of a cascade folder as a stage folder (to distil it)")
+    extract.add_argument("cascade")
+    extract.add_argument("--stage", type=int, required=True, help="the stage's index, 0 for the base")
+    extract.add_argument("--output_dir", required=True)
+    extract.add_argument("--num_frames", type=int, default=None, help="the cascade's final size (default: its own)")
+    extract.add_argument("--height", type=int, default=None)
+    extract.add_argument("--width", type=int, default=None)
+    extract.add_argument("--noise_aug_level", type=float, default=0.1)
     args = parser.parse_args(argv)
     if args.command == "text-encoder":
         written = write_text_encoder_folder(
             args.output_dir, args.d_model, args.num_layers, args.seed, args.text_steps, args.text_num_clips
+        )
+    elif args.command == "extract":
+        written = extract_stage(
+            args.cascade, args.stage, args.output_dir, args.num_frames, args.height, args.width, args.noise_aug_level
         )
     else:
         assemble_cascade(args.stage_folders, args.output_dir, fp16=args.fp16)
