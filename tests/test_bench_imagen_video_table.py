@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import load_script
 
 from diffusers_video import ImagenVideoPipeline, VDistilledScheduler
+from diffusers_video.data.shapes_scorer import ShapesScorer
 from diffusers_video.pipelines.imagen_video.cascade import StageSpec
 from diffusers_video.training.stand_in import build_t5_text_encoder, build_t5_tokenizer
 
@@ -133,3 +136,65 @@ def test_per_stage_numbers():
         bench.per_stage_numbers("64,32,32", "teacher-steps", int, 2, [])
     with pytest.raises(ValueError, match="`--guidance-scale` must be one number or one per stage"):
         bench.per_stage_numbers("4,x", "guidance-scale", float, 2, [])
+
+
+# ----------------------------------------------------------------------------- bench_imagen_video_stages.py
+
+stages_bench = load_script(ROOT / "benchmarks" / "bench_imagen_video_stages.py")
+
+
+def test_stage_swaps_pair_every_row_with_the_unswapped_cascade(cascades, tmp_path, capsys):
+    teacher_dir, student_dir = cascades
+    argv = ["--teacher", str(teacher_dir), "--student", str(student_dir), "--teacher-steps", "2", "--student-steps"]
+    argv += ["1", "--guidance-scale", "3,1", "--num-samples", "3", "--batch-size", "2", "--threads", "1"]
+    output = tmp_path / "stages.json"
+    assert stages_bench.main([*argv, "--no-progress", "--output", str(output)]) == 0
+    document = json.loads(output.read_text())
+    rows = document["rows"]
+    assert [(r["name"], r["swapped_stage"], r["steps"]) for r in rows] == [
+        ("distilled", None, [1, 1]),
+        ("distilled, teacher stage 0 (base)", 0, [2, 1]),
+        ("distilled, teacher stage 1 (ssrx2)", 1, [1, 2]),
+    ]
+    assert "fixed" not in rows[0] and all(len(r["per_video_all_correct"]) == 3 for r in rows)
+
+    # each row is the cascade it names, called with the captions and seeds of evaluate_pipeline
+    teacher = ImagenVideoPipeline.from_pretrained(teacher_dir)
+    student = ImagenVideoPipeline.from_pretrained(student_dir)
+    captions = document["settings"]["captions"]
+    size = {"num_frames": 8, "height": 16, "width": 16}
+
+    def videos(pipe, steps):  # in the benchmark's batches of 2
+        pipe.set_progress_bar_config(disable=True)
+        out = []
+        for start in (0, 2):
+            generators = [torch.Generator().manual_seed(i) for i in range(start, min(start + 2, 3))]
+            out.extend(pipe(
+                captions[start : start + 2], generator=generators, num_inference_steps=steps,
+                guidance_scale=[3.0, 1.0], noise_aug_level=0.1, output_type="np", **size,
+            ).frames)  # fmt: skip
+        return out
+
+    plain = videos(student, [1, 1])
+    student.replace_stage(1, unet=teacher.unet_1, scheduler=teacher.scheduler_1)
+    swapped = videos(student, [1, 2])
+    expected = np.mean([stages_bench.psnr(a, b) for a, b in zip(swapped, plain)])
+    assert rows[2]["psnr_db"] == pytest.approx(expected, rel=1e-12)
+    scorer = ShapesScorer()
+    assert rows[2]["per_video_all_correct"] == [bool(scorer.score(v, c).all_ok) for v, c in zip(swapped, captions)]
+    assert rows[0]["per_video_all_correct"] == [bool(scorer.score(v, c).all_ok) for v, c in zip(plain, captions)]
+    fixed = sum(a and not b for a, b in zip(rows[2]["per_video_all_correct"], rows[0]["per_video_all_correct"]))
+    assert rows[2]["fixed"] == fixed
+    assert "| distilled, teacher stage 1 (ssrx2) | 1/2 |" in capsys.readouterr().out
+
+    # a stage swapped for itself changes nothing: every video equal (infinite PSNR), nothing fixed or broken
+    argv = ["--teacher", str(student_dir), "--student", str(student_dir), "--teacher-steps", "1", "--student-steps"]
+    argv += ["1", "--stages", "1", "--into", "teacher", "--num-samples", "2", "--no-progress", "--output"]
+    assert stages_bench.main([*argv, str(output)]) == 0
+    same = json.loads(output.read_text())["rows"]
+    assert [r["name"] for r in same] == ["teacher", "teacher, distilled stage 1 (ssrx2)"]
+    assert math.isinf(same[1]["psnr_db"]) and same[1]["fixed"] == same[1]["broken"] == 0
+    assert same[1]["per_video_all_correct"] == same[0]["per_video_all_correct"]
+
+    with pytest.raises(ValueError, match=r"`--stages` must name distinct stages of the 2-stage cascades.*'1,2'"):
+        stages_bench.main(["--teacher", str(teacher_dir), "--student", str(student_dir), "--stages", "1,2"])
