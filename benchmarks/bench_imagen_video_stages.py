@@ -17,7 +17,8 @@ row repeats the table's row of the same guidance), batch by batch with the rows 
 reads every video. Since a deterministic student learns to land where its teacher's steps land from the same noise,
 the rows are compared video by video against the unswapped one: how many videos the swap makes correct ("fixed")
 and wrong ("broken"), the mean shape-template error, and the PSNR of its videos against the unswapped row's (how far
-the swapped stage moves the output; infinite when nothing changes).
+the swapped stage moves the output; infinite when nothing changes). `--indices` restricts the rows to some of the
+held-out captions, each with its own seed (e.g. the videos an earlier run got wrong, and as many it got right).
 """
 
 from __future__ import annotations
@@ -49,6 +50,19 @@ def swapped_pipeline(into: ImagenVideoPipeline, other: ImagenVideoPipeline, inde
     pipe = ImagenVideoPipeline.from_stages(into.text_encoder, into.tokenizer, stages)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def parse_indices(text: str, num_samples: int) -> list[int]:
+    """`"3,10,22"` -> `[3, 10, 22]`: distinct caption indices below `num_samples`."""
+    try:
+        indices = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"`--indices` must be caption indices, comma-separated, but is {text!r}.") from None
+    if any(not 0 <= i < num_samples for i in indices) or len(set(indices)) != len(indices):
+        raise ValueError(
+            f"`--indices` must be distinct integers in [0, {num_samples}) (`--num-samples`), but is {text!r}."
+        )
+    return indices
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -113,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guidance", choices=("constant", "oscillating"), default="constant")
     parser.add_argument("--noise-aug-level", default="0.1", help="SR conditioning level, per stage (default: 0.1)")
     parser.add_argument("--num-samples", type=int, default=32, help="held-out captions (default: 32)")
+    parser.add_argument(
+        "--indices", default=None, help="only these of the held-out captions, e.g. 3,10,22 (seeds stay seed + index)"
+    )
     parser.add_argument("--batch-size", type=int, default=4, help="videos per call (default: 4)")
     parser.add_argument("--seed", type=int, default=0, help="picks the captions and seeds (default: 0)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -179,15 +196,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.perf_counter()
     captions = heldout_captions(args.num_samples, args.seed, frames, height, width)
+    indices = list(range(args.num_samples)) if args.indices is None else parse_indices(args.indices, args.num_samples)
+    captions = [captions[i] for i in indices]
     videos = [[] for _ in rows]
     seconds = [0.0] * len(rows)
     num_batches = math.ceil(len(captions) / args.batch_size)
     for batch_index, start in enumerate(range(0, len(captions), args.batch_size)):
         prompts = captions[start : start + args.batch_size]
+        seeds = [args.seed + i for i in indices[start : start + args.batch_size]]
         order = list(range(len(rows)))
         for r in order if batch_index % 2 == 0 else order[::-1]:
             _, pipe, _, kwargs = rows[r]
-            generators = [torch.Generator("cpu").manual_seed(args.seed + start + j) for j in range(len(prompts))]
+            generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
             _sync(device)
             tic = time.perf_counter()
             frames_out = pipe(prompts, generator=generators, output_type="np", **size, **kwargs).frames
@@ -219,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             "teacher_dir": str(args.teacher), "student_dir": str(args.student), "into": into, "stages": stages,
             "specs": specs[into], **size, "num_samples": args.num_samples, "batch_size": args.batch_size,
             "seed": args.seed, "threads": torch.get_num_threads(), "device": str(device), "guidance": args.guidance,
-            "guidance_scale": scales, "noise_aug_level": levels, "captions": captions,
+            "guidance_scale": scales, "noise_aug_level": levels, "indices": indices, "captions": captions,
         }  # fmt: skip
         document = {"settings": settings, "rows": table, "markdown": markdown_table(table)}
         output.write_text(json.dumps(document, indent=2) + "\n")

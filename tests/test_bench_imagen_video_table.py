@@ -189,12 +189,17 @@ def test_stage_swaps_pair_every_row_with_the_unswapped_cascade(cascades, tmp_pat
 
     # a stage swapped for itself changes nothing: every video equal (infinite PSNR), nothing fixed or broken
     argv = ["--teacher", str(student_dir), "--student", str(student_dir), "--teacher-steps", "1", "--student-steps"]
-    argv += ["1", "--stages", "1", "--into", "teacher", "--num-samples", "2", "--no-progress", "--output"]
-    assert stages_bench.main([*argv, str(output)]) == 0
-    same = json.loads(output.read_text())["rows"]
+    argv += ["1", "--stages", "1", "--into", "teacher", "--num-samples", "3", "--indices", "2,0", "--no-progress"]
+    assert stages_bench.main([*argv, "--output", str(output)]) == 0
+    document = json.loads(output.read_text())
+    assert document["settings"]["indices"] == [2, 0]
+    assert document["settings"]["captions"] == [captions[2], captions[0]]
+    same = document["rows"]
     assert [r["name"] for r in same] == ["teacher", "teacher, distilled stage 1 (ssrx2)"]
     assert math.isinf(same[1]["psnr_db"]) and same[1]["fixed"] == same[1]["broken"] == 0
     assert same[1]["per_video_all_correct"] == same[0]["per_video_all_correct"]
 
     with pytest.raises(ValueError, match=r"`--stages` must name distinct stages of the 2-stage cascades.*'1,2'"):
         stages_bench.main(["--teacher", str(teacher_dir), "--student", str(student_dir), "--stages", "1,2"])
+    with pytest.raises(ValueError, match=r"`--indices` must be distinct integers in \[0, 3\).*'1,3'"):
+        stages_bench.parse_indices("1,3", 3)
