@@ -404,6 +404,29 @@ def test_extract_stage_is_the_inverse_of_assemble_cascade(tmp_path):
     assert again.unet_1.dtype == torch.float32
 
 
+def test_committed_teacher_cascade_is_the_demo_s_teacher():
+    """`pipelines/imagen_video/teacher` (the 64-step stages) and `demo` (their 8-step students): one cascade before
+    and after distillation, so that the table and `bench_imagen_video_stages` run from the repository."""
+    from diffusers_video import ImagenVideoPipeline
+
+    root = Path(__file__).resolve().parents[1] / "pipelines" / "imagen_video"
+    teacher = ImagenVideoPipeline.from_pretrained(root / "teacher")
+    demo = ImagenVideoPipeline.from_pretrained(root / "demo")
+    assert teacher.stage_specs == demo.stage_specs and teacher.default_size() == (16, 64, 64)
+    assert all(torch.equal(v, demo.text_encoder.state_dict()[k]) for k, v in teacher.text_encoder.state_dict().items())
+    for i, (stage, student) in enumerate(zip(teacher.stages, demo.stages)):
+        assert stage.unet.dtype == torch.float32  # stored in float16, loaded back in float32
+        assert stage.scheduler.config.prediction_type == "v_prediction"
+        assert stage.scheduler.config.get("distillation_base_steps") is None  # a teacher samples any step count
+        assert student.scheduler.config.distillation_base_steps == 64  # distilled from 64 teacher steps
+        # the students add the guidance weight as an input exactly where the stage reads the text
+        added = set(student.unet.config.scalar_conditions) - set(stage.unet.config.scalar_conditions)
+        assert added == ({"guidance_scale"} if stage.reads_text else set()), i
+        assert public_config(stage.unet) | {"scalar_conditions": None} == public_config(student.unet) | {
+            "scalar_conditions": None
+        }, i
+
+
 # ------------------------------------------------------------------------------------------------- (e) bad input
 
 
