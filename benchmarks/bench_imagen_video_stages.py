@@ -31,11 +31,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_imagen_video_table import _sync, heldout_captions, per_stage_numbers, row_kwargs
+from bench_imagen_video_table import (
+    _sync,
+    check_run_arguments,
+    heldout_captions,
+    load_cascades,
+    per_stage_numbers,
+    row_kwargs,
+)
 
 from diffusers_video import ImagenVideoPipeline
 from diffusers_video.data.metrics import wilson_interval
-from diffusers_video.data.quality import load_pipeline
 from diffusers_video.data.shapes_scorer import ShapesScorer
 
 MODELS = ("student", "teacher")
@@ -137,27 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=None, help="also write the table and every result to this JSON file")
     parser.add_argument("--no-progress", action="store_true", help="print no progress lines")
     args = parser.parse_args(argv)
-    for name in ("num_samples", "batch_size"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"`--{name.replace('_', '-')}` must be at least 1 but is {getattr(args, name)}.")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"`--threads` must be at least 1 but is {args.threads}.")
-        torch.set_num_threads(args.threads)
-
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    cascades = {}
-    for model in MODELS:
-        folder = getattr(args, model)
-        pipe = load_pipeline(folder, device=device)
-        if not isinstance(pipe, ImagenVideoPipeline):
-            raise ValueError(f"`--{model}` {folder!r} holds a {type(pipe).__name__}, not an ImagenVideoPipeline.")
-        cascades[model] = pipe
+    device = check_run_arguments(args)
+    cascades = load_cascades(args, device)
     specs = {model: [str(spec) for spec in pipe.stage_specs] for model, pipe in cascades.items()}
-    if specs["teacher"] != specs["student"]:
-        raise ValueError(
-            f"The cascades have different stages: teacher {specs['teacher']}, student {specs['student']}."
-        )
     count = len(specs["teacher"])
     try:
         stages = list(range(count)) if args.stages is None else [int(part) for part in args.stages.split(",")]

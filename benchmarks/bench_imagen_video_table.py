@@ -248,6 +248,42 @@ def compare(rows: list[dict]) -> dict:
     return comparisons
 
 
+def check_run_arguments(args) -> torch.device:
+    """Check `--num-samples`, `--batch-size` and `--threads` (and set the threads); the device to run on."""
+    for name in ("num_samples", "batch_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"`--{name.replace('_', '-')}` must be at least 1 but is {getattr(args, name)}.")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"`--threads` must be at least 1 but is {args.threads}.")
+        torch.set_num_threads(args.threads)
+    return torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def load_cascades(args, device: torch.device) -> dict[str, ImagenVideoPipeline]:
+    """`--teacher` and `--student` as pipelines (progress bars off), checked to have the same stages and size."""
+    pipes = {}
+    for model, folder in (("teacher", args.teacher), ("student", args.student)):
+        pipe = load_pipeline(folder, device=device)
+        if not isinstance(pipe, ImagenVideoPipeline):
+            raise ValueError(f"`--{model}` {folder!r} holds a {type(pipe).__name__}, not an ImagenVideoPipeline.")
+        pipe.set_progress_bar_config(disable=True)
+        pipes[model] = pipe
+    specs = [str(spec) for spec in pipes["teacher"].stage_specs]
+    if [str(spec) for spec in pipes["student"].stage_specs] != specs:
+        raise ValueError(
+            f"The cascades have different stages: teacher {specs}, student "
+            f"{[str(spec) for spec in pipes['student'].stage_specs]}."
+        )
+    size = pipes["teacher"].default_size()
+    if pipes["student"].default_size() != size:
+        raise ValueError(
+            f"The cascades make videos of different sizes: {size} and "
+            f"{pipes['student'].default_size()} (frames, height, width)."
+        )
+    return pipes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", required=True, help="the teacher cascade (an ImagenVideoPipeline folder)")
@@ -267,35 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=None, help="also write the table and every result to this JSON file")
     parser.add_argument("--no-progress", action="store_true", help="print no progress lines")
     args = parser.parse_args(argv)
-    for name in ("num_samples", "batch_size"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"`--{name.replace('_', '-')}` must be at least 1 but is {getattr(args, name)}.")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"`--threads` must be at least 1 but is {args.threads}.")
-        torch.set_num_threads(args.threads)
-
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    pipes = {}
-    for model, folder in (("teacher", args.teacher), ("student", args.student)):
-        pipe = load_pipeline(folder, device=device)
-        if not isinstance(pipe, ImagenVideoPipeline):
-            raise ValueError(f"`--{model}` {folder!r} holds a {type(pipe).__name__}, not an ImagenVideoPipeline.")
-        pipe.set_progress_bar_config(disable=True)
-        pipes[model] = pipe
+    device = check_run_arguments(args)
+    pipes = load_cascades(args, device)
     specs = [str(spec) for spec in pipes["teacher"].stage_specs]
-    if [str(spec) for spec in pipes["student"].stage_specs] != specs:
-        raise ValueError(
-            f"The cascades have different stages: teacher {specs}, student "
-            f"{[str(spec) for spec in pipes['student'].stage_specs]}."
-        )
     count = len(specs)
     frames, height, width = pipes["teacher"].default_size()
-    if pipes["student"].default_size() != (frames, height, width):
-        raise ValueError(
-            f"The cascades make videos of different sizes: {(frames, height, width)} and "
-            f"{pipes['student'].default_size()} (frames, height, width)."
-        )
     size = {"num_frames": frames, "height": height, "width": width}
     steps = {
         "teacher": per_stage_numbers(args.teacher_steps, "teacher-steps", int, count, [64] * count),
