@@ -26,14 +26,22 @@ the pipeline calls are timed (synchronising CUDA around each), after one warm-up
 and scored afterwards: `evaluate_pipeline` is given a stand-in pipeline that checks it asks for exactly the
 captions, seeds, sizes and per-stage arguments each video was made with and returns that video.
 
+A run that may be killed (the table takes hours on a small CPU) keeps its work with `--work-dir DIR`: every batch's
+videos and timed seconds, all four rows, are saved there as soon as the batch is done. The same command started again
+(same arguments and the same cascade files, checked by content) goes on from the first batch not saved; its warm-up
+calls are made again, and every batch was timed with its four rows side by side in ABBA order, so the speed-up still
+compares teacher and student under the same conditions. A work folder of another run is refused, naming what
+differs.
+
 Numbers mean something only for trained cascades; with random ones the script still runs end to end.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
-import math
+import os
 import time
 from pathlib import Path
 
@@ -149,61 +157,151 @@ class Replay:
         return type("Output", (), {"frames": frames})()
 
 
+def folder_digest(folder: str | Path) -> str:
+    """SHA-256 of every file in `folder` (relative paths and bytes, in sorted order): the cascade a run used."""
+    root = Path(folder)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+class BatchStore:
+    """`--work-dir`: each batch's videos, timed seconds and step counts per row, saved as soon as the batch is done.
+
+    `fingerprint` (JSON-serialisable) names the run: a folder holding batches of a run with another fingerprint is
+    refused with the keys that differ. Each batch is one `.npz` file, written to a temporary name and renamed, so a
+    run killed while saving leaves either the whole batch or none of it.
+    """
+
+    def __init__(self, folder: str | Path, fingerprint: dict):
+        self.folder = Path(folder)
+        self.fingerprint = json.loads(json.dumps(fingerprint))  # as it reads back from the file
+        manifest = self.folder / "run.json"
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ValueError(f"`--work-dir` {str(folder)!r} is a file, not a folder.")
+        if manifest.is_file():
+            stored = json.loads(manifest.read_text())["fingerprint"]
+            if stored != self.fingerprint:
+                differ = sorted(
+                    k for k in set(stored) | set(self.fingerprint) if stored.get(k) != self.fingerprint.get(k)
+                )
+                details = "; ".join(f"{k}: saved {stored.get(k)!r}, now {self.fingerprint.get(k)!r}" for k in differ)
+                raise ValueError(
+                    f"`--work-dir` {str(folder)!r} holds the batches of another run ({details}). Give a new folder, "
+                    "or delete this one to start again."
+                )
+        else:
+            if self.folder.is_dir() and any(self.folder.glob("batch-*.npz")):
+                raise ValueError(f"`--work-dir` {str(folder)!r} holds batches but no run.json: not a work folder.")
+            self.folder.mkdir(parents=True, exist_ok=True)
+            temporary = manifest.with_name("run.json.tmp")
+            temporary.write_text(json.dumps({"fingerprint": self.fingerprint}, indent=2) + "\n")
+            os.replace(temporary, manifest)
+
+    def path(self, index: int) -> Path:
+        return self.folder / f"batch-{index:04d}.npz"
+
+    def load(self, index: int) -> dict | None:
+        """Batch `index` as `{row: {"frames", "seconds", "steps_taken"}}`, or `None` when it was not saved."""
+        if not self.path(index).is_file():
+            return None
+        with np.load(self.path(index)) as data:
+            meta = json.loads(str(data["meta"]))
+            return {
+                name: {"frames": data[f"frames_{i}"], "seconds": row["seconds"], "steps_taken": row["steps_taken"]}
+                for i, (name, row) in enumerate(meta.items())
+            }
+
+    def save(self, index: int, batch: dict) -> None:
+        meta = {name: {"seconds": row["seconds"], "steps_taken": row["steps_taken"]} for name, row in batch.items()}
+        arrays = {f"frames_{i}": np.asarray(row["frames"]) for i, row in enumerate(batch.values())}
+        temporary = self.path(index).with_name(f"batch-{index:04d}.tmp.npz")
+        with temporary.open("wb") as handle:
+            np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
+        os.replace(temporary, self.path(index))
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
 
 
-def generate_interleaved(pipes: dict, rows: dict, captions: list[str], args, size: dict, device) -> dict:
+def generate_interleaved(
+    pipes: dict, rows: dict, captions: list[str], args, size: dict, device, store: BatchStore | None = None
+) -> dict:
     """Generate every row's videos batch by batch, rows in ABBA order per batch; time each call.
 
+    With a `store`, batches it holds are read back instead of generated, and every generated batch is saved to it.
+
     Returns:
-        `dict`: per row name, `batches` (what `Replay` takes), `seconds` (timed seconds of all calls) and
-        `steps_taken` (steps each stage took per call, from a step counter).
+        `dict`: per row name, `batches` (what `Replay` takes), `seconds` (timed seconds of all calls),
+        `batch_seconds` (per batch), `steps_taken` (steps each stage took per call, from a step counter) and
+        `resumed` (the indices of the batches read back from the store).
     """
     names = list(rows)
-    out = {name: {"batches": [], "seconds": 0.0, "steps_taken": None} for name in names}
-    for name in names:  # warm-up: first calls pay one-off costs (allocations, kernel selection)
-        model = name.split("-")[0]
-        warm = dict(rows[name])
-        if model == "teacher":  # fewer steps: a warm-up at 64 steps would cost as much as a video
-            warm["num_inference_steps"] = [min(n, 2) for n in warm["num_inference_steps"]]
-            warm["guidance"] = "constant" if warm["guidance"] == "constant" else "oscillating"
-        pipes[model](captions[:1], generator=torch.Generator().manual_seed(0), output_type="np", **size, **warm)
-    num_batches = math.ceil(len(captions) / args.batch_size)
-    for batch_index, start in enumerate(range(0, len(captions), args.batch_size)):
+    out = {name: {"batches": [], "seconds": 0.0, "batch_seconds": [], "steps_taken": None} for name in names}
+    starts = list(range(0, len(captions), args.batch_size))
+    saved = {index: store.load(index) for index in range(len(starts))} if store is not None else {}
+    resumed = [index for index, batch in saved.items() if batch is not None]
+    if len(resumed) < len(starts):  # warm-up: first calls pay one-off costs (allocations, kernel selection)
+        for name in names:
+            model = name.split("-")[0]
+            warm = dict(rows[name])
+            if model == "teacher":  # fewer steps: a warm-up at 64 steps would cost as much as a video
+                warm["num_inference_steps"] = [min(n, 2) for n in warm["num_inference_steps"]]
+                warm["guidance"] = "constant" if warm["guidance"] == "constant" else "oscillating"
+            pipes[model](captions[:1], generator=torch.Generator().manual_seed(0), output_type="np", **size, **warm)
+    for batch_index, start in enumerate(starts):
         prompts = captions[start : start + args.batch_size]
         seeds = [args.seed + start + j for j in range(len(prompts))]
-        order = names if batch_index % 2 == 0 else names[::-1]
-        for name in order:
-            model = name.split("-")[0]
-            generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-            counter = StepCounter(pipes[model].num_stages)
-            _sync(device)
-            started = time.perf_counter()
-            frames = pipes[model](
-                prompts,
-                generator=generators if len(prompts) > 1 else generators[0],
-                output_type="np",
-                callback_on_step_end=counter,
-                **size,
-                **rows[name],
-            ).frames
-            _sync(device)
-            out[name]["seconds"] += time.perf_counter() - started
-            out[name]["batches"].append((prompts, seeds, {**size, **rows[name], "output_type": "np"}, frames))
+        batch = saved.get(batch_index)
+        if batch is None:
+            batch = {}
+            order = names if batch_index % 2 == 0 else names[::-1]
+            for name in order:
+                model = name.split("-")[0]
+                generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+                counter = StepCounter(pipes[model].num_stages)
+                _sync(device)
+                started = time.perf_counter()
+                frames = pipes[model](
+                    prompts,
+                    generator=generators if len(prompts) > 1 else generators[0],
+                    output_type="np",
+                    callback_on_step_end=counter,
+                    **size,
+                    **rows[name],
+                ).frames
+                _sync(device)
+                seconds = time.perf_counter() - started
+                batch[name] = {"frames": frames, "seconds": seconds, "steps_taken": counter.counts}
+            batch = {name: batch[name] for name in names}
+            if store is not None:
+                store.save(batch_index, batch)
+        for name in names:
+            entry = batch[name]
+            out[name]["seconds"] += entry["seconds"]
+            out[name]["batch_seconds"].append(entry["seconds"])
+            out[name]["batches"].append((prompts, seeds, {**size, **rows[name], "output_type": "np"}, entry["frames"]))
             if out[name]["steps_taken"] is None:
-                out[name]["steps_taken"] = counter.counts
-            elif out[name]["steps_taken"] != counter.counts:
+                out[name]["steps_taken"] = list(entry["steps_taken"])
+            elif out[name]["steps_taken"] != list(entry["steps_taken"]):
                 raise RuntimeError(
-                    f"{name}: the stages took {counter.counts} steps, before {out[name]['steps_taken']}."
+                    f"{name}: the stages took {entry['steps_taken']} steps, before {out[name]['steps_taken']}."
                 )
         if not args.no_progress:
             print(
-                f"  batch {batch_index + 1}/{num_batches}: "
+                f"  batch {batch_index + 1}/{len(starts)}{' (saved earlier)' if batch_index in resumed else ''}: "
                 + ", ".join(f"{name} {out[name]['seconds']:.1f} s" for name in names),
                 flush=True,
             )
+    for name in names:
+        out[name]["resumed"] = resumed
     return out
 
 
@@ -302,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--output", default=None, help="also write the table and every result to this JSON file")
     parser.add_argument("--no-progress", action="store_true", help="print no progress lines")
+    parser.add_argument(
+        "--work-dir", default=None, help="save every batch here; the same command started again goes on from it"
+    )
     args = parser.parse_args(argv)
     device = check_run_arguments(args)
     pipes = load_cascades(args, device)
@@ -322,6 +423,28 @@ def main(argv: list[str] | None = None) -> int:
         f"{model}-{kind}": row_kwargs(kind, steps[model], scales, args.oscillating_low, levels) for model, kind in ROWS
     }
 
+    settings = {
+        "teacher_dir": str(args.teacher),
+        "student_dir": str(args.student),
+        "stages": specs,
+        **size,
+        "num_samples": args.num_samples,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "teacher_steps": steps["teacher"],
+        "student_steps": steps["student"],
+        "guidance_scale": scales,
+        "oscillating_low": args.oscillating_low,
+        "noise_aug_level": levels,
+        "order": "per batch: " + ", ".join(rows) + " on even batches, reversed on odd ones",
+    }
+    store = None
+    if args.work_dir is not None:
+        fingerprint = {key: value for key, value in settings.items() if not key.endswith("_dir")}
+        fingerprint.update(teacher_sha256=folder_digest(args.teacher), student_sha256=folder_digest(args.student))
+        store = BatchStore(args.work_dir, fingerprint)
     print(
         f"Imagen Video table: {args.num_samples} held-out captions, {frames} frames of {height}x{width}, stages "
         f"{specs}, guidance {scales} (oscillating low {args.oscillating_low}), seed {args.seed}, {device}, "
@@ -330,7 +453,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.perf_counter()
     captions = heldout_captions(args.num_samples, args.seed, frames, height, width)
-    generated = generate_interleaved(pipes, rows, captions, args, size, device)
+    generated = generate_interleaved(pipes, rows, captions, args, size, device, store)
+    if store is not None:
+        settings["work_dir"] = str(args.work_dir)
+        settings["batches_read_from_work_dir"] = generated[next(iter(rows))]["resumed"]
 
     table = []
     for model, kind in ROWS:
@@ -362,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
                 "fsd": result["fsd"],
                 "seconds_per_video": result["seconds_per_video"],
                 "total_seconds": seconds,
+                "batch_seconds": generated[name]["batch_seconds"],
                 "result": result,
             }
         )
@@ -386,21 +513,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:
         output = Path(args.output)
         output.parent.mkdir(parents=True, exist_ok=True)
-        settings = {
-            "teacher_dir": str(args.teacher),
-            "student_dir": str(args.student),
-            "stages": specs,
-            **size,
-            "num_samples": args.num_samples,
-            "batch_size": args.batch_size,
-            "seed": args.seed,
-            "threads": torch.get_num_threads(),
-            "device": str(device),
-            "guidance_scale": scales,
-            "oscillating_low": args.oscillating_low,
-            "noise_aug_level": levels,
-            "order": "per batch: " + ", ".join(rows) + " on even batches, reversed on odd ones",
-        }
         document = {"settings": settings, "rows": table, "comparisons": comparisons, "markdown": markdown_table(table)}
         output.write_text(json.dumps(document, indent=2) + "\n")
         print(f"wrote {output}")

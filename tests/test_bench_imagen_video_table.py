@@ -203,3 +203,67 @@ def test_stage_swaps_pair_every_row_with_the_unswapped_cascade(cascades, tmp_pat
         stages_bench.main(["--teacher", str(teacher_dir), "--student", str(student_dir), "--stages", "1,2"])
     with pytest.raises(ValueError, match=r"`--indices` must be distinct integers in \[0, 3\).*'1,3'"):
         stages_bench.parse_indices("1,3", 3)
+
+
+def test_a_killed_table_run_goes_on_from_its_work_dir(cascades, tmp_path, monkeypatch):
+    teacher, student = cascades
+    argv = ["--teacher", str(teacher), "--student", str(student), "--teacher-steps", "2", "--student-steps", "1"]
+    argv += ["--guidance-scale", "3,1", "--num-samples", "3", "--batch-size", "1", "--threads", "1", "--no-progress"]
+    assert bench.main([*argv, "--output", str(tmp_path / "whole.json")]) == 0
+    whole = json.loads((tmp_path / "whole.json").read_text())
+
+    calls = []
+    original = ImagenVideoPipeline.__call__
+
+    @functools.wraps(original)
+    def killed_in_batch_1(self, *args, **kwargs):  # 4 warm-up calls, 4 for batch 0, then dies in batch 1
+        calls.append((kwargs["num_inference_steps"], kwargs["guidance"]))
+        if len(calls) == 11:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    work = tmp_path / "work"
+    monkeypatch.setattr(ImagenVideoPipeline, "__call__", killed_in_batch_1)
+    with pytest.raises(KeyboardInterrupt):
+        bench.main([*argv, "--work-dir", str(work)])
+    assert sorted(p.name for p in work.iterdir()) == ["batch-0000.npz", "run.json"]
+    with np.load(work / "batch-0000.npz") as saved:
+        first_seconds = {name: row["seconds"] for name, row in json.loads(str(saved["meta"])).items()}
+
+    calls.clear()
+    monkeypatch.setattr(ImagenVideoPipeline, "__call__", _recording(calls, original))
+    output = tmp_path / "resumed.json"
+    assert bench.main([*argv, "--work-dir", str(work), "--output", str(output)]) == 0
+    resumed = json.loads(output.read_text())
+    in_order = [([2, 2], "constant"), ([1, 1], "constant"), ([2, 2], "oscillating"), ([1, 1], "oscillating")]
+    assert calls[4:] == in_order[::-1] + in_order  # warm-up again, then batch 1 (reversed) and batch 2 only
+    assert resumed["settings"]["batches_read_from_work_dir"] == [0]
+    for row, reference in zip(resumed["rows"], whole["rows"]):
+        assert row["batch_seconds"][0] == first_seconds[f"{row['model']}-{row['guidance']}"]
+        assert row["total_seconds"] == pytest.approx(sum(row["batch_seconds"]), rel=1e-12)
+        for key in ("all_correct", "temporal_consistency", "fsd", "steps_taken"):  # the same videos as one whole run
+            assert row[key] == reference[key]
+
+    calls.clear()  # everything saved: no pipeline call at all
+    assert bench.main([*argv, "--work-dir", str(work), "--output", str(output)]) == 0
+    again = json.loads(output.read_text())
+    assert calls == [] and again["settings"]["batches_read_from_work_dir"] == [0, 1, 2]
+    assert [r["all_correct"] for r in again["rows"]] == [r["all_correct"] for r in whole["rows"]]
+
+    changed = [*argv[:9], "2,1", *argv[10:]]
+    with pytest.raises(
+        ValueError, match=r"holds the batches of another run \(guidance_scale: saved \[3.0, 1.0\], now"
+    ):
+        bench.main([*changed, "--work-dir", str(work)])
+    other_student = [*argv[:3], str(teacher), *argv[4:]]
+    with pytest.raises(ValueError, match=r"another run \(student_sha256: saved '[0-9a-f]{64}', now '[0-9a-f]{64}'\)"):
+        bench.main([*other_student, "--work-dir", str(work)])
+
+
+def _recording(calls, original):
+    @functools.wraps(original)
+    def recording(self, *args, **kwargs):
+        calls.append((kwargs["num_inference_steps"], kwargs["guidance"]))
+        return original(self, *args, **kwargs)
+
+    return recording
