@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from bench_imagen_video_table import (
     _sync,
+    add_run_arguments,
     check_run_arguments,
     heldout_captions,
     load_cascades,
@@ -136,12 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--indices", default=None, help="only these of the held-out captions, e.g. 3,10,22 (seeds stay seed + index)"
     )
-    parser.add_argument("--batch-size", type=int, default=4, help="videos per call (default: 4)")
-    parser.add_argument("--seed", type=int, default=0, help="picks the captions and seeds (default: 0)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
-    parser.add_argument("--output", default=None, help="also write the table and every result to this JSON file")
-    parser.add_argument("--no-progress", action="store_true", help="print no progress lines")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
     device = check_run_arguments(args)
     cascades = load_cascades(args, device)

@@ -346,6 +346,16 @@ def compare(rows: list[dict]) -> dict:
     return comparisons
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options both Imagen Video benches share (those `check_run_arguments` checks, the seed and the output)."""
+    parser.add_argument("--batch-size", type=int, default=4, help="videos per call (default: 4)")
+    parser.add_argument("--seed", type=int, default=0, help="picks the captions and seeds (default: 0)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    parser.add_argument("--output", default=None, help="also write the table and every result to this JSON file")
+    parser.add_argument("--no-progress", action="store_true", help="print no progress lines")
+
+
 def check_run_arguments(args) -> torch.device:
     """Check `--num-samples`, `--batch-size` and `--threads` (and set the threads); the device to run on."""
     for name in ("num_samples", "batch_size"):
@@ -394,12 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--oscillating-low", type=float, default=1.0, help="low weight of oscillating guidance (1)")
     parser.add_argument("--noise-aug-level", default="0.1", help="SR conditioning level, per stage (default: 0.1)")
     parser.add_argument("--num-samples", type=int, default=64, help="held-out captions (default: 64)")
-    parser.add_argument("--batch-size", type=int, default=4, help="videos per call (default: 4)")
-    parser.add_argument("--seed", type=int, default=0, help="picks the captions and seeds (default: 0)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
-    parser.add_argument("--output", default=None, help="also write the table and every result to this JSON file")
-    parser.add_argument("--no-progress", action="store_true", help="print no progress lines")
+    add_run_arguments(parser)
     parser.add_argument(
         "--work-dir", default=None, help="save every batch here; the same command started again goes on from it"
     )
