@@ -16,7 +16,7 @@ Every row generates the same held-out captions with the same seeds (those of `ev
 row repeats the table's row of the same guidance), batch by batch with the rows in ABBA order, and `ShapesScorer`
 reads every video. Since a deterministic student learns to land where its teacher's steps land from the same noise,
 the rows are compared video by video against the unswapped one: how many videos the swap makes correct ("fixed")
-and wrong ("broken"), the mean shape-template error, and the PSNR of its videos against the unswapped row's (how far
+and wrong ("broken", with the exact McNemar p-value of that split: `paired_changes`), the mean shape-template error, and the PSNR of its videos against the unswapped row's (how far
 the swapped stage moves the output; infinite when nothing changes). `--indices` restricts the rows to some of the
 held-out captions, each with its own seed (e.g. the videos an earlier run got wrong, and as many it got right).
 """
@@ -37,6 +37,7 @@ from bench_imagen_video_table import (
     check_run_arguments,
     heldout_captions,
     load_cascades,
+    paired_changes,
     per_stage_numbers,
     row_kwargs,
 )
@@ -92,9 +93,7 @@ def summarise(scores: list, reference: list | None, videos: list, reference_vide
         "per_video_all_correct": all_ok,
     }
     if reference is not None:
-        before = [bool(s.all_ok) for s in reference]
-        row["fixed"] = sum(1 for a, b in zip(all_ok, before) if a and not b)
-        row["broken"] = sum(1 for a, b in zip(all_ok, before) if b and not a)
+        row.update(paired_changes([bool(s.all_ok) for s in reference], all_ok))
         values = [psnr(a, b) for a, b in zip(videos, reference_videos)]
         row["psnr_db"] = math.inf if all(math.isinf(v) for v in values) else float(np.mean(values))
     return row

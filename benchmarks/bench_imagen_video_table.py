@@ -15,7 +15,9 @@ generates videos at the cascade's final size from the same held-out captions (at
 training) with the same seeds, `ShapesScorer` reads them (through `diffusers_video.data.quality.evaluate_pipeline`),
 and the script prints a Markdown table (all-correct accuracy with its 95% Wilson interval, temporal consistency, FSD
 against real clips, seconds per video), then per guidance kind the speed-up of the distilled cascade and its
-all-correct difference in points with PASS/MISS against the targets (>= 7x faster, within 3 points).
+all-correct difference in points with PASS/MISS against the targets (>= 7x faster, within 3 points). As both
+rows drew the same captions with the same seeds, it also counts the videos distillation fixed and broke, with the exact
+McNemar p-value of that split (`paired_changes`).
 
 Timing on a shared machine. The four rows are not run one after another: for every batch of captions, each row
 generates that batch in turn, in the order teacher-constant, student-constant, teacher-oscillating,
@@ -41,6 +43,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -326,8 +329,28 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def paired_changes(before: list[bool], after: list[bool]) -> dict:
+    """What a change of cascade (distillation, a stage swapped) did, video by video, to videos drawn from the same
+    captions with the same seeds; `before` and `after` say per video whether it was all correct.
+
+    Returns:
+        `dict`: `fixed` (videos wrong before and right after), `broken` (the reverse), and `mcnemar_p`, the exact
+        two-sided McNemar p-value of `fixed` against `broken` (a binomial test of the discordant pairs with p = 1/2):
+        how likely a split at least this uneven is if the change did not alter the accuracy. `fixed - broken` is the
+        difference of the two all-correct counts.
+    """
+    if len(before) != len(after):
+        raise ValueError(f"`before` has {len(before)} videos and `after` {len(after)}; they must be paired.")
+    fixed = sum(1 for b, a in zip(before, after) if a and not b)
+    broken = sum(1 for b, a in zip(before, after) if b and not a)
+    discordant = fixed + broken
+    tail = sum(math.comb(discordant, k) for k in range(min(fixed, broken) + 1)) / 2**discordant
+    return {"fixed": fixed, "broken": broken, "mcnemar_p": min(1.0, 2 * tail)}
+
+
 def compare(rows: list[dict]) -> dict:
-    """Per guidance kind: speed-up (teacher seconds / student seconds) and all-correct difference in points."""
+    """Per guidance kind: speed-up (teacher seconds / student seconds), all-correct difference in points, and the
+    videos distillation fixed and broke (`paired_changes`)."""
     by_key = {(row["model"], row["guidance"]): row for row in rows}
     comparisons = {}
     for kind in GUIDANCE_KINDS:
@@ -335,6 +358,10 @@ def compare(rows: list[dict]) -> dict:
         speed_up = teacher["seconds_per_video"] / student["seconds_per_video"]
         teacher_all, student_all = teacher["all_correct"]["accuracy"], student["all_correct"]["accuracy"]
         points = None if teacher_all is None or student_all is None else 100 * (student_all - teacher_all)
+        teacher_samples, student_samples = teacher["result"]["samples"], student["result"]["samples"]
+        if [v["prompt"] for v in teacher_samples] != [v["prompt"] for v in student_samples]:
+            raise ValueError(f"The {kind} teacher and student rows were not drawn from the same captions.")
+        changes = paired_changes([v["all_ok"] for v in teacher_samples], [v["all_ok"] for v in student_samples])
         comparisons[kind] = {
             "speed_up": speed_up,
             "speed_up_target": SPEED_UP_TARGET,
@@ -342,6 +369,7 @@ def compare(rows: list[dict]) -> dict:
             "all_correct_points": points,
             "points_target": POINTS_TARGET,
             "points_pass": None if points is None else abs(points) <= POINTS_TARGET,
+            **changes,
         }
     return comparisons
 
@@ -514,6 +542,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{kind} guidance: all correct, distilled - teacher: {points:+.1f} points "
                 f"(target within {POINTS_TARGET:g}): {verdict}"
             )
+        print(
+            f"{kind} guidance: same captions and seeds: distillation fixed {comparison['fixed']} videos and broke "
+            f"{comparison['broken']} (exact McNemar p = {comparison['mcnemar_p']:.3g})"
+        )
     print(f"total time: {time.perf_counter() - started:.1f} s")
     if args.output:
         output = Path(args.output)

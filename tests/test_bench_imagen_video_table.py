@@ -120,6 +120,10 @@ def test_table_has_four_rows_timed_in_abba_order_with_ratios_of_the_timed_second
             - by_name[("teacher", kind)]["all_correct"]["accuracy"]
         )
         assert comparison["all_correct_points"] == pytest.approx(points)
+        teacher_ok = [s["all_ok"] for s in by_name[("teacher", kind)]["result"]["samples"]]
+        student_ok = [s["all_ok"] for s in by_name[("student", kind)]["result"]["samples"]]
+        assert comparison["fixed"] == sum(not t and s for t, s in zip(teacher_ok, student_ok))
+        assert comparison["fixed"] - comparison["broken"] == sum(student_ok) - sum(teacher_ok)
 
     out = capsys.readouterr().out
     assert "| cascade | steps per stage | guidance | all correct, % (95% CI) |" in out
@@ -127,6 +131,22 @@ def test_table_has_four_rows_timed_in_abba_order_with_ratios_of_the_timed_second
     verdict = "PASS" if document["comparisons"]["constant"]["speed_up_pass"] else "MISS"
     assert f"constant guidance: speed-up {document['comparisons']['constant']['speed_up']:.2f}x" in out
     assert f"(target >= 7x): {verdict}" in out
+
+
+def test_paired_changes_count_discordant_videos_with_the_exact_mcnemar_p_value():
+    before = [True, False, False, True, False, True]
+    after = [True, True, True, False, False, True]
+    # 2 fixed, 1 broken: P(X <= 1) for X ~ Binomial(3, 1/2) is 4/8, doubled and capped at 1
+    assert bench.paired_changes(before, after) == {"fixed": 2, "broken": 1, "mcnemar_p": 1.0}
+    # 6 fixed, none broken: 2 * (1/2)**6
+    changes = bench.paired_changes([False] * 6 + [True], [True] * 7)
+    assert changes == {"fixed": 6, "broken": 0, "mcnemar_p": pytest.approx(0.03125)}
+    # 1 fixed, 7 broken: 2 * (1 + 8) / 256
+    changes = bench.paired_changes([False] + [True] * 7, [True] + [False] * 7)
+    assert (changes["fixed"], changes["broken"], changes["mcnemar_p"]) == (1, 7, pytest.approx(18 / 256))
+    assert bench.paired_changes(before, before) == {"fixed": 0, "broken": 0, "mcnemar_p": 1.0}
+    with pytest.raises(ValueError, match="`before` has 6 videos and `after` 5"):
+        bench.paired_changes(before, [True] * 5)
 
 
 def test_per_stage_numbers():
