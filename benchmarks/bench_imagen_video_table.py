@@ -299,8 +299,11 @@ def generate_interleaved(
                 )
         if not args.no_progress:
             print(
-                f"  batch {batch_index + 1}/{len(starts)}{' (saved earlier)' if batch_index in resumed else ''}: "
-                + ", ".join(f"{name} {out[name]['seconds']:.1f} s" for name in names),
+                f"  batch {batch_index + 1}/{len(starts)}{' (saved earlier)' if batch_index in resumed else ''}, "
+                "seconds of this batch (all batches so far): "
+                + ", ".join(
+                    f"{name} {out[name]['batch_seconds'][-1]:.1f} ({out[name]['seconds']:.1f})" for name in names
+                ),
                 flush=True,
             )
     for name in names:

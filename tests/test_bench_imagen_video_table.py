@@ -79,18 +79,26 @@ def test_table_has_four_rows_timed_in_abba_order_with_ratios_of_the_timed_second
     monkeypatch.setattr(ImagenVideoPipeline, "__call__", recording_call)
     teacher, student = cascades
     output = tmp_path / "table.json"
-    argv = ["--teacher", str(teacher), "--student", str(student), "--teacher-steps", "2", "--student-steps", "1,1"]
-    argv += ["--guidance-scale", "3,1", "--num-samples", "2", "--batch-size", "1", "--threads", "1"]
-    assert bench.main([*argv, "--no-progress", "--output", str(output)]) == 0
-    document = json.loads(output.read_text())
-    rows = document["rows"]
-
-    expected = [
+    expected_rows = [
         ("teacher", "constant", [2, 2]),
         ("student", "constant", [1, 1]),
         ("teacher", "oscillating", [2, 2]),
         ("student", "oscillating", [1, 1]),
     ]
+    argv = ["--teacher", str(teacher), "--student", str(student), "--teacher-steps", "2", "--student-steps", "1,1"]
+    argv += ["--guidance-scale", "3,1", "--num-samples", "2", "--batch-size", "1", "--threads", "1"]
+    assert bench.main([*argv, "--output", str(output)]) == 0
+    document = json.loads(output.read_text())
+    rows = document["rows"]
+    out = capsys.readouterr().out
+    progress = [line for line in out.splitlines() if line.startswith("  batch 2/2")]
+    seconds = [row["batch_seconds"] for row in rows]
+    assert progress == [
+        "  batch 2/2, seconds of this batch (all batches so far): "
+        + ", ".join(f"{m}-{g} {b[1]:.1f} ({b[0] + b[1]:.1f})" for (m, g, _), b in zip(expected_rows, seconds))
+    ]
+
+    expected = expected_rows
     assert [(r["model"], r["guidance"], r["steps"]) for r in rows] == expected
     assert [r["steps_taken"] for r in rows] == [steps for _, _, steps in expected]  # counted by a step callback
     assert document["settings"]["num_frames"] == 8 and document["settings"]["height"] == 16
@@ -125,12 +133,16 @@ def test_table_has_four_rows_timed_in_abba_order_with_ratios_of_the_timed_second
         assert comparison["fixed"] == sum(not t and s for t, s in zip(teacher_ok, student_ok))
         assert comparison["fixed"] - comparison["broken"] == sum(student_ok) - sum(teacher_ok)
 
-    out = capsys.readouterr().out
     assert "| cascade | steps per stage | guidance | all correct, % (95% CI) |" in out
     assert "| teacher | 2/2 | oscillating |" in out and "| student | 1/1 | constant |" in out
     verdict = "PASS" if document["comparisons"]["constant"]["speed_up_pass"] else "MISS"
     assert f"constant guidance: speed-up {document['comparisons']['constant']['speed_up']:.2f}x" in out
     assert f"(target >= 7x): {verdict}" in out
+    constant = document["comparisons"]["constant"]
+    assert (
+        f"constant guidance: same captions and seeds: distillation fixed {constant['fixed']} videos and broke "
+        f"{constant['broken']} (exact McNemar p = {constant['mcnemar_p']:.3g})" in out
+    )
 
 
 def test_paired_changes_count_discordant_videos_with_the_exact_mcnemar_p_value():
