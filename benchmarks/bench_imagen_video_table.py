@@ -15,9 +15,11 @@ generates videos at the cascade's final size from the same held-out captions (at
 training) with the same seeds, `ShapesScorer` reads them (through `diffusers_video.data.quality.evaluate_pipeline`),
 and the script prints a Markdown table (all-correct accuracy with its 95% Wilson interval, temporal consistency, FSD
 against real clips, seconds per video), then per guidance kind the speed-up of the distilled cascade and its
-all-correct difference in points with PASS/MISS against the targets (>= 7x faster, within 3 points). As both
-rows drew the same captions with the same seeds, it also counts the videos distillation fixed and broke, with the exact
-McNemar p-value of that split (`paired_changes`).
+all-correct difference in points with PASS/MISS against the targets: >= 7x faster, and within 3 points, read as a
+loss of at most 3 points (the paper's claim is that distillation keeps the quality; a student that scores above its
+teacher meets it, and the signed difference is printed either way). As both rows drew the same captions with the
+same seeds, it also counts the videos distillation fixed and broke, with the exact McNemar p-value of that split
+(`paired_changes`).
 
 Timing on a shared machine. The four rows are not run one after another: for every batch of captions, each row
 generates that batch in turn, in the order teacher-constant, student-constant, teacher-oscillating,
@@ -371,7 +373,7 @@ def compare(rows: list[dict]) -> dict:
             "speed_up_pass": speed_up >= SPEED_UP_TARGET,
             "all_correct_points": points,
             "points_target": POINTS_TARGET,
-            "points_pass": None if points is None else abs(points) <= POINTS_TARGET,
+            "points_pass": None if points is None else points >= -POINTS_TARGET,  # a loss of at most 3 points
             **changes,
         }
     return comparisons
@@ -543,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "PASS" if comparison["points_pass"] else "MISS"
             print(
                 f"{kind} guidance: all correct, distilled - teacher: {points:+.1f} points "
-                f"(target within {POINTS_TARGET:g}): {verdict}"
+                f"(target: at most {POINTS_TARGET:g} below the teacher): {verdict}"
             )
         print(
             f"{kind} guidance: same captions and seeds: distillation fixed {comparison['fixed']} videos and broke "

@@ -128,6 +128,7 @@ def test_table_has_four_rows_timed_in_abba_order_with_ratios_of_the_timed_second
             - by_name[("teacher", kind)]["all_correct"]["accuracy"]
         )
         assert comparison["all_correct_points"] == pytest.approx(points)
+        assert comparison["points_pass"] == (points >= -3.0)  # a loss of at most 3 points
         teacher_ok = [s["all_ok"] for s in by_name[("teacher", kind)]["result"]["samples"]]
         student_ok = [s["all_ok"] for s in by_name[("student", kind)]["result"]["samples"]]
         assert comparison["fixed"] == sum(not t and s for t, s in zip(teacher_ok, student_ok))
@@ -159,6 +160,47 @@ def test_paired_changes_count_discordant_videos_with_the_exact_mcnemar_p_value()
     assert bench.paired_changes(before, before) == {"fixed": 0, "broken": 0, "mcnemar_p": 1.0}
     with pytest.raises(ValueError, match="`before` has 6 videos and `after` 5"):
         bench.paired_changes(before, [True] * 5)
+
+
+def test_compare_passes_a_loss_of_at_most_3_points_and_any_gain():
+    def row(model, guidance, oks, seconds):
+        samples = [{"prompt": f"caption {i}", "all_ok": ok} for i, ok in enumerate(oks)]
+        return {
+            "model": model,
+            "guidance": guidance,
+            "seconds_per_video": seconds,
+            "all_correct": {"accuracy": sum(oks) / len(oks)},
+            "result": {"samples": samples},
+        }
+
+    teacher = [True] * 28 + [False] * 4  # 87.5%
+    gain = [True] * 32  # +12.5 points: 4 fixed, none broken
+    loss = [False] + [True] * 27 + [False] * 4  # -3.125 points: 1 broken
+    comparisons = bench.compare(
+        [
+            row("teacher", "constant", teacher, 8.0),
+            row("student", "constant", gain, 1.0),
+            row("teacher", "oscillating", teacher, 6.9),
+            row("student", "oscillating", loss, 1.0),
+        ]
+    )
+    constant, oscillating = comparisons["constant"], comparisons["oscillating"]
+    assert constant["all_correct_points"] == pytest.approx(12.5) and constant["points_pass"] is True
+    assert (constant["fixed"], constant["broken"], constant["mcnemar_p"]) == (4, 0, pytest.approx(0.125))
+    assert constant["speed_up"] == pytest.approx(8.0) and constant["speed_up_pass"] is True
+    assert oscillating["all_correct_points"] == pytest.approx(-3.125) and oscillating["points_pass"] is False
+    assert (oscillating["fixed"], oscillating["broken"]) == (0, 1) and oscillating["speed_up_pass"] is False
+    swapped = row("student", "constant", gain, 1.0)
+    swapped["result"]["samples"] = swapped["result"]["samples"][::-1]
+    with pytest.raises(ValueError, match="constant teacher and student rows were not drawn from the same captions"):
+        bench.compare(
+            [
+                row("teacher", "constant", teacher, 8.0),
+                swapped,
+                row("teacher", "oscillating", teacher, 6.9),
+                row("student", "oscillating", loss, 1.0),
+            ]
+        )
 
 
 def test_per_stage_numbers():
