@@ -16,8 +16,9 @@ Every row generates the same held-out captions with the same seeds (those of `ev
 row repeats the table's row of the same guidance), batch by batch with the rows in ABBA order, and `ShapesScorer`
 reads every video. Since a deterministic student learns to land where its teacher's steps land from the same noise,
 the rows are compared video by video against the unswapped one: how many videos the swap makes correct ("fixed")
-and wrong ("broken", with the exact McNemar p-value of that split: `paired_changes`), the mean shape-template error, and the PSNR of its videos against the unswapped row's (how far
-the swapped stage moves the output; infinite when nothing changes). `--indices` restricts the rows to some of the
+and wrong ("broken", with the exact McNemar p-value of that split: `paired_changes`), the mean shape-template error,
+and the PSNR of its videos against the unswapped row's (how far the swapped stage moves the output; infinite when
+nothing changes). `--indices` restricts the rows to some of the
 held-out captions, each with its own seed (e.g. the videos an earlier run got wrong, and as many it got right).
 """
 

@@ -98,9 +98,8 @@ def test_table_has_four_rows_timed_in_abba_order_with_ratios_of_the_timed_second
         + ", ".join(f"{m}-{g} {b[1]:.1f} ({b[0] + b[1]:.1f})" for (m, g, _), b in zip(expected_rows, seconds))
     ]
 
-    expected = expected_rows
-    assert [(r["model"], r["guidance"], r["steps"]) for r in rows] == expected
-    assert [r["steps_taken"] for r in rows] == [steps for _, _, steps in expected]  # counted by a step callback
+    assert [(r["model"], r["guidance"], r["steps"]) for r in rows] == expected_rows
+    assert [r["steps_taken"] for r in rows] == [steps for _, _, steps in expected_rows]  # counted by a step callback
     assert document["settings"]["num_frames"] == 8 and document["settings"]["height"] == 16
     for row in rows:
         assert row["result"]["num_frames"] == 8 and row["result"]["height"] == row["result"]["width"] == 16
@@ -110,7 +109,7 @@ def test_table_has_four_rows_timed_in_abba_order_with_ratios_of_the_timed_second
 
     # 4 warm-up calls, then per batch all four rows: in order on batch 0, reversed on batch 1
     keys = [(steps, guidance) for steps, guidance, _ in calls]
-    rows_in_order = [(steps, guidance) for _, guidance, steps in expected]
+    rows_in_order = [(steps, guidance) for _, guidance, steps in expected_rows]
     assert keys[4:] == rows_in_order + rows_in_order[::-1]
     # each row's timed seconds are its two generating calls, not the warm-up ones
     for row, key in zip(rows, rows_in_order):
