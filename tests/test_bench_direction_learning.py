@@ -46,7 +46,9 @@ def test_caption_styles_name_the_sample_s_own_attributes():
     assert bench.write_caption(sample, "direction") == f"moving {spec.direction}"
     assert parse_prompt(bench.write_caption(sample, "canonical")).objects[0] == spec
     assert [bench.write_caption(sample, "mixed", i) for i in range(3)] == [
-        f"moving {spec.direction}", sample.caption, f"moving {spec.direction}"
+        f"moving {spec.direction}",
+        sample.caption,
+        f"moving {spec.direction}",
     ]
 
 

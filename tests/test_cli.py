@@ -76,7 +76,9 @@ def pipeline_folder(tmp_path_factory):
     from test_hub import tiny_pipeline
 
     folder = tmp_path_factory.mktemp("cli") / "videofusion"
-    tiny_pipeline(with_base=True).save_pretrained(folder, remote_code=False)  # plain: push adds shims to the upload only
+    tiny_pipeline(with_base=True).save_pretrained(
+        folder, remote_code=False
+    )  # plain: push adds shims to the upload only
     return folder
 
 
@@ -238,9 +240,10 @@ def test_push_uploads_the_folder_with_a_card_over_http(pipeline_folder, tmp_path
     assert files["sample.gif"] == (tmp_path / "sample.gif").read_bytes()
     assert files["quality.json"] == (tmp_path / "scores.json").read_bytes()
     assert json.loads(files["model_index.json"])["_class_name"] == ["pipeline", "VideoFusionPipeline"]
-    assert files["residual_unet/diffusion_pytorch_model.safetensors"] == (
-        pipeline_folder / "residual_unet" / "diffusion_pytorch_model.safetensors"
-    ).read_bytes()
+    assert (
+        files["residual_unet/diffusion_pytorch_model.safetensors"]
+        == (pipeline_folder / "residual_unet" / "diffusion_pytorch_model.safetensors").read_bytes()
+    )
     assert json.loads((pipeline_folder / "model_index.json").read_text())["_class_name"] == "VideoFusionPipeline"
 
 

@@ -12,6 +12,7 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 
 from diffusers_video import UNet3DModel, VDistilledScheduler
 from diffusers_video.cli import main as cli_main
+from diffusers_video.guidance import guidance_condition
 from diffusers_video.training import TrainingComponents, TrainingConfig, save_components
 from diffusers_video.training.data import TrainingItems, collate
 from diffusers_video.training.distillation import (
@@ -21,11 +22,7 @@ from diffusers_video.training.distillation import (
     load_teacher,
     with_guidance_condition,
 )
-from diffusers_video.training.distillation_sampling import (
-    DistillationSampler,
-    as_distillation_scheduler,
-    guidance_condition,
-)
+from diffusers_video.training.distillation_sampling import DistillationSampler, as_distillation_scheduler
 
 SIZE, FRAMES, TEXT_DIM = 16, 4, 16
 

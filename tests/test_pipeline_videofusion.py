@@ -16,7 +16,8 @@ from diffusers.video_processor import VideoProcessor
 
 from diffusers_video import DecomposedNoiseScheduler, UNet3DModel, VideoFusionPipeline, VideoPipelineOutput
 from diffusers_video.guidance import OscillatingGuidance
-from diffusers_video.pipelines.pipeline_utils import decode_latents, encode_clip_prompt, postprocess_video
+from diffusers_video.pipelines.pipeline_utils import decode_latents, postprocess_video
+from diffusers_video.pipelines.prompts import encode_clip_prompt
 from diffusers_video.pipelines.videofusion.windows import frame_windows, predict_over_windows, window_blend_weights
 
 TEXT_DIM = 16

@@ -34,14 +34,20 @@ from .schedulers.diffusion_math import (
 )
 
 __all__ = [
+    "GUIDANCE_CONDITION",
+    "GUIDANCE_CONDITION_SCALE",
     "ConstantGuidance",
     "DynamicThresholding",
     "GuidanceSchedule",
     "OscillatingGuidance",
     "ScheduledGuidance",
     "as_guidance",
+    "guidance_condition",
+    "guided_prediction",
+    "oscillating_guidance_scales",
     "rescale_noise_cfg",
     "scheduler_alpha_sigma",
+    "takes_guidance",
 ]
 
 
@@ -161,35 +167,82 @@ class ConstantGuidance(GuidanceSchedule):
 
 
 class OscillatingGuidance(GuidanceSchedule):
-    """Imagen Video's oscillating guidance: alternate a high and a low weight, then keep the low one.
+    """Imagen Video's oscillating guidance: a high weight for a warm-up, then alternate high and low, then low.
 
-    The first `floor(oscillate_fraction * num_steps)` steps use `high, low, high, low, ...`; later steps use `low`.
-    Imagen Video found that this reduces the saturation artefacts of a constant large weight while keeping text
-    alignment (oscillate(15, 1) in its notation).
+    The paper (Section 2.6) holds a high weight for some initial steps, then alternates high and low weights, which
+    keeps the text alignment of the high weight while limiting its saturation artefacts (oscillate(15, 1) in its
+    notation). Exactly, with `k = floor(warmup_fraction * num_steps)` and
+    `m = max(k, floor(oscillate_fraction * num_steps))`:
+
+    - steps `i < k` use `high`;
+    - steps `k <= i < m` alternate, starting with `high`: `high` when `i - k` is even, `low` when it is odd;
+    - steps `i >= m` use `low`.
+
+    With no warm-up and 8 steps: `[high, low, high, low, low, low, low, low]`. This is the one definition of the
+    schedule: `ImagenVideoPipeline`'s `guidance="oscillating"` is this class with `warmup_fraction=0.1`.
 
     Args:
-        high (`float`, defaults to 15.0): The high weight, used on even steps of the oscillating part.
-        low (`float`, defaults to 1.0): The low weight, used on odd steps of the oscillating part and afterwards.
-        oscillate_fraction (`float`, defaults to 0.5): Share of the steps, in [0, 1], that oscillate.
+        high (`float`, defaults to 15.0): The high weight.
+        low (`float`, defaults to 1.0): The low weight, used on the odd steps of the oscillating part and afterwards.
+        oscillate_fraction (`float`, defaults to 0.5): Share of the steps, in [0, 1], before which the weights
+            oscillate (warm-up included).
         guidance_rescale (`float`, defaults to 0.0): See [`GuidanceSchedule`].
+        warmup_fraction (`float`, defaults to 0.0): Share of the steps, in [0, 1], held at `high` first.
     """
 
     def __init__(
-        self, high: float = 15.0, low: float = 1.0, oscillate_fraction: float = 0.5, guidance_rescale: float = 0.0
+        self,
+        high: float = 15.0,
+        low: float = 1.0,
+        oscillate_fraction: float = 0.5,
+        guidance_rescale: float = 0.0,
+        warmup_fraction: float = 0.0,
     ):
         super().__init__(guidance_rescale)
         self.high = _check_number(high, "high")
         self.low = _check_number(low, "low")
-        self.oscillate_fraction = _check_number(oscillate_fraction, "oscillate_fraction")
-        if not 0.0 <= self.oscillate_fraction <= 1.0:
-            raise ValueError(f"`oscillate_fraction` must be in [0, 1] but is {oscillate_fraction}.")
+        for name, value in (("oscillate_fraction", oscillate_fraction), ("warmup_fraction", warmup_fraction)):
+            if not 0.0 <= _check_number(value, name) <= 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1] but is {value}.")
+        self.oscillate_fraction = float(oscillate_fraction)
+        self.warmup_fraction = float(warmup_fraction)
 
     def scale(self, step_index: int, num_steps: int) -> float:
         _check_step(step_index, num_steps)
-        oscillating_steps = math.floor(self.oscillate_fraction * num_steps)
-        if step_index < oscillating_steps and step_index % 2 == 0:
+        warmup = math.floor(self.warmup_fraction * num_steps)
+        stop = max(warmup, math.floor(self.oscillate_fraction * num_steps))
+        if step_index < warmup or (step_index < stop and (step_index - warmup) % 2 == 0):
             return self.high
         return self.low
+
+
+def oscillating_guidance_scales(
+    num_steps: int,
+    high: float,
+    low: float = 1.0,
+    warmup_fraction: float = 0.1,
+    oscillate_fraction: float = 0.5,
+) -> list[float]:
+    """The weights of [`OscillatingGuidance`] for `num_steps` steps, with Imagen Video's default warm-up of 10%.
+
+    For 8 steps: `[high, low, high, low, low, low, low, low]`; for 20 steps: 2 x `high`, then `high, low` four
+    times, then `low` from step 10 on.
+
+    Args:
+        num_steps (`int`): Sampling steps, at least 1.
+        high (`float`): The high weight.
+        low (`float`, defaults to 1.0): The low weight.
+        warmup_fraction (`float`, defaults to 0.1): Share of the steps, in [0, 1], held at `high` first.
+        oscillate_fraction (`float`, defaults to 0.5): Share of the steps, in [0, 1], before which the weights
+            oscillate (warm-up included).
+
+    Returns:
+        `list[float]`: `num_steps` weights.
+    """
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"`num_steps` must be an integer >= 1 but is {num_steps!r}.")
+    guidance = OscillatingGuidance(high, low, oscillate_fraction=oscillate_fraction, warmup_fraction=warmup_fraction)
+    return guidance.scales(num_steps)
 
 
 class ScheduledGuidance(GuidanceSchedule):
@@ -317,3 +370,98 @@ class DynamicThresholding:
 
     def __repr__(self) -> str:
         return f"DynamicThresholding(percentile={self.percentile!r}, max_value={self.max_value!r})"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The guided prediction of a UNet, shared by the pipelines and by distillation
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+GUIDANCE_CONDITION = "guidance_scale"
+"""Name of the scalar condition through which a distilled student takes the guidance weight."""
+
+GUIDANCE_CONDITION_SCALE = 100.0
+"""The UNet's `guidance_scale` condition receives `GUIDANCE_CONDITION_SCALE * w`: weights 0-10 span timesteps 0-1000."""
+
+
+def takes_guidance(unet: torch.nn.Module) -> bool:
+    """Whether `unet` takes the guidance weight as a scalar condition (a student distilled with guidance)."""
+    return GUIDANCE_CONDITION in tuple(getattr(unet.config, "scalar_conditions", ()) or ())
+
+
+def guidance_condition(guidance_scale: float | torch.Tensor, device: str | torch.device | None = None) -> torch.Tensor:
+    """The value of the UNet's `guidance_scale` condition for a guidance weight: `GUIDANCE_CONDITION_SCALE * w`.
+
+    Args:
+        guidance_scale (`float | torch.Tensor`): The weight `w` (diffusers' convention), one number or one per sample.
+        device (`str | torch.device`, *optional*): Device of the result.
+
+    Returns:
+        `torch.Tensor`: float32, 0-d for a number, `(batch,)` for a `(batch,)` tensor.
+    """
+    return torch.as_tensor(guidance_scale, dtype=torch.float32, device=device) * GUIDANCE_CONDITION_SCALE
+
+
+def guided_prediction(
+    unet: torch.nn.Module,
+    sample: torch.Tensor,
+    timesteps: torch.Tensor | float | int,
+    text: torch.Tensor,
+    uncond_text: torch.Tensor | None,
+    guidance_scale: float | torch.Tensor | None,
+    scalar_conds: dict[str, Any] | None = None,
+    guidance_rescale: float = 0.0,
+) -> torch.Tensor:
+    """A UNet's classifier-free-guided prediction at `sample`.
+
+    A UNet with a `guidance_scale` condition (see `takes_guidance`) takes the weight as an input in one pass. Any other
+    UNet runs on the captions and the empty captions as one batch of `2 B` and returns `uncond + w * (cond - uncond)`
+    (diffusers' convention); `guidance_scale=None` (or 1) returns the conditional prediction alone.
+
+    Args:
+        unet (`torch.nn.Module`): A `UNet3DModel` (or any model with its call signature).
+        sample (`torch.Tensor`): Noisy videos `(B, C, F, H, W)`.
+        timesteps (`torch.Tensor | float | int`): One timestep or one per sample `(B,)`.
+        text (`torch.Tensor`): Caption embeddings `(B, tokens, dim)`.
+        uncond_text (`torch.Tensor | None`): Embeddings of "" `(B, tokens, dim)`; needed when the UNet is guided by
+            two passes.
+        guidance_scale (`float | torch.Tensor | None`): The weight `w`, one number or one per sample `(B,)`.
+        scalar_conds (`dict | None`): Values of the UNet's other scalar conditions (numbers or `(B,)` tensors).
+        guidance_rescale (`float`, defaults to 0.0): Rescales a two-pass guided prediction towards the conditional
+            one's standard deviation ([`rescale_noise_cfg`]); 0 leaves it alone. A distilled student was trained on
+            the plain guided target and ignores it.
+
+    Returns:
+        `torch.Tensor`: The guided prediction, shaped like `sample`.
+    """
+    conds = dict(scalar_conds or {})
+    if takes_guidance(unet):
+        if guidance_scale is None:
+            raise ValueError(f"The UNet takes a `{GUIDANCE_CONDITION}` condition: `guidance_scale` must be given.")
+        conds[GUIDANCE_CONDITION] = guidance_condition(guidance_scale, sample.device)
+        return unet(sample, timesteps, encoder_hidden_states=text, scalar_conds=conds or None).sample
+    if guidance_scale is None or (not isinstance(guidance_scale, torch.Tensor) and guidance_scale == 1.0):
+        return unet(sample, timesteps, encoder_hidden_states=text, scalar_conds=conds or None).sample
+    if uncond_text is None:
+        raise ValueError("`uncond_text` is required to guide a UNet without a `guidance_scale` condition.")
+    batch = sample.shape[0]
+    double = lambda value: torch.cat([value, value]) if _per_sample(value, batch) else value  # noqa: E731
+    conds = {name: double(value) for name, value in conds.items()}
+    out = unet(
+        torch.cat([sample, sample]),  # (2B, C, F, H, W): unconditional half first
+        double(torch.as_tensor(timesteps, device=sample.device)),
+        encoder_hidden_states=torch.cat([uncond_text, text]),
+        scalar_conds=conds or None,
+    ).sample
+    uncond, cond = out.chunk(2)
+    weight = torch.as_tensor(guidance_scale, dtype=out.dtype, device=out.device)
+    if weight.ndim == 1:
+        weight = weight.reshape(-1, *([1] * (out.ndim - 1)))  # (B, 1, 1, 1, 1)
+    guided = uncond + weight * (cond - uncond)
+    if guidance_rescale > 0.0:
+        guided = rescale_noise_cfg(guided, cond, guidance_rescale=guidance_rescale)
+    return guided
+
+
+def _per_sample(value: Any, batch: int) -> bool:
+    return isinstance(value, torch.Tensor) and value.ndim == 1 and value.shape[0] == batch and batch > 1

@@ -102,7 +102,11 @@ def infer_video_settings(pipeline) -> dict[str, int | None]:
             return settings
         return {"height": int(height), "width": int(width), "num_frames": int(num_frames)}
     denoiser = next(
-        (getattr(pipeline, name) for name in ("unet", "residual_unet", "transformer") if getattr(pipeline, name, None)),
+        (
+            getattr(pipeline, name)
+            for name in ("unet", "residual_unet", "transformer")
+            if getattr(pipeline, name, None)
+        ),
         None,
     )
     config = getattr(denoiser, "config", None)

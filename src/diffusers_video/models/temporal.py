@@ -134,9 +134,7 @@ class TemporalConv(nn.Module):
         # (scale, shift) for each of the FRAME_BASIS functions of the frame position
         self.cond_proj = nn.Linear(cond_dim, 2 * channels * FRAME_BASIS) if cond_dim is not None else None
 
-    def forward(
-        self, hidden_states: torch.Tensor, num_frames: int, cond: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, num_frames: int, cond: torch.Tensor | None = None) -> torch.Tensor:
         """`hidden_states` `(B*F, C, H, W)`; `cond` `(B, cond_dim)`, one per video (only with `cond_dim`)."""
         batch_frames, channels, height, width = hidden_states.shape
         batch = batch_frames // num_frames

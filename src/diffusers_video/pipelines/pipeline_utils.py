@@ -12,7 +12,6 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,20 +22,15 @@ from diffusers import DiffusionPipeline
 from diffusers.models import AutoencoderKL
 from diffusers.utils import BaseOutput, logging
 from diffusers.video_processor import VideoProcessor
-from transformers import CLIPTextModel, CLIPTokenizer
+
+from .checks import check_decode_chunk_size, check_output_type
 
 logger = logging.get_logger(__name__)
 
-OUTPUT_TYPES = ("np", "pt", "pil", "latent")
-
 __all__ = [
-    "OUTPUT_TYPES",
     "VideoDiffusionPipeline",
     "VideoPipelineOutput",
-    "check_decode_chunk_size",
-    "check_output_type",
     "decode_latents",
-    "encode_clip_prompt",
     "postprocess_video",
 ]
 
@@ -280,23 +274,6 @@ class VideoDiffusionPipeline(DiffusionPipeline):
         return target._components_context(index)
 
 
-def check_output_type(output_type: str, allowed: Sequence[str] = OUTPUT_TYPES) -> None:
-    """Raises a `ValueError` unless `output_type` is one of `allowed` (default "np", "pt", "pil", "latent").
-
-    diffusers' image processor silently falls back to "np" for an unknown type; a typo should fail instead.
-    """
-    if not isinstance(output_type, str) or output_type not in allowed:
-        raise ValueError(f"`output_type` must be one of {tuple(allowed)} but is {output_type!r}.")
-
-
-def check_decode_chunk_size(decode_chunk_size: int | None) -> None:
-    """Raises a `ValueError` unless `decode_chunk_size` is None or a positive integer."""
-    if decode_chunk_size is None:
-        return
-    if isinstance(decode_chunk_size, bool) or not isinstance(decode_chunk_size, int) or decode_chunk_size < 1:
-        raise ValueError(f"`decode_chunk_size` must be a positive integer or None but is {decode_chunk_size!r}.")
-
-
 # Adapted from diffusers.pipelines.animatediff.pipeline_animatediff.AnimateDiffPipeline.decode_latents
 # (`decode_chunk_size=None` decodes all frames at once, as TextToVideoSDPipeline.decode_latents does)
 def decode_latents(vae: AutoencoderKL, latents: torch.Tensor, decode_chunk_size: int | None = None) -> torch.Tensor:
@@ -353,189 +330,3 @@ def postprocess_video(
         )
     # post-processing neither resizes nor depends on the VAE's scale factor
     return VideoProcessor(do_resize=False).postprocess_video(video=video, output_type=output_type)
-
-
-# Adapted from diffusers.pipelines.deprecated.text_to_video_synthesis.pipeline_text_to_video_synth
-# .TextToVideoSDPipeline.encode_prompt (itself StableDiffusionPipeline.encode_prompt), as a function of the tokenizer
-# and text encoder, without the LoRA and textual-inversion branches (these pipelines have no such loaders), and with
-# `dtype` in place of the UNet's dtype as the fallback when there is no text encoder; `clip_skip` also works with
-# transformers 5's CLIPTextModel
-def encode_clip_prompt(
-    tokenizer: CLIPTokenizer,
-    text_encoder: CLIPTextModel | None,
-    prompt: str | list[str] | None,
-    device: torch.device,
-    num_images_per_prompt: int,
-    do_classifier_free_guidance: bool,
-    negative_prompt: str | list[str] | None = None,
-    prompt_embeds: torch.Tensor | None = None,
-    negative_prompt_embeds: torch.Tensor | None = None,
-    clip_skip: int | None = None,
-    dtype: torch.dtype | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    r"""Encodes a prompt with a CLIP text encoder exactly as diffusers' Stable Diffusion and text-to-video pipelines do.
-
-    Args:
-        tokenizer (`CLIPTokenizer`): The tokenizer.
-        text_encoder (`CLIPTextModel`): The text encoder (may be None when both embeddings are given).
-        prompt (`str` or `list[str]`, *optional*): The prompt or prompts to encode.
-        device (`torch.device`): Device of the embeddings.
-        num_images_per_prompt (`int`): Images or videos per prompt; the embeddings are repeated this many times.
-        do_classifier_free_guidance (`bool`): Whether to also return unconditional embeddings.
-        negative_prompt (`str` or `list[str]`, *optional*): What not to generate; the empty prompt when not given.
-        prompt_embeds (`torch.Tensor`, *optional*): Pre-computed text embeddings instead of `prompt`.
-        negative_prompt_embeds (`torch.Tensor`, *optional*): Pre-computed negative embeddings.
-        clip_skip (`int`, *optional*): Number of final CLIP layers to skip (1 uses the pre-final layer).
-        dtype (`torch.dtype`, *optional*): dtype of the embeddings when there is no text encoder (a pipeline passes
-            its denoiser's dtype, as diffusers does); the text encoder's dtype otherwise.
-
-    Returns:
-        `tuple[torch.Tensor, torch.Tensor | None]`: `(prompt_embeds, negative_prompt_embeds)`, each
-        `(batch * num_images_per_prompt, tokens, dim)`; the negative ones are None without guidance.
-    """
-    if prompt is not None and isinstance(prompt, str):
-        batch_size = 1
-    elif prompt is not None and isinstance(prompt, list):
-        batch_size = len(prompt)
-    else:
-        batch_size = prompt_embeds.shape[0]
-
-    if prompt_embeds is None:
-        text_inputs = tokenizer(
-            prompt,
-            padding="max_length",
-            max_length=tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        )
-        text_input_ids = text_inputs.input_ids
-        untruncated_ids = tokenizer(prompt, padding="longest", return_tensors="pt").input_ids
-
-        if untruncated_ids.shape[-1] >= text_input_ids.shape[-1] and not torch.equal(text_input_ids, untruncated_ids):
-            removed_text = tokenizer.batch_decode(untruncated_ids[:, tokenizer.model_max_length - 1 : -1])
-            logger.warning(
-                "The following part of your input was truncated because CLIP can only handle sequences up to"
-                f" {tokenizer.model_max_length} tokens: {removed_text}"
-            )
-
-        if hasattr(text_encoder.config, "use_attention_mask") and text_encoder.config.use_attention_mask:
-            attention_mask = text_inputs.attention_mask.to(device)
-        else:
-            attention_mask = None
-
-        if clip_skip is None:
-            prompt_embeds = text_encoder(text_input_ids.to(device), attention_mask=attention_mask)
-            prompt_embeds = prompt_embeds[0]
-        else:
-            prompt_embeds = text_encoder(
-                text_input_ids.to(device), attention_mask=attention_mask, output_hidden_states=True
-            )
-            # the hidden states of the chosen layer, through the final layer norm as the last layer's are
-            prompt_embeds = prompt_embeds[-1][-(clip_skip + 1)]
-            # transformers 5 flattened CLIPTextModel (no `.text_model`), which diffusers 0.42.1 still expects
-            text_model = getattr(text_encoder, "text_model", text_encoder)
-            prompt_embeds = text_model.final_layer_norm(prompt_embeds)
-
-    if text_encoder is not None:
-        prompt_embeds_dtype = text_encoder.dtype
-    elif dtype is not None:
-        prompt_embeds_dtype = dtype
-    else:
-        prompt_embeds_dtype = prompt_embeds.dtype
-
-    prompt_embeds = prompt_embeds.to(dtype=prompt_embeds_dtype, device=device)
-
-    bs_embed, seq_len, _ = prompt_embeds.shape
-    # duplicate text embeddings for each generation per prompt, using mps friendly method
-    prompt_embeds = prompt_embeds.repeat(1, num_images_per_prompt, 1)
-    prompt_embeds = prompt_embeds.view(bs_embed * num_images_per_prompt, seq_len, -1)
-
-    # get unconditional embeddings for classifier free guidance
-    if do_classifier_free_guidance and negative_prompt_embeds is None:
-        uncond_tokens: list[str]
-        if negative_prompt is None:
-            uncond_tokens = [""] * batch_size
-        elif prompt is not None and type(prompt) is not type(negative_prompt):
-            raise TypeError(
-                f"`negative_prompt` should be the same type to `prompt`, but got {type(negative_prompt)} !="
-                f" {type(prompt)}."
-            )
-        elif isinstance(negative_prompt, str):
-            uncond_tokens = [negative_prompt]
-        elif batch_size != len(negative_prompt):
-            raise ValueError(
-                f"`negative_prompt`: {negative_prompt} has batch size {len(negative_prompt)}, but `prompt`:"
-                f" {prompt} has batch size {batch_size}. Please make sure that passed `negative_prompt` matches"
-                " the batch size of `prompt`."
-            )
-        else:
-            uncond_tokens = negative_prompt
-
-        max_length = prompt_embeds.shape[1]
-        uncond_input = tokenizer(
-            uncond_tokens,
-            padding="max_length",
-            max_length=max_length,
-            truncation=True,
-            return_tensors="pt",
-        )
-
-        if hasattr(text_encoder.config, "use_attention_mask") and text_encoder.config.use_attention_mask:
-            attention_mask = uncond_input.attention_mask.to(device)
-        else:
-            attention_mask = None
-
-        negative_prompt_embeds = text_encoder(
-            uncond_input.input_ids.to(device),
-            attention_mask=attention_mask,
-        )
-        negative_prompt_embeds = negative_prompt_embeds[0]
-
-    if do_classifier_free_guidance:
-        # duplicate unconditional embeddings for each generation per prompt, using mps friendly method
-        seq_len = negative_prompt_embeds.shape[1]
-
-        negative_prompt_embeds = negative_prompt_embeds.to(dtype=prompt_embeds_dtype, device=device)
-
-        negative_prompt_embeds = negative_prompt_embeds.repeat(1, num_images_per_prompt, 1)
-        negative_prompt_embeds = negative_prompt_embeds.view(batch_size * num_images_per_prompt, seq_len, -1)
-
-    return prompt_embeds, negative_prompt_embeds
-
-
-def check_prompt_arguments(
-    prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, text_dim: int | None
-) -> None:
-    """The prompt checks every text-conditioned pipeline here makes before any model runs.
-
-    Exactly one of `prompt` and `prompt_embeds`, at most one of `negative_prompt` and `negative_prompt_embeds`;
-    prompts are strings or lists of strings; embeddings are `(batch, tokens, text_dim)` tensors (`text_dim` None: any
-    width). Batch sizes are the pipeline's own business (they may broadcast a single negative prompt, or not).
-
-    Raises:
-        ValueError: A pair given both or neither, or embeddings of the wrong shape.
-        TypeError: A prompt that is not a string or a list of strings.
-    """
-    if prompt is not None and prompt_embeds is not None:
-        raise ValueError(
-            f"Pass either `prompt` or `prompt_embeds`, not both, but got `prompt`={prompt!r} and"
-            f" `prompt_embeds` of shape {tuple(prompt_embeds.shape)}."
-        )
-    if prompt is None and prompt_embeds is None:
-        raise ValueError("Pass either `prompt` or `prompt_embeds`; both are None.")
-    if negative_prompt is not None and negative_prompt_embeds is not None:
-        raise ValueError(
-            f"Pass at most one of `negative_prompt` and `negative_prompt_embeds` but got `negative_prompt`="
-            f"{negative_prompt!r} and `negative_prompt_embeds` of shape {tuple(negative_prompt_embeds.shape)}."
-        )
-    for name, value in (("prompt", prompt), ("negative_prompt", negative_prompt)):
-        if value is not None and not (
-            isinstance(value, str) or (isinstance(value, list) and all(isinstance(p, str) for p in value))
-        ):
-            raise TypeError(f"`{name}` must be a string or a list of strings but is {value!r}.")
-    for name, embeds in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
-        if embeds is None:
-            continue
-        if not isinstance(embeds, torch.Tensor) or embeds.ndim != 3 or (text_dim and embeds.shape[-1] != text_dim):
-            shape = tuple(embeds.shape) if isinstance(embeds, torch.Tensor) else type(embeds).__name__
-            raise ValueError(f"`{name}` must have shape (batch, tokens, {text_dim}) but has shape {shape}.")

@@ -34,6 +34,13 @@ import torch
 from accelerate import PartialState
 from accelerate.logging import get_logger
 
+from ..guidance import (
+    GUIDANCE_CONDITION,
+    GUIDANCE_CONDITION_SCALE,
+    guidance_condition,
+    guided_prediction,
+    takes_guidance,
+)
 from ..hub import class_name_of
 from ..models.unet_3d import UNet3DModel
 from ..schedulers.diffusion_math import ddim_step, distillation_step_counts, distillation_target
@@ -42,16 +49,7 @@ from . import checkpointing
 from .components import TrainingComponents, load_components
 from .config import ModelConfig, TrainingConfig, _check_int
 from .data import sample_generator
-from .distillation_sampling import (
-    DISTILLATION_INFO_NAME,
-    GUIDANCE_CONDITION,
-    GUIDANCE_CONDITION_SCALE,
-    as_distillation_scheduler,
-    guidance_condition,
-    guided_prediction,
-    read_json,
-    takes_guidance,
-)
+from .distillation_sampling import DISTILLATION_INFO_NAME, as_distillation_scheduler, read_json
 from .objectives import mean_over_samples, per_sample_mse, sample_training_noise
 from .trainer import Trainer
 

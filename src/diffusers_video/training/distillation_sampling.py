@@ -23,6 +23,10 @@ import torch
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from ..guidance import (
+    guided_prediction,
+    takes_guidance,
+)
 from ..models.unet_3d import UNet3DModel
 from ..schedulers.diffusion_math import distillation_step_counts
 from ..schedulers.scheduling_decomposed import DecomposedNoiseScheduler
@@ -36,90 +40,8 @@ from .components import (
 )
 from .config import ModelConfig
 
-GUIDANCE_CONDITION = "guidance_scale"
-"""Name of the scalar condition through which a distilled student takes the guidance weight."""
-
-GUIDANCE_CONDITION_SCALE = 100.0
-"""The UNet's `guidance_scale` condition receives `GUIDANCE_CONDITION_SCALE * w`: weights 0-10 span timesteps 0-1000."""
-
 DISTILLATION_INFO_NAME = "distillation.json"
 """File of a student folder that records its round, step count and guidance condition."""
-
-
-def takes_guidance(unet: torch.nn.Module) -> bool:
-    """Whether `unet` takes the guidance weight as a scalar condition (a student distilled with guidance)."""
-    return GUIDANCE_CONDITION in tuple(getattr(unet.config, "scalar_conditions", ()) or ())
-
-
-def guidance_condition(guidance_scale: float | torch.Tensor, device: str | torch.device | None = None) -> torch.Tensor:
-    """The value of the UNet's `guidance_scale` condition for a guidance weight: `GUIDANCE_CONDITION_SCALE * w`.
-
-    Args:
-        guidance_scale (`float | torch.Tensor`): The weight `w` (diffusers' convention), one number or one per sample.
-        device (`str | torch.device`, *optional*): Device of the result.
-
-    Returns:
-        `torch.Tensor`: float32, 0-d for a number, `(batch,)` for a `(batch,)` tensor.
-    """
-    return torch.as_tensor(guidance_scale, dtype=torch.float32, device=device) * GUIDANCE_CONDITION_SCALE
-
-
-def guided_prediction(
-    unet: UNet3DModel,
-    sample: torch.Tensor,
-    timesteps: torch.Tensor | float | int,
-    text: torch.Tensor,
-    uncond_text: torch.Tensor | None,
-    guidance_scale: float | torch.Tensor | None,
-    scalar_conds: dict[str, Any] | None = None,
-) -> torch.Tensor:
-    """A UNet's classifier-free-guided prediction at `sample`.
-
-    A UNet with a `guidance_scale` condition (see `takes_guidance`) takes the weight as an input in one pass. Any other
-    UNet runs on the captions and the empty captions as one batch of `2 B` and returns `uncond + w * (cond - uncond)`
-    (diffusers' convention); `guidance_scale=None` (or 1) returns the conditional prediction alone.
-
-    Args:
-        unet (`UNet3DModel`): The model.
-        sample (`torch.Tensor`): Noisy videos `(B, C, F, H, W)`.
-        timesteps (`torch.Tensor | float | int`): One timestep or one per sample `(B,)`.
-        text (`torch.Tensor`): Caption embeddings `(B, tokens, dim)`.
-        uncond_text (`torch.Tensor | None`): Embeddings of "" `(B, tokens, dim)`; needed when the UNet is guided by
-            two passes.
-        guidance_scale (`float | torch.Tensor | None`): The weight `w`, one number or one per sample `(B,)`.
-        scalar_conds (`dict | None`): Values of the UNet's other scalar conditions (numbers or `(B,)` tensors).
-
-    Returns:
-        `torch.Tensor`: The guided prediction, shaped like `sample`.
-    """
-    conds = dict(scalar_conds or {})
-    if takes_guidance(unet):
-        if guidance_scale is None:
-            raise ValueError(f"The UNet takes a `{GUIDANCE_CONDITION}` condition: `guidance_scale` must be given.")
-        conds[GUIDANCE_CONDITION] = guidance_condition(guidance_scale, sample.device)
-        return unet(sample, timesteps, encoder_hidden_states=text, scalar_conds=conds or None).sample
-    if guidance_scale is None or (not isinstance(guidance_scale, torch.Tensor) and guidance_scale == 1.0):
-        return unet(sample, timesteps, encoder_hidden_states=text, scalar_conds=conds or None).sample
-    if uncond_text is None:
-        raise ValueError("`uncond_text` is required to guide a UNet without a `guidance_scale` condition.")
-    batch = sample.shape[0]
-    double = lambda value: torch.cat([value, value]) if _per_sample(value, batch) else value  # noqa: E731
-    conds = {name: double(value) for name, value in conds.items()}
-    out = unet(
-        torch.cat([sample, sample]),  # (2B, C, F, H, W): unconditional half first
-        double(torch.as_tensor(timesteps, device=sample.device)),
-        encoder_hidden_states=torch.cat([uncond_text, text]),
-        scalar_conds=conds or None,
-    ).sample
-    uncond, cond = out.chunk(2)
-    weight = torch.as_tensor(guidance_scale, dtype=out.dtype, device=out.device)
-    if weight.ndim == 1:
-        weight = weight.reshape(-1, *([1] * (out.ndim - 1)))  # (B, 1, 1, 1, 1)
-    return uncond + weight * (cond - uncond)
-
-
-def _per_sample(value: Any, batch: int) -> bool:
-    return isinstance(value, torch.Tensor) and value.ndim == 1 and value.shape[0] == batch and batch > 1
 
 
 def as_distillation_scheduler(scheduler, base_steps: int | None = None) -> VDistilledScheduler:

@@ -35,15 +35,17 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import T5EncoderModel, T5Tokenizer
 
-from ...guidance import DynamicThresholding, GuidanceSchedule, scheduler_alpha_sigma
-from ...models.unet_3d import UNet3DModel
-from ..pipeline_utils import (
-    VideoDiffusionPipeline,
-    VideoPipelineOutput,
-    check_output_type,
-    check_prompt_arguments,
-    postprocess_video,
+from ...guidance import (
+    GUIDANCE_CONDITION,
+    DynamicThresholding,
+    GuidanceSchedule,
+    guided_prediction,
+    scheduler_alpha_sigma,
+    takes_guidance,
 )
+from ...models.unet_3d import UNet3DModel
+from ..checks import check_output_type, check_prompt_arguments
+from ..pipeline_utils import VideoDiffusionPipeline, VideoPipelineOutput, postprocess_video
 from .cascade import (
     NOISE_AUG_CONDITION,
     StageSpec,
@@ -377,8 +379,6 @@ class ImagenVideoPipeline(VideoDiffusionPipeline):
         `out_channels`); each UNet's scalar conditions are ones the pipeline gives ("noise_aug_level",
         "guidance_scale"); each scheduler has `set_timesteps` and `step`.
         """
-        from ...training.distillation_sampling import GUIDANCE_CONDITION  # training imports this package: lazy
-
         if not (len(specs) == len(unets) == len(schedulers)):
             raise ValueError(
                 f"A cascade needs one UNet and one scheduler per stage, but has {len(specs)} stages, {len(unets)} "
@@ -833,8 +833,6 @@ class ImagenVideoPipeline(VideoDiffusionPipeline):
             num_videos_per_prompt, generator, prompt_embeds, negative_prompt_embeds, output_type,
             callback_on_step_end, callback_on_step_end_tensor_inputs,
         )  # fmt: skip
-        from ...training.distillation_sampling import guided_prediction, takes_guidance  # lazy: training imports us
-
         weights = [stage_guidance_scales(k, s, n) for k, s, n in zip(kinds, scales, steps)]
         needs_uncond = any(
             not takes_guidance(stage.unet) and any(w != 1.0 for w in stage_weights)

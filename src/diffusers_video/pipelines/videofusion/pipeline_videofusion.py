@@ -35,16 +35,9 @@ from ...schedulers.scheduling_decomposed import (
     sample_decomposed_noise,
     with_key_frame,
 )
-from ..pipeline_utils import (
-    VideoDiffusionPipeline,
-    VideoPipelineOutput,
-    check_decode_chunk_size,
-    check_output_type,
-    check_prompt_arguments,
-    decode_latents,
-    encode_clip_prompt,
-    postprocess_video,
-)
+from ..checks import check_decode_chunk_size, check_output_type, check_prompt_arguments
+from ..pipeline_utils import VideoDiffusionPipeline, VideoPipelineOutput, decode_latents, postprocess_video
+from ..prompts import encode_clip_prompt
 from .windows import frame_windows, predict_over_windows, window_blend_weights
 
 BASE_PREDICTION_TYPES = ("epsilon", "v_prediction")
