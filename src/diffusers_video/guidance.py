@@ -41,6 +41,7 @@ __all__ = [
     "GuidanceSchedule",
     "OscillatingGuidance",
     "ScheduledGuidance",
+    "apply_guidance",
     "as_guidance",
     "guidance_condition",
     "guided_prediction",
@@ -78,6 +79,32 @@ def rescale_noise_cfg(
     # mix with the original results from guidance by factor guidance_rescale to avoid "plain looking" images
     noise_cfg = guidance_rescale * noise_pred_rescaled + (1 - guidance_rescale) * noise_cfg
     return noise_cfg
+
+
+def apply_guidance(
+    pred_uncond: torch.Tensor,
+    pred_cond: torch.Tensor,
+    guidance_scale: float | torch.Tensor,
+    guidance_rescale: float = 0.0,
+) -> torch.Tensor:
+    """Classifier-free guidance `uncond + w * (cond - uncond)`, rescaled if `guidance_rescale > 0`.
+
+    Args:
+        pred_uncond (`torch.Tensor`): The unconditional model output `(B, ...)`.
+        pred_cond (`torch.Tensor`): The conditional model output, same shape.
+        guidance_scale (`float` or `torch.Tensor`): The weight `w`, one number or one per sample `(B,)`.
+        guidance_rescale (`float`, defaults to 0.0): See [`rescale_noise_cfg`]; 0 leaves the result alone.
+
+    Returns:
+        `torch.Tensor`: The guided model output.
+    """
+    weight = torch.as_tensor(guidance_scale, dtype=pred_cond.dtype, device=pred_cond.device)
+    if weight.ndim == 1:
+        weight = weight.reshape(-1, *([1] * (pred_cond.ndim - 1)))  # (B, 1, 1, 1, 1)
+    guided = pred_uncond + weight * (pred_cond - pred_uncond)
+    if guidance_rescale > 0.0:
+        guided = rescale_noise_cfg(guided, pred_cond, guidance_rescale=guidance_rescale)
+    return guided
 
 
 def _check_number(value: Any, name: str) -> float:
@@ -138,11 +165,7 @@ class GuidanceSchedule:
                 f"`pred_uncond` and `pred_cond` must have the same shape but have {tuple(pred_uncond.shape)} and"
                 f" {tuple(pred_cond.shape)}."
             )
-        weight = self.scale(step_index, num_steps)
-        guided = pred_uncond + weight * (pred_cond - pred_uncond)
-        if self.guidance_rescale > 0.0:
-            guided = rescale_noise_cfg(guided, pred_cond, guidance_rescale=self.guidance_rescale)
-        return guided
+        return apply_guidance(pred_uncond, pred_cond, self.scale(step_index, num_steps), self.guidance_rescale)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{key}={value!r}" for key, value in vars(self).items())
@@ -454,13 +477,7 @@ def guided_prediction(
         scalar_conds=conds or None,
     ).sample
     uncond, cond = out.chunk(2)
-    weight = torch.as_tensor(guidance_scale, dtype=out.dtype, device=out.device)
-    if weight.ndim == 1:
-        weight = weight.reshape(-1, *([1] * (out.ndim - 1)))  # (B, 1, 1, 1, 1)
-    guided = uncond + weight * (cond - uncond)
-    if guidance_rescale > 0.0:
-        guided = rescale_noise_cfg(guided, cond, guidance_rescale=guidance_rescale)
-    return guided
+    return apply_guidance(uncond, cond, guidance_scale, guidance_rescale)
 
 
 def _per_sample(value: Any, batch: int) -> bool:

@@ -23,7 +23,7 @@ from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from ...guidance import GuidanceSchedule, as_guidance
+from ...guidance import GuidanceSchedule, apply_guidance, as_guidance
 from ...models.unet_3d import UNet3DModel
 from ...schedulers.diffusion_math import check_num_inference_steps, prediction_to_x0_eps
 from ...schedulers.scheduling_decomposed import (
@@ -35,7 +35,17 @@ from ...schedulers.scheduling_decomposed import (
     sample_decomposed_noise,
     with_key_frame,
 )
-from ..checks import check_decode_chunk_size, check_output_type, check_prompt_arguments
+from ..checks import (
+    check_callback_arguments,
+    check_decode_chunk_size,
+    check_generator,
+    check_output_type,
+    check_positive_int,
+    check_prompt_arguments,
+    is_int,
+    prompt_batch_size,
+)
+from ..denoising import DenoisingPipelineMixin, callback_tensor_inputs, denoise
 from ..pipeline_utils import VideoDiffusionPipeline, VideoPipelineOutput, decode_latents, postprocess_video
 from ..prompts import encode_clip_prompt
 from .windows import frame_windows, predict_over_windows, window_blend_weights
@@ -50,11 +60,7 @@ __all__ = ["BASE_PREDICTION_TYPES", "VideoFusionPipeline"]
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-class VideoFusionPipeline(VideoDiffusionPipeline):
+class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
     r"""Text-to-video generation with VideoFusion's decomposed diffusion.
 
     A base generator (an image UNet, optional) predicts the base noise shared by all frames from the key frame; a
@@ -199,7 +205,7 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
                 f"`height` and `width` must be given because `residual_unet` has no `sample_size` but are {height} and"
                 f" {width}."
             )
-        default_height, default_width = (sample_size, sample_size) if _is_int(sample_size) else sample_size
+        default_height, default_width = (sample_size, sample_size) if is_int(sample_size) else sample_size
         height = default_height * self.vae_scale_factor if height is None else height
         width = default_width * self.vae_scale_factor if width is None else width
         return height, width
@@ -209,7 +215,7 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
         if window_size is None:
             window_size = getattr(self.residual_unet.config, "max_frames", None)
         if window_overlap is None:
-            window_overlap = window_size // 4 if _is_int(window_size) else 0
+            window_overlap = window_size // 4 if is_int(window_size) else 0
         return window_size, window_overlap
 
     def frame_ratios(self, num_frames: int, device: str | torch.device | None = None) -> torch.Tensor:
@@ -221,12 +227,6 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
         if self.base_unet is not None:
             ratios = with_key_frame(ratios, key_frame_index(num_frames))
         return ratios
-
-    @staticmethod
-    def _batch_size(prompt, embeds: torch.Tensor | None) -> int:
-        if prompt is None:
-            return embeds.shape[0]
-        return 1 if isinstance(prompt, str) else len(prompt)
 
     def check_inputs(
         self,
@@ -262,24 +262,18 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
 
         # sizes and counts
         multiple = self._size_multiple()
-        if (
-            not (_is_int(height) and _is_int(width))
-            or height < 1
-            or width < 1
-            or height % multiple
-            or width % multiple
-        ):
+        if not (is_int(height) and is_int(width)) or height < 1 or width < 1 or height % multiple or width % multiple:
             raise ValueError(
                 f"`height` and `width` have to be positive multiples of {multiple} (the VAE scale factor"
                 f" {self.vae_scale_factor} times the UNets' downsampling) but are {height} and {width}."
             )
-        if not _is_int(num_frames) or num_frames < 1:
-            raise ValueError(f"`num_frames` must be an integer >= 1 but is {num_frames!r}.")
-        if not _is_int(num_inference_steps) or num_inference_steps < 1:
-            raise ValueError(f"`num_inference_steps` must be an integer >= 1 but is {num_inference_steps!r}.")
+        for name, value in (
+            ("num_frames", num_frames),
+            ("num_inference_steps", num_inference_steps),
+            ("num_videos_per_prompt", num_videos_per_prompt),
+        ):
+            check_positive_int(value, name)
         check_num_inference_steps(num_inference_steps, self.scheduler.config.num_train_timesteps)
-        if not _is_int(num_videos_per_prompt) or num_videos_per_prompt < 1:
-            raise ValueError(f"`num_videos_per_prompt` must be an integer >= 1 but is {num_videos_per_prompt!r}.")
         if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not eta >= 0:
             raise ValueError(f"`eta` must be a number >= 0 but is {eta!r}.")
         self.frame_ratios(num_frames)  # a per-frame `base_noise_ratio` must have one value per frame
@@ -305,26 +299,6 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
             negative_prompt_embeds,
             self.residual_unet.config.cross_attention_dim,
         )
-        if negative_prompt is not None and prompt is not None and type(prompt) is not type(negative_prompt):
-            raise TypeError(
-                f"`negative_prompt` must have the type of `prompt` but they are {negative_prompt!r} and {prompt!r}."
-            )
-        batch_size = self._batch_size(prompt, prompt_embeds)
-        if negative_prompt is not None or negative_prompt_embeds is not None:
-            negative_batch_size = self._batch_size(negative_prompt, negative_prompt_embeds)
-            if negative_batch_size != batch_size:
-                raise ValueError(
-                    f"The batch sizes of the negative prompt ({negative_batch_size}) and of the prompt ({batch_size})"
-                    " must be equal: `negative_prompt`="
-                    f"{negative_prompt if negative_prompt is not None else tuple(negative_prompt_embeds.shape)!r},"
-                    f" `prompt`={prompt if prompt is not None else tuple(prompt_embeds.shape)!r}."
-                )
-        if prompt_embeds is not None and negative_prompt_embeds is not None:
-            if prompt_embeds.shape != negative_prompt_embeds.shape:
-                raise ValueError(
-                    "`prompt_embeds` and `negative_prompt_embeds` must have the same shape but have shapes"
-                    f" {tuple(prompt_embeds.shape)} and {tuple(negative_prompt_embeds.shape)}."
-                )
         if prompt is not None and negative_prompt_embeds is not None:
             if negative_prompt_embeds.shape[1] != self.tokenizer.model_max_length:
                 raise ValueError(
@@ -333,12 +307,8 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
                 )
 
         # noise
-        total = batch_size * num_videos_per_prompt
-        if isinstance(generator, list) and len(generator) != total:
-            raise ValueError(
-                f"`generator` is a list of {len(generator)} generators but the effective batch size (prompts x"
-                f" `num_videos_per_prompt`) is {total}."
-            )
+        total = prompt_batch_size(prompt, prompt_embeds) * num_videos_per_prompt
+        check_generator(generator, total)
         if latents is not None:
             expected = (
                 total, self.residual_unet.config.in_channels, num_frames,
@@ -353,9 +323,9 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
         check_decode_chunk_size(decode_chunk_size)
         if cross_attention_kwargs is not None and not isinstance(cross_attention_kwargs, dict):
             raise TypeError(f"`cross_attention_kwargs` must be a dict or None but is {cross_attention_kwargs!r}.")
-        if window_size is not None and (not _is_int(window_size) or window_size < 1):
+        if window_size is not None and (not is_int(window_size) or window_size < 1):
             raise ValueError(f"`window_size` must be an integer >= 1 but is {window_size!r}.")
-        if window_overlap is not None and (not _is_int(window_overlap) or window_overlap < 0):
+        if window_overlap is not None and (not is_int(window_overlap) or window_overlap < 0):
             raise ValueError(f"`window_overlap` must be an integer >= 0 but is {window_overlap!r}.")
         resolved_size, resolved_overlap = self._resolve_windows(window_size, window_overlap)
         if resolved_size is not None and resolved_overlap >= resolved_size:
@@ -373,15 +343,9 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
                 f"`window_size` must be at most the residual UNet's `max_frames` ({config.max_frames}, for its learned"
                 f" frame encodings or frame adaptors) but is {resolved_size}."
             )
-        if callback_on_step_end is not None and not callable(callback_on_step_end):
-            raise TypeError(f"`callback_on_step_end` must be callable but is {callback_on_step_end!r}.")
-        if callback_on_step_end_tensor_inputs is not None:
-            unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
-            if unknown:
-                raise ValueError(
-                    f"`callback_on_step_end_tensor_inputs` must be in {self._callback_tensor_inputs} but has"
-                    f" {unknown}."
-                )
+        check_callback_arguments(
+            callback_on_step_end, callback_on_step_end_tensor_inputs, self._callback_tensor_inputs
+        )
 
     # ------------------------------------------------------------------ prompt encoding
 
@@ -464,14 +428,11 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
         key_frame: torch.Tensor,
         timestep: torch.Tensor,
         text: torch.Tensor,
-        guided: bool,
-        guidance: GuidanceSchedule,
-        step_index: int,
-        num_steps: int,
         cross_attention_kwargs: dict[str, Any] | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Step 1 of VideoFusion: the (guided) base noise `b_hat` and the key frame's `x0_hat`, each `(B, C, h, w)`,
-        from the key frame `x_t^k`."""
+        from the key frame `x_t^k`, guided with the current step's weight."""
+        guided = self.do_classifier_free_guidance
         model_input = torch.cat([key_frame] * 2) if guided else key_frame  # (2B or B, C, h, w)
         prediction = self.base_unet(
             model_input,
@@ -481,8 +442,7 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
             return_dict=False,
         )[0]
         if guided:
-            pred_uncond, pred_cond = prediction.chunk(2)
-            prediction = guidance.combine(pred_uncond, pred_cond, step_index, num_steps)
+            prediction = self._guide(*prediction.chunk(2))
         alpha_t, sigma_t = self.scheduler.alpha_sigma(timestep)
         x0, noise = prediction_to_x0_eps(prediction, key_frame, alpha_t, sigma_t, self.config.base_prediction_type)
         return noise, x0
@@ -492,15 +452,12 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
         sample: torch.Tensor,
         timestep: torch.Tensor,
         text: torch.Tensor,
-        guided: bool,
-        guidance: GuidanceSchedule,
-        step_index: int,
-        num_steps: int,
         windows: list[tuple[int, int]],
         weights: torch.Tensor,
         cross_attention_kwargs: dict[str, Any] | None,
     ) -> torch.Tensor:
         """Step 3 of VideoFusion (or the whole prediction without a base generator), over blended frame windows."""
+        guided = self.do_classifier_free_guidance
         model_input = torch.cat([sample] * 2) if guided else sample  # (2B or B, C, F, h, w)
 
         def residual_unet(frames: torch.Tensor) -> torch.Tensor:
@@ -514,17 +471,12 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
 
         prediction = predict_over_windows(residual_unet, model_input, windows, weights)
         if guided:
-            pred_uncond, pred_cond = prediction.chunk(2)
-            prediction = guidance.combine(pred_uncond, pred_cond, step_index, num_steps)
+            prediction = self._guide(*prediction.chunk(2))
         return prediction
 
-    @property
-    def num_timesteps(self) -> int:
-        return self._num_timesteps
-
-    @property
-    def interrupt(self) -> bool:
-        return self._interrupt
+    def _guide(self, pred_uncond: torch.Tensor, pred_cond: torch.Tensor) -> torch.Tensor:
+        """Guidance with the current step's weight and the call's guidance object's `guidance_rescale`."""
+        return apply_guidance(pred_uncond, pred_cond, self.guidance_scale, self._guidance.guidance_rescale)
 
     @property
     def guidance(self) -> GuidanceSchedule:
@@ -601,8 +553,9 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
         Returns:
             [`VideoPipelineOutput`] or `tuple`: the frames, or `(frames,)` when `return_dict` is False.
         """
-        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
-            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        callback_on_step_end_tensor_inputs = callback_tensor_inputs(
+            callback_on_step_end, callback_on_step_end_tensor_inputs
+        )
 
         # 0. default height and width from the residual UNet
         height, width = self._default_size(height, width)
@@ -617,31 +570,29 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
         guidance = as_guidance(guidance_scale)
         self._guidance = guidance
         self._interrupt = False
-        guided_steps = [guidance.needs_unconditional(i, num_inference_steps) for i in range(num_inference_steps)]
 
         # 2. call parameters
-        batch_size = self._batch_size(prompt, prompt_embeds)
+        batch_size = prompt_batch_size(prompt, prompt_embeds)
         device = self._execution_device
         window_size, window_overlap = self._resolve_windows(window_size, window_overlap)
         windows = [(0, num_frames)] if window_size is None else frame_windows(num_frames, window_size, window_overlap)
         weights = window_blend_weights(windows, num_frames)
         key_frame = key_frame_index(num_frames)
 
-        # 3. encode the prompt
+        # 3. encode the prompt (the negative prompt only when some step is guided)
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(
             prompt,
             device,
             num_videos_per_prompt,
-            any(guided_steps),
+            any(guidance.needs_unconditional(i, num_inference_steps) for i in range(num_inference_steps)),
             negative_prompt,
             prompt_embeds=prompt_embeds,
             negative_prompt_embeds=negative_prompt_embeds,
         )
+        tensors = {"prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_prompt_embeds}
 
         # 4. timesteps
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
-        self._num_timesteps = len(timesteps)
 
         # 5. initial latents: decomposed noise, lambda = 1 at the key frame when a base generator reads it
         ratios = self.frame_ratios(num_frames, device=device)
@@ -651,65 +602,45 @@ class VideoFusionPipeline(VideoDiffusionPipeline):
         )  # fmt: skip
 
         # 6. denoising loop
+        def predict(latent_model_input: torch.Tensor, t: torch.Tensor, i: int, sample: torch.Tensor) -> torch.Tensor:
+            # unconditional first, as diffusers batches classifier-free guidance
+            text = tensors["prompt_embeds"]
+            if self.do_classifier_free_guidance:
+                text = torch.cat([tensors["negative_prompt_embeds"], text])
+            residual = dict(windows=windows, weights=weights, cross_attention_kwargs=cross_attention_kwargs)
+            if self.base_unet is None:
+                return self._predict_residual(latent_model_input, t, text, **residual)  # (B, C, F, h, w)
+            # 6.1 base noise from the key frame x_t^k = alpha_t x_0^k + sigma_t b: an image diffusion sample
+            base_noise, base_x0 = self._predict_base(
+                latent_model_input[:, :, key_frame], t, text, cross_attention_kwargs
+            )  # (B, C, h, w)
+            # 6.2 x'_t^i = x_t^i - sigma_t sqrt(lambda_i) b_hat
+            alpha_t, sigma_t = self.scheduler.alpha_sigma(t)
+            residual_input = remove_base_noise(latent_model_input, base_noise, sigma_t, ratios)
+            # 6.3 residual noise r_hat_i of every frame
+            residual_pred = self._predict_residual(residual_input, t, text, **residual)  # (B, C, F, h, w)
+            if self.scheduler.config.prediction_type == "v_prediction":
+                # 6.4 v_hat_i = alpha_t sqrt(lambda_i) b_hat + u_hat_i; the base's own v at the key frame
+                return combine_velocity(base_noise, base_x0, residual_pred, alpha_t, sigma_t, ratios)
+            # 6.4 eps_hat_i = sqrt(lambda_i) b_hat + sqrt(1 - lambda_i) r_hat_i
+            return combine_noise(base_noise, residual_pred, ratios)
+
+        def step_kwargs(i: int, sample: torch.Tensor) -> dict[str, Any]:
+            # 6.5 the DDIM step's noise (eta > 0) is decomposed with the same frame ratios
+            if eta == 0:
+                return {}
+            noise, _, _ = sample_decomposed_noise(
+                sample.shape, ratios, generator=generator, device=device, dtype=sample.dtype
+            )
+            return {"variance_noise": noise}
+
         with self.progress_bar(total=num_inference_steps) as progress_bar:
-            for i, t in enumerate(timesteps):
-                if self.interrupt:
-                    continue
-                guided = guided_steps[i]
-                # unconditional first, as diffusers batches classifier-free guidance
-                text = torch.cat([negative_prompt_embeds, prompt_embeds]) if guided else prompt_embeds
-                latent_model_input = self.scheduler.scale_model_input(latents, t)  # (B, C, F, h, w)
-                step = dict(guided=guided, guidance=guidance, step_index=i, num_steps=num_inference_steps)
-
-                if self.base_unet is not None:
-                    # 6.1 base noise from the key frame x_t^k = alpha_t x_0^k + sigma_t b: an image diffusion sample
-                    base_noise, base_x0 = self._predict_base(
-                        latent_model_input[:, :, key_frame], t, text, cross_attention_kwargs=cross_attention_kwargs,
-                        **step,
-                    )  # fmt: skip  # (B, C, h, w)
-                    # 6.2 x'_t^i = x_t^i - sigma_t sqrt(lambda_i) b_hat
-                    alpha_t, sigma_t = self.scheduler.alpha_sigma(t)
-                    residual_input = remove_base_noise(latent_model_input, base_noise, sigma_t, ratios)
-                    # 6.3 residual noise r_hat_i of every frame
-                    residual_pred = self._predict_residual(
-                        residual_input, t, text, windows=windows, weights=weights,
-                        cross_attention_kwargs=cross_attention_kwargs, **step,
-                    )  # fmt: skip  # (B, C, F, h, w)
-                    if self.scheduler.config.prediction_type == "v_prediction":
-                        # 6.4 v_hat_i = alpha_t sqrt(lambda_i) b_hat + u_hat_i; the base's own v at the key frame
-                        noise_pred = combine_velocity(base_noise, base_x0, residual_pred, alpha_t, sigma_t, ratios)
-                    else:
-                        # 6.4 eps_hat_i = sqrt(lambda_i) b_hat + sqrt(1 - lambda_i) r_hat_i
-                        noise_pred = combine_noise(base_noise, residual_pred, ratios)
-                else:
-                    noise_pred = self._predict_residual(
-                        latent_model_input, t, text, windows=windows, weights=weights,
-                        cross_attention_kwargs=cross_attention_kwargs, **step,
-                    )  # fmt: skip
-
-                # 6.5 DDIM step; its noise (eta > 0) is decomposed with the same frame ratios
-                variance_noise = None
-                if eta > 0:
-                    variance_noise, _, _ = sample_decomposed_noise(
-                        latents.shape, ratios, generator=generator, device=device, dtype=latents.dtype
-                    )
-                latents = self.scheduler.step(
-                    noise_pred, t, latents, eta=eta, variance_noise=variance_noise, return_dict=False
-                )[0]
-
-                if callback_on_step_end is not None:
-                    tensors = {
-                        "latents": latents,
-                        "prompt_embeds": prompt_embeds,
-                        "negative_prompt_embeds": negative_prompt_embeds,
-                    }
-                    callback_kwargs = {name: tensors[name] for name in callback_on_step_end_tensor_inputs}
-                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
-                    latents = callback_outputs.pop("latents", latents)
-                    prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
-                    negative_prompt_embeds = callback_outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
-
-                progress_bar.update()
+            latents = denoise(
+                self, self.scheduler, latents, predict, num_inference_steps=num_inference_steps, guidance=guidance,
+                progress_bar=progress_bar, generator=generator, eta=eta, step_kwargs=step_kwargs,
+                callback_on_step_end=callback_on_step_end,
+                callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, tensors=tensors,
+            )  # fmt: skip
 
         # 7. decode
         if output_type == "latent":

@@ -1,0 +1,185 @@
+"""The one denoising loop every pipeline of this package drives with a small `predict` of its own.
+
+A pipeline prepares its inputs, calls `scheduler.set_timesteps`, draws its initial latents, and hands the loop a
+function `predict(model_input, t, i, sample)` that returns the (guided) model output at step `i`. The loop does
+everything else the way diffusers' Stable Diffusion pipeline does, so that diffusers' callbacks work unchanged:
+
+- `pipe.interrupt` stops the loop (the remaining steps are skipped, as in diffusers);
+- `scheduler.scale_model_input`, then `scheduler.step` with the keyword arguments its signature takes (`eta`,
+  `generator`), as diffusers' `prepare_extra_step_kwargs` does;
+- the current guidance weight on `pipe._guidance_scale` before each step, read back after the step's callback: a
+  callback that changes it (diffusers' `SDCFGCutoffCallback` sets 0.0) sets the weight of every later step, and, as
+  `do_classifier_free_guidance` is `guidance_scale > 1` in diffusers, a value of at most 1 switches guidance off
+  (the conditional prediction alone, one pass per step);
+- `callback_on_step_end(pipe, i, t, callback_kwargs)` with the tensors it asks for; the tensors of the dict it
+  returns replace the loop's latents and the pipeline's `tensors` entries (which `predict` reads);
+- the progress bar advanced once per step, counted by `scheduler.order` as diffusers does.
+
+[`DenoisingPipelineMixin`] gives a pipeline the attributes diffusers' callbacks read: `guidance_scale`,
+`_guidance_scale`, `do_classifier_free_guidance`, `num_timesteps`, `interrupt`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any
+
+import torch
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+
+from ..guidance import GuidanceSchedule
+
+__all__ = ["DenoisingPipelineMixin", "callback_tensor_inputs", "denoise", "extra_step_kwargs", "guidance_step_index"]
+
+Predict = Callable[[torch.Tensor, torch.Tensor, int, torch.Tensor], torch.Tensor]
+
+
+class DenoisingPipelineMixin:
+    """The state of a running denoising loop, as diffusers' pipelines expose it to callbacks."""
+
+    _guidance_scale: float = 1.0
+    _num_timesteps: int = 0
+    _interrupt: bool = False
+
+    @property
+    def guidance_scale(self) -> float:
+        """The guidance weight of the current step (diffusers' convention: 1 is no guidance)."""
+        return self._guidance_scale
+
+    @property
+    def do_classifier_free_guidance(self) -> bool:
+        """Whether the current step is guided, i.e. needs the unconditional prediction (weight other than 1)."""
+        return self._guidance_scale != 1.0
+
+    @property
+    def num_timesteps(self) -> int:
+        """Timesteps of the loop being run (of the current stage, for a cascade)."""
+        return self._num_timesteps
+
+    @property
+    def interrupt(self) -> bool:
+        """Set `pipe._interrupt = True` from a callback to skip the remaining steps."""
+        return self._interrupt
+
+
+def callback_tensor_inputs(callback_on_step_end: Any, requested: list[str] | None) -> list[str]:
+    """The tensor names a callback is given: a diffusers `PipelineCallback`'s own `tensor_inputs`, else `requested`."""
+    if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+        return list(callback_on_step_end.tensor_inputs)
+    return list(requested or [])
+
+
+# Adapted from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion.StableDiffusionPipeline
+# .prepare_extra_step_kwargs, as a function of the scheduler; `eta` is passed only when the pipeline has one
+def extra_step_kwargs(
+    scheduler: Any, generator: torch.Generator | list[torch.Generator] | None, eta: float | None = None
+) -> dict[str, Any]:
+    """The keyword arguments of `scheduler.step` that its signature takes: `eta` (DDIM's η; other schedulers
+    ignore it) and `generator` (for the schedulers that draw noise)."""
+    parameters = inspect.signature(scheduler.step).parameters
+    kwargs = {}
+    if eta is not None and "eta" in parameters:
+        kwargs["eta"] = eta
+    if "generator" in parameters:
+        kwargs["generator"] = generator
+    return kwargs
+
+
+def guidance_step_index(step_index: int, num_timesteps: int, num_inference_steps: int) -> int:
+    """The guidance schedule's step for loop step `step_index`: the same for first-order schedulers; a scheduler that
+    runs more timesteps than steps (Heun's `order=2`) maps its timesteps onto the schedule's steps in order."""
+    if num_timesteps == num_inference_steps:
+        return step_index
+    return min(step_index * num_inference_steps // num_timesteps, num_inference_steps - 1)
+
+
+def denoise(
+    pipe: DenoisingPipelineMixin,
+    scheduler: Any,
+    latents: torch.Tensor,
+    predict: Predict,
+    *,
+    num_inference_steps: int,
+    guidance: GuidanceSchedule | None = None,
+    progress_bar: Any = None,
+    generator: torch.Generator | list[torch.Generator] | None = None,
+    eta: float | None = None,
+    step_kwargs: Callable[[int, torch.Tensor], dict[str, Any]] | None = None,
+    callback_on_step_end: Callable | None = None,
+    callback_on_step_end_tensor_inputs: list[str] | None = None,
+    tensors: MutableMapping[str, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Runs `scheduler.timesteps` (set by the caller) from `latents` and returns the final latents.
+
+    Args:
+        pipe (`DenoisingPipelineMixin`): The pipeline: its `_interrupt`, `_guidance_scale` and `_num_timesteps` are
+            set here, and it is passed to the callback.
+        scheduler: A diffusers scheduler whose `set_timesteps` was called.
+        latents (`torch.Tensor`): The initial noisy latents, already scaled by `init_noise_sigma`.
+        predict (`Callable`): `predict(model_input, t, i, sample)`: the model output at step `i` (0-based) and
+            timestep `t`, from `model_input = scheduler.scale_model_input(sample, t)`; it reads the current guidance
+            weight as `pipe.guidance_scale` and the tensors it needs from `tensors`.
+        num_inference_steps (`int`): The steps asked for (the guidance schedule's step count).
+        guidance (`GuidanceSchedule`, *optional*): The weight of each step (`pipe.guidance_scale`); None is weight 1.
+        progress_bar: A `tqdm`-like bar (`pipe.progress_bar(total=...)`), or None.
+        generator, eta: Passed to `scheduler.step` when its signature takes them (see [`extra_step_kwargs`]).
+        step_kwargs (`Callable`, *optional*): `step_kwargs(i, latents)` -> more keyword arguments of this step's
+            `scheduler.step` (e.g. VideoFusion's decomposed `variance_noise`; a scheduler is then not also given the
+            generator).
+        callback_on_step_end (`Callable`, *optional*): Called after each step as
+            `callback_on_step_end(pipe, i, t, callback_kwargs)`; returns a dict of tensors to replace.
+        callback_on_step_end_tensor_inputs (`list[str]`, *optional*): Names the callback receives: "latents" and
+            keys of `tensors`.
+        tensors (`MutableMapping`, *optional*): The pipeline's other tensors a callback may see and replace (e.g.
+            `prompt_embeds`); updated in place.
+
+    Returns:
+        `torch.Tensor`: The denoised latents.
+    """
+    timesteps = scheduler.timesteps
+    tensors = {} if tensors is None else tensors
+    names = list(callback_on_step_end_tensor_inputs or [])
+    pipe._num_timesteps = len(timesteps)
+    base_kwargs = extra_step_kwargs(scheduler, generator, eta)
+    # diffusers counts a step when the scheduler's `order` model calls that make it are done
+    num_warmup_steps = len(timesteps) - num_inference_steps * scheduler.order
+    override: float | None = None  # a weight set by a callback (e.g. SDCFGCutoffCallback) for the remaining steps
+
+    for i, t in enumerate(timesteps):
+        if pipe.interrupt:
+            continue
+        if override is not None:
+            weight = override
+        elif guidance is not None:
+            weight = guidance.scale(guidance_step_index(i, len(timesteps), num_inference_steps), num_inference_steps)
+        else:
+            weight = 1.0
+        pipe._guidance_scale = weight
+
+        model_input = scheduler.scale_model_input(latents, t)
+        model_output = predict(model_input, t, i, latents)
+
+        kwargs = dict(base_kwargs)
+        if step_kwargs is not None:
+            more = step_kwargs(i, latents)
+            if "variance_noise" in more:
+                kwargs.pop("generator", None)  # the noise is given: the scheduler must not draw its own
+            kwargs.update(more)
+        latents = scheduler.step(model_output, t, latents, **kwargs, return_dict=False)[0]
+
+        if callback_on_step_end is not None:
+            current: Mapping[str, torch.Tensor] = {"latents": latents, **tensors}
+            callback_kwargs = {name: current[name] for name in names}
+            outputs = callback_on_step_end(pipe, i, t, callback_kwargs)
+            latents = outputs.pop("latents", latents)
+            for name in tensors:
+                tensors[name] = outputs.pop(name, tensors[name])
+            if pipe._guidance_scale != weight:  # the callback changed the weight: diffusers' CFG cut-off
+                override = pipe._guidance_scale if pipe._guidance_scale > 1.0 else 1.0
+
+        if progress_bar is not None and (
+            i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % scheduler.order == 0)
+        ):
+            progress_bar.update()
+    return latents
