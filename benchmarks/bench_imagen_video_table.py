@@ -56,8 +56,7 @@ import torch
 from diffusers_video import ImagenVideoPipeline
 from diffusers_video.data.quality import evaluate_pipeline, load_pipeline
 from diffusers_video.data.shapes import ShapesWorld
-from diffusers_video.guidance import ScheduledGuidance
-from diffusers_video.pipelines.imagen_video.pipeline_imagen_video import oscillating_guidance_scales
+from diffusers_video.guidance import ScheduledGuidance, oscillating_guidance_scales
 
 SPEED_UP_TARGET = 7.0
 POINTS_TARGET = 3.0

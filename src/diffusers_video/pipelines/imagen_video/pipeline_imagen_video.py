@@ -7,55 +7,59 @@ stage's output, upsampled to its size, noised to a fixed augmentation level and 
 for a teacher, or `VDistilledScheduler` for a progressively distilled student (which takes the guidance weight as a
 UNet input and runs one pass per step).
 
-Saving a variable number of stages: diffusers registers a pipeline's components from its `__init__` signature. Here
-the stage components are named `unet_<i>` and `scheduler_<i>` (`i` = 0 for the base) and the stage kinds and factors
-are the `stages` entry of `model_index.json`; the class tells diffusers those names while a folder is checked and
-loaded (`_components_context`, used by `VideoDiffusionPipeline.from_pretrained`) and, for a pipeline instance, from its
-config (`_get_signature_keys`), so saving, loading, `.to()`, offloading and `components` see every stage.
+The stage components (`unet_<i>`, `scheduler_<i>`) and the cascade's editing live in `stages.py`; sampling drives
+the shared denoising loop (`pipelines/denoising.py`) once per stage.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import inspect
-import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import PIL.Image
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
-from diffusers.configuration_utils import FrozenDict
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import T5EncoderModel, T5Tokenizer
 
 from ...guidance import (
-    GUIDANCE_CONDITION,
+    ConstantGuidance,
     DynamicThresholding,
     GuidanceSchedule,
+    OscillatingGuidance,
     guided_prediction,
+    oscillating_guidance_scales,
     scheduler_alpha_sigma,
     takes_guidance,
 )
 from ...models.unet_3d import UNet3DModel
-from ..checks import check_output_type, check_prompt_arguments
+from ..checks import (
+    check_callback_arguments,
+    check_generator,
+    check_output_type,
+    check_positive_int,
+    check_prompt_arguments,
+    is_int,
+    is_number,
+    prompt_batch_size,
+)
+from ..denoising import DenoisingPipelineMixin, callback_tensor_inputs, denoise
 from ..pipeline_utils import VideoDiffusionPipeline, VideoPipelineOutput, postprocess_video
+from ..prompts import encode_t5_prompt
 from .cascade import (
     NOISE_AUG_CONDITION,
     StageSpec,
     augment_condition,
     check_augmentation_level,
-    check_stage_unet,
     noise_aug_condition_value,
     stage_model_input,
     upsample_condition,
 )
+from .stages import DEFAULT_BASE_NUM_FRAMES, CascadeStage, CascadeStagesMixin, stage_component_names
 
 __all__ = [
     "DEFAULT_BASE_NUM_FRAMES",
@@ -64,89 +68,34 @@ __all__ = [
     "ImagenVideoPipeline",
     "ImagenVideoPipelineOutput",
     "oscillating_guidance_scales",
+    "stage_guidance",
     "stage_guidance_scales",
 ]
 
 GUIDANCE_KINDS = ("constant", "oscillating")
 """Guidance schedules a stage can be given by name (or pass a `diffusers_video.guidance.GuidanceSchedule`)."""
 
-DEFAULT_BASE_NUM_FRAMES = 8
-"""Frames of the base stage when `num_frames` is not given (the final count is this times the TSR factors)."""
+OSCILLATING_WARMUP_FRACTION = 0.1
+"""Share of a stage's steps held at the high weight before `guidance="oscillating"` alternates (the paper's warm-up)."""
 
-# Names of the stage components in `model_index.json` and on the pipeline.
-_STAGE_COMPONENT = re.compile(r"(unet|scheduler)_(\d+)")
-# The stage components a folder being checked and loaded has (see `ImagenVideoPipeline._components_context`).
-_LOADING_STAGES: contextvars.ContextVar[int | None] = contextvars.ContextVar(
-    "imagen_video_loading_stages", default=None
-)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _stage_names(num_stages: int) -> list[str]:
-    return [f"{kind}_{i}" for i in range(num_stages) for kind in ("unet", "scheduler")]
-
+DEFAULT_NUM_INFERENCE_STEPS = 50
+"""Steps of a stage whose scheduler does not know its own count (`default_num_inference_steps`)."""
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Guidance weights per step
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def oscillating_guidance_scales(
-    num_steps: int,
-    high: float,
-    low: float = 1.0,
-    warmup_fraction: float = 0.1,
-    oscillate_fraction: float = 0.5,
-) -> list[float]:
-    """Imagen Video's oscillating guidance: the weight of each of `num_steps` sampling steps, first step first.
-
-    The paper (Section 2.6) holds a high weight for some initial steps, then alternates high and low weights, which
-    keeps the text alignment of the high weight while limiting its saturation artefacts. Exactly, with
-    `k = floor(warmup_fraction * num_steps)` and `m = max(k, floor(oscillate_fraction * num_steps))`:
-
-    - steps `i < k` use `high`;
-    - steps `k <= i < m` alternate, starting with `high`: `high` when `i - k` is even, `low` when it is odd;
-    - steps `i >= m` use `low`.
-
-    For 8 steps (defaults): `[high, low, high, low, low, low, low, low]`; for 20 steps: 3 x `high`, then `low, high`
-    four times... up to step 10, then `low`. Weights use diffusers' convention `uncond + w * (cond - uncond)`, so
-    `low = 1` is the conditional prediction alone (a teacher then skips its unconditional pass).
-
-    Args:
-        num_steps (`int`): Sampling steps, at least 1.
-        high (`float`): The high weight.
-        low (`float`, defaults to 1.0): The low weight.
-        warmup_fraction (`float`, defaults to 0.1): Share of the steps, in [0, 1], held at `high` first.
-        oscillate_fraction (`float`, defaults to 0.5): Share of the steps, in [0, 1], before which the weights
-            oscillate (warm-up included).
-
-    Returns:
-        `list[float]`: `num_steps` weights.
-    """
-    if not _is_int(num_steps) or num_steps < 1:
-        raise ValueError(f"`num_steps` must be an integer >= 1 but is {num_steps!r}.")
-    for name, value in (("high", high), ("low", low)):
-        if not _is_number(value):
-            raise ValueError(f"`{name}` must be a finite number but is {value!r}.")
-    for name, value in (("warmup_fraction", warmup_fraction), ("oscillate_fraction", oscillate_fraction)):
-        if not _is_number(value) or not 0.0 <= value <= 1.0:
-            raise ValueError(f"`{name}` must be a number in [0, 1] but is {value!r}.")
-    warmup = math.floor(warmup_fraction * num_steps)
-    stop = max(warmup, math.floor(oscillate_fraction * num_steps))
-    weights = []
-    for i in range(num_steps):
-        if i < warmup or (i < stop and (i - warmup) % 2 == 0):
-            weights.append(float(high))
-        else:
-            weights.append(float(low))
-    return weights
+def stage_guidance(guidance: str | GuidanceSchedule, guidance_scale: float) -> GuidanceSchedule:
+    """The guidance object of one stage: "constant" (`guidance_scale` at every step), "oscillating"
+    (`OscillatingGuidance(high=guidance_scale, low=1, warmup_fraction=0.1)`), or a guidance object as it is."""
+    if isinstance(guidance, GuidanceSchedule):
+        return guidance
+    if guidance == "constant":
+        return ConstantGuidance(guidance_scale)
+    if guidance == "oscillating":
+        return OscillatingGuidance(guidance_scale, 1.0, warmup_fraction=OSCILLATING_WARMUP_FRACTION)
+    raise ValueError(f"`guidance` must be one of {GUIDANCE_KINDS} or a GuidanceSchedule but is {guidance!r}.")
 
 
 def stage_guidance_scales(guidance: str | GuidanceSchedule, guidance_scale: float, num_steps: int) -> list[float]:
@@ -162,13 +111,7 @@ def stage_guidance_scales(guidance: str | GuidanceSchedule, guidance_scale: floa
     Returns:
         `list[float]`: One weight per step.
     """
-    if isinstance(guidance, GuidanceSchedule):
-        return [float(w) for w in guidance.scales(num_steps)]
-    if guidance == "constant":
-        return [float(guidance_scale)] * num_steps
-    if guidance == "oscillating":
-        return oscillating_guidance_scales(num_steps, guidance_scale)
-    raise ValueError(f"`guidance` must be one of {GUIDANCE_KINDS} or a GuidanceSchedule but is {guidance!r}.")
+    return [float(w) for w in stage_guidance(guidance, guidance_scale).scales(num_steps)]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -190,38 +133,12 @@ class ImagenVideoPipelineOutput(VideoPipelineOutput):
     intermediate_frames: list[np.ndarray | torch.Tensor | list[list[PIL.Image.Image]]] | None = None
 
 
-class CascadeStage(NamedTuple):
-    """One stage of the cascade: what it does to the size, its model and its scheduler."""
-
-    spec: StageSpec
-    unet: UNet3DModel
-    scheduler: Any
-
-    @property
-    def reads_text(self) -> bool:
-        """Whether the stage's UNet has text cross-attention. A fully convolutional SR stage does not: guidance
-        would only repeat its pass, so it is sampled with weight 1."""
-        config = self.unet.config
-        blocks = [*config.down_block_types, *config.up_block_types, config.mid_block_type or ""]
-        return any("CrossAttn" in block for block in blocks)
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Pipeline
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class _StageTypes(dict):
-    """`_get_signature_types` of the pipeline: stage components have the types of `unet_<i>` / `scheduler_<i>`."""
-
-    def __missing__(self, key: str):
-        match = _STAGE_COMPONENT.fullmatch(key)
-        if match is None:
-            raise KeyError(key)
-        return (UNet3DModel,) if match.group(1) == "unet" else (SchedulerMixin,)
-
-
-class ImagenVideoPipeline(VideoDiffusionPipeline):
+class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffusionPipeline):
     r"""Text-to-video generation with a pixel-space cascade: base, temporal and spatial super-resolution stages.
 
     Stage `i` is `unet_<i>` and `scheduler_<i>` with the kind and factor `stages[i]` ([`StageSpec`]): stage 0 is a
@@ -272,7 +189,7 @@ class ImagenVideoPipeline(VideoDiffusionPipeline):
         super().__init__()
         self.register_modules(text_encoder=text_encoder, tokenizer=tokenizer)
         specs = [StageSpec.from_dict(spec) for spec in stages]
-        expected = _stage_names(len(specs))
+        expected = stage_component_names(len(specs))
         unknown = sorted(set(stage_components) - set(expected))
         missing = [name for name in expected if name not in stage_components]
         if unknown or missing:
@@ -303,240 +220,11 @@ class ImagenVideoPipeline(VideoDiffusionPipeline):
 
     # ------------------------------------------------------------------ diffusers' component registry
 
-    @classmethod
-    def _components_context(cls, index: dict[str, Any]) -> contextlib.AbstractContextManager:
-        """While a folder with this `model_index.json` is checked and loaded, its stage components are expected."""
-        stages = index.get("stages")
-        if isinstance(stages, list):
-            count = len(stages)
-        else:  # no readable `stages`: expect the stage components the folder has (loading then names the problem)
-            indices = [int(m.group(2)) for m in map(_STAGE_COMPONENT.fullmatch, index) if m is not None]
-            count = max(indices, default=-1) + 1
-
-        @contextlib.contextmanager
-        def context():
-            token = _LOADING_STAGES.set(count)
-            try:
-                yield
-            finally:
-                _LOADING_STAGES.reset(token)
-
-        return context()
-
-    @classmethod
-    def _get_signature_keys(cls, obj):
-        expected, optional = super()._get_signature_keys(obj)
-        if isinstance(obj, DiffusionPipeline):
-            count = len(obj.config.get("stages", ()))
-        else:
-            count = _LOADING_STAGES.get() or 0
-        return sorted({*expected, *_stage_names(count)}), optional
-
-    @classmethod
-    def _get_signature_types(cls):
-        types = _StageTypes(super()._get_signature_types())
-        for name in _stage_names(_LOADING_STAGES.get() or 0):
-            types[name] = types[name]  # explicit entries for the folder being loaded (`dict.get` sees them)
-        return types
-
-    @classmethod
-    def extract_init_dict(cls, config_dict, **kwargs):
-        # the stage components of `model_index.json` are `__init__` keyword arguments that its signature does not show
-        stage_entries = {key: value for key, value in config_dict.items() if _STAGE_COMPONENT.fullmatch(key)}
-        rest = {key: value for key, value in config_dict.items() if key not in stage_entries}
-        init_dict, unused_kwargs, hidden = super().extract_init_dict(rest, **kwargs)
-        return {**init_dict, **stage_entries}, unused_kwargs, hidden
-
-    @property
-    def model_cpu_offload_seq(self) -> str:
-        return "->".join(["text_encoder", *(f"unet_{i}" for i in range(self.num_stages))])
-
-    # ------------------------------------------------------------------ stages
-
-    @property
-    def num_stages(self) -> int:
-        return len(self.config.stages)
-
-    @property
-    def stage_specs(self) -> tuple[StageSpec, ...]:
-        """The kind and factor of every stage, base first."""
-        return tuple(StageSpec.from_dict(spec) for spec in self.config.stages)
-
-    @property
-    def stages(self) -> tuple[CascadeStage, ...]:
-        """Every stage as `(spec, unet, scheduler)`, base first."""
-        return tuple(
-            CascadeStage(spec, getattr(self, f"unet_{i}"), getattr(self, f"scheduler_{i}"))
-            for i, spec in enumerate(self.stage_specs)
-        )
-
-    @staticmethod
-    def check_stages(specs: Sequence[StageSpec], unets: Sequence[Any], schedulers: Sequence[Any]) -> None:
-        """Raises a `ValueError` naming the stage when the stages cannot run as a cascade.
-
-        Checked: one UNet and one scheduler per spec; stage 0 is the only "base" stage; each UNet's `in_channels`
-        fits its sample and conditioning (`check_stage_unet`, the conditioning having the previous stage's
-        `out_channels`); each UNet's scalar conditions are ones the pipeline gives ("noise_aug_level",
-        "guidance_scale"); each scheduler has `set_timesteps` and `step`.
-        """
-        if not (len(specs) == len(unets) == len(schedulers)):
-            raise ValueError(
-                f"A cascade needs one UNet and one scheduler per stage, but has {len(specs)} stages, {len(unets)} "
-                f"UNets and {len(schedulers)} schedulers."
-            )
-        if not specs:
-            raise ValueError("A cascade needs at least one stage (the base).")
-        kinds = [spec.kind for spec in specs]
-        if kinds[0] != "base" or "base" in kinds[1:]:
-            raise ValueError(
-                f"Stage 0, and only stage 0, must be a 'base' stage, but the stages are {[str(s) for s in specs]}."
-            )
-        for i, (spec, unet, scheduler) in enumerate(zip(specs, unets, schedulers)):
-            if unet is None or not hasattr(unet, "config"):
-                raise ValueError(f"Stage {i} ({spec}) needs a UNet3DModel but has {unet!r}.")
-            previous = unets[i - 1].config.out_channels if i > 0 else None
-            check_stage_unet(unet, spec, i, condition_channels=previous)
-            extra = set(getattr(unet.config, "scalar_conditions", ()) or ()) - {
-                NOISE_AUG_CONDITION,
-                GUIDANCE_CONDITION,
-            }
-            if extra:
-                raise ValueError(
-                    f"Stage {i} ({spec}) has a UNet with scalar conditions {sorted(extra)} that the pipeline cannot "
-                    f"give (it gives {NOISE_AUG_CONDITION!r} and {GUIDANCE_CONDITION!r})."
-                )
-            if not (hasattr(scheduler, "set_timesteps") and hasattr(scheduler, "step")):
-                raise ValueError(f"Stage {i} ({spec}) needs a diffusers scheduler but has {scheduler!r}.")
-
-    def _set_stages(self, specs: Sequence[StageSpec], unets: Sequence[Any], schedulers: Sequence[Any]) -> None:
-        """Checks the stages, then registers them as `unet_<i>`, `scheduler_<i>` and the `stages` config entry."""
-        self.check_stages(specs, unets, schedulers)
-        old = [key for key in self.config if _STAGE_COMPONENT.fullmatch(key)]
-        if old:  # forget the previous stage components (the config is frozen: rebuild it without them)
-            self._internal_dict = FrozenDict({k: v for k, v in self._internal_dict.items() if k not in old})
-            for name in old:
-                self.__dict__.pop(name, None)
-        components = {}
-        for i, (unet, scheduler) in enumerate(zip(unets, schedulers)):
-            components[f"unet_{i}"], components[f"scheduler_{i}"] = unet, scheduler
-        self.register_modules(**components)
-        self.register_to_config(stages=[spec.to_dict() for spec in specs])
-
-    def replace_stage(
-        self,
-        index: int,
-        unet: UNet3DModel | None = None,
-        scheduler: Any | None = None,
-        spec: StageSpec | dict[str, Any] | None = None,
-    ) -> None:
-        """Replaces the UNet, the scheduler and/or the spec of stage `index` (what is None stays).
-
-        Raises:
-            ValueError: naming the stage, when the result cannot run (see [`check_stages`]); nothing is changed then.
-        """
-        stages = list(self.stages)
-        index = self._check_stage_index(index, len(stages))
-        old = stages[index]
-        stages[index] = CascadeStage(
-            old.spec if spec is None else StageSpec.from_dict(spec),
-            old.unet if unet is None else unet,
-            old.scheduler if scheduler is None else scheduler,
-        )
-        self._set_stages(*zip(*stages))
-
-    def add_stage(
-        self, spec: StageSpec | dict[str, Any], unet: UNet3DModel, scheduler: Any, index: int | None = None
-    ) -> None:
-        """Inserts a stage before stage `index` (at the end by default); later stages are renumbered."""
-        stages = list(self.stages)
-        position = len(stages) if index is None else self._check_stage_index(index, len(stages) + 1)
-        stages.insert(position, CascadeStage(StageSpec.from_dict(spec), unet, scheduler))
-        self._set_stages(*zip(*stages))
-
-    def drop_stage(self, index: int) -> CascadeStage:
-        """Removes stage `index` (later stages are renumbered) and returns it.
-
-        Raises:
-            ValueError: when the result cannot run, e.g. the base is dropped or an SR stage would follow a stage
-                with other output channels.
-        """
-        stages = list(self.stages)
-        index = self._check_stage_index(index, len(stages))
-        dropped = stages.pop(index)
-        if not stages:
-            raise ValueError("Cannot drop the only stage of the cascade.")
-        self._set_stages(*zip(*stages))
-        return dropped
-
-    @staticmethod
-    def _check_stage_index(index: int, count: int) -> int:
-        if not _is_int(index) or not -count <= index < count:
-            raise ValueError(f"Stage index must be an integer in [{-count}, {count}) but is {index!r}.")
-        return index % count
-
-    def stage_sizes(self, num_frames: int, height: int, width: int) -> list[tuple[int, int, int]]:
-        """The `(frames, height, width)` each stage produces for a final output of this size, base first.
-
-        Raises:
-            ValueError: naming the stage and sizes when a factor does not divide the size it must produce.
-        """
-        sizes = [(num_frames, height, width)]
-        for i in range(self.num_stages - 1, 0, -1):
-            spec = self.stage_specs[i]
-            try:
-                sizes.append(spec.input_size(*sizes[-1]))
-            except ValueError as error:
-                raise ValueError(
-                    f"Stage {i} ({spec}) cannot produce {sizes[-1][0]} frames of {sizes[-1][1]}x{sizes[-1][2]} for "
-                    f"the requested output of {num_frames} frames of {height}x{width}: {error}"
-                ) from error
-        return sizes[::-1]
-
-    def default_size(self) -> tuple[int, int, int]:
-        """The final `(frames, height, width)` when none is given: the base stage's `sample_size` and
-        `DEFAULT_BASE_NUM_FRAMES` frames, carried through every stage."""
-        sample_size = self.unet_0.config.sample_size
-        if sample_size is None:
-            raise ValueError("The base UNet has no `sample_size`: pass `num_frames`, `height` and `width`.")
-        height, width = (sample_size, sample_size) if _is_int(sample_size) else tuple(sample_size)
-        size = (DEFAULT_BASE_NUM_FRAMES, height, width)
-        for spec in self.stage_specs:
-            size = spec.output_size(*size)
-        return size
-
-    # ------------------------------------------------------------------ per-stage arguments
-
-    def per_stage(self, value: Any, name: str, default: Any = None) -> list[Any]:
-        """One value per stage from a call argument: a scalar (every stage), a list or tuple (one per stage), or a
-        dict `{stage index: value}` (other stages get `default`).
-
-        Raises:
-            ValueError: naming the argument and the lengths or indices when they do not fit the stages.
-        """
-        count = self.num_stages
-        if isinstance(value, dict):
-            bad = [key for key in value if not _is_int(key) or not 0 <= key < count]
-            if bad:
-                raise ValueError(
-                    f"`{name}` is a dict by stage index, whose keys must be integers in [0, {count}), but has {bad}."
-                )
-            return [value.get(i, default) for i in range(count)]
-        if isinstance(value, (list, tuple)):
-            if len(value) != count:
-                raise ValueError(
-                    f"`{name}` has {len(value)} values but the cascade has {count} stages: pass one value per stage, "
-                    "one value for all, or a dict {stage index: value}."
-                )
-            return list(value)
-        return [value] * count
-
-    # ------------------------------------------------------------------ checks
-
-    @staticmethod
-    def _batch_size(prompt, embeds: torch.Tensor | None) -> int:
-        if prompt is None:
-            return embeds.shape[0]
-        return 1 if isinstance(prompt, str) else len(prompt)
+    def default_num_inference_steps(self, index: int) -> int:
+        """Steps of stage `index` when the call gives none: its scheduler's `default_num_inference_steps` (a
+        distilled student's `VDistilledScheduler` records its own count), else `DEFAULT_NUM_INFERENCE_STEPS`."""
+        steps = getattr(self.stages[index].scheduler, "default_num_inference_steps", None)
+        return DEFAULT_NUM_INFERENCE_STEPS if steps is None else steps
 
     def check_inputs(
         self,
@@ -563,7 +251,7 @@ class ImagenVideoPipeline(VideoDiffusionPipeline):
         self.check_stages(*zip(*self.stages))  # stages may have been edited since construction
 
         for name, value in (("num_frames", num_frames), ("height", height), ("width", width)):
-            if not _is_int(value) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"`{name}` must be an integer >= 1 but is {value!r}.")
         sizes = self.stage_sizes(num_frames, height, width)
         for i, ((frames, h, w), (spec, unet, scheduler)) in enumerate(zip(sizes, self.stages)):
@@ -585,8 +273,7 @@ class ImagenVideoPipeline(VideoDiffusionPipeline):
                     )
 
             steps = num_inference_steps[i]
-            if not _is_int(steps) or steps < 1:
-                raise ValueError(f"`num_inference_steps` of stage {i} must be an integer >= 1 but is {steps!r}.")
+            check_positive_int(steps, f"num_inference_steps` of stage `{i}")
             try:
                 scheduler.set_timesteps(steps, device="cpu")  # refuses step counts its grid cannot make
             except ValueError as error:
@@ -600,7 +287,7 @@ class ImagenVideoPipeline(VideoDiffusionPipeline):
                     f"`guidance` of stage {i} must be one of {GUIDANCE_KINDS} or a GuidanceSchedule but is {kind!r}."
                 )
             scale = guidance_scale[i]
-            if not _is_number(scale) or scale < 0:
+            if not is_number(scale) or scale < 0:
                 raise ValueError(f"`guidance_scale` of stage {i} must be a number >= 0 but is {scale!r}.")
             try:
                 weights = stage_guidance_scales(kind, scale, steps)
@@ -610,12 +297,12 @@ class ImagenVideoPipeline(VideoDiffusionPipeline):
                 raise ValueError(f"The guidance weights of stage {i} must be >= 0 but are {weights}.")
 
             level = noise_aug_level[i]
-            if not _is_number(level):
+            if not is_number(level):
                 raise ValueError(f"`noise_aug_level` of stage {i} must be a number in [0, 1] but is {level!r}.")
             check_augmentation_level(level, name=f"noise_aug_level` of stage `{i}")
             percentile = dynamic_thresholding_percentile[i]
             if percentile is not None:
-                if not _is_number(percentile) or not 0.0 < percentile <= 1.0:
+                if not is_number(percentile) or not 0.0 < percentile <= 1.0:
                     raise ValueError(
                         f"`dynamic_thresholding_percentile` of stage {i} must be in (0, 1] or None but is "
                         f"{percentile!r}."
@@ -627,42 +314,16 @@ class ImagenVideoPipeline(VideoDiffusionPipeline):
                         f"{scheduler.init_noise_sigma}: pass `dynamic_thresholding_percentile=None` for it."
                     )
 
-        if not _is_int(num_videos_per_prompt) or num_videos_per_prompt < 1:
-            raise ValueError(f"`num_videos_per_prompt` must be an integer >= 1 but is {num_videos_per_prompt!r}.")
+        check_positive_int(num_videos_per_prompt, "num_videos_per_prompt")
 
         # prompts and embeddings
         text_dim = self.text_encoder.config.d_model if self.text_encoder is not None else None
         check_prompt_arguments(prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, text_dim)
-        batch_size = self._batch_size(prompt, prompt_embeds)
-        if negative_prompt is not None and not isinstance(negative_prompt, str):
-            if len(negative_prompt) != batch_size:
-                raise ValueError(
-                    f"`negative_prompt` has {len(negative_prompt)} prompts but `prompt` has batch size {batch_size}."
-                )
-        if negative_prompt_embeds is not None:
-            reference = prompt_embeds.shape if prompt_embeds is not None else (batch_size,)
-            if negative_prompt_embeds.shape[: len(reference)] != reference:
-                raise ValueError(
-                    f"`negative_prompt_embeds` of shape {tuple(negative_prompt_embeds.shape)} must match the prompt "
-                    f"embeddings {tuple(reference)}."
-                )
-
-        total = batch_size * num_videos_per_prompt
-        if isinstance(generator, list) and len(generator) != total:
-            raise ValueError(
-                f"`generator` is a list of {len(generator)} generators but the effective batch size (prompts x"
-                f" `num_videos_per_prompt`) is {total}."
-            )
+        check_generator(generator, prompt_batch_size(prompt, prompt_embeds) * num_videos_per_prompt)
         check_output_type(output_type)
-        if callback_on_step_end is not None and not callable(callback_on_step_end):
-            raise TypeError(f"`callback_on_step_end` must be callable but is {callback_on_step_end!r}.")
-        if callback_on_step_end_tensor_inputs is not None:
-            unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
-            if unknown:
-                raise ValueError(
-                    f"`callback_on_step_end_tensor_inputs` must be in {self._callback_tensor_inputs} but has"
-                    f" {unknown}."
-                )
+        check_callback_arguments(
+            callback_on_step_end, callback_on_step_end_tensor_inputs, self._callback_tensor_inputs
+        )
         return sizes
 
     # ------------------------------------------------------------------ prompt encoding
@@ -680,60 +341,19 @@ class ImagenVideoPipeline(VideoDiffusionPipeline):
         """T5 embeddings `(B * num_videos_per_prompt, tokens, d_model)` of the prompts and, for guidance, the negative
         prompts (the empty prompt by default).
 
-        Prompts are padded to the tokenizer's `model_max_length` and encoded with their attention mask (padding does
-        not change the embeddings of the real tokens); the UNets read all positions, as Stable Diffusion's do.
+        See [`~diffusers_video.pipelines.prompts.encode_t5_prompt`].
         """
-
-        def encode(texts: list[str]) -> torch.Tensor:
-            tokens = self.tokenizer(
-                texts,
-                padding="max_length",
-                max_length=self.tokenizer.model_max_length,
-                truncation=True,
-                return_tensors="pt",
-            )
-            return self.text_encoder(
-                tokens.input_ids.to(device), attention_mask=tokens.attention_mask.to(device)
-            ).last_hidden_state
-
-        if prompt_embeds is None:
-            prompt_embeds = encode([prompt] if isinstance(prompt, str) else list(prompt))
-        batch_size = prompt_embeds.shape[0]
-        dtype = self.text_encoder.dtype if self.text_encoder is not None else prompt_embeds.dtype
-        prompt_embeds = prompt_embeds.to(device=device, dtype=dtype).repeat_interleave(num_videos_per_prompt, dim=0)
-        if not do_classifier_free_guidance:
-            return prompt_embeds, None
-        if negative_prompt_embeds is None:
-            if negative_prompt is None:
-                negative_prompt = [""] * batch_size
-            elif isinstance(negative_prompt, str):
-                negative_prompt = [negative_prompt] * batch_size
-            negative_prompt_embeds = encode(list(negative_prompt))
-        negative_prompt_embeds = negative_prompt_embeds.to(device=device, dtype=dtype)
-        negative_prompt_embeds = negative_prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0)
-        return prompt_embeds, negative_prompt_embeds
+        return encode_t5_prompt(
+            self.tokenizer, self.text_encoder, prompt, device, num_videos_per_prompt, do_classifier_free_guidance,
+            negative_prompt, prompt_embeds, negative_prompt_embeds,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ sampling
-
-    @property
-    def num_timesteps(self) -> int:
-        """Sampling steps of the stage being sampled."""
-        return self._num_timesteps
 
     @property
     def stage_index(self) -> int:
         """Index of the stage being sampled (callbacks may read it)."""
         return self._stage_index
-
-    @property
-    def interrupt(self) -> bool:
-        return self._interrupt
-
-    @staticmethod
-    def _extra_step_kwargs(scheduler, generator) -> dict[str, Any]:
-        # not all schedulers take a generator (DDIM with eta = 0 draws nothing; DDPM does)
-        accepts_generator = "generator" in inspect.signature(scheduler.step).parameters
-        return {"generator": generator} if accepts_generator else {}
 
     @torch.no_grad()
     def __call__(
@@ -742,7 +362,7 @@ class ImagenVideoPipeline(VideoDiffusionPipeline):
         num_frames: int | None = None,
         height: int | None = None,
         width: int | None = None,
-        num_inference_steps: int | list[int] | dict[int, int] = 50,
+        num_inference_steps: int | list[int] | dict[int, int] | None = None,
         guidance_scale: float | list[float] | dict[int, float] = 6.0,
         guidance: str | GuidanceSchedule | list | dict = "constant",
         noise_aug_level: float | list[float] | dict[int, float] = 0.1,
@@ -774,8 +394,9 @@ class ImagenVideoPipeline(VideoDiffusionPipeline):
             height (`int`, *optional*): Height of the final video in pixels, derived backwards through the SSR
                 factors; defaults to the base UNet's `sample_size` times the SSR factors.
             width (`int`, *optional*): Width, as `height`.
-            num_inference_steps (`int`, *per stage*, defaults to 50): Sampling steps of each stage (8 for an 8-step
-                distilled student; the scheduler must be able to make the count).
+            num_inference_steps (`int`, *per stage*, *optional*): Sampling steps of each stage; the scheduler must be
+                able to make the count. A stage without a value takes its scheduler's `default_num_inference_steps`
+                (a distilled student's scheduler records its own step count, e.g. 8), else 50.
             guidance_scale (`float`, *per stage*, defaults to 6.0): Classifier-free guidance weight `w` of
                 `uncond + w * (cond - uncond)` (diffusers' convention: 1 is no guidance, and a teacher then makes one
                 pass per step); the high weight with "oscillating" guidance. Must be >= 0.
@@ -811,8 +432,9 @@ class ImagenVideoPipeline(VideoDiffusionPipeline):
             [`ImagenVideoPipelineOutput`] or `tuple`: `(frames,)`, or `(frames, intermediate_frames)` with
             `return_intermediate=True`, when `return_dict` is False.
         """
-        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
-            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        callback_on_step_end_tensor_inputs = callback_tensor_inputs(
+            callback_on_step_end, callback_on_step_end_tensor_inputs
+        )
 
         # 0. defaults and per-stage arguments
         default_frames, default_height, default_width = (
@@ -821,7 +443,10 @@ class ImagenVideoPipeline(VideoDiffusionPipeline):
         num_frames = default_frames if num_frames is None else num_frames
         height = default_height if height is None else height
         width = default_width if width is None else width
-        steps = self.per_stage(num_inference_steps, "num_inference_steps", 50)
+        steps = [
+            self.default_num_inference_steps(i) if n is None else n
+            for i, n in enumerate(self.per_stage(num_inference_steps, "num_inference_steps", None))
+        ]
         scales = self.per_stage(guidance_scale, "guidance_scale", 6.0)
         kinds = self.per_stage(guidance, "guidance", "constant")
         levels = self.per_stage(noise_aug_level, "noise_aug_level", 0.1)
@@ -833,19 +458,20 @@ class ImagenVideoPipeline(VideoDiffusionPipeline):
             num_videos_per_prompt, generator, prompt_embeds, negative_prompt_embeds, output_type,
             callback_on_step_end, callback_on_step_end_tensor_inputs,
         )  # fmt: skip
-        weights = [stage_guidance_scales(k, s, n) for k, s, n in zip(kinds, scales, steps)]
+        guidances = [stage_guidance(kind, scale) for kind, scale in zip(kinds, scales)]
         needs_uncond = any(
-            not takes_guidance(stage.unet) and any(w != 1.0 for w in stage_weights)
-            for stage, stage_weights in zip(self.stages, weights)
+            not takes_guidance(stage.unet) and any(w != 1.0 for w in stage_guidance.scales(n))
+            for stage, stage_guidance, n in zip(self.stages, guidances, steps)
         )
         self._interrupt = False
-        batch_size = self._batch_size(prompt, prompt_embeds)
+        batch_size = prompt_batch_size(prompt, prompt_embeds)
         device = self._execution_device
 
         # 2. encode the prompt
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(
             prompt, device, num_videos_per_prompt, needs_uncond, negative_prompt, prompt_embeds, negative_prompt_embeds
         )
+        tensors = {"prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_prompt_embeds}
         total = batch_size * num_videos_per_prompt
 
         # 3. the cascade
@@ -871,46 +497,35 @@ class ImagenVideoPipeline(VideoDiffusionPipeline):
 
                 # 3.2 initial noise and timesteps
                 scheduler.set_timesteps(steps[index], device=device)
-                timesteps = scheduler.timesteps
-                self._num_timesteps = len(timesteps)
                 shape = (total, unet.config.out_channels, frames, h, w)
                 sample = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
                 sample = sample * scheduler.init_noise_sigma
                 thresholding = DynamicThresholding(percentiles[index]) if percentiles[index] is not None else None
-                extra_step_kwargs = self._extra_step_kwargs(scheduler, generator)
-                text = prompt_embeds.to(dtype)
-                uncond_text = negative_prompt_embeds.to(dtype) if negative_prompt_embeds is not None else None
 
                 # 3.3 denoising loop
-                for i, t in enumerate(timesteps):
-                    if self.interrupt:
-                        continue
-                    model_input = stage_model_input(scheduler.scale_model_input(sample, t), condition)
+                def predict(model_input, t, i, sample, unet=unet, scheduler=scheduler, condition=condition,
+                            scalar_conds=scalar_conds, thresholding=thresholding, dtype=dtype,
+                            rescale=guidances[index].guidance_rescale):  # fmt: skip
+                    model_input = stage_model_input(model_input, condition)
+                    uncond = tensors["negative_prompt_embeds"]
                     # guided v-prediction: two passes for a teacher (one at weight 1), one for a distilled student
                     prediction = guided_prediction(
-                        unet, model_input, t, text, uncond_text, weights[index][i], scalar_conds
-                    )  # (B, C, F, H, W)
+                        unet, model_input, t, tensors["prompt_embeds"].to(dtype),
+                        uncond.to(dtype) if uncond is not None else None, self.guidance_scale, scalar_conds,
+                        guidance_rescale=rescale,
+                    )  # fmt: skip  # (B, C, F, H, W)
                     if thresholding is not None:
                         alpha, sigma = scheduler_alpha_sigma(scheduler, t)
                         prediction = thresholding(
                             prediction, sample, alpha.to(device), sigma.to(device), scheduler.config.prediction_type
                         )
-                    sample = scheduler.step(prediction, t, sample, **extra_step_kwargs, return_dict=False)[0]
+                    return prediction
 
-                    if callback_on_step_end is not None:
-                        tensors = {
-                            "latents": sample,
-                            "prompt_embeds": prompt_embeds,
-                            "negative_prompt_embeds": negative_prompt_embeds,
-                        }
-                        callback_kwargs = {name: tensors[name] for name in callback_on_step_end_tensor_inputs}
-                        callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
-                        sample = callback_outputs.pop("latents", sample)
-                        prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
-                        negative_prompt_embeds = callback_outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
-                        text = prompt_embeds.to(dtype)
-                        uncond_text = negative_prompt_embeds.to(dtype) if negative_prompt_embeds is not None else None
-                    progress_bar.update()
+                sample = denoise(
+                    self, scheduler, sample, predict, num_inference_steps=steps[index], guidance=guidances[index],
+                    progress_bar=progress_bar, generator=generator, callback_on_step_end=callback_on_step_end,
+                    callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, tensors=tensors,
+                )  # fmt: skip
                 video = sample
                 outputs.append(sample)
 
