@@ -244,6 +244,14 @@ class TemporalSelfAttention(Attention):
     through its `to_q`, `to_k`, `to_v`, `to_out.0` projections like every other attention layer.
     """
 
+    def set_attention_slice(self, slice_size: int | None) -> None:
+        """`slice_size` heads at a time (diffusers' `SlicedAttnProcessor`, given the causal mask as a bias), or the
+        temporal SDPA processor again for None."""
+        if slice_size is None:
+            self.set_processor(TemporalAttnProcessor2_0())
+            return
+        super().set_attention_slice(slice_size)
+
     def set_use_memory_efficient_attention_xformers(self, valid: bool, attention_op=None) -> None:
         if not valid:
             self.set_processor(TemporalAttnProcessor2_0())

@@ -527,6 +527,44 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
 
     # ------------------------------------------------------------------ diffusers conveniences
 
+    # Adapted from diffusers.models.unets.unet_3d_condition.UNet3DConditionModel.set_attention_slice (the argument
+    # checks raise ValueError with the value; the temporal attention layers are sliced too and keep their causality)
+    def set_attention_slice(self, slice_size: str | int | list[int] | None) -> None:
+        r"""Computes attention in slices of heads to save memory, as diffusers' `UNet3DConditionModel` does.
+
+        Every attention layer (spatial self- and cross-attention, temporal attention) runs `slice_size` heads at a
+        time through diffusers' `SlicedAttnProcessor`; a directed temporal layer still gets its causal mask.
+
+        Args:
+            slice_size (`str`, `int`, `list[int]` or None): "auto" halves each layer's heads, "max" runs one head at a
+                time, a number runs that many heads per slice in every layer, a list gives one number per attention
+                layer (in `self.modules()` order), None switches slicing off (the default processors).
+        """
+        layers = [module for module in self.modules() if hasattr(module, "set_attention_slice") and module is not self]
+        heads = [layer.sliceable_head_dim for layer in layers]
+        if slice_size == "auto":
+            sizes = [max(dim // 2, 1) for dim in heads]
+        elif slice_size == "max":
+            sizes = [1] * len(layers)
+        elif isinstance(slice_size, list):
+            sizes = slice_size
+        elif slice_size is None or (isinstance(slice_size, int) and not isinstance(slice_size, bool)):
+            sizes = [slice_size] * len(layers)
+        else:
+            raise ValueError(f"`slice_size` must be 'auto', 'max', an integer, a list or None but is {slice_size!r}.")
+        if len(sizes) != len(layers):
+            raise ValueError(
+                f"`slice_size` has {len(sizes)} entries but the model has {len(layers)} attention layers: pass one per"
+                " layer, or one number for all."
+            )
+        for size, dim in zip(sizes, heads):
+            if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= dim):
+                raise ValueError(
+                    f"`slice_size` entries must be integers in [1, {dim}] (the layer's heads) or None but is {size!r}."
+                )
+        for layer, size in zip(layers, sizes):
+            layer.set_attention_slice(size)
+
     def set_default_attn_processor(self) -> None:
         """Classic (non-SDPA) processor on spatial attention, the SDPA temporal processor on temporal attention."""
         temporal = {

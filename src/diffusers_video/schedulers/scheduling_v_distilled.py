@@ -96,6 +96,10 @@ class VDistilledScheduler(SchedulerMixin, ConfigMixin):
         distillation_base_steps (`int`, *optional*): Step count of the undistilled sampler the progressive
             distillation started from (e.g. 256). When set, `set_timesteps` only accepts its halvings (256, 128, ...,
             8, ...). `None` accepts any step count.
+        default_num_inference_steps (`int`, *optional*): The step count the model is sampled with when a pipeline
+            is not told one: a distilled student's scheduler records its own (e.g. 8), so
+            `ImagenVideoPipeline.from_pretrained(folder)(prompt)` samples it at that count. Must be on the distillation
+            grid. `None`: `distillation_base_steps` when set, else the pipeline's own default.
     """
 
     _compatibles = [e.name for e in KarrasDiffusionSchedulers]
@@ -121,6 +125,7 @@ class VDistilledScheduler(SchedulerMixin, ConfigMixin):
         timestep_spacing: Literal["leading", "trailing", "linspace"] = "trailing",
         rescale_betas_zero_snr: bool = False,
         distillation_base_steps: int | None = None,
+        default_num_inference_steps: int | None = None,
     ):
         check_num_train_timesteps(num_train_timesteps)
         if noise_schedule not in NOISE_SCHEDULES:
@@ -130,6 +135,18 @@ class VDistilledScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(f"`timestep_spacing` must be one of {TIMESTEP_SPACINGS} but is {timestep_spacing!r}.")
         if distillation_base_steps is not None:
             check_num_inference_steps(distillation_base_steps, num_train_timesteps, name="distillation_base_steps")
+        if default_num_inference_steps is not None:
+            check_num_inference_steps(
+                default_num_inference_steps, num_train_timesteps, name="default_num_inference_steps"
+            )
+            if distillation_base_steps is not None and default_num_inference_steps not in distillation_step_counts(
+                distillation_base_steps
+            ):
+                raise ValueError(
+                    f"`default_num_inference_steps` must be on the distillation grid of `distillation_base_steps`="
+                    f"{distillation_base_steps}, one of {distillation_step_counts(distillation_base_steps)}, but is"
+                    f" {default_num_inference_steps}."
+                )
 
         if noise_schedule == "discrete":
             self.betas = discrete_betas(
@@ -201,6 +218,13 @@ class VDistilledScheduler(SchedulerMixin, ConfigMixin):
             self.config.timestep_spacing,
             self.config.steps_offset,
         )
+
+    @property
+    def default_num_inference_steps(self) -> int | None:
+        """Steps to sample with when none are given: `default_num_inference_steps` of the config, else
+        `distillation_base_steps` (None when neither is set)."""
+        steps = self.config.get("default_num_inference_steps")
+        return steps if steps is not None else self.config.distillation_base_steps
 
     def _check_on_distillation_grid(self, num_inference_steps: int, name: str = "num_inference_steps") -> None:
         base = self.config.distillation_base_steps
