@@ -48,9 +48,8 @@ from ..checks import (
 from ..denoising import DenoisingPipelineMixin, callback_tensor_inputs, denoise
 from ..pipeline_utils import VideoDiffusionPipeline, VideoPipelineOutput, decode_latents, postprocess_video
 from ..prompts import encode_clip_prompt
+from .components import BASE_PREDICTION_TYPES, check_components
 from .windows import frame_windows, predict_over_windows, window_blend_weights
-
-BASE_PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 __all__ = ["BASE_PREDICTION_TYPES", "VideoFusionPipeline"]
 
@@ -115,7 +114,7 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         base_prediction_type: str = "epsilon",
     ):
         super().__init__()
-        self._check_components(vae, text_encoder, residual_unet, scheduler, base_unet, base_prediction_type)
+        check_components(vae, text_encoder, residual_unet, scheduler, base_unet, base_prediction_type)
         self.register_modules(
             vae=vae,
             text_encoder=text_encoder,
@@ -128,67 +127,6 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
 
     # ------------------------------------------------------------------ checks
-
-    @staticmethod
-    def _check_components(vae, text_encoder, residual_unet, scheduler, base_unet, base_prediction_type) -> None:
-        """Components that cannot work together are refused with both values named."""
-        if base_prediction_type not in BASE_PREDICTION_TYPES:
-            raise ValueError(
-                f"`base_prediction_type` must be one of {BASE_PREDICTION_TYPES} but is {base_prediction_type!r}."
-            )
-        if scheduler is not None and not isinstance(scheduler, DecomposedNoiseScheduler):
-            raise TypeError(
-                f"`scheduler` must be a DecomposedNoiseScheduler (use `base_noise_ratio=0` for plain DDIM) but is a"
-                f" {type(scheduler).__name__}."
-            )
-        if residual_unet is None:
-            return
-        channels = residual_unet.config.in_channels
-        text_dim = residual_unet.config.cross_attention_dim
-        if residual_unet.config.out_channels != channels:
-            raise ValueError(
-                f"`residual_unet` must predict as many channels as it reads but has in_channels={channels} and"
-                f" out_channels={residual_unet.config.out_channels}."
-            )
-        if vae is not None and vae.config.latent_channels != channels:
-            raise ValueError(
-                f"`vae` has {vae.config.latent_channels} latent channels but `residual_unet` has"
-                f" in_channels={channels}."
-            )
-        if text_encoder is not None and text_encoder.config.hidden_size != text_dim:
-            raise ValueError(
-                f"`text_encoder` has hidden_size={text_encoder.config.hidden_size} but `residual_unet` has"
-                f" cross_attention_dim={text_dim}."
-            )
-        if base_unet is None:
-            return
-        base_channels = (base_unet.config.in_channels, base_unet.config.out_channels)
-        if base_channels != (channels, channels):
-            raise ValueError(
-                f"`base_unet` must read and predict the residual UNet's {channels} latent channels but has"
-                f" in_channels={base_channels[0]} and out_channels={base_channels[1]}."
-            )
-        base_text_dim = base_unet.config.cross_attention_dim
-        base_text_dims = set(base_text_dim) if isinstance(base_text_dim, (list, tuple)) else {base_text_dim}
-        if base_text_dims != {text_dim}:
-            raise ValueError(
-                f"`base_unet` has cross_attention_dim={base_text_dim} but `residual_unet` has"
-                f" cross_attention_dim={text_dim}: both must read the same text embeddings."
-            )
-        if scheduler is None:
-            return
-        prediction_type = scheduler.config.prediction_type
-        if prediction_type not in ("epsilon", "v_prediction"):
-            raise ValueError(
-                "With a base generator the two estimates combine into an epsilon or a v prediction, so the scheduler's"
-                f" `prediction_type` must be 'epsilon' or 'v_prediction' but is {prediction_type!r}."
-            )
-        if scheduler.config.get("rescale_betas_zero_snr") and "epsilon" in (prediction_type, base_prediction_type):
-            raise ValueError(
-                "The scheduler has zero terminal SNR (`rescale_betas_zero_snr=True`), where an epsilon prediction says"
-                f" nothing about x_0: the scheduler's `prediction_type` ({prediction_type!r}) and `base_prediction_type`"
-                f" ({base_prediction_type!r}) must both be 'v_prediction'."
-            )
 
     def _size_multiple(self) -> int:
         """Height and width in pixels must be divisible by this: the VAE's and the UNets' downsampling."""
@@ -255,7 +193,7 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
 
         Every check runs before any model is called. Height and width are already defaulted.
         """
-        self._check_components(
+        check_components(
             self.vae, self.text_encoder, self.residual_unet, self.scheduler, self.base_unet,
             self.config.base_prediction_type,
         )  # fmt: skip  # components may have been swapped since construction
