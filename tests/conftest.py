@@ -14,7 +14,8 @@ import torch
 from diffusers_video.testing_utils import tiny_clip_text_models  # noqa: F401 (tests import it from here)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# `make test` runs two pytest-xdist workers on the two cores: one thread each, so they do not fight over the cores
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 
 def load_script(path: Path):
