@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DiffusionPipeline, EulerDiscreteScheduler
 
 from diffusers_video import ImagenVideoPipeline, ImagenVideoPipelineOutput, UNet3DModel, VDistilledScheduler
+from diffusers_video.folders import class_name_of
 from diffusers_video.guidance import ScheduledGuidance
-from diffusers_video.hub import class_name_of
 from diffusers_video.pipelines.imagen_video.cascade import (
     NOISE_AUG_CONDITION,
     StageSpec,

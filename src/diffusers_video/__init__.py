@@ -2,11 +2,17 @@
 
 Every component module is imported eagerly here: diffusers resolves component classes through
 ``sys.modules`` and the module path saved in ``model_index.json``, so a saved folder loads only if the
-module that defines its classes has been imported.
+module that defines its classes has been imported. ``hub`` is imported eagerly too: it registers the publisher
+through which ``UNet3DModel.push_to_hub`` and ``VideoDiffusionPipeline.push_to_hub`` upload with our model card
+(see ``diffusers_video.folders``).
+
+This module is the top of the package's layers (see ``tests/test_layers.py``): it may import every module, and no
+module of the package imports it.
 """
 
 __version__ = "0.1.0.dev0"
 
+from . import hub  # noqa: F401 (imported for its effect: it registers the Hub publisher)
 from .models.unet_3d import UNet3DModel, UNet3DModelOutput
 from .pipelines.imagen_video.pipeline_imagen_video import ImagenVideoPipeline, ImagenVideoPipelineOutput
 from .pipelines.pipeline_utils import VideoPipelineOutput

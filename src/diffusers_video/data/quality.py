@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..hub import class_name_of
+from ..folders import INDEX_NAME, class_name_of, read_json
+from ..pipelines.pipeline_utils import VideoDiffusionPipeline
 from .shapes import ShapesScorer, ShapesWorld, as_video_array
 
 
@@ -46,22 +47,16 @@ def load_pipeline(path: str | Path, device: str | torch.device | None = None, to
     """
     import diffusers
 
-    import diffusers_video
-
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"Pipeline folder {str(path)!r} does not exist or is not a folder.")
-    index_file = folder / "model_index.json"
-    if not index_file.is_file():
+    index = read_json(folder / INDEX_NAME, missing_ok=True)
+    if index is None:
         raise FileNotFoundError(
             f"{str(path)!r} has no model_index.json; pass a pipeline folder written by `save_pretrained`."
         )
-    try:
-        index = json.loads(index_file.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{str(index_file)!r} is not valid JSON: {error}.") from error
-    class_name = class_name_of(index, index_file)  # "Class", or ["pipeline", "Class"] with remote-code shims
-    pipeline_class = getattr(diffusers_video, class_name, None) or getattr(diffusers, class_name, None)
+    class_name = class_name_of(index, folder / INDEX_NAME)  # "Class", or ["pipeline", "Class"] with remote-code shims
+    pipeline_class = VideoDiffusionPipeline.pipeline_class(class_name) or getattr(diffusers, class_name, None)
     if pipeline_class is None or not hasattr(pipeline_class, "from_pretrained"):
         raise ValueError(
             f"model_index.json names the pipeline class {class_name!r}, which is neither in diffusers_video nor in "

@@ -13,6 +13,7 @@ text-to-video), with its parameter names, so that its weights load unrenamed (se
 from __future__ import annotations
 
 import inspect
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from ..folders import publisher
 from .temporal import (
     FRAME_POSITION_ENCODINGS,
     MODELSCOPE_INPUT_HEADS,
@@ -575,7 +577,6 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
         }
         self.set_attn_processor(processors)
 
-    # Adapted from diffusers.models.unets.unet_3d_condition.UNet3DConditionModel.enable_forward_chunking
     def push_to_hub(
         self,
         repo_id: str,
@@ -591,6 +592,9 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
         """Uploads the model to the Hub in one commit with a full model card (`diffusers_video.hub.make_model_card`:
         library, tags, `base_model`, parameters, a usage snippet) instead of diffusers' generic one.
 
+        The upload is `diffusers_video.hub.push_folder`, reached through `diffusers_video.folders.publisher()`: the Hub
+        layer sits above the models and registers it there when `diffusers_video` is imported.
+
         Args:
             repo_id (`str`): "namespace/name"; created if it does not exist.
             commit_message, private, token, create_pr: As in diffusers' `ModelMixin.push_to_hub`.
@@ -601,13 +605,9 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
         Returns:
             `huggingface_hub.CommitInfo`: The commit.
         """
-        import tempfile
-
-        from ..hub import push_folder
-
         with tempfile.TemporaryDirectory() as folder:
             self.save_pretrained(folder, safe_serialization=safe_serialization, variant=variant)
-            return push_folder(
+            return publisher()(
                 folder, repo_id, private=private, token=token, commit_message=commit_message, create_pr=create_pr,
                 base_model=base_model,
             )  # fmt: skip

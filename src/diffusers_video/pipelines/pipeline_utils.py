@@ -2,8 +2,10 @@
 and the thin base class [`VideoDiffusionPipeline`] that gives them Hub publishing and loading by repo id.
 
 Inference code is shared as small functions that each pipeline calls; the base class only adds what a plain
-`DiffusionPipeline` cannot do for a third-party package (see `diffusers_video.hub`). Frames come back as diffusers'
-video pipelines return them (see [`postprocess_video`]).
+`DiffusionPipeline` cannot do for a third-party package: folder checks and Hub downloads (`pipelines.loading`),
+remote-code shims (`pipelines.remote_code`) and publishing with our model card (the publisher that
+`diffusers_video.hub` registers in `diffusers_video.folders`). Frames come back as diffusers' video pipelines return
+them (see [`postprocess_video`]).
 """
 
 from __future__ import annotations
@@ -23,7 +25,20 @@ from diffusers.models import AutoencoderKL
 from diffusers.utils import BaseOutput, logging
 from diffusers.video_processor import VideoProcessor
 
+from ..folders import (
+    CARD_NAME,
+    DISTILLATION_NAME,
+    INDEX_NAME,
+    SAMPLE_NAME,
+    SCORES_NAMES,
+    TRAINING_CONFIG_NAME,
+    class_name_of,
+    publisher,
+    read_json,
+)
 from .checks import check_decode_chunk_size, check_output_type
+from .loading import check_pipeline_folder, download_pipeline, is_repo_id
+from .remote_code import write_remote_code_files
 
 logger = logging.get_logger(__name__)
 
@@ -105,8 +120,6 @@ class VideoDiffusionPipeline(DiffusionPipeline):
                 this package's classes load.
                 `push_to_hub` always uploads the shims.
         """
-        from ..hub import push_folder, write_remote_code_files
-
         hub_kwargs = {}
         if push_to_hub:
             keys = ("repo_id", "private", "token", "commit_message", "create_pr", "base_model", "scores", "sample")
@@ -122,7 +135,7 @@ class VideoDiffusionPipeline(DiffusionPipeline):
             write_remote_code_files(save_directory, type(self).__module__)
         if push_to_hub:
             repo_id = hub_kwargs.pop("repo_id", Path(save_directory).name)
-            push_folder(save_directory, repo_id, **hub_kwargs)
+            publisher()(save_directory, repo_id, **hub_kwargs)
 
     def push_to_hub(
         self,
@@ -159,8 +172,6 @@ class VideoDiffusionPipeline(DiffusionPipeline):
         Returns:
             `huggingface_hub.CommitInfo`: The commit.
         """
-        from ..hub import CARD_NAME, DISTILLATION_NAME, SAMPLE_NAME, SCORES_NAMES, TRAINING_CONFIG_NAME, push_folder
-
         with tempfile.TemporaryDirectory() as folder:
             self.save_pretrained(folder, safe_serialization=safe_serialization, variant=variant, remote_code=True)
             source = self.name_or_path
@@ -168,7 +179,7 @@ class VideoDiffusionPipeline(DiffusionPipeline):
                 for name in (TRAINING_CONFIG_NAME, DISTILLATION_NAME, *SCORES_NAMES, SAMPLE_NAME, CARD_NAME):
                     if (Path(source) / name).is_file():
                         shutil.copyfile(Path(source) / name, Path(folder) / name)
-            return push_folder(
+            return publisher()(
                 folder, repo_id, private=private, token=token, commit_message=commit_message, create_pr=create_pr,
                 base_model=base_model, scores=scores, sample=sample,
             )  # fmt: skip
@@ -181,7 +192,7 @@ class VideoDiffusionPipeline(DiffusionPipeline):
         `_get_custom_components_and_folders` (`diffusers.pipelines.pipeline_loading_utils`), which raises for every
         component whose library is neither in `LOADABLE_CLASSES` (diffusers, transformers, onnxruntime.training) nor a
         diffusers pipeline module unless the repo has a `<component>/<library>.py` file, and our components' library is
-        their module path (e.g. "diffusers_video.models.unet_3d"). See `diffusers_video.hub.download_pipeline` for
+        their module path (e.g. "diffusers_video.models.unet_3d"). See `pipelines.loading.download_pipeline` for
         what is fetched.
 
         Args:
@@ -190,8 +201,6 @@ class VideoDiffusionPipeline(DiffusionPipeline):
                 components passed as keywords (e.g. `base_unet=None`) are not downloaded. Other keywords of
                 `from_pretrained` are ignored here.
         """
-        from ..hub import download_pipeline
-
         return download_pipeline(
             pretrained_model_name,
             revision=kwargs.get("revision"),
@@ -209,7 +218,7 @@ class VideoDiffusionPipeline(DiffusionPipeline):
 
         Takes the keyword arguments of [`DiffusionPipeline.from_pretrained`] (`dtype`, `local_files_only`,
         `revision`, `cache_dir`, `token`, components to use instead of the saved ones, ...). The folder is checked
-        first (see `diffusers_video.hub.check_pipeline_folder`); its shims, if any, are checked to be imports from
+        first (see `pipelines.loading.check_pipeline_folder`); its shims, if any, are checked to be imports from
         `diffusers_video` only, so loading never runs code from the folder.
 
         Raises:
@@ -217,8 +226,6 @@ class VideoDiffusionPipeline(DiffusionPipeline):
             ValueError: the folder holds another pipeline class or its components, a damaged safetensors file, or
                 code other than the shims.
         """
-        from ..hub import check_pipeline_folder, is_repo_id
-
         if kwargs.get("custom_pipeline") is not None:
             raise ValueError(
                 f"`custom_pipeline` ({kwargs['custom_pipeline']!r}) is not taken by {cls.__name__}.from_pretrained, "
@@ -237,7 +244,8 @@ class VideoDiffusionPipeline(DiffusionPipeline):
         else:
             folder = cls.download(path, **kwargs)
         with cls._folder_components_context(folder):
-            pipeline_class, has_shims = check_pipeline_folder(folder, cls, skip=kwargs)
+            loads_any = cls.pipeline_classes() if cls is VideoDiffusionPipeline else None
+            pipeline_class, has_shims = check_pipeline_folder(folder, cls, skip=kwargs, pipeline_classes=loads_any)
             if has_shims:
                 # the shims only import classes from diffusers_video (checked above)
                 kwargs["trust_remote_code"] = True
@@ -261,10 +269,8 @@ class VideoDiffusionPipeline(DiffusionPipeline):
         """`_components_context` of the pipeline class that `folder`'s `model_index.json` names (this class, or the
         class it names when called on `VideoDiffusionPipeline`); a no-op for an unreadable folder, which
         `check_pipeline_folder` then reports."""
-        from ..hub import INDEX_NAME, class_name_of, read_json
-
         try:
-            index = read_json(Path(folder) / INDEX_NAME)
+            index = read_json(Path(folder) / INDEX_NAME, missing_ok=True)
             name = class_name_of(index, INDEX_NAME) if index is not None else None
         except ValueError:
             return contextlib.nullcontext()

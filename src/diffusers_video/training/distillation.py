@@ -34,6 +34,7 @@ import torch
 from accelerate import PartialState
 from accelerate.logging import get_logger
 
+from ..folders import class_name_of
 from ..guidance import (
     GUIDANCE_CONDITION,
     GUIDANCE_CONDITION_SCALE,
@@ -41,7 +42,6 @@ from ..guidance import (
     guided_prediction,
     takes_guidance,
 )
-from ..hub import class_name_of
 from ..models.unet_3d import UNet3DModel
 from ..schedulers.diffusion_math import ddim_step, distillation_step_counts, distillation_target
 from ..schedulers.scheduling_v_distilled import VDistilledScheduler

@@ -1,0 +1,158 @@
+"""The bottom layer: what the package knows about saved folders, and nothing of the package itself.
+
+- The names of the files that saving, training, distillation, evaluation and publishing write next to a
+  `model_index.json`, each defined once here ([`INDEX_NAME`], [`TRAINING_CONFIG_NAME`], [`DISTILLATION_NAME`], ...).
+- One JSON reader, [`read_json`], with one contract: the JSON object in a file; `None` for a missing file only when
+  the caller says a missing file is fine (`missing_ok=True`), a `FileNotFoundError` otherwise; a `ValueError` naming
+  the file when it is not a JSON object.
+- The `model_index.json` helpers [`class_name_of`] and [`components_of`].
+- The publisher registry ([`register_publisher`], [`publisher`]): `UNet3DModel.push_to_hub` (models) and
+  `VideoDiffusionPipeline.push_to_hub` (pipelines) upload with our model card, but the card and the upload live in
+  `diffusers_video.hub`, a layer above them. `hub` registers its `push_folder` here when it is imported (importing
+  `diffusers_video` imports it), and the lower layers ask for it through `publisher()` instead of importing `hub`.
+
+This module imports nothing of `diffusers_video`, so every layer may import it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CARD_NAME",
+    "DISTILLATION_NAME",
+    "INDEX_NAME",
+    "PICKLE_SUFFIXES",
+    "SAMPLE_NAME",
+    "SCORES_NAMES",
+    "STAGE_CONFIG_NAME",
+    "TRAINING_CONFIG_NAME",
+    "class_name_of",
+    "components_of",
+    "publisher",
+    "read_json",
+    "register_publisher",
+]
+
+INDEX_NAME = "model_index.json"
+"""The pipeline index diffusers' `save_pretrained` writes: the pipeline class and its components."""
+
+TRAINING_CONFIG_NAME = "training_config.json"
+"""The `TrainingConfig` of the run that made a folder (final folders, checkpoints, distilled students)."""
+
+DISTILLATION_NAME = "distillation.json"
+"""File of a distilled student folder: its round, step count and guidance condition."""
+
+STAGE_CONFIG_NAME = "stage.json"
+"""File of an Imagen Video stage folder: its `StageSpec`, sampling augmentation level and output size."""
+
+SCORES_NAMES = ("quality.json", "bench_quality.json")
+"""Moving-shapes quality results, as `diffusers-video bench quality --output` writes them (default the second)."""
+
+SAMPLE_NAME = "sample.gif"
+"""A sample video that the model card shows."""
+
+CARD_NAME = "README.md"
+"""The model card."""
+
+PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl", ".pickle")
+"""Suffixes of pickled files, which run code when loaded: never uploaded or downloaded unless asked for."""
+
+
+def read_json(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any] | None:
+    """The JSON object in the file `path`.
+
+    Args:
+        path (`str` or `Path`): The file.
+        missing_ok (`bool`, defaults to False): Return None when the file does not exist, instead of raising.
+
+    Returns:
+        `dict[str, Any]` or `None`: The object; None only for a missing file with `missing_ok=True`.
+
+    Raises:
+        FileNotFoundError: The file does not exist (and `missing_ok` is False); the message names it.
+        ValueError: The file is not valid JSON (or not UTF-8 text), or holds something other than a JSON object; the
+            message names it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        if missing_ok:
+            return None
+        raise FileNotFoundError(f"'{path}' does not exist.")
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"'{path}' is not valid JSON: {error}.") from error
+    if not isinstance(value, dict):
+        raise ValueError(f"'{path}' must hold a JSON object but holds a {type(value).__name__}.")
+    return value
+
+
+def class_name_of(index: dict[str, Any], index_file: str | Path) -> str:
+    """The pipeline class named by `model_index.json`: `"Class"`, or `["module", "Class"]` for a custom pipeline.
+
+    Args:
+        index (`dict`): The content of `model_index.json`.
+        index_file (`str` or `Path`): Where it was read, for the error message.
+
+    Raises:
+        ValueError: `_class_name` is missing or unreadable; the message names `index_file`.
+    """
+    name = index.get("_class_name")
+    if isinstance(name, (list, tuple)) and len(name) == 2 and all(isinstance(n, str) for n in name):
+        return name[1]
+    if isinstance(name, str) and name:
+        return name
+    raise ValueError(f"'{index_file}' has no readable `_class_name` (found {name!r}): it is not a pipeline folder.")
+
+
+def components_of(index: dict[str, Any]) -> dict[str, tuple[str | None, str | None]]:
+    """The `(library, class)` entries of `model_index.json`, by component name (`(None, None)` for an absent one)."""
+    return {
+        key: tuple(value)
+        for key, value in index.items()
+        if not key.startswith("_")
+        and isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(v is None or isinstance(v, str) for v in value)
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The publisher registry
+# ---------------------------------------------------------------------------------------------------------------------
+
+_publisher: Callable[..., Any] | None = None
+
+
+def register_publisher(publish: Callable[..., Any]) -> None:
+    """Registers the function that uploads a saved folder to the Hub with our model card.
+
+    `diffusers_video.hub` registers its `push_folder` when it is imported; there is one publisher, and registering
+    another replaces it.
+
+    Args:
+        publish (`Callable`): Called as `publish(folder, repo_id, **options)` with the options of
+            `diffusers_video.hub.push_folder`; returns the commit.
+    """
+    global _publisher
+    if not callable(publish):
+        raise TypeError(f"The publisher must be callable, but is {publish!r}.")
+    _publisher = publish
+
+
+def publisher() -> Callable[..., Any]:
+    """The registered publisher (see [`register_publisher`]).
+
+    Raises:
+        RuntimeError: None is registered, which happens only when `diffusers_video.hub` was never imported.
+    """
+    if _publisher is None:
+        raise RuntimeError(
+            "No Hub publisher is registered: `import diffusers_video` (or `diffusers_video.hub`) registers "
+            "`diffusers_video.hub.push_folder`, which `push_to_hub` uses."
+        )
+    return _publisher
