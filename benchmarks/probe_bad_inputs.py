@@ -651,7 +651,7 @@ def scheduler_cases() -> list[Case]:
     add(d, "add_noise-timestep-nan", "`timesteps`", lambda: add_noise(timesteps=NAN))
     add(d, "get_velocity-shape-mismatch", "`noise`.*`sample`",
         lambda: _decomposed().get_velocity(zeros(VIDEO), zeros(2, 3, 4, 5, 4), 10))  # fmt: skip
-    add(d, "combine-base-frames", "`base`", lambda: _decomposed().combine(zeros(2, 3, 2, 5, 5), zeros(VIDEO)))
+    add(d, "combine-base-frames", "`base_pred`", lambda: _decomposed().combine(zeros(2, 3, 2, 5, 5), zeros(VIDEO)))
     add(d, "combine-batch-mismatch", "`base_pred`.*`residual_pred`",
         lambda: _decomposed().combine(zeros(1, 3, 1, 5, 5), zeros(VIDEO)))  # fmt: skip
     add(d, "combine-size-mismatch", "`base_pred`.*`residual_pred`",

@@ -74,9 +74,123 @@ def check_custom_timesteps(num_inference_steps: int | None, timesteps) -> np.nda
     grid = np.asarray(timesteps.cpu() if isinstance(timesteps, torch.Tensor) else timesteps)
     if grid.ndim != 1 or grid.size == 0:
         raise ValueError(f"`timesteps` must be a non-empty 1-D sequence but is {timesteps}.")
+    if grid.dtype.kind not in "iuf":
+        raise TypeError(f"`timesteps` must be numbers but are {timesteps!r}.")
+    if not np.all(np.isfinite(grid)):
+        raise ValueError(f"`timesteps` must be finite but are {grid.tolist()}.")
     if np.any(np.diff(grid) >= 0):
         raise ValueError(f"`timesteps` must be strictly decreasing but are {list(grid)}.")
     return grid
+
+
+def check_eta(eta: float) -> None:
+    """Raises a `ValueError` unless `eta` (DDIM's η, the weight of the injected noise) is a number in [0, 1].
+
+    0 is deterministic DDIM and 1 the DDPM-like variance of DDIM's eq. 16; above 1 the "direction pointing to x_t"
+    takes the square root of a negative number at the last steps, which gives NaN.
+    """
+    if isinstance(eta, bool) or not isinstance(eta, (int, float, np.floating)) or not eta >= 0:
+        raise ValueError(f"`eta` must be a number >= 0 but is {eta!r}.")
+    if not eta <= 1:
+        raise ValueError(f"`eta` must be at most 1 (DDIM's η lies in [0, 1]) but is {eta!r}.")
+
+
+def _is_real(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+
+
+def check_betas(
+    num_train_timesteps: int,
+    beta_start: float,
+    beta_end: float,
+    trained_betas: np.ndarray | list[float] | None = None,
+) -> None:
+    """Raises unless the betas of a discrete schedule are numbers in [0, 1): `beta_start` and `beta_end`, or the
+    `num_train_timesteps` values of `trained_betas` when given (a beta of 1 or more makes `alpha_bar` zero or negative
+    and every later step NaN).
+
+    Raises:
+        TypeError: A beta that is not a number.
+        ValueError: A beta outside [0, 1), or `trained_betas` of another length.
+    """
+    if trained_betas is not None:
+        values = np.asarray(trained_betas)
+        if values.ndim != 1 or values.dtype.kind not in "iuf":
+            raise TypeError(f"`trained_betas` must be a 1-D sequence of numbers but is {trained_betas!r}.")
+        if len(values) != num_train_timesteps:
+            raise ValueError(
+                f"`trained_betas` must have `num_train_timesteps`={num_train_timesteps} values but has {len(values)}."
+            )
+        if not np.all((values >= 0) & (values < 1)):
+            bad = values[~((values >= 0) & (values < 1))][:5].tolist()
+            raise ValueError(f"`trained_betas` must lie in [0, 1) but has {bad}.")
+        return
+    for name, value in (("beta_start", beta_start), ("beta_end", beta_end)):
+        if not _is_real(value):
+            raise TypeError(f"`{name}` must be a number but is {value!r}.")
+        if not 0 <= value < 1:
+            raise ValueError(f"`{name}` must be in [0, 1) but is {value!r}.")
+
+
+def check_x0_limits(
+    dynamic_thresholding_ratio: float, clip_sample_range: float, sample_max_value: float | None
+) -> None:
+    """Raises a `ValueError` naming the config key when a clipping or thresholding option is out of range:
+    `dynamic_thresholding_ratio` in (0, 1], `clip_sample_range` > 0, `sample_max_value` None or at least 1."""
+    if not _is_real(dynamic_thresholding_ratio) or not 0 < dynamic_thresholding_ratio <= 1:
+        raise ValueError(f"`dynamic_thresholding_ratio` must be in (0, 1] but is {dynamic_thresholding_ratio!r}.")
+    if not _is_real(clip_sample_range) or not clip_sample_range > 0 or not math.isfinite(clip_sample_range):
+        raise ValueError(f"`clip_sample_range` must be a finite number > 0 but is {clip_sample_range!r}.")
+    if sample_max_value is not None and (not _is_real(sample_max_value) or not sample_max_value >= 1):
+        raise ValueError(f"`sample_max_value` must be None or a number >= 1 but is {sample_max_value!r}.")
+
+
+def check_same_shape(tensor: torch.Tensor, name: str, reference: torch.Tensor, reference_name: str) -> None:
+    """Raises a `ValueError` naming both tensors when `tensor` does not have the shape of `reference` (no silent
+    broadcasting of, e.g., a model output of one frame against a video)."""
+    for value, value_name in ((tensor, name), (reference, reference_name)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"`{value_name}` must be a torch.Tensor but is {type(value).__name__}.")
+    if tensor.shape != reference.shape:
+        raise ValueError(
+            f"`{name}` and `{reference_name}` must have the same shape but have shapes {tuple(tensor.shape)} and"
+            f" {tuple(reference.shape)}."
+        )
+
+
+def check_generator(generator) -> None:
+    """Raises a `TypeError` unless `generator` is None, a `torch.Generator` or a list of them."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return
+    if isinstance(generator, list) and all(isinstance(g, torch.Generator) for g in generator):
+        return
+    raise TypeError(f"`generator` must be a torch.Generator, a list of them or None but is {generator!r}.")
+
+
+def check_training_timesteps(timesteps, batch: int, low: float, high: float, closed: bool = False) -> torch.Tensor:
+    """`timesteps` of `add_noise` / `get_velocity` as a tensor, checked: one number, or one per batch element, finite,
+    in `[low, high)` (`[low, high]` with `closed`).
+
+    Raises:
+        TypeError: Not a number or a tensor of numbers.
+        ValueError: Another count than 1 or `batch`, a NaN or infinite value, or a value out of range.
+    """
+    if isinstance(timesteps, bool) or not isinstance(timesteps, (int, float, np.integer, np.floating, torch.Tensor)):
+        raise TypeError(f"`timesteps` must be a number or a tensor of numbers but is {timesteps!r}.")
+    t = torch.as_tensor(timesteps)
+    if t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"`timesteps` must be a number or a tensor of numbers but has dtype {t.dtype}.")
+    if t.ndim > 1 or t.numel() not in (1, batch):
+        raise ValueError(
+            f"`timesteps` must be one number or one per batch element ({batch}) but has shape {tuple(t.shape)}."
+        )
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"`timesteps` must be finite but are {t.tolist()}.")
+    inside = (t >= low) & ((t <= high) if closed else (t < high))
+    if not bool(inside.all()):
+        interval = f"[{low}, {high}]" if closed else f"[{low}, {high})"
+        raise ValueError(f"`timesteps` must lie in {interval} but are {t.tolist()}.")
+    return t
 
 
 def check_x0_predictable(prediction_type: str, alpha: Scalar, timestep: Scalar) -> None:

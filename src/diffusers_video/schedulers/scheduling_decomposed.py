@@ -30,11 +30,17 @@ from .diffusion_math import (
     TIMESTEP_SPACINGS,
     _as_number,
     _coef,
+    check_betas,
     check_custom_timesteps,
+    check_eta,
     check_finite,
+    check_generator,
     check_num_inference_steps,
     check_num_train_timesteps,
     check_prediction_type,
+    check_same_shape,
+    check_training_timesteps,
+    check_x0_limits,
     check_x0_predictable,
     discrete_betas,
     discrete_timesteps,
@@ -117,6 +123,8 @@ def with_key_frame(ratios: torch.Tensor, key_frame: int | None = None) -> torch.
 
 
 def _check_video(tensor: torch.Tensor, name: str) -> None:
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor but is {type(tensor).__name__}.")
     if tensor.ndim != 5:
         raise ValueError(
             f"`{name}` must be a video of shape (batch, channels, frames, height, width) but has shape"
@@ -130,14 +138,25 @@ def _frame_weights(ratios: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tens
     return ratios.sqrt(), (1 - ratios).sqrt()
 
 
-def _as_base(base: torch.Tensor) -> torch.Tensor:
-    """Accepts a base as `(B, C, 1, H, W)` or, as an image model returns it, `(B, C, H, W)`."""
+def _as_base(
+    base: torch.Tensor, video: torch.Tensor | None = None, name: str = "base", video_name: str = "video"
+) -> torch.Tensor:
+    """Accepts a base as `(B, C, 1, H, W)` or, as an image model returns it, `(B, C, H, W)`; with `video`, it must
+    have the video's batch, channels, height and width (no silent broadcasting)."""
+    if not isinstance(base, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor but is {type(base).__name__}.")
     if base.ndim == 4:
-        return base.unsqueeze(2)  # (B, C, 1, H, W)
-    if base.ndim != 5 or base.shape[2] != 1:
+        base = base.unsqueeze(2)  # (B, C, 1, H, W)
+    elif base.ndim != 5 or base.shape[2] != 1:
         raise ValueError(
-            f"`base` must have shape (batch, channels, 1, height, width) or (batch, channels, height, width) but has"
+            f"`{name}` must have shape (batch, channels, 1, height, width) or (batch, channels, height, width) but has"
             f" shape {tuple(base.shape)}."
+        )
+    if video is not None and (base.shape[:2] != video.shape[:2] or base.shape[3:] != video.shape[3:]):
+        batch, channels, _, height, width = video.shape
+        raise ValueError(
+            f"`{name}` must have the batch, channels, height and width of `{video_name}` (shape"
+            f" {tuple(video.shape)}): ({batch}, {channels}, 1, {height}, {width}), but has shape {tuple(base.shape)}."
         )
     return base
 
@@ -157,7 +176,7 @@ def combine_noise(base: torch.Tensor, residual: torch.Tensor, ratios: torch.Tens
     """
     _check_video(residual, "residual")
     base_weight, residual_weight = _frame_weights(ratios, residual)
-    return base_weight * _as_base(base) + residual_weight * residual
+    return base_weight * _as_base(base, residual, "base", "residual") + residual_weight * residual
 
 
 def split_noise(
@@ -196,7 +215,7 @@ def split_noise(
             weights = base_weight / residual_weight**2  # sqrt(lambda_i) / (1 - lambda_i)
             base = (weights * noise).sum(dim=2, keepdim=True) / (1 + (weights * base_weight).sum())
     else:
-        base = _as_base(base)
+        base = _as_base(base, noise, "base", "noise")
     safe_residual_weight = torch.where(exact, torch.ones_like(residual_weight), residual_weight)
     residual = torch.where(exact, torch.zeros_like(noise), (noise - base_weight * base) / safe_residual_weight)
     return base, residual
@@ -217,7 +236,7 @@ def remove_base_noise(
     """
     _check_video(sample, "sample")
     base_weight, _ = _frame_weights(ratios, sample)
-    return sample - _coef(sigma, sample) * base_weight * _as_base(base)
+    return sample - _coef(sigma, sample) * base_weight * _as_base(base, sample, "base", "sample")
 
 
 def residual_velocity(
@@ -273,9 +292,22 @@ def combine_velocity(
     _check_video(residual_velocity, "residual_velocity")
     base_weight, _ = _frame_weights(ratios, residual_velocity)  # (1, 1, F, 1, 1)
     alpha, sigma = _coef(alpha, residual_velocity), _coef(sigma, residual_velocity)
-    base_noise, base_x0 = _as_base(base_noise), _as_base(base_x0)
+    base_noise = _as_base(base_noise, residual_velocity, "base_noise", "residual_velocity")
+    base_x0 = _as_base(base_x0, residual_velocity, "base_x0", "residual_velocity")
     velocity = alpha * base_weight * base_noise + residual_velocity
     return torch.where(base_weight == 1, alpha * base_noise - sigma * base_x0, velocity)
+
+
+def _check_shape(shape: Sequence[int]) -> None:
+    if (
+        isinstance(shape, (str, bytes))
+        or not isinstance(shape, Sequence)
+        or len(shape) != 5
+        or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1 for s in shape)
+    ):
+        raise ValueError(
+            f"`shape` must be five integers >= 1, (batch, channels, frames, height, width), but is {shape!r}."
+        )
 
 
 def sample_decomposed_noise(
@@ -302,9 +334,8 @@ def sample_decomposed_noise(
         `tuple[torch.Tensor, torch.Tensor, torch.Tensor]`: `(noise, base, residual)` with `noise` and `residual`
         `(B, C, F, H, W)` and `base` `(B, C, 1, H, W)`.
     """
+    _check_shape(shape)
     shape = tuple(int(s) for s in shape)
-    if len(shape) != 5:
-        raise ValueError(f"`shape` must be (batch, channels, frames, height, width) but is {shape}.")
     residual = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
     base_shape = (shape[0], shape[1], 1, shape[3], shape[4])
     if bool((ratios == 0).all()):
@@ -368,7 +399,8 @@ class DecomposedNoiseScheduler(SchedulerMixin, ConfigMixin):
         base_noise_ratio (`float` or `list[float]`, defaults to 0.5): `lambda` in [0, 1], the share of the variance
             of each frame's noise that is the shared base noise; one value for all frames or one per frame. 0 is
             plain independent noise; VideoFusion reports 0.5 working better than smaller or larger values.
-        eta (`float`, defaults to 0.0): Default DDIM eta of `step`: 0 is deterministic DDIM, 1 is DDPM-like.
+        eta (`float`, defaults to 0.0): Default DDIM eta of `step`, in [0, 1]: 0 is deterministic DDIM, 1 is
+            DDPM-like.
     """
 
     _compatibles = [e.name for e in KarrasDiffusionSchedulers]
@@ -400,7 +432,9 @@ class DecomposedNoiseScheduler(SchedulerMixin, ConfigMixin):
         check_base_noise_ratio(base_noise_ratio)
         if timestep_spacing not in TIMESTEP_SPACINGS:
             raise ValueError(f"`timestep_spacing` must be one of {TIMESTEP_SPACINGS} but is {timestep_spacing!r}.")
-        _check_eta(eta)
+        check_eta(eta)
+        check_betas(num_train_timesteps, beta_start, beta_end, trained_betas)
+        check_x0_limits(dynamic_thresholding_ratio, clip_sample_range, sample_max_value)
 
         self.betas = discrete_betas(
             num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas, rescale_betas_zero_snr
@@ -449,8 +483,7 @@ class DecomposedNoiseScheduler(SchedulerMixin, ConfigMixin):
             `tuple[torch.Tensor, torch.Tensor, torch.Tensor]`: `(noise, base, residual)`; `base` is
             `(B, C, 1, H, W)`.
         """
-        if len(shape) != 5:
-            raise ValueError(f"`shape` must be (batch, channels, frames, height, width) but is {tuple(shape)}.")
+        _check_shape(shape)
         return sample_decomposed_noise(shape, self.frame_ratios(shape[2]), generator, device, dtype)
 
     def combine(self, base_pred: torch.Tensor, residual_pred: torch.Tensor) -> torch.Tensor:
@@ -464,11 +497,14 @@ class DecomposedNoiseScheduler(SchedulerMixin, ConfigMixin):
             `torch.Tensor`: `(B, C, F, H, W)`, the `model_output` to pass to [`step`].
         """
         _check_video(residual_pred, "residual_pred")
+        _as_base(base_pred, residual_pred, "base_pred", "residual_pred")
         return combine_noise(base_pred, residual_pred, self.frame_ratios(residual_pred.shape[2]))
 
     def split(self, noise: torch.Tensor, base: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Inverse of [`combine`]: `(base, residual)`, exact when `base` is known (see [`split_noise`])."""
         _check_video(noise, "noise")
+        if base is not None:
+            _as_base(base, noise, "base", "noise")
         return split_noise(noise, self.frame_ratios(noise.shape[2]), base)
 
     def remove_base_noise(
@@ -482,6 +518,7 @@ class DecomposedNoiseScheduler(SchedulerMixin, ConfigMixin):
             timestep (`int` or `torch.Tensor`): The timestep of `sample`, or one per batch element.
         """
         _check_video(sample, "sample")
+        _as_base(base_noise, sample, "base_noise", "sample")
         _, sigma = self.alpha_sigma(torch.as_tensor(timestep, device=sample.device))
         return remove_base_noise(sample, base_noise, sigma, self.frame_ratios(sample.shape[2]))
 
@@ -490,6 +527,8 @@ class DecomposedNoiseScheduler(SchedulerMixin, ConfigMixin):
     def _alpha_prod(self, timesteps: int | torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(timesteps)
         if t.is_floating_point():
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"`timesteps` must be finite but are {timesteps}.")
             t = t.round().long()
         num_train = self.config.num_train_timesteps
         if bool((t >= num_train).any()):
@@ -576,7 +615,8 @@ class DecomposedNoiseScheduler(SchedulerMixin, ConfigMixin):
             model_output (`torch.Tensor`): The combined per-frame prediction (see [`combine`]), `(B, C, F, H, W)`.
             timestep (`int` or `torch.Tensor`): The current timestep, one of `self.timesteps`.
             sample (`torch.Tensor`): The current noisy video `x_t`.
-            eta (`float`, *optional*): Weight of the injected noise; defaults to `config.eta`. 0 is deterministic.
+            eta (`float`, *optional*): Weight of the injected noise, in [0, 1]; defaults to `config.eta`. 0 is
+                deterministic.
             use_clipped_model_output (`bool`, defaults to `False`): Re-derive the noise estimate from the clipped or
                 thresholded `x_0` (as `DDIMScheduler`).
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*): Generator of the variance noise.
@@ -590,8 +630,13 @@ class DecomposedNoiseScheduler(SchedulerMixin, ConfigMixin):
         if self.num_inference_steps is None:
             raise ValueError("`num_inference_steps` is None: call `set_timesteps` before `step`.")
         eta = self.config.eta if eta is None else eta
-        _check_eta(eta)
+        check_eta(eta)
+        check_same_shape(model_output, "model_output", sample, "sample")
         check_finite(model_output, "model_output", timestep)
+        check_finite(sample, "sample", timestep)
+        check_generator(generator)
+        if variance_noise is not None:
+            check_same_shape(variance_noise, "variance_noise", sample, "sample")
 
         # See formulas (12) and (16) of DDIM (Song et al. 2021, https://huggingface.co/papers/2010.02502) and the
         # decomposed noise of VideoFusion (https://huggingface.co/papers/2303.08320).
@@ -662,16 +707,20 @@ class DecomposedNoiseScheduler(SchedulerMixin, ConfigMixin):
             noise (`torch.Tensor`): Decomposed noise of the same shape (the first output of [`sample_noise`]).
             timesteps (`int` or `torch.Tensor`): One timestep, or one per batch element.
         """
-        alpha, sigma = self.alpha_sigma(torch.as_tensor(timesteps, device=original_samples.device))
-        alpha, sigma = alpha.flatten().to(original_samples.dtype), sigma.flatten().to(original_samples.dtype)
+        alpha, sigma = self._training_levels(timesteps, original_samples, "original_samples", noise, "noise")
         return _coef(alpha, original_samples) * original_samples + _coef(sigma, original_samples) * noise
 
     def get_velocity(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: int | torch.Tensor) -> torch.Tensor:
         """The v-prediction target `sqrt(alpha_bar_t) noise - sqrt(1 - alpha_bar_t) sample`."""
-        alpha, sigma = self.alpha_sigma(torch.as_tensor(timesteps, device=sample.device))
-        return velocity(sample, noise, alpha.flatten().to(sample.dtype), sigma.flatten().to(sample.dtype))
+        alpha, sigma = self._training_levels(timesteps, sample, "sample", noise, "noise")
+        return velocity(sample, noise, alpha, sigma)
 
-
-def _check_eta(eta: float) -> None:
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not eta >= 0:
-        raise ValueError(f"`eta` must be a number >= 0 but is {eta!r}.")
+    def _training_levels(
+        self, timesteps: int | torch.Tensor, sample: torch.Tensor, name: str, noise: torch.Tensor, noise_name: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(alpha, sigma)` of training timesteps in [0, `num_train_timesteps`), one or one per batch element, flat
+        and in `sample`'s dtype, once `noise` is checked to have `sample`'s shape."""
+        check_same_shape(noise, noise_name, sample, name)
+        t = check_training_timesteps(timesteps, sample.shape[0], 0, self.config.num_train_timesteps)
+        alpha, sigma = self.alpha_sigma(t.to(sample.device))
+        return alpha.flatten().to(sample.dtype), sigma.flatten().to(sample.dtype)

@@ -22,11 +22,16 @@ from .diffusion_math import (
     TIMESTEP_SPACINGS,
     _as_number,
     _coef,
+    check_betas,
     check_custom_timesteps,
     check_finite,
+    check_generator,
     check_num_inference_steps,
     check_num_train_timesteps,
     check_prediction_type,
+    check_same_shape,
+    check_training_timesteps,
+    check_x0_limits,
     check_x0_predictable,
     continuous_timesteps,
     cosine_alpha_sigma,
@@ -133,6 +138,9 @@ class VDistilledScheduler(SchedulerMixin, ConfigMixin):
         check_prediction_type(prediction_type)
         if timestep_spacing not in TIMESTEP_SPACINGS:
             raise ValueError(f"`timestep_spacing` must be one of {TIMESTEP_SPACINGS} but is {timestep_spacing!r}.")
+        if noise_schedule == "discrete":
+            check_betas(num_train_timesteps, beta_start, beta_end, trained_betas)
+        check_x0_limits(dynamic_thresholding_ratio, clip_sample_range, sample_max_value)
         if distillation_base_steps is not None:
             check_num_inference_steps(distillation_base_steps, num_train_timesteps, name="distillation_base_steps")
         if default_num_inference_steps is not None:
@@ -192,6 +200,8 @@ class VDistilledScheduler(SchedulerMixin, ConfigMixin):
         """
         t = torch.as_tensor(timesteps)
         num_train = self.config.num_train_timesteps
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"`timesteps` must be finite but are {timesteps}.")
         if self.is_continuous:
             if bool(((t < 0) | (t > num_train)).any()):
                 raise ValueError(f"`timesteps` must be in [0, {num_train}] but are {timesteps}.")
@@ -344,7 +354,10 @@ class VDistilledScheduler(SchedulerMixin, ConfigMixin):
         """
         if self.num_inference_steps is None:
             raise ValueError("`num_inference_steps` is None: call `set_timesteps` before `step`.")
+        check_same_shape(model_output, "model_output", sample, "sample")
         check_finite(model_output, "model_output", timestep)
+        check_finite(sample, "sample", timestep)
+        check_generator(generator)
 
         # Notation (<variable name> -> <name in Salimans & Ho 2022 / Imagen Video>)
         # - sample -> z_t; prev_sample -> z_s, with s the next (less noisy) time of the grid
@@ -382,9 +395,14 @@ class VDistilledScheduler(SchedulerMixin, ConfigMixin):
     # -- training ----------------------------------------------------------------------------------------------------
 
     def _levels_like(
-        self, timesteps: int | float | torch.Tensor, like: torch.Tensor
+        self, timesteps: int | float | torch.Tensor, like: torch.Tensor, name: str, noise: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        alpha, sigma = self.alpha_sigma(torch.as_tensor(timesteps, device=like.device))
+        """`(alpha, sigma)` of training timesteps (one, or one per batch element; in [0, T) on the discrete
+        schedule, [0, T] on the continuous one), flat and in `like`'s dtype, once `noise` has `like`'s shape."""
+        check_same_shape(noise, "noise", like, name)
+        num_train = self.config.num_train_timesteps
+        t = check_training_timesteps(timesteps, like.shape[0], 0, num_train, closed=self.is_continuous)
+        alpha, sigma = self.alpha_sigma(t.to(like.device))
         return alpha.flatten().to(like.dtype), sigma.flatten().to(like.dtype)
 
     def add_noise(
@@ -400,12 +418,12 @@ class VDistilledScheduler(SchedulerMixin, ConfigMixin):
         Returns:
             `torch.Tensor`: The noisy samples.
         """
-        alpha, sigma = self._levels_like(timesteps, original_samples)
+        alpha, sigma = self._levels_like(timesteps, original_samples, "original_samples", noise)
         return _coef(alpha, original_samples) * original_samples + _coef(sigma, original_samples) * noise
 
     def get_velocity(
         self, sample: torch.Tensor, noise: torch.Tensor, timesteps: int | float | torch.Tensor
     ) -> torch.Tensor:
         """The v-prediction target `alpha_t * noise - sigma_t * sample` for clean `sample` noised with `noise`."""
-        alpha, sigma = self._levels_like(timesteps, sample)
+        alpha, sigma = self._levels_like(timesteps, sample, "sample", noise)
         return velocity(sample, noise, alpha, sigma)
