@@ -157,6 +157,22 @@ class AutoencoderKLVideo(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMix
     blend_v = AutoencoderKL.blend_v
     blend_h = AutoencoderKL.blend_h
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """diffusers' `ModelMixin.from_pretrained`, but strict: a missing or unexpected weight is a `ValueError` that
+        names it (diffusers only warns, and would leave a missing temporal layer at its initial value)."""
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
+        for kind in ("unexpected_keys", "missing_keys"):
+            keys = sorted(info.get(kind) or [])
+            if keys:
+                more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+                raise ValueError(
+                    f"`{pretrained_model_name_or_path}` does not hold the weights of its AutoencoderKLVideo config: "
+                    f"{kind.replace('_', ' ')} `{keys[0]}`{more}."
+                )
+        return (model, info) if output_loading_info else model
+
     # ------------------------------------------------------------------ inflation
 
     @classmethod

@@ -30,25 +30,49 @@ from .temporal import TEMPORAL_ATTENTION_TYPES, TemporalAttention
 TEMPORAL_NORM_EPS = 1e-5
 
 
+class GroupedTemporalResnetBlock(TemporalResnetBlock):
+    """diffusers' `TemporalResnetBlock` without a time embedding, with `norm_num_groups` groups in its GroupNorms.
+
+    diffusers builds 32 groups, which channel counts that are not multiples of 32 cannot have; this constructor
+    builds the attributes that diffusers' `forward` (reused as it is) reads, with the same names, shapes and
+    defaults, and any number of groups.
+
+    Args:
+        channels (`int`): Feature channels (in and out).
+        norm_num_groups (`int`, defaults to 32): Groups of the two GroupNorms.
+        eps (`float`, defaults to 1e-5): Their epsilon (SVD's `temporal_eps`).
+    """
+
+    def __init__(self, channels: int, norm_num_groups: int = 32, eps: float = TEMPORAL_NORM_EPS):
+        nn.Module.__init__(self)
+        self.in_channels = self.out_channels = channels
+        self.norm1 = nn.GroupNorm(norm_num_groups, channels, eps=eps, affine=True)
+        self.conv1 = nn.Conv3d(channels, channels, kernel_size=(3, 1, 1), stride=1, padding=(1, 0, 0))
+        self.time_emb_proj = None
+        self.norm2 = nn.GroupNorm(norm_num_groups, channels, eps=eps, affine=True)
+        self.dropout = nn.Dropout(0.0)
+        self.conv2 = nn.Conv3d(channels, channels, kernel_size=(3, 1, 1), stride=1, padding=(1, 0, 0))
+        self.nonlinearity = nn.SiLU()
+        self.use_in_shortcut = False
+        self.conv_shortcut = None
+
+
 class TemporalResnetMix(nn.Module):
     """The temporal half of SVD's `SpatioTemporalResBlock`, applied after a spatial resnet.
 
     `mix(x, x + Conv3d(SiLU(GN(Conv3d(SiLU(GN(x)))))))` with diffusers' `TemporalResnetBlock` (kernels (3, 1, 1);
-    its GroupNorms normalise over all frames of a video) and `AlphaBlender(merge_strategy="learned",
-    switch_spatial_to_temporal_mix=True)`: `sigmoid(m) * temporal + (1 - sigmoid(m)) * spatial`, `m` starting at 0.
+    its GroupNorms normalise over all frames of a video; see `GroupedTemporalResnetBlock`) and `AlphaBlender(
+    merge_strategy="learned", switch_spatial_to_temporal_mix=True)`: `sigmoid(m) * temporal + (1 - sigmoid(m)) *
+    spatial`, with `m` (`time_mixer.mix_factor`) starting at 0.
 
     Args:
         channels (`int`): Feature channels.
-        norm_num_groups (`int`, defaults to 32): Groups of the two GroupNorms (diffusers builds 32; another value
-            replaces them with GroupNorms of that many groups, same parameter names).
+        norm_num_groups (`int`, defaults to 32): Groups of the two GroupNorms (32 in SD's and SVD's VAEs).
     """
 
     def __init__(self, channels: int, norm_num_groups: int = 32):
         super().__init__()
-        self.temporal_res_block = TemporalResnetBlock(channels, channels, temb_channels=None, eps=TEMPORAL_NORM_EPS)
-        if norm_num_groups != self.temporal_res_block.norm1.num_groups:
-            self.temporal_res_block.norm1 = nn.GroupNorm(norm_num_groups, channels, eps=TEMPORAL_NORM_EPS)
-            self.temporal_res_block.norm2 = nn.GroupNorm(norm_num_groups, channels, eps=TEMPORAL_NORM_EPS)
+        self.temporal_res_block = GroupedTemporalResnetBlock(channels, norm_num_groups)
         self.time_mixer = AlphaBlender(alpha=0.0, merge_strategy="learned", switch_spatial_to_temporal_mix=True)
 
     def forward(self, hidden_states: torch.Tensor, num_frames: int, chunk_size: int | None = None) -> torch.Tensor:
@@ -171,7 +195,8 @@ class VideoDecoder(Decoder):
         )
         if temporal_attention is not None and temporal_attention not in TEMPORAL_ATTENTION_TYPES:
             raise ValueError(
-                f"`temporal_attention` must be one of {TEMPORAL_ATTENTION_TYPES} or None but is {temporal_attention!r}."
+                f"`temporal_attention` must be one of {TEMPORAL_ATTENTION_TYPES} or None but is "
+                f"{temporal_attention!r}."
             )
 
         def attention(channels: int) -> TemporalAttention:
