@@ -1,0 +1,265 @@
+"""Convert SVD's temporal VAE (diffusers' `AutoencoderKLTemporalDecoder`) into an `AutoencoderKLVideo`.
+
+Both models have `AutoencoderKL`'s encoder and `quant_conv`, and a decoder whose resnets are each followed by a
+`TemporalResnetBlock` mixed in by an `AlphaBlender`, then a `time_conv_out`. The conversion is a renaming:
+
+    decoder.{mid_block | up_blocks.i}.resnets.j.spatial_res_block.*   -> decoder.{mid_block | up_blocks.i}.resnets.j.*
+    decoder.mid_block.resnets.j.{temporal_res_block | time_mixer}.*   -> decoder.mid_block_temporal.j.{...}.*
+    decoder.up_blocks.i.resnets.j.{temporal_res_block | time_mixer}.* -> decoder.up_blocks_temporal.i.j.{...}.*
+    everything else (encoder, quant_conv, decoder.conv_in, mid_block.attentions.0, upsamplers, conv_norm_out,
+    conv_out, time_conv_out)                                          -> unchanged
+
+plus a `post_quant_conv`, which SVD does not have, set to the identity. The result (`temporal_attention=None`)
+decodes what SVD's `decode(z, num_frames)` decodes. Keys are checked strictly: an unexpected key, a missing one or
+a shape that does not fit is a `ValueError` that names it.
+
+SVD's mid block holds `layers_per_block` resnets but runs only the first two (around its attention), as
+`AutoencoderKL`'s mid block, which always has two; only `layers_per_block=2` (SVD's) therefore converts.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import init_empty_weights
+from diffusers import AutoencoderKLTemporalDecoder
+from safetensors import SafetensorError, safe_open
+
+from ..models.video_vae import AutoencoderKLVideo
+
+SVD_CLASS_NAME = "AutoencoderKLTemporalDecoder"
+# `AutoencoderKLTemporalDecoder.__init__`'s arguments.
+SVD_CONFIG_KEYS = (
+    "in_channels",
+    "out_channels",
+    "down_block_types",
+    "block_out_channels",
+    "layers_per_block",
+    "latent_channels",
+    "sample_size",
+    "scaling_factor",
+    "force_upcast",
+)
+WEIGHTS_NAME = "diffusion_pytorch_model"
+_SPATIO_TEMPORAL_KEY = re.compile(
+    r"^decoder\.(?:mid_block|up_blocks\.(?P<block>\d+))\.resnets\.(?P<resnet>\d+)\."
+    r"(?P<part>spatial_res_block|temporal_res_block|time_mixer)\.(?P<rest>.+)$"
+)
+
+
+def svd_decoder_config_to_video_vae(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The `AutoencoderKLVideo` config of an `AutoencoderKLTemporalDecoder` config.
+
+    Args:
+        config (`Mapping`): The SVD VAE's config (its `config.json`; keys starting with "_" are ignored).
+
+    Returns:
+        `dict`: Arguments of `AutoencoderKLVideo`: the same spatial settings, SVD's fixed ones (32 groups, SiLU, mid
+        block attention), both quantisation convolutions and no temporal attention.
+    """
+    class_name = config.get("_class_name", SVD_CLASS_NAME)
+    if class_name != SVD_CLASS_NAME:
+        raise ValueError(f"The config describes a {class_name!r}, not an {SVD_CLASS_NAME!r}.")
+    unknown = sorted(key for key in config if not key.startswith("_") and key not in SVD_CONFIG_KEYS)
+    if unknown:
+        raise ValueError(f"Unexpected {SVD_CLASS_NAME} config keys {unknown}; expected only {list(SVD_CONFIG_KEYS)}.")
+    parameters = inspect.signature(AutoencoderKLTemporalDecoder.__init__).parameters
+    settings = {key: parameters[key].default for key in SVD_CONFIG_KEYS}
+    settings.update({key: config[key] for key in SVD_CONFIG_KEYS if key in config})
+    if settings["layers_per_block"] != 2:
+        raise ValueError(
+            f"Only an {SVD_CLASS_NAME} with `layers_per_block=2` (SVD's) converts: its mid block runs two resnets "
+            f"whatever it holds, as AutoencoderKL's mid block has; this one has `layers_per_block="
+            f"{settings['layers_per_block']!r}`."
+        )
+    num_blocks = len(settings["block_out_channels"])
+    return {
+        "in_channels": settings["in_channels"],
+        "out_channels": settings["out_channels"],
+        "down_block_types": list(settings["down_block_types"]),
+        "up_block_types": ["UpDecoderBlock2D"] * num_blocks,
+        "block_out_channels": list(settings["block_out_channels"]),
+        "layers_per_block": settings["layers_per_block"],
+        "act_fn": "silu",
+        "latent_channels": settings["latent_channels"],
+        "norm_num_groups": 32,
+        "sample_size": settings["sample_size"],
+        "scaling_factor": settings["scaling_factor"],
+        "force_upcast": settings["force_upcast"],
+        "use_quant_conv": True,
+        "use_post_quant_conv": True,
+        "mid_block_add_attention": True,
+        "temporal_attention": None,
+    }
+
+
+def rename_svd_decoder_key(key: str) -> str:
+    """Our name for an `AutoencoderKLTemporalDecoder` parameter (see the module docstring)."""
+    match = _SPATIO_TEMPORAL_KEY.match(key)
+    if match is None:
+        return key
+    block, resnet, part, rest = match.group("block", "resnet", "part", "rest")
+    if part == "spatial_res_block":
+        where = "mid_block" if block is None else f"up_blocks.{block}"
+        return f"decoder.{where}.resnets.{resnet}.{rest}"
+    where = "mid_block_temporal" if block is None else f"up_blocks_temporal.{block}"
+    return f"decoder.{where}.{resnet}.{part}.{rest}"
+
+
+def svd_decoder_state_dict_to_video_vae(
+    state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Convert the weights and config of an `AutoencoderKLTemporalDecoder` (a pure function: nothing is loaded).
+
+    Args:
+        state_dict (`Mapping[str, torch.Tensor]`): The SVD VAE's weights.
+        config (`Mapping`): Its config.
+
+    Returns:
+        `(config, state_dict)` of the equivalent `AutoencoderKLVideo`; `post_quant_conv` is the identity, in the
+        dtype of the source's `quant_conv`.
+    """
+    our_config = svd_decoder_config_to_video_vae(config)
+    with init_empty_weights():
+        shapes = {key: tuple(value.shape) for key, value in AutoencoderKLVideo(**our_config).state_dict().items()}
+    added = ("post_quant_conv.weight", "post_quant_conv.bias")
+    converted = {}
+    for key, value in state_dict.items():
+        name = rename_svd_decoder_key(key)
+        if name not in shapes or name in added:
+            raise ValueError(
+                f"Unexpected key `{key}` in the {SVD_CLASS_NAME} weights: AutoencoderKLVideo has no `{name}`."
+            )
+        if tuple(value.shape) != shapes[name]:
+            raise ValueError(
+                f"The {SVD_CLASS_NAME} weight `{key}` has shape {tuple(value.shape)}, but `{name}` of the "
+                f"AutoencoderKLVideo for its config has {shapes[name]}."
+            )
+        converted[name] = value
+    missing = sorted(set(shapes) - set(converted) - set(added))
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise ValueError(f"The {SVD_CLASS_NAME} weights lack `{missing[0]}`{more} (our names).")
+    reference = converted["quant_conv.weight"]
+    channels = our_config["latent_channels"]
+    identity = torch.eye(channels, dtype=reference.dtype, device=reference.device)
+    converted["post_quant_conv.weight"] = identity[:, :, None, None]  # (L, L, 1, 1): the identity 1x1 convolution
+    converted["post_quant_conv.bias"] = torch.zeros(channels, dtype=reference.dtype, device=reference.device)
+    return our_config, converted
+
+
+# ------------------------------------------------------------------------------------------------------- folders
+
+
+@dataclass
+class SVDDecoderConversion:
+    """What `convert_svd_decoder` did."""
+
+    source: str
+    output_dir: str
+    converted_tensors: int
+    config: dict[str, Any]
+
+    def lines(self) -> list[str]:
+        return [
+            f"Converted {self.source} ({SVD_CLASS_NAME}) -> {self.output_dir} (AutoencoderKLVideo)",
+            f"  {self.converted_tensors} tensors renamed; post_quant_conv added as the identity",
+        ]
+
+
+def find_svd_vae_folder(folder: Path, subfolder: str | None = None) -> Path:
+    """The VAE folder: `folder/subfolder`, else `folder` itself or its `vae/` (an SVD pipeline folder)."""
+    candidates = [folder / subfolder] if subfolder else [folder, folder / "vae"]
+    for candidate in candidates:
+        if (candidate / "config.json").is_file():
+            return candidate
+    where = " or ".join(f"`{candidate / 'config.json'}`" for candidate in candidates)
+    raise ValueError(f"`{folder}` is not an {SVD_CLASS_NAME} folder or SVD pipeline folder: no {where}.")
+
+
+def read_svd_vae(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The config and weights (single or sharded safetensors) of a diffusers VAE folder."""
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"`{path}` is not valid JSON: {error}") from error
+    if not isinstance(config, dict):
+        raise ValueError(f"`{path}` is not a config (a JSON object).")
+    single, index = folder / f"{WEIGHTS_NAME}.safetensors", folder / f"{WEIGHTS_NAME}.safetensors.index.json"
+    if single.is_file():
+        files = [single]
+    elif index.is_file():
+        try:
+            files = [folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"`{index}` is not a safetensors index (no `weight_map`).") from error
+    else:
+        found = sorted(path.name for path in folder.glob(f"{WEIGHTS_NAME}*"))
+        hint = f" (found {found}; pickled weights are not read: save them as safetensors)" if found else ""
+        raise ValueError(f"`{folder}` has no `{single.name}`{hint}.")
+    weights = {}
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt", device="cpu") as handle:
+                weights.update({key: handle.get_tensor(key) for key in handle.keys()})
+        except (SafetensorError, OSError) as error:
+            raise ValueError(f"`{file}` is not a readable safetensors file: {error}") from error
+    return config, weights
+
+
+def convert_svd_decoder(
+    folder: str | Path, output_dir: str | Path, subfolder: str | None = None
+) -> SVDDecoderConversion:
+    """Convert an `AutoencoderKLTemporalDecoder` folder and save the `AutoencoderKLVideo` (safetensors).
+
+    The output is written to a temporary folder next to `output_dir` and renamed at the end, so a failure leaves
+    nothing half-written; `output_dir` must not exist or be empty.
+
+    Args:
+        folder (`str | Path`): The VAE folder, or an SVD pipeline folder (its `vae/` is used).
+        output_dir (`str | Path`): Where to save the converted model.
+        subfolder (`str | None`): The VAE's folder inside `folder`, if not `vae/` or `folder` itself.
+    """
+    folder, output_dir = Path(folder), Path(output_dir)
+    if not folder.is_dir():
+        raise ValueError(f"`{folder}` is not a folder.")
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+        raise ValueError(f"`{output_dir}` already exists and is not an empty folder.")
+    vae_folder = find_svd_vae_folder(folder, subfolder)
+    config, weights = read_svd_vae(vae_folder)
+    our_config, state_dict = svd_decoder_state_dict_to_video_vae(weights, config)
+    model = AutoencoderKLVideo(**our_config)
+    model.load_state_dict(state_dict, strict=True)
+    dtype = state_dict["quant_conv.weight"].dtype
+    if dtype != model.dtype:
+        model = torch.nn.Module.to(model, dtype)
+    _save_atomically(model, output_dir)
+    return SVDDecoderConversion(str(vae_folder), str(output_dir), len(weights), dict(model.config))
+
+
+def _save_atomically(model: AutoencoderKLVideo, output_dir: Path) -> None:
+    parent = output_dir.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=parent))
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o777 & ~umask)  # mkdtemp makes it private; the output is an ordinary folder
+        model.save_pretrained(temporary, safe_serialization=True)
+        if output_dir.exists():
+            output_dir.rmdir()  # empty (checked before)
+        os.replace(temporary, output_dir)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
