@@ -1,0 +1,55 @@
+"""The `diffusers-video` sub-commands, one module per command; every `main` of the package lives in this folder.
+
+Each command module has `register(subparsers)`, which adds its parser and sets `func` on it (called with the parsed
+arguments, it returns the exit status). `diffusers_video.cli` builds the whole command line from the modules it lists;
+the tools of one paper's training (`imagen_video`, `videofusion`, `stand_in`) also run alone as
+`python -m diffusers_video.commands.<name>`, through [`standalone_main`].
+
+User mistakes are errors of the types in [`USER_ERRORS`]: [`run_command_line`] prints them as one line,
+`diffusers-video <command>: error: <message>`, and exits with status 1, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterable, Sequence
+
+__all__ = ["PROG", "USER_ERRORS", "build_parser", "run_command_line", "standalone_main"]
+
+PROG = "diffusers-video"
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError)
+"""The errors a command raises for a user's mistake (a bad value, a missing file): one line, exit status 1."""
+
+
+def build_parser(registers: Iterable[Callable], description: str | None = None) -> argparse.ArgumentParser:
+    """The `diffusers-video` parser with the sub-commands that `registers` (`register(subparsers)` functions) add."""
+    parser = argparse.ArgumentParser(prog=PROG, description=description)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for register in registers:
+        register(subparsers)
+    return parser
+
+
+def run_command_line(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse `argv` (default: the process's arguments) and run the chosen command; returns the exit status.
+
+    No command prints the help (status 2); a user mistake ([`USER_ERRORS`]) is one line on stderr (status 1).
+    """
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except USER_ERRORS as error:
+        print(f"{parser.prog} {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    return int(result or 0)
+
+
+def standalone_main(name: str, register: Callable, argv: Sequence[str] | None = None) -> int:
+    """Run the command `name` alone (`python -m diffusers_video.commands.<module> ...`), as `diffusers-video name ...`
+    runs it; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return run_command_line(build_parser([register]), [name, *argv])

@@ -1,27 +1,150 @@
-"""`diffusers-video convert`: run a conversion script of the repository's `conversion_scripts/` folder.
+"""`diffusers-video convert`: convert checkpoints to diffusers-video, offline.
 
     diffusers-video convert modelscope --checkpoint ./text-to-video-ms-1.7b --output_dir ./videofusion-ms
     diffusers-video convert sd --checkpoint ./stable-diffusion-2-1 --output_dir ./unet3d
 
-Everything after the converter's name goes to the script's own command line (`... convert modelscope --help` shows
-its options); the exit code is the script's.
+Each converter has its own options (`... convert sd --help`). The conversions are `diffusers_video.conversion.sd` and
+`diffusers_video.conversion.modelscope`; the scripts of the repository's `conversion_scripts/` run the same command
+lines ([`converter_main`]). A bad input is one line on stderr, `<prog>: error: <message>`, and exit status 1, with
+nothing written.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-# The scripts ship with the source repository (`src/diffusers_video/commands/` -> repository root).
-SCRIPTS_DIR = Path(__file__).resolve().parents[3] / "conversion_scripts"
+from ..conversion import modelscope, sd
+from ..models.temporal import FRAME_POSITION_ENCODINGS, TEMPORAL_ATTENTION_TYPES
+from . import PROG
+
+# Options of `UNet3DModel.from_unet2d` that `convert sd` takes (absent unless given: UNet3DModel's defaults apply).
+TEMPORAL_OPTIONS = (
+    "temporal_attention", "temporal_attention_head_dim", "temporal_conv", "temporal_conv_kernel_size",
+    "frame_position_encoding", "max_frames", "frame_adaptor", "scalar_conditions", "in_channels",
+)  # fmt: skip
+
+
+def add_sd_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `convert sd`."""
+    parser.add_argument(
+        "--checkpoint", required=True, help="Diffusers pipeline/UNet folder, or a single-file checkpoint."
+    )
+    parser.add_argument("--output_dir", required=True, help="Folder to save the UNet3DModel in.")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--config", help="For a single file: diffusers UNet (or pipeline) folder with the UNet config."
+    )
+    source.add_argument("--original_config", help="For a single file: the original LDM yaml.")
+    parser.add_argument("--subfolder", help="The UNet's folder inside a pipeline folder (default: unet).")
+    parser.add_argument("--variant", help="Weights variant of a diffusers folder, e.g. fp16.")
+    parser.add_argument("--allow_pickle", action="store_true", help="Allow pickled .ckpt/.pt/.pth/.bin weights.")
+    parser.add_argument("--dtype", choices=sorted(sd.DTYPES), default="float32", help="dtype of the saved weights.")
+
+    temporal = parser.add_argument_group("temporal layers (defaults: those of UNet3DModel)")
+    none_or = lambda choices: [*choices, "none"]  # noqa: E731
+    temporal.add_argument("--temporal_attention", choices=none_or(TEMPORAL_ATTENTION_TYPES), default=argparse.SUPPRESS)
+    temporal.add_argument("--temporal_attention_head_dim", type=int, default=argparse.SUPPRESS)
+    temporal.add_argument(
+        "--no_temporal_conv", dest="temporal_conv", action="store_false", default=argparse.SUPPRESS,
+        help="No temporal convolutions.",
+    )  # fmt: skip
+    temporal.add_argument("--temporal_conv_kernel_size", type=int, default=argparse.SUPPRESS)
+    temporal.add_argument(
+        "--frame_position_encoding", choices=none_or(FRAME_POSITION_ENCODINGS), default=argparse.SUPPRESS
+    )
+    temporal.add_argument("--max_frames", type=int, default=argparse.SUPPRESS)
+    temporal.add_argument(
+        "--frame_adaptor", action="store_true", default=argparse.SUPPRESS, help="MagicVideo's per-frame adaptors."
+    )
+    temporal.add_argument(
+        "--scalar_conditions", nargs="+", metavar="NAME", default=argparse.SUPPRESS,
+        help="Extra scalar conditions added to the time embedding, e.g. fps noise_aug.",
+    )  # fmt: skip
+    temporal.add_argument(
+        "--in_channels", type=int, default=argparse.SUPPRESS,
+        help="Input channels (more than the 2D UNet's for concatenated conditioning; the extra ones start at zero).",
+    )  # fmt: skip
+
+
+def temporal_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The `from_unet2d` arguments given on the command line ("none" -> None)."""
+    config = {name: getattr(args, name) for name in TEMPORAL_OPTIONS if hasattr(args, name)}
+    for name in ("temporal_attention", "frame_position_encoding"):
+        if config.get(name) == "none":
+            config[name] = None
+    if "scalar_conditions" in config:
+        config["scalar_conditions"] = tuple(config["scalar_conditions"])
+    return config
+
+
+def convert_sd(args: argparse.Namespace) -> sd.ConversionSummary:
+    """Run `conversion.sd.convert` with the options of `convert sd`."""
+    return sd.convert(
+        args.checkpoint,
+        args.output_dir,
+        config=args.config,
+        original_config=args.original_config,
+        subfolder=args.subfolder,
+        variant=args.variant,
+        allow_pickle=args.allow_pickle,
+        dtype=args.dtype,
+        temporal_config=temporal_config_from_args(args),
+    )
+
+
+def add_modelscope_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `convert modelscope`."""
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help=f"A {modelscope.PIPELINE_CLASS_NAME} folder or a {modelscope.UNET_CLASS_NAME} folder.",
+    )
+    parser.add_argument("--output_dir", required=True, help="The folder to write (absent or empty).")
+    parser.add_argument("--variant", help="Weights variant of the UNet, e.g. fp16.")
+    parser.add_argument("--allow_pickle", action="store_true", help="Allow pickled UNet weights (.bin).")
+
+
+def convert_modelscope(args: argparse.Namespace) -> modelscope.ConversionSummary:
+    """Run `conversion.modelscope.convert` with the options of `convert modelscope`."""
+    return modelscope.convert(args.checkpoint, args.output_dir, variant=args.variant, allow_pickle=args.allow_pickle)
+
+
+@dataclass(frozen=True)
+class Converter:
+    """A converter of `diffusers-video convert`: its options, the conversion, and the script that wraps it."""
+
+    script: str
+    help: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    convert: Callable[[argparse.Namespace], Any]
+
+
 CONVERTERS = {
-    "modelscope": (
-        "convert_modelscope_to_videofusion.py",
-        "diffusers' TextToVideoSDPipeline / UNet3DConditionModel (ModelScope) -> VideoFusionPipeline / UNet3DModel",
+    "modelscope": Converter(
+        script="convert_modelscope_to_videofusion.py",
+        help="diffusers' TextToVideoSDPipeline / UNet3DConditionModel (ModelScope) -> VideoFusionPipeline / UNet3DModel",
+        description=(
+            f"Convert a diffusers {modelscope.PIPELINE_CLASS_NAME} folder into a VideoFusionPipeline folder, or a "
+            f"{modelscope.UNET_CLASS_NAME} folder into a UNet3DModel folder, with the same outputs. Works offline."
+        ),
+        add_arguments=add_modelscope_arguments,
+        convert=convert_modelscope,
     ),
-    "sd": ("convert_sd_to_unet3d.py", "a Stable Diffusion UNet (diffusers folder or single file) -> UNet3DModel"),
+    "sd": Converter(
+        script="convert_sd_to_unet3d.py",
+        help="a Stable Diffusion UNet (diffusers folder or single file) -> UNet3DModel",
+        description=(
+            "Convert a Stable Diffusion UNet (diffusers folder or original single file) into a diffusers-video "
+            "UNet3DModel that equals it frame by frame. Works offline."
+        ),
+        add_arguments=add_sd_arguments,
+        convert=convert_sd,
+    ),
 }
 
 
@@ -32,36 +155,41 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "converter",
-        choices=sorted(CONVERTERS),
-        help="; ".join(f"{name}: {about}" for name, (_, about) in sorted(CONVERTERS.items())),
-    )
-    parser.add_argument("args", nargs=argparse.REMAINDER, help="the converter's own arguments (see its --help)")
-    parser.set_defaults(func=run)
+    converters = parser.add_subparsers(dest="converter", required=True, metavar="CONVERTER")
+    for name, converter in sorted(CONVERTERS.items()):
+        sub = converters.add_parser(name, help=converter.help, description=converter.description)
+        converter.add_arguments(sub)
+        sub.set_defaults(func=run)
 
 
-def load_script(name: str):
-    """Import a conversion script of `SCRIPTS_DIR` as a module (its `main(argv)` runs the conversion)."""
-    path = SCRIPTS_DIR / CONVERTERS[name][0]
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"The conversion script `{path}` is not there: the converters ship with the diffusers-video source "
-            "repository (conversion_scripts/), not with the installed package."
-        )
-    module_name = path.stem
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module  # dataclasses look their module up here
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[module_name]
-            raise
-    return sys.modules[module_name]
+def _convert(name: str, args: argparse.Namespace, prog: str) -> int:
+    """Run converter `name`; prints its summary, or a bad input as one line on stderr; returns the exit status."""
+    try:
+        summary = CONVERTERS[name].convert(args)
+    except (ValueError, OSError) as error:  # a bad input (ConversionError is a ValueError) or an unreadable file
+        print(f"{prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    print("\n".join(summary.lines()))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run `convert` from parsed arguments; returns the converter's exit code."""
-    return load_script(args.converter).main(list(args.args))
+    """Run `convert` from parsed arguments; returns the converter's exit status."""
+    return _convert(args.converter, args, f"{PROG} convert {args.converter}")
+
+
+def converter_main(name: str, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """The command line of one converter alone, as the scripts of `conversion_scripts/` run it.
+
+    Args:
+        name (`str`): A key of `CONVERTERS`.
+        argv (`Sequence[str]`, *optional*): The arguments (default: the process's).
+        prog (`str`, *optional*): The program name in messages (default: the converter's script name).
+
+    Returns:
+        `int`: The exit status (1 with a one-line message on bad input).
+    """
+    converter = CONVERTERS[name]
+    parser = argparse.ArgumentParser(prog=prog or converter.script, description=converter.description)
+    converter.add_arguments(parser)
+    return _convert(name, parser.parse_args(argv), parser.prog)
