@@ -3,24 +3,37 @@
 Each check raises a `ValueError` (a `TypeError` for a value of the wrong type) that names the argument and repeats
 its value, as diffusers' own pipelines do ("`height` and `width` have to be divisible by 8 but are 100 and 64.").
 Pipelines call these from their `check_inputs`, so a bad call fails before the text encoder or a UNet is run.
+
+A call whose videos cannot fit in memory is refused the same way ([`check_video_memory`]): the pipeline adds up the
+bytes of the tensors it will hold at once (its latents and the decoded video) and compares them with the memory of
+the device it runs on ([`device_memory_bytes`]).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
+from ..guidance import GuidanceSchedule, as_guidance
+
 __all__ = [
     "OUTPUT_TYPES",
+    "check_bool",
     "check_callback_arguments",
     "check_decode_chunk_size",
+    "check_finite_tensor",
     "check_generator",
+    "check_guidance_scale",
+    "check_latents",
     "check_output_type",
     "check_positive_int",
     "check_prompt_arguments",
+    "check_video_memory",
+    "device_memory_bytes",
     "is_int",
     "is_number",
     "prompt_batch_size",
@@ -43,6 +56,127 @@ def check_positive_int(value: Any, name: str) -> None:
     """Raises a `ValueError` unless `value` is an integer >= 1."""
     if not is_int(value) or value < 1:
         raise ValueError(f"`{name}` must be an integer >= 1 but is {value!r}.")
+
+
+def check_bool(value: Any, name: str) -> None:
+    """Raises a `TypeError` unless `value` is True or False (a string such as "no" would read as true)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be True or False but is {value!r}.")
+
+
+def check_finite_tensor(tensor: torch.Tensor, name: str) -> None:
+    """Raises a `ValueError` counting the NaN and infinite values of `tensor`, if it has any."""
+    if not bool(torch.isfinite(tensor).all()):
+        num_nan, num_inf = int(torch.isnan(tensor).sum()), int(torch.isinf(tensor).sum())
+        raise ValueError(f"`{name}` must be finite but has {num_nan} NaN and {num_inf} infinite values.")
+
+
+def _check_float_tensor(tensor: Any, name: str) -> None:
+    """A floating-point `torch.Tensor` with data (not on the meta device), else a `TypeError` or `ValueError`."""
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor but is a {type(tensor).__name__}.")
+    if not tensor.is_floating_point():
+        raise TypeError(f"`{name}` must be a floating-point tensor but has dtype {tensor.dtype}.")
+    if tensor.device.type == "meta":
+        raise ValueError(f"`{name}` is on the meta device, which holds no data: pass a tensor with values.")
+
+
+def check_latents(latents: Any, expected_shape: Sequence[int], dtype: torch.dtype, name: str = "latents") -> None:
+    """Raises unless `latents` is a finite tensor of `expected_shape` and `dtype` with data.
+
+    `dtype` is the dtype of the model that reads the latents: other dtypes would fail inside it after the text
+    encoder ran. The tensor may be on any device with data; the pipeline moves it to its execution device.
+
+    Raises:
+        TypeError: Not a tensor, or of another dtype.
+        ValueError: Another shape, on the meta device, or with NaN or infinite values.
+    """
+    if not isinstance(latents, torch.Tensor):
+        raise TypeError(
+            f"`{name}` must be a torch.Tensor of shape {tuple(expected_shape)} but is a {type(latents).__name__}."
+        )
+    if tuple(latents.shape) != tuple(expected_shape):
+        raise ValueError(f"`{name}` must have shape {tuple(expected_shape)} but has shape {tuple(latents.shape)}.")
+    if latents.dtype != dtype:
+        raise TypeError(
+            f"`{name}` must have dtype {dtype} (that of the model reading them) but has dtype {latents.dtype}."
+        )
+    _check_float_tensor(latents, name)
+    check_finite_tensor(latents, name)
+
+
+def check_guidance_scale(guidance_scale: Any, num_inference_steps: int) -> GuidanceSchedule:
+    """The guidance object of `guidance_scale` (see `diffusers_video.guidance.as_guidance`), checked to give a
+    finite weight >= 0 at each of `num_inference_steps` steps.
+
+    Raises:
+        TypeError: Not a number, a sequence of numbers or a `GuidanceSchedule`.
+        ValueError: A weight that is not finite or below 0, or one weight per step for another number of steps.
+    """
+    try:
+        guidance = as_guidance(guidance_scale)
+    except TypeError as error:
+        raise TypeError(
+            f"`guidance_scale` must be a number, one number per step or a GuidanceSchedule but is {guidance_scale!r}."
+        ) from error
+    except ValueError as error:  # e.g. NaN among the weights per step
+        raise ValueError(f"`guidance_scale` {guidance_scale!r} is not a valid guidance weight: {error}") from error
+    try:
+        weights = guidance.scales(num_inference_steps)
+    except ValueError as error:  # e.g. one weight per step for another number of steps
+        raise ValueError(
+            f"`guidance_scale` {guidance_scale!r} does not fit `num_inference_steps`={num_inference_steps}: {error}"
+        ) from error
+    if any(not math.isfinite(weight) or weight < 0 for weight in weights):
+        raise ValueError(
+            f"`guidance_scale` must be >= 0 at every step but is {guidance_scale!r} (weights per step: {weights})."
+        )
+    return guidance
+
+
+def device_memory_bytes(device: str | torch.device | None = None) -> int:
+    """The memory a pipeline running on `device` can hold at most: the total memory of a CUDA device, else the host's
+    physical memory (`os.sysconf`: page size x physical pages; on CPU and MPS the tensors live there)."""
+    device = torch.device(device if device is not None else "cpu")
+    if device.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): no limit known
+        return 2**63
+
+
+def check_video_memory(
+    tensors: Sequence[tuple[Sequence[int], int]],
+    arguments: Mapping[str, Any],
+    device: str | torch.device | None = None,
+    batch_size: int | None = None,
+) -> None:
+    """Refuses, before anything is allocated, a call whose tensors cannot fit in the memory of `device`.
+
+    The pipeline passes the tensors it holds at once (e.g. the latents and the decoded video): their bytes are a lower
+    bound of what the call needs (the models' activations, the guidance batch and copies come on top), so a call
+    refused here could never run, while one let through may still run out of memory. The limit is
+    [`device_memory_bytes`].
+
+    Args:
+        tensors (`Sequence[tuple[Sequence[int], int]]`): `(shape, bytes per element)` of each tensor.
+        arguments (`Mapping[str, Any]`): The call arguments that set the sizes, named with their values in the error.
+        device (`str` or `torch.device`, *optional*): Where the tensors would live; the CPU by default.
+        batch_size (`int`, *optional*): The number of prompts, also named in the error.
+
+    Raises:
+        ValueError: Naming the arguments, the GiB needed and the GiB the device has.
+    """
+    needed = sum(math.prod(int(size) for size in shape) * itemsize for shape, itemsize in tensors)
+    limit = device_memory_bytes(device)
+    if needed > limit:
+        named = ", ".join(f"`{name}`={value!r}" for name, value in arguments.items())
+        prompts = f" for {batch_size} prompt{'s' if batch_size != 1 else ''}" if batch_size is not None else ""
+        raise ValueError(
+            f"{named}{prompts} would need at least {needed / 2**30:,.1f} GiB for the video tensors alone, more than the"
+            f" {limit / 2**30:,.1f} GiB of memory of {torch.device(device or 'cpu')}: ask for fewer or smaller frames."
+        )
 
 
 def check_output_type(output_type: str, allowed: Sequence[str] = OUTPUT_TYPES) -> None:
@@ -79,17 +213,18 @@ def check_prompt_arguments(
     """The prompt checks every text-conditioned pipeline here makes before any model runs.
 
     Exactly one of `prompt` and `prompt_embeds`, at most one of `negative_prompt` and `negative_prompt_embeds`;
-    prompts are strings or non-empty lists of strings; embeddings are `(batch, tokens, text_dim)` tensors (`text_dim`
-    None: any width) with at least one token.
+    prompts are strings or non-empty lists of strings; embeddings are finite floating-point `(batch, tokens, text_dim)`
+    tensors (`text_dim` None: any width) with at least one token.
 
     The negative-prompt policy of every pipeline is diffusers' (Stable Diffusion's `encode_prompt`): a negative prompt
     has the type of `prompt` (a string goes with a string, a list with a list) and as many entries; negative
     embeddings have the batch size of the prompt (and the shape of `prompt_embeds` when both are given).
 
     Raises:
-        ValueError: A pair given both or neither, an empty list, embeddings of the wrong shape, batch sizes that
-            differ.
-        TypeError: A prompt that is not a string or a list of strings, or a negative prompt of another type.
+        ValueError: A pair given both or neither, an empty list, embeddings of the wrong shape or with NaN or infinite
+            values, batch sizes that differ.
+        TypeError: A prompt that is not a string or a list of strings, a negative prompt of another type, embeddings
+            that are not a floating-point tensor.
     """
     if prompt is not None and prompt_embeds is not None:
         raise ValueError(
@@ -113,17 +248,13 @@ def check_prompt_arguments(
     for name, embeds in (("prompt_embeds", prompt_embeds), ("negative_prompt_embeds", negative_prompt_embeds)):
         if embeds is None:
             continue
-        if (
-            not isinstance(embeds, torch.Tensor)
-            or embeds.ndim != 3
-            or (text_dim and embeds.shape[-1] != text_dim)
-            or 0 in embeds.shape
-        ):
-            shape = tuple(embeds.shape) if isinstance(embeds, torch.Tensor) else type(embeds).__name__
+        _check_float_tensor(embeds, name)
+        if embeds.ndim != 3 or (text_dim and embeds.shape[-1] != text_dim) or 0 in embeds.shape:
             raise ValueError(
                 f"`{name}` must have shape (batch, tokens, {text_dim}) with batch and tokens >= 1 but has shape"
-                f" {shape}."
+                f" {tuple(embeds.shape)}."
             )
+        check_finite_tensor(embeds, name)
 
     # the negative prompt goes with the prompt: as many entries, then the same type
     batch_size = prompt_batch_size(prompt, prompt_embeds)

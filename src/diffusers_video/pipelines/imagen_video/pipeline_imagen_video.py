@@ -38,11 +38,13 @@ from ...guidance import (
 )
 from ...models.unet_3d import UNet3DModel
 from ..checks import (
+    check_bool,
     check_callback_arguments,
     check_generator,
     check_output_type,
     check_positive_int,
     check_prompt_arguments,
+    check_video_memory,
     is_int,
     is_number,
     prompt_batch_size,
@@ -319,8 +321,20 @@ class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffu
         # prompts and embeddings
         text_dim = self.text_encoder.config.d_model if self.text_encoder is not None else None
         check_prompt_arguments(prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, text_dim)
-        check_generator(generator, prompt_batch_size(prompt, prompt_embeds) * num_videos_per_prompt)
+        total = prompt_batch_size(prompt, prompt_embeds) * num_videos_per_prompt
+        check_generator(generator, total)
         check_output_type(output_type)
+
+        # memory: every stage's output is kept until the end, and the last one is also returned as float32 frames
+        stage_videos = [
+            ((total, unet.config.out_channels, *size), unet.dtype.itemsize) for size, unet in zip(sizes, self.unets)
+        ]
+        final = [((total, self.unets[-1].config.out_channels, *sizes[-1]), 4)] if output_type != "latent" else []
+        check_video_memory(
+            stage_videos + final,
+            dict(num_frames=num_frames, height=height, width=width, num_videos_per_prompt=num_videos_per_prompt),
+            self._execution_device, prompt_batch_size(prompt, prompt_embeds),
+        )  # fmt: skip
         check_callback_arguments(
             callback_on_step_end, callback_on_step_end_tensor_inputs, self._callback_tensor_inputs
         )
@@ -435,6 +449,8 @@ class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffu
         callback_on_step_end_tensor_inputs = callback_tensor_inputs(
             callback_on_step_end, callback_on_step_end_tensor_inputs
         )
+        check_bool(return_dict, "return_dict")
+        check_bool(return_intermediate, "return_intermediate")
 
         # 0. defaults and per-stage arguments
         default_frames, default_height, default_width = (

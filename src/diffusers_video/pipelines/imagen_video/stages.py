@@ -132,6 +132,11 @@ class CascadeStagesMixin:
         return tuple(StageSpec.from_dict(spec) for spec in self.config.stages)
 
     @property
+    def unets(self) -> tuple[UNet3DModel, ...]:
+        """The UNet of every stage, base first."""
+        return tuple(getattr(self, f"unet_{i}") for i in range(self.num_stages))
+
+    @property
     def stages(self) -> tuple[CascadeStage, ...]:
         """Every stage as `(spec, unet, scheduler)`, base first."""
         return tuple(
@@ -247,7 +252,8 @@ class CascadeStagesMixin:
         """The `(frames, height, width)` each stage produces for a final output of this size, base first.
 
         Raises:
-            ValueError: naming the stage and sizes when a factor does not divide the size it must produce.
+            ValueError: naming the argument (`num_frames` for a temporal factor, `height` and `width` for a spatial
+                one), the stage and the sizes when a factor does not divide the size it must produce.
         """
         sizes = [(num_frames, height, width)]
         for i in range(self.num_stages - 1, 0, -1):
@@ -255,9 +261,15 @@ class CascadeStagesMixin:
             try:
                 sizes.append(spec.input_size(*sizes[-1]))
             except ValueError as error:
+                arguments = (
+                    f"`num_frames`={num_frames} does"
+                    if spec.kind == "tsr"
+                    else f"`height` and `width` ({height}, {width}) do"
+                )
                 raise ValueError(
-                    f"Stage {i} ({spec}) cannot produce {sizes[-1][0]} frames of {sizes[-1][1]}x{sizes[-1][2]} for "
-                    f"the requested output of {num_frames} frames of {height}x{width}: {error}"
+                    f"{arguments} not fit the cascade: Stage {i} ({spec}) cannot produce {sizes[-1][0]} frames of "
+                    f"{sizes[-1][1]}x{sizes[-1][2]} for the requested output of {num_frames} frames of "
+                    f"{height}x{width}: {error}"
                 ) from error
         return sizes[::-1]
 

@@ -23,9 +23,9 @@ from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from ...guidance import GuidanceSchedule, apply_guidance, as_guidance
+from ...guidance import GuidanceSchedule, apply_guidance
 from ...models.unet_3d import UNet3DModel
-from ...schedulers.diffusion_math import check_num_inference_steps, prediction_to_x0_eps
+from ...schedulers.diffusion_math import check_eta, check_num_inference_steps, prediction_to_x0_eps
 from ...schedulers.scheduling_decomposed import (
     DecomposedNoiseScheduler,
     combine_noise,
@@ -36,12 +36,16 @@ from ...schedulers.scheduling_decomposed import (
     with_key_frame,
 )
 from ..checks import (
+    check_bool,
     check_callback_arguments,
     check_decode_chunk_size,
     check_generator,
+    check_guidance_scale,
+    check_latents,
     check_output_type,
     check_positive_int,
     check_prompt_arguments,
+    check_video_memory,
     is_int,
     prompt_batch_size,
 )
@@ -203,7 +207,7 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         if not (is_int(height) and is_int(width)) or height < 1 or width < 1 or height % multiple or width % multiple:
             raise ValueError(
                 f"`height` and `width` have to be positive multiples of {multiple} (the VAE scale factor"
-                f" {self.vae_scale_factor} times the UNets' downsampling) but are {height} and {width}."
+                f" {self.vae_scale_factor} times the UNets' downsampling) but are {height!r} and {width!r}."
             )
         for name, value in (
             ("num_frames", num_frames),
@@ -212,22 +216,7 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         ):
             check_positive_int(value, name)
         check_num_inference_steps(num_inference_steps, self.scheduler.config.num_train_timesteps)
-        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not eta >= 0:
-            raise ValueError(f"`eta` must be a number >= 0 but is {eta!r}.")
-        self.frame_ratios(num_frames)  # a per-frame `base_noise_ratio` must have one value per frame
-
-        # guidance: a non-negative weight at every step
-        guidance = as_guidance(guidance_scale)
-        try:
-            weights = guidance.scales(num_inference_steps)
-        except ValueError as error:  # e.g. one weight per step for another number of steps
-            raise ValueError(
-                f"`guidance_scale` {guidance_scale!r} does not fit `num_inference_steps`={num_inference_steps}: {error}"
-            ) from error
-        if any(weight < 0 for weight in weights):
-            raise ValueError(
-                f"`guidance_scale` must be >= 0 at every step but is {guidance_scale!r} (weights per step: {weights})."
-            )
+        check_eta(eta)
 
         # prompts and embeddings
         check_prompt_arguments(
@@ -244,17 +233,25 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
                     f" go with an encoded `prompt` but has shape {tuple(negative_prompt_embeds.shape)}."
                 )
 
-        # noise
+        # memory: the latents and the decoded video must fit on the device
         total = prompt_batch_size(prompt, prompt_embeds) * num_videos_per_prompt
+        latent_shape = (
+            total, self.residual_unet.config.in_channels, num_frames,
+            height // self.vae_scale_factor, width // self.vae_scale_factor,
+        )  # fmt: skip
+        video_shape = (total, 3, num_frames, height, width)  # decoded, float32
+        check_video_memory(
+            [(latent_shape, self.residual_unet.dtype.itemsize)] + ([(video_shape, 4)] if output_type != "latent" else []),
+            dict(height=height, width=width, num_frames=num_frames, num_videos_per_prompt=num_videos_per_prompt),
+            self._execution_device, prompt_batch_size(prompt, prompt_embeds),
+        )  # fmt: skip
+        self.frame_ratios(num_frames)  # a per-frame `base_noise_ratio` must have one value per frame
+        check_guidance_scale(guidance_scale, num_inference_steps)
+
+        # noise
         check_generator(generator, total)
         if latents is not None:
-            expected = (
-                total, self.residual_unet.config.in_channels, num_frames,
-                height // self.vae_scale_factor, width // self.vae_scale_factor,
-            )  # fmt: skip
-            if not isinstance(latents, torch.Tensor) or tuple(latents.shape) != expected:
-                shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
-                raise ValueError(f"`latents` must have shape {expected} but has shape {shape}.")
+            check_latents(latents, latent_shape, self.residual_unet.dtype)
 
         # output, windows, callbacks
         check_output_type(output_type)
@@ -464,8 +461,8 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
                 unconditional pass); weights must be >= 0. Both generators are guided with the same weight.
             negative_prompt (`str` or `list[str]`, *optional*): What not to generate; the empty prompt by default.
             num_videos_per_prompt (`int`, defaults to 1): Videos per prompt.
-            eta (`float`, defaults to 0.0): DDIM eta; 0 is deterministic, > 0 injects decomposed noise (with the key
-                frame's `lambda = 1` when a base generator is used) drawn from `generator`.
+            eta (`float`, defaults to 0.0): DDIM eta, in [0, 1]; 0 is deterministic, > 0 injects decomposed noise
+                (with the key frame's `lambda = 1` when a base generator is used) drawn from `generator`.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*): Random generator(s), one per video
                 for a list.
             latents (`torch.Tensor`, *optional*): Initial noisy latents `(batch * num_videos_per_prompt, channels,
@@ -494,6 +491,7 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         callback_on_step_end_tensor_inputs = callback_tensor_inputs(
             callback_on_step_end, callback_on_step_end_tensor_inputs
         )
+        check_bool(return_dict, "return_dict")
 
         # 0. default height and width from the residual UNet
         height, width = self._default_size(height, width)
@@ -505,7 +503,7 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
             cross_attention_kwargs, decode_chunk_size, window_size, window_overlap, callback_on_step_end,
             callback_on_step_end_tensor_inputs,
         )  # fmt: skip
-        guidance = as_guidance(guidance_scale)
+        guidance = check_guidance_scale(guidance_scale, num_inference_steps)
         self._guidance = guidance
         self._interrupt = False
 
