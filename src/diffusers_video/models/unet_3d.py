@@ -13,6 +13,7 @@ text-to-video), with its parameter names, so that its weights load unrenamed (se
 from __future__ import annotations
 
 import inspect
+import os
 import tempfile
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,7 @@ from .unet_3d_blocks import (
     VideoMidBlock,
     VideoUpBlock,
 )
+from .unet_3d_config import KEYS_ADDED_LATER, check_config_values, check_saved_config
 
 # Config arguments that only concern the temporal layers; `from_unet2d` accepts these (plus `in_channels`).
 TEMPORAL_CONFIG_KEYS = (
@@ -207,6 +209,7 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
         temporal_layout: str = "default",
         temporal_text_modulation: bool = False,
     ):
+        check_config_values({name: value for name, value in locals().items() if name != "self"})
         super().__init__()
         num_blocks = len(down_block_types)
         self._check_spatial_config(
@@ -426,6 +429,54 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
                 f"({min(block_out_channels)}) with `temporal_layout='modelscope'` but is "
                 f"{temporal_attention_head_dim}."
             )
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> UNet3DModel:
+        """Loads a saved `UNet3DModel` as `ModelMixin.from_pretrained` does, strictly.
+
+        Its `config.json` is checked first (see `unet_3d_config.check_saved_config`): an unknown key, a value of the
+        wrong type, or a missing key is an error naming it and the file. The exception are the keys added after the
+        class was first saved (`KEYS_ADDED_LATER`: `temporal_cross_attention`, `temporal_layout`,
+        `temporal_text_modulation`), which take their defaults: that is the model a folder saved before they existed
+        holds. The weights must then be exactly those of the config's model: diffusers only warns about weights it
+        does not use, so a config that lost `"temporal_text_modulation": true` would silently load a model without
+        the text modulation; here it is a `ValueError` naming the weights, the key and the file.
+
+        Args:
+            pretrained_model_name_or_path (`str` or `os.PathLike`): A folder or Hub repo id.
+            kwargs: Those of `ModelMixin.from_pretrained` (`subfolder`, `torch_dtype`, `output_loading_info`, ...).
+        """
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
+        unexpected, missing = sorted(info["unexpected_keys"]), sorted(info["missing_keys"])
+        if unexpected or missing:
+            config_file = os.path.join(
+                os.fspath(pretrained_model_name_or_path), kwargs.get("subfolder") or "", cls.config_name
+            )
+            defaulted = [key for key in KEYS_ADDED_LATER if key in (model.config.get("_use_default_values") or ())]
+            hint = ""
+            if defaulted:
+                values = ", ".join(f"`{key}`={model.config[key]!r}" for key in defaulted)
+                hint = (
+                    f" The config has no {', '.join(f'`{key}`' for key in defaulted)}, so it loaded as {values}, what "
+                    "folders saved before these keys existed hold; these weights come from a model with another "
+                    f"value: write it into {config_file}."
+                )
+            raise ValueError(
+                f"The weights of {config_file} do not fit the model it describes: unexpected weights "
+                f"{unexpected[:4]}{' ...' if len(unexpected) > 4 else ''} ({len(unexpected)}), missing weights "
+                f"{missing[:4]}{' ...' if len(missing) > 4 else ''} ({len(missing)}).{hint}"
+            )
+        return (model, info) if output_loading_info else model
+
+    @classmethod
+    def _dict_from_json_file(cls, json_file: str | os.PathLike) -> dict[str, Any]:
+        # every config.json `load_config` reads (from a folder or the Hub cache) is checked here, naming the file
+        config = super()._dict_from_json_file(json_file)
+        check_saved_config(config, set(inspect.signature(cls.__init__).parameters) - {"self"}, os.fspath(json_file))
+        return config
 
     # ------------------------------------------------------------------ inflation
 
@@ -656,47 +707,141 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
 
     # ------------------------------------------------------------------ forward
 
-    def _check_inputs(self, sample, encoder_hidden_states, scalar_conds) -> None:
+    def _check_inputs(
+        self,
+        sample: Any,
+        timestep: Any,
+        encoder_hidden_states: Any,
+        scalar_conds: Any,
+        timestep_cond: Any,
+        encoder_attention_mask: Any,
+        cross_attention_kwargs: Any,
+    ) -> dict[str, torch.Tensor]:
+        """Raises a `ValueError` (a `TypeError` for a wrong type) naming the argument before any layer runs; returns
+        the timestep and the scalar conditions as `(1,)` or `(batch,)` tensors, by name ("timestep" for the first)."""
         if not isinstance(sample, torch.Tensor) or sample.ndim != 5:
             shape = tuple(sample.shape) if isinstance(sample, torch.Tensor) else type(sample).__name__
-            raise ValueError(f"`sample` must be a 5D tensor (batch, channels, frames, height, width) but is {shape}.")
-        batch, channels, _, height, width = sample.shape
+            error = ValueError if isinstance(sample, torch.Tensor) else TypeError
+            raise error(f"`sample` must be a 5D tensor (batch, channels, frames, height, width) but is {shape}.")
+        batch, channels, num_frames, height, width = sample.shape
+        if 0 in sample.shape:
+            raise ValueError(
+                f"`sample` must have a batch, frames, height and width of at least 1 but has shape {tuple(sample.shape)}"
+                " (batch, channels, frames, height, width)."
+            )
+        weight_dtype = self.conv_in.weight.dtype  # a float8 storage dtype (layerwise casting) computes in another one
+        if not sample.is_floating_point() or (
+            sample.dtype != weight_dtype
+            and weight_dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+            and not torch.is_autocast_enabled(sample.device.type)
+        ):
+            raise TypeError(
+                f"`sample` has dtype {sample.dtype} but the UNet's weights have dtype {weight_dtype}: pass a sample "
+                "of the weights' dtype (or run under torch.autocast)."
+            )
         if channels != self.config.in_channels:
             raise ValueError(
                 f"`sample` has {channels} channels but the UNet expects `in_channels`={self.config.in_channels}."
             )
         factor = self.downsample_factor
         if height % factor or width % factor:
-            raise ValueError(f"`height` and `width` have to be divisible by {factor} but are {height} and {width}.")
-        needs_text = any(getattr(b, "has_cross_attention", False) for b in [*self.down_blocks, self.mid_block])
-        if encoder_hidden_states is None:
-            if needs_text:
-                raise ValueError("`encoder_hidden_states` is required: the UNet has cross-attention layers.")
-        elif encoder_hidden_states.ndim != 3 or encoder_hidden_states.shape[-1] != self.config.cross_attention_dim:
             raise ValueError(
-                f"`encoder_hidden_states` must be (batch, tokens, {self.config.cross_attention_dim}) but is "
-                f"{tuple(encoder_hidden_states.shape)}."
+                f"The `sample`'s `height` and `width` have to be divisible by {factor} but are {height} and {width}."
             )
-        elif encoder_hidden_states.shape[0] != batch:
+        config = self.config
+        if config.frame_position_encoding == "learned" and num_frames > config.max_frames:
             raise ValueError(
-                f"`encoder_hidden_states` has batch size {encoder_hidden_states.shape[0]} but `sample` has {batch}."
+                f"`sample` has {num_frames} frames but the learned frame-position encoding supports at most "
+                f"{config.max_frames} frames (`max_frames`)."
             )
-        expected = set(self.config.scalar_conditions)
+        if config.frame_adaptor and num_frames > config.max_frames:
+            raise ValueError(
+                f"`sample` has {num_frames} frames but the frame adaptor has parameters for at most {config.max_frames} "
+                "frames (`max_frames`)."
+            )
+        self._check_text(encoder_hidden_states, encoder_attention_mask, batch)
+        if timestep_cond is not None:
+            expected = (batch, config.time_cond_proj_dim)
+            if config.time_cond_proj_dim is None:
+                raise ValueError("`timestep_cond` was given but the UNet has no `time_cond_proj_dim` to read it.")
+            if not isinstance(timestep_cond, torch.Tensor) or tuple(timestep_cond.shape) != expected:
+                shape = tuple(timestep_cond.shape) if isinstance(timestep_cond, torch.Tensor) else timestep_cond
+                raise ValueError(f"`timestep_cond` must have shape {expected} but is {shape}.")
+        if cross_attention_kwargs is not None and not isinstance(cross_attention_kwargs, dict):
+            raise TypeError(f"`cross_attention_kwargs` must be a dict or None but is {cross_attention_kwargs!r}.")
+        expected = set(config.scalar_conditions)
+        if scalar_conds is not None and not isinstance(scalar_conds, dict):
+            raise TypeError(f"`scalar_conds` must be a dict of conditions by name but is {scalar_conds!r}.")
         given = set(scalar_conds or {})
         if given != expected:
             raise ValueError(
                 f"`scalar_conds` must give exactly the conditions {sorted(expected)} but gives {sorted(given)}."
             )
+        scalars = {"timestep": self._scalar(timestep, batch, sample.device, "timestep")}
+        for name in config.scalar_conditions:
+            scalars[name] = self._scalar(scalar_conds[name], batch, sample.device, f"scalar_conds['{name}']")
+        return scalars
 
-    def _embed_scalar(self, value, batch: int, sample: torch.Tensor) -> torch.Tensor:
-        """A timestep-like value (number, 0-d or (batch,) tensor) -> `(batch, block_out_channels[0])` features."""
-        value = torch.as_tensor(value, device=sample.device)
+    def _check_text(self, encoder_hidden_states: Any, encoder_attention_mask: Any, batch: int) -> None:
+        """`encoder_hidden_states` `(batch, tokens >= 1, cross_attention_dim)` (required with cross-attention) and
+        `encoder_attention_mask` `(batch, tokens)`."""
+        dim = self.config.cross_attention_dim
+        if encoder_hidden_states is None:
+            if any(getattr(b, "has_cross_attention", False) for b in [*self.down_blocks, self.mid_block]):
+                raise ValueError("`encoder_hidden_states` is required: the UNet has cross-attention layers.")
+            if self.config.temporal_text_modulation:
+                raise ValueError(
+                    "`encoder_hidden_states` is required: the UNet has text-modulated temporal convolutions "
+                    "(`temporal_text_modulation=True`)."
+                )
+            if encoder_attention_mask is not None:
+                raise ValueError("`encoder_attention_mask` was given without `encoder_hidden_states`.")
+            return
+        if not isinstance(encoder_hidden_states, torch.Tensor):
+            raise TypeError(
+                f"`encoder_hidden_states` must be a (batch, tokens, {dim}) tensor but is a "
+                f"{type(encoder_hidden_states).__name__}."
+            )
+        shape = tuple(encoder_hidden_states.shape)
+        if encoder_hidden_states.ndim != 3 or shape[-1] != dim:
+            raise ValueError(f"`encoder_hidden_states` must be (batch, tokens, {dim}) but is {shape}.")
+        if shape[0] != batch:
+            raise ValueError(f"`encoder_hidden_states` has batch size {shape[0]} but `sample` has {batch}.")
+        if shape[1] == 0:
+            raise ValueError(f"`encoder_hidden_states` must have at least one token but has shape {shape}.")
+        if encoder_attention_mask is not None and (
+            not isinstance(encoder_attention_mask, torch.Tensor) or tuple(encoder_attention_mask.shape) != shape[:2]
+        ):
+            mask = (
+                tuple(encoder_attention_mask.shape)
+                if isinstance(encoder_attention_mask, torch.Tensor)
+                else encoder_attention_mask
+            )
+            raise ValueError(
+                f"`encoder_attention_mask` must have shape (batch, tokens) = {shape[:2]}, one entry per token of "
+                f"`encoder_hidden_states`, but is {mask}."
+            )
+
+    @staticmethod
+    def _scalar(value: Any, batch: int, device: torch.device, name: str) -> torch.Tensor:
+        """A timestep-like value (number, 0-d, `(1,)` or `(batch,)` tensor) as a finite `(1,)` or `(batch,)` tensor."""
+        if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
+            raise TypeError(f"`{name}` must be a number or a (batch,) tensor but is {value!r}.")
+        value = torch.as_tensor(value, device=device)
         if value.ndim == 0:
             value = value[None]
         if value.ndim != 1 or value.shape[0] not in (1, batch):
             raise ValueError(
-                f"A timestep or scalar condition must be a number or a (batch,) tensor but is {tuple(value.shape)}."
+                f"`{name}` must be a number or a (batch,) tensor (batch {batch}) but has shape {tuple(value.shape)}."
             )
+        if value.dtype == torch.bool or value.is_complex():
+            raise TypeError(f"`{name}` must hold real numbers but has dtype {value.dtype}.")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"`{name}` must be finite but is {value.tolist()}.")
+        return value
+
+    def _embed_scalar(self, value: torch.Tensor, batch: int, sample: torch.Tensor) -> torch.Tensor:
+        """A checked timestep-like `(1,)` or `(batch,)` tensor -> `(batch, block_out_channels[0])` features."""
         return self.time_proj(value.expand(batch)).to(sample.dtype)  # Timesteps returns float32
 
     @staticmethod
@@ -742,15 +887,18 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
         Returns:
             `UNet3DModelOutput` (or a tuple) with `sample` of shape `(batch, out_channels, frames, height, width)`.
         """
-        self._check_inputs(sample, encoder_hidden_states, scalar_conds)
+        scalars = self._check_inputs(
+            sample, timestep, encoder_hidden_states, scalar_conds, timestep_cond, encoder_attention_mask,
+            cross_attention_kwargs,
+        )  # fmt: skip
         batch, channels, num_frames, height, width = sample.shape
         if self.config.center_input_sample:
             sample = 2 * sample - 1.0
 
         # 1. time and scalar conditions, one embedding per video, repeated for its frames
-        emb = self.time_embedding(self._embed_scalar(timestep, batch, sample), timestep_cond)  # (B, D)
+        emb = self.time_embedding(self._embed_scalar(scalars["timestep"], batch, sample), timestep_cond)  # (B, D)
         for name, embedding in self.scalar_embeddings.items():
-            emb = emb + embedding(self._embed_scalar(scalar_conds[name], batch, sample))
+            emb = emb + embedding(self._embed_scalar(scalars[name], batch, sample))
         emb = emb.repeat_interleave(num_frames, dim=0)  # (B*F, D)
         pooled_text = None
         if self.config.temporal_text_modulation:
