@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from diffusers_video.data.quality import evaluate_pipeline
-from diffusers_video.training.distillation_sampling import DISTILLATION_INFO_NAME, DistillationSampler, read_json
+from diffusers_video.folders import DISTILLATION_NAME, read_json
+from diffusers_video.training.distillation_sampling import DistillationSampler
 
 METRICS = (("color", "colour"), ("shape", "shape"), ("direction", "direction"), ("speed", "speed"))
 
@@ -33,10 +34,10 @@ def find_student(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"The student folder `--student`='{path}' does not exist.")
-    if (path / DISTILLATION_INFO_NAME).is_file():
+    if (path / DISTILLATION_NAME).is_file():
         return path
     students = [
-        (read_json(folder / DISTILLATION_INFO_NAME).get("num_inference_steps"), folder)
+        ((read_json(folder / DISTILLATION_NAME, missing_ok=True) or {}).get("num_inference_steps"), folder)
         for folder in path.glob("student-*-steps")
     ]
     students = sorted((steps, folder) for steps, folder in students if isinstance(steps, int))

@@ -17,19 +17,19 @@ from test_training import run_killed_and_resumed
 
 from diffusers_video import UNet3DModel, VDistilledScheduler
 from diffusers_video.cli import main as cli_main
+from diffusers_video.commands.imagen_video import main as imagen_video_main
+from diffusers_video.folders import STAGE_CONFIG_NAME
 from diffusers_video.training import Trainer, TrainingComponents, TrainingConfig, save_components, train
 from diffusers_video.training.data import sample_generator
 from diffusers_video.training.distillation import DistillationConfig, distill, load_teacher, with_guidance_condition
 from diffusers_video.training.distillation_sampling import as_distillation_scheduler
 from diffusers_video.training.imagen_video import (
-    STAGE_CONFIG_NAME,
     ImagenVideoDistillationTrainer,
     ImagenVideoTrainer,
     assemble_cascade,
     extract_stage,
     write_text_encoder_folder,
 )
-from diffusers_video.training.imagen_video import main as imagen_video_main
 from diffusers_video.training.stand_in import build_t5_text_encoder, build_t5_tokenizer
 from diffusers_video.training.trainer import export_checkpoint
 

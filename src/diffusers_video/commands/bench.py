@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from ..data.quality import evaluate_pipeline, format_quality_table, load_pipeline
+
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -50,8 +52,6 @@ def register(subparsers) -> None:
 
 def run_quality(args: argparse.Namespace) -> int:
     """Run `bench quality` from parsed arguments; returns the exit code."""
-    from ..data.quality import evaluate_pipeline, format_quality_table, load_pipeline
-
     for name in ("num_samples", "steps", "batch_size"):
         value = getattr(args, name)
         if value < 1:

@@ -20,12 +20,20 @@ VideoFusion prompt (and Imagen Video prompt) to the output folder.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..data.quality import infer_video_settings
+from ..data.shapes import ShapesScorer, ShapesWorld
+from ..folders import INDEX_NAME, TRAINING_CONFIG_NAME, read_json
+from ..models.unet_3d import UNet3DModel
+from ..pipelines.imagen_video.pipeline_imagen_video import ImagenVideoPipeline
+from ..pipelines.videofusion.pipeline_videofusion import VideoFusionPipeline
+from ..schedulers.scheduling_v_distilled import VDistilledScheduler
+from ..training.stand_in_eval import evaluation_prompts, score_single_frames
 
 # The trained stand-in for Stable Diffusion 2.1, relative to the repository root (where `make demo` runs).
 STAND_IN = Path("pipelines") / "shapes_sd"
@@ -62,8 +70,6 @@ def register(subparsers) -> None:
 
 def _shapes_world(output_dir: Path, seed: int, num_clips: int) -> None:
     from diffusers.utils import export_to_gif
-
-    from ..data.shapes import ShapesScorer, ShapesWorld
 
     if num_clips < 1:
         raise ValueError(f"`--num_clips` must be at least 1 but is {num_clips}.")
@@ -109,8 +115,6 @@ def _stand_in_images(output_dir: Path, stand_in: Path, seed: int) -> None:
     from diffusers import DDIMScheduler, StableDiffusionPipeline
     from PIL import Image
 
-    from ..training.stand_in import evaluation_prompts, score_single_frames
-
     pipe = StableDiffusionPipeline.from_pretrained(stand_in, safety_checker=None, requires_safety_checker=False)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False, timestep_spacing="trailing")
     pipe.set_progress_bar_config(disable=True)
@@ -144,8 +148,6 @@ def _stand_in_images(output_dir: Path, stand_in: Path, seed: int) -> None:
 
 def _inflate_and_sample(output_dir: Path, stand_in: Path, seed: int) -> None:
     from diffusers import UNet2DConditionModel
-
-    from .. import UNet3DModel, VDistilledScheduler
 
     torch.manual_seed(seed)
     unet2d = UNet2DConditionModel.from_pretrained(stand_in, subfolder="unet", dtype=torch.float32).eval()
@@ -217,8 +219,6 @@ def _sample_and_score(pipe, output_dir: Path, name: str, seed: int, scale: int, 
     """Generate `DEMO_PROMPTS` (seed `seed + i` for prompt `i`), print what the scorer sees in each video, write each
     as `<name>_<prompt>` and all side by side (`gap` white columns apart) as `<name>` (GIF and MP4, enlarged `scale`
     times), and print the time the pipeline call took and the files written."""
-    from ..data.shapes_scorer import ShapesScorer
-
     scorer = ShapesScorer()
     start = time.perf_counter()
     videos = pipe(
@@ -247,15 +247,12 @@ def _write_strip(videos: np.ndarray, path: Path, scale: int, gap: int) -> list[P
 
 
 def _videofusion(output_dir: Path, folder: Path, seed: int) -> None:
-    from .. import VideoFusionPipeline
-    from ..data.quality import infer_video_settings
-
     pipe = VideoFusionPipeline.from_pretrained(folder, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     sizes = infer_video_settings(pipe)
-    trained = folder / "training_config.json"  # the clip length the demo was trained on, when the folder says
-    if trained.is_file():
-        sizes["num_frames"] = json.loads(trained.read_text())["data"]["num_frames"]
+    trained = read_json(folder / TRAINING_CONFIG_NAME, missing_ok=True)  # the clip length the demo was trained on
+    if trained is not None:
+        sizes["num_frames"] = trained["data"]["num_frames"]
     print(
         f"4. VideoFusionPipeline.from_pretrained({str(folder)!r}): {sizes['num_frames']} frames of "
         f"{sizes['height']}x{sizes['width']}, 25 DDIM steps, guidance 4"
@@ -266,8 +263,6 @@ def _videofusion(output_dir: Path, folder: Path, seed: int) -> None:
 
 
 def _imagen_video(output_dir: Path, folder: Path, seed: int) -> None:
-    from .. import ImagenVideoPipeline
-
     pipe = ImagenVideoPipeline.from_pretrained(folder, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     num_frames, height, width = pipe.default_size()
@@ -287,19 +282,19 @@ def run(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     stand_in = Path(args.stand_in)
-    if not (stand_in / "model_index.json").is_file():
+    if not (stand_in / INDEX_NAME).is_file():
         raise FileNotFoundError(
             f"`--stand_in` {str(stand_in)!r} is not a pipeline folder (no model_index.json); run the demo from the "
             "repository root or pass the folder of the Stable Diffusion 2.1 stand-in."
         )
     videofusion = Path(args.videofusion)
-    if not (videofusion / "model_index.json").is_file():
+    if not (videofusion / INDEX_NAME).is_file():
         raise FileNotFoundError(
             f"`--videofusion` {str(videofusion)!r} is not a pipeline folder (no model_index.json); run the demo from "
             "the repository root or pass the folder of the VideoFusion demo."
         )
     imagen_video = Path(args.imagen_video) if args.imagen_video is not None else IMAGEN_VIDEO_DEMO
-    if args.imagen_video is not None and not (imagen_video / "model_index.json").is_file():
+    if args.imagen_video is not None and not (imagen_video / INDEX_NAME).is_file():
         raise FileNotFoundError(
             f"`--imagen_video` {str(imagen_video)!r} is not a pipeline folder (no model_index.json); pass the folder "
             "of an ImagenVideoPipeline."
@@ -308,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
     _stand_in_images(output_dir, stand_in, args.seed)
     _inflate_and_sample(output_dir, stand_in, args.seed)
     _videofusion(output_dir, videofusion, args.seed)
-    if (imagen_video / "model_index.json").is_file():
+    if (imagen_video / INDEX_NAME).is_file():
         _imagen_video(output_dir, imagen_video, args.seed)
     else:
         print(f"5. the Imagen Video demo cascade ({imagen_video}) is not committed yet: skipped")

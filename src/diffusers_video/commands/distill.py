@@ -33,6 +33,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+from accelerate import PartialState
+
+from ..folders import TRAINING_CONFIG_NAME, read_json
+from ..training.config import DataConfig, ImagenVideoConfig, ModelConfig, TrainingConfig, config_fields
+from ..training.distillation import DistillationConfig, distill
+from .train import parse_value
+
 _RESUME_KEY = "resume_from_checkpoint"
 # Settings that distillation requires unset (the models come from the teacher): not offered on the command line.
 _UNSET_KEYS = (
@@ -49,9 +56,6 @@ _ARGUMENT = re.compile(r"^ {8}([\w.]+) \(`[^`]*`(?:, defaults to (.*?))?\): (.*)
 
 
 def register(subparsers) -> None:
-    from ..training.config import config_fields
-    from ..training.distillation import DistillationConfig
-
     parser = subparsers.add_parser(
         "distill",
         help="progressive distillation of a v-prediction model (guidance distilled in)",
@@ -100,9 +104,6 @@ def _docstring_arguments(cls) -> dict[str, str]:
 
 def field_help() -> dict[str, str]:
     """The help text of every config key, from the config dataclasses' docstrings."""
-    from ..training.config import DataConfig, ImagenVideoConfig, ModelConfig, TrainingConfig
-    from ..training.distillation import DistillationConfig
-
     helps = {}
     for cls, prefix in (
         (TrainingConfig, ""),
@@ -117,10 +118,6 @@ def field_help() -> dict[str, str]:
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The config values given on the command line, parsed as `diffusers-video train` parses them."""
-    from ..training.config import config_fields
-    from ..training.distillation import DistillationConfig
-    from .train import parse_value
-
     values = vars(args)
     fields = config_fields(DistillationConfig)
     return {key: parse_value(key, values[key], hint) for key, hint in fields.items() if values.get(key) is not None}
@@ -129,12 +126,9 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def teacher_defaults(teacher: str | None) -> dict[str, Any]:
     """`data`, `model.scalar_conditions` and `imagen_video` of the teacher's `training_config.json` ({} without
     one)."""
-    from ..training.components import TRAINING_CONFIG_NAME
-    from ..training.distillation_sampling import read_json
-
     if teacher is None:
         return {}
-    saved = read_json(Path(teacher) / TRAINING_CONFIG_NAME)
+    saved = read_json(Path(teacher) / TRAINING_CONFIG_NAME, missing_ok=True) or {}
     defaults = {}
     if isinstance(saved.get("data"), dict):
         defaults["data"] = saved["data"]
@@ -147,10 +141,6 @@ def teacher_defaults(teacher: str | None) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from accelerate import PartialState
-
-    from ..training.distillation import DistillationConfig, distill
-
     overrides = overrides_from_args(args)
     if args.config is not None:
         config = DistillationConfig.from_json_file(args.config).with_overrides(overrides)

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..pipelines.pipeline_utils import VideoDiffusionPipeline
+
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _FORMATS = (".mp4", ".gif")
 
@@ -219,8 +221,6 @@ def _device(name: str | None) -> torch.device:
 
 def run(args: argparse.Namespace) -> int:
     """Run `generate` from parsed arguments; returns the exit code."""
-    from ..pipelines.pipeline_utils import VideoDiffusionPipeline
-
     output = Path(args.output)
     if output.suffix.lower() not in _FORMATS:
         raise ValueError(f"`--output` must end in .mp4 or .gif but is {args.output!r}.")

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..hub import push_folder
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -53,8 +55,6 @@ def run(args: argparse.Namespace) -> int:
     from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.utils import httpx  # the HTTP client huggingface_hub uses, whatever its version
-
-    from ..hub import push_folder
 
     try:
         commit = push_folder(

@@ -18,12 +18,15 @@ import types
 import typing
 from typing import Any
 
+from accelerate import PartialState
+
+from ..training import TrainingConfig, train
+from ..training.config import _matches, config_fields
+
 _RESUME_KEY = "resume_from_checkpoint"
 
 
 def register(subparsers) -> None:
-    from ..training.config import config_fields
-
     parser = subparsers.add_parser(
         "train",
         help="train a model (accelerate training loop)",
@@ -44,8 +47,6 @@ def _hint_text(hint: Any) -> str:
 
 def parse_value(key: str, raw: str, hint: Any) -> Any:
     """A command-line value for a config key of type `hint`: JSON when that fits the type, else the raw text."""
-    from ..training.config import _matches
-
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
@@ -60,8 +61,6 @@ def parse_value(key: str, raw: str, hint: Any) -> Any:
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The config overrides given on the command line, parsed."""
-    from ..training.config import config_fields
-
     values = vars(args)
     return {
         key: parse_value(key, values[key], hint)
@@ -71,10 +70,6 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from accelerate import PartialState
-
-    from ..training import TrainingConfig, train
-
     config = TrainingConfig.from_json_file(args.config).with_overrides(overrides_from_args(args))
     final = train(config)
     if PartialState().is_main_process:

@@ -2,26 +2,30 @@
 base/residual training (a `videofusion` config section), the stages of an Imagen Video cascade (an `imagen_video`
 config section), configs, checkpoints.
 
-See the README ("Training", "Progressive distillation") for the command lines and the config keys. The Imagen Video
-stage trainers and `assemble_cascade` are in `training.imagen_video` (not imported here, so that
-`python -m diffusers_video.training.imagen_video` runs it cleanly; `train` and `distill` import it when needed).
+See docs/training.md and docs/distillation.md for the command lines and the config keys. The paper modules
+(`training.videofusion`, `training.imagen_video`) are imported here on purpose: importing them registers their
+trainers for their config sections (`training.registry`), which is how `train` and `distill` find them.
 """
 
+from . import imagen_video, videofusion  # noqa: F401 (imported to register their trainers)
 from .checkpointing import latest_checkpoint, list_checkpoints, read_marker
 from .components import TrainingComponents, load_components, save_components
 from .config import DataConfig, ImagenVideoConfig, ModelConfig, TrainingConfig, VideoFusionConfig
 from .data import VideoFolderDataset
 from .distillation import DistillationConfig, distill
 from .objectives import OBJECTIVES, TrainingNoise, sample_training_noise
+from .registry import DISTILLATION_TRAINERS, TRAINERS, register_distillation_trainer, register_trainer
 from .trainer import Trainer, export_checkpoint, train
 from .videofusion import VideoFusionTrainer
 
 __all__ = [
+    "DISTILLATION_TRAINERS",
     "DataConfig",
     "DistillationConfig",
     "ImagenVideoConfig",
     "ModelConfig",
     "OBJECTIVES",
+    "TRAINERS",
     "Trainer",
     "TrainingComponents",
     "TrainingConfig",
@@ -35,6 +39,8 @@ __all__ = [
     "list_checkpoints",
     "load_components",
     "read_marker",
+    "register_distillation_trainer",
+    "register_trainer",
     "sample_training_noise",
     "save_components",
     "train",

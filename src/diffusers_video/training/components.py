@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import inspect
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import diffusers
 import torch
 import transformers
 from diffusers import DDPMScheduler, DiffusionPipeline, UNet2DConditionModel
 from diffusers.utils import logging
 
+from .. import models as video_models
+from .. import schedulers as video_schedulers
+from ..folders import read_json
 from ..models.unet_3d import UNet3DModel
+from ..pipelines.pipeline_utils import VideoDiffusionPipeline
 from .config import ModelConfig
 
 logger = logging.get_logger(__name__)
-
-TRAINING_CONFIG_NAME = "training_config.json"
 
 
 @dataclass
@@ -49,16 +51,13 @@ class TrainingComponents:
 
 
 def resolve_class(name: str, kind: str = "class"):
-    """A class of `diffusers_video` (pipelines included) or, failing that, of `diffusers`, by name."""
-    import importlib
-
-    import diffusers
-
-    import diffusers_video
-
-    modules = [diffusers_video, importlib.import_module("diffusers_video.pipelines"), diffusers]
-    for module in modules:
-        found = getattr(module, name, None)
+    """A class of `diffusers_video` (its models, schedulers and pipelines) or, failing that, of `diffusers`, by name."""
+    for found in (
+        getattr(video_models, name, None),
+        getattr(video_schedulers, name, None),
+        VideoDiffusionPipeline.pipeline_class(name),
+        getattr(diffusers, name, None),
+    ):
         if isinstance(found, type):
             return found
     raise ValueError(f"Unknown {kind} {name!r}: it is neither in `diffusers_video` nor in `diffusers`.")
@@ -101,11 +100,11 @@ def load_components(model: ModelConfig, seed: int = 0) -> TrainingComponents:
         if not (root / sub).is_dir():
             raise FileNotFoundError(f"The model folder '{root}' has no `{sub}/` sub-folder.")
     unet = _load_unet(model, root, seed)
-    text_encoder = _load_text_encoder(root / "text_encoder")
+    text_encoder = load_text_encoder(root / "text_encoder")
     tokenizer = transformers.AutoTokenizer.from_pretrained(root / "tokenizer")
     vae = None
     if (root / "vae").is_dir():
-        vae_class = resolve_class(_read_json(root / "vae" / "config.json").get("_class_name", "AutoencoderKL"))
+        vae_class = resolve_class(read_json(root / "vae" / "config.json").get("_class_name", "AutoencoderKL"))
         vae = vae_class.from_pretrained(root, subfolder="vae")
     return TrainingComponents(unet, text_encoder, tokenizer, _load_scheduler(model, root), vae)
 
@@ -124,7 +123,7 @@ def _load_unet(model: ModelConfig, root: Path, seed: int):
         raise FileNotFoundError(
             f"The model folder '{root}' has no `unet/config.json` and `model.unet_config` is unset."
         )
-    saved = _read_json(config_file).get("_class_name")
+    saved = read_json(config_file).get("_class_name")
     if saved == "UNet3DModel":
         if model.unet_class != "UNet3DModel" or model.temporal:
             raise ValueError(
@@ -169,8 +168,9 @@ def encode_token_ids(text_encoder, input_ids: torch.Tensor):
     return text_encoder(input_ids)
 
 
-def _load_text_encoder(folder: Path):
-    architectures = _read_json(folder / "config.json").get("architectures") or []
+def load_text_encoder(folder: Path):
+    """The text encoder saved in `folder`, as the transformers class its `config.json` names (`architectures`)."""
+    architectures = read_json(folder / "config.json").get("architectures") or []
     cls = getattr(transformers, architectures[0], None) if architectures else None
     if cls is None:
         raise ValueError(f"'{folder}/config.json' names no transformers architecture ({architectures}).")
@@ -183,17 +183,11 @@ def _load_scheduler(model: ModelConfig, root: Path):
         cls = resolve_class(config.pop("_class_name", "DDPMScheduler"), "scheduler class")
         return cls.from_config(config)
     if (root / "scheduler").is_dir():
-        config = _read_json(root / "scheduler" / "scheduler_config.json")
+        config = read_json(root / "scheduler" / "scheduler_config.json")
         return resolve_class(config["_class_name"], "scheduler class").from_pretrained(root, subfolder="scheduler")
     # No clipping of x0: with guidance, diffusers' clipping of the predicted sample inverts colours (TRAINING-NOTES),
     # and it is wrong in latent space; the saved scheduler is what pipelines sample with.
     return DDPMScheduler(clip_sample=False)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"'{path}' does not exist.")
-    return json.loads(path.read_text())
 
 
 def with_prediction_type(noise_scheduler, prediction_type: str):

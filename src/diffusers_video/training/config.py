@@ -29,6 +29,7 @@ from typing import Any
 
 from diffusers.optimization import SchedulerType
 
+from ..pipelines.imagen_video.cascade import StageSpec  # the cascade's own definition, shared with sampling
 from .objectives import LOSS_WEIGHTINGS, TIMESTEP_BIAS_STRATEGIES
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
@@ -198,10 +199,8 @@ class ImagenVideoConfig:
                 f"({self.noise_aug_max}): the stage would be sampled at a level it never trained on."
             )
 
-    def stage_spec(self):
+    def stage_spec(self) -> StageSpec:
         """The `StageSpec` of `stage` (a `ValueError` naming `imagen_video.stage` when it is not one)."""
-        from ..pipelines.imagen_video.cascade import StageSpec  # the cascade's own definition, shared with sampling
-
         try:
             return StageSpec.from_dict(self.stage)
         except ValueError as error:

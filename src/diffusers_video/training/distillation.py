@@ -17,7 +17,9 @@ the distillation grid and `distillation.json` (round, step count, guidance condi
 
 A model with a conditioning video (a super-resolution stage of an Imagen Video cascade, `imagen_video` section) is
 distilled the same way: teacher and student see the same conditioning (`Trainer.conditioning`, at the fixed
-`imagen_video.noise_aug_level`) concatenated to their noisy samples; see `training.imagen_video`.
+`imagen_video.noise_aug_level`) concatenated to their noisy samples; see `training.imagen_video`. Such a paper's round
+trainer is registered for its config section (`@register_distillation_trainer`, `training.registry`), and `distill`
+runs the one registered for the section the config sets; this module imports no paper's trainer.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import torch
 from accelerate import PartialState
 from accelerate.logging import get_logger
 
-from ..folders import class_name_of
+from ..folders import DISTILLATION_NAME, INDEX_NAME, class_name_of, read_json
 from ..guidance import (
     GUIDANCE_CONDITION,
     GUIDANCE_CONDITION_SCALE,
@@ -49,8 +51,9 @@ from . import checkpointing
 from .components import TrainingComponents, load_components
 from .config import ModelConfig, TrainingConfig, _check_int
 from .data import sample_generator
-from .distillation_sampling import DISTILLATION_INFO_NAME, as_distillation_scheduler, read_json
+from .distillation_sampling import as_distillation_scheduler
 from .objectives import mean_over_samples, per_sample_mse, sample_training_noise
+from .registry import DISTILLATION_TRAINERS, registered_class
 from .trainer import Trainer
 
 logger = get_logger(__name__)
@@ -213,7 +216,7 @@ def load_teacher(folder: str | Path, seed: int = 0) -> TrainingComponents:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"The teacher folder `teacher`='{folder}' does not exist.")
-    unet_class = read_json(folder / "unet" / "config.json").get("_class_name")
+    unet_class = (read_json(folder / "unet" / "config.json", missing_ok=True) or {}).get("_class_name")
     if unet_class != "UNet3DModel":
         raise ValueError(f"The teacher's `unet/` must hold a UNet3DModel but '{folder}/unet' holds {unet_class!r}.")
     teacher = load_components(ModelConfig(pretrained_model_name_or_path=str(folder)), seed)
@@ -376,7 +379,19 @@ class DistillationTrainer(Trainer):
     def save_model(self, folder: Path) -> None:
         """The student's components, `training_config.json` and `distillation.json`."""
         super().save_model(folder)
-        (folder / DISTILLATION_INFO_NAME).write_text(json.dumps(self.info, indent=2) + "\n")
+        (folder / DISTILLATION_NAME).write_text(json.dumps(self.info, indent=2) + "\n")
+
+    @classmethod
+    def check_teacher_folder(cls, folder: Path, config: DistillationConfig) -> None:
+        """Checks, before anything is trained, that a teacher folder is distilled as what it is.
+
+        `distill` asks every registered round trainer (`training.registry.DISTILLATION_TRAINERS`), whatever section
+        `config` sets: a paper's trainer refuses its own kind of folder distilled without its section, or with
+        another setting than the folder's. Nothing is checked here.
+
+        Raises:
+            ValueError: The folder does not fit `config`.
+        """
 
 
 # ---------------------------------------------------------------------------------------------------- the rounds
@@ -407,15 +422,10 @@ def distill(config: DistillationConfig, teacher: TrainingComponents | None = Non
         raise FileNotFoundError(f"The teacher folder `teacher`='{teacher_folder}' does not exist.")
     if teacher is not None:
         check_teacher(teacher)
-    trainer_class = DistillationTrainer
-    if config.imagen_video is not None:
-        from .imagen_video import ImagenVideoDistillationTrainer  # imports this module
-
-        trainer_class = ImagenVideoDistillationTrainer
+    trainer_class = registered_class(config, DISTILLATION_TRAINERS, DistillationTrainer)
     if teacher_folder is not None:
-        from .imagen_video import check_teacher_stage
-
-        check_teacher_stage(teacher_folder, config.imagen_video)
+        for registered in DISTILLATION_TRAINERS.values():
+            registered.check_teacher_folder(teacher_folder, config)
     output_dir, state = Path(config.output_dir), PartialState()
     if state.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -424,8 +434,8 @@ def distill(config: DistillationConfig, teacher: TrainingComponents | None = Non
         os.replace(temporary, output_dir / DISTILL_CONFIG_NAME)
     pipeline_class = config.model.pipeline_class
     if pipeline_class is None and teacher_folder is not None:
-        index = read_json(teacher_folder / "model_index.json")
-        pipeline_class = class_name_of(index, teacher_folder / "model_index.json") if index else None
+        index = read_json(teacher_folder / INDEX_NAME, missing_ok=True)
+        pipeline_class = class_name_of(index, teacher_folder / INDEX_NAME) if index else None
 
     students, source = [], teacher_folder
     for round_index, num_steps in enumerate(counts, start=1):
@@ -472,4 +482,4 @@ def distill(config: DistillationConfig, teacher: TrainingComponents | None = Non
 
 def _is_student(folder: Path, num_steps: int) -> bool:
     """Whether `folder` is a finished student for `num_steps` steps (student folders are written atomically)."""
-    return read_json(folder / DISTILLATION_INFO_NAME).get("num_inference_steps") == num_steps
+    return (read_json(folder / DISTILLATION_NAME, missing_ok=True) or {}).get("num_inference_steps") == num_steps

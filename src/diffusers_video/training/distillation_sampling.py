@@ -13,35 +13,22 @@ expects, so `benchmarks/bench_distillation.py` scores both with the same code.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from ..guidance import (
-    guided_prediction,
-    takes_guidance,
-)
+from ..folders import DISTILLATION_NAME, TRAINING_CONFIG_NAME, read_json
+from ..guidance import guided_prediction, takes_guidance
 from ..models.unet_3d import UNet3DModel
 from ..schedulers.diffusion_math import distillation_step_counts
 from ..schedulers.scheduling_decomposed import DecomposedNoiseScheduler
 from ..schedulers.scheduling_v_distilled import VDistilledScheduler
-from .components import (
-    TRAINING_CONFIG_NAME,
-    TrainingComponents,
-    caption_token_ids,
-    encode_token_ids,
-    load_components,
-)
+from .components import TrainingComponents, caption_token_ids, encode_token_ids, load_components
 from .config import ModelConfig
-
-DISTILLATION_INFO_NAME = "distillation.json"
-"""File of a student folder that records its round, step count and guidance condition."""
 
 
 def as_distillation_scheduler(scheduler, base_steps: int | None = None) -> VDistilledScheduler:
@@ -77,15 +64,6 @@ def as_distillation_scheduler(scheduler, base_steps: int | None = None) -> VDist
             f"{distillation_step_counts(base)} but is {base_steps}."
         )
     return VDistilledScheduler.from_config(config, timestep_spacing="trailing", distillation_base_steps=base)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from a file, or {} when the file is missing or unreadable."""
-    try:
-        value = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 # -------------------------------------------------------------------------------------------------------- sampler
@@ -159,13 +137,13 @@ class DistillationSampler:
         folder = Path(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"The model folder '{folder}' does not exist.")
-        unet_class = read_json(folder / "unet" / "config.json").get("_class_name")
+        unet_class = (read_json(folder / "unet" / "config.json", missing_ok=True) or {}).get("_class_name")
         if unet_class != "UNet3DModel":
             raise ValueError(f"'{folder}/unet' must hold a UNet3DModel but holds {unet_class!r}.")
         parts: TrainingComponents = load_components(ModelConfig(pretrained_model_name_or_path=str(folder)))
-        training = read_json(folder / TRAINING_CONFIG_NAME)
+        training = read_json(folder / TRAINING_CONFIG_NAME, missing_ok=True) or {}
         data, model = training.get("data") or {}, training.get("model") or {}
-        info = read_json(folder / DISTILLATION_INFO_NAME)
+        info = read_json(folder / DISTILLATION_NAME, missing_ok=True) or {}
         sampler = cls(
             parts.unet, parts.text_encoder, parts.tokenizer, as_distillation_scheduler(parts.noise_scheduler),
             vae=parts.vae, scalar_conds=model.get("scalar_conditions"),

@@ -31,16 +31,19 @@ The final folder of a stage (and every student folder) holds `unet/`, `scheduler
 `extract_stage` takes one stage back out of a cascade as a stage folder (to distil a committed cascade's stage).
 
 The folder that the stage recipes (`pipelines/imagen_video/`) start from, `model.pretrained_model_name_or_path`,
-holds the frozen T5 stand-in and the training scheduler (`write_text_encoder_folder`)::
+holds the frozen T5 stand-in and the training scheduler (`write_text_encoder_folder`). The command line
+(`commands/imagen_video.py`)::
 
-    python -m diffusers_video.training.imagen_video text-encoder --output_dir runs/imagen_video_t5
-    python -m diffusers_video.training.imagen_video assemble STAGE_FOLDER ... --output_dir runs/imagen_video/cascade
-    python -m diffusers_video.training.imagen_video extract CASCADE --stage 3 --output_dir runs/imagen_video/ssr64/final
+    diffusers-video imagen-video text-encoder --output_dir runs/imagen_video_t5
+    diffusers-video imagen-video assemble STAGE_FOLDER ... --output_dir runs/imagen_video/cascade
+    diffusers-video imagen-video extract CASCADE --stage 3 --output_dir runs/imagen_video/ssr64/final
+
+`ImagenVideoTrainer` and `ImagenVideoDistillationTrainer` are registered for the `imagen_video` config section
+(`training.registry`), so `train` and `distill` run them for a config that sets it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from functools import cached_property
@@ -51,7 +54,9 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import AutoTokenizer
 
+from ..folders import STAGE_CONFIG_NAME, read_json
 from ..models.unet_3d import UNet3DModel
+from ..pipelines.imagen_video import ImagenVideoPipeline
 from ..pipelines.imagen_video.cascade import (
     NOISE_AUG_CONDITION,
     StageSpec,
@@ -62,14 +67,14 @@ from ..pipelines.imagen_video.cascade import (
     upsample_condition,
 )
 from ..schedulers.scheduling_v_distilled import VDistilledScheduler
+from .checkpointing import atomic_folder
+from .components import load_text_encoder, resolve_class
 from .config import ImagenVideoConfig, TrainingConfig
 from .data import sample_generator
-from .distillation import DistillationTrainer
-from .distillation_sampling import read_json
+from .distillation import DistillationConfig, DistillationTrainer
+from .registry import register_distillation_trainer, register_trainer
+from .stand_in_text import build_t5_text_encoder, build_t5_tokenizer, train_text_encoder
 from .trainer import Trainer
-
-STAGE_CONFIG_NAME = "stage.json"
-"""File of a stage folder that records its `StageSpec`, sampling augmentation level and output size."""
 
 AUGMENTATION_STREAM = 1
 """Third key of the per-sample generator `(seed, position, AUGMENTATION_STREAM)` of the augmentation level and noise."""
@@ -119,9 +124,8 @@ def stage_condition(
 
 
 def read_stage(folder: str | Path) -> dict[str, Any] | None:
-    """A stage folder's `stage.json` (None when the folder has none)."""
-    values = read_json(Path(folder) / STAGE_CONFIG_NAME)
-    return values or None
+    """A stage folder's `stage.json` (None when the folder has none or it is empty)."""
+    return read_json(Path(folder) / STAGE_CONFIG_NAME, missing_ok=True) or None
 
 
 def check_teacher_stage(folder: str | Path, imagen_video: ImagenVideoConfig | None) -> None:
@@ -153,7 +157,6 @@ class _StageTraining:
     """What a cascade stage adds to a `Trainer` (or a `DistillationTrainer`): the pixel-space and v-prediction
     checks, the conditioning video of a super-resolution stage, its "noise_aug_level" condition, and `stage.json`."""
 
-    trains_imagen_video = True
     # computed per sample here, not a constant of `model.scalar_conditions` (a base stage's UNet has no such condition)
     computed_scalar_conditions: tuple[str, ...] = (NOISE_AUG_CONDITION,)
     # None: each sample draws its level from [0, `noise_aug_max`]; distillation fixes it at `noise_aug_level`
@@ -227,6 +230,7 @@ class _StageTraining:
         (folder / STAGE_CONFIG_NAME).write_text(json.dumps(self.stage_info(), indent=2) + "\n")
 
 
+@register_trainer("imagen_video")
 class ImagenVideoTrainer(_StageTraining, Trainer):
     """The training loop for a config with an `imagen_video` section (what `train(config)` runs for one).
 
@@ -242,6 +246,7 @@ class ImagenVideoTrainer(_StageTraining, Trainer):
         super().__init__(config, components)
 
 
+@register_distillation_trainer("imagen_video")
 class ImagenVideoDistillationTrainer(_StageTraining, DistillationTrainer):
     """One progressive-distillation round of a cascade stage (what `distill` runs for an `imagen_video` config):
     `DistillationTrainer` with the stage's conditioning at the fixed level `imagen_video.noise_aug_level`."""
@@ -249,6 +254,12 @@ class ImagenVideoDistillationTrainer(_StageTraining, DistillationTrainer):
     @property
     def fixed_noise_aug_level(self) -> float:
         return self.config.imagen_video.noise_aug_level
+
+    @classmethod
+    def check_teacher_folder(cls, folder: Path, config: DistillationConfig) -> None:
+        """A stage folder (with `stage.json`) is distilled as the stage it is, and only with an `imagen_video`
+        section (see [`check_teacher_stage`])."""
+        check_teacher_stage(folder, config.imagen_video)
 
 
 # ------------------------------------------------------------------------------------------- the stage folders
@@ -276,9 +287,6 @@ def assemble_cascade(stage_folders: Sequence[str | Path], output_dir: str | Path
         ValueError: A folder is not a stage folder, the stages' sizes do not chain (each stage's input is the
             previous stage's output), or the text encoders differ.
     """
-    from ..pipelines.imagen_video import ImagenVideoPipeline
-    from .components import _load_text_encoder, resolve_class
-
     if not stage_folders:
         raise ValueError("`stage_folders` is empty: a cascade needs at least its base stage.")
     stages, previous, text_state = [], None, None
@@ -299,7 +307,7 @@ def assemble_cascade(stage_folders: Sequence[str | Path], output_dir: str | Path
         unet = UNet3DModel.from_pretrained(folder / "unet")
         scheduler_class = resolve_class(read_json(folder / "scheduler" / "scheduler_config.json")["_class_name"])
         stages.append((spec, unet, scheduler_class.from_pretrained(folder / "scheduler")))
-        text_encoder = _load_text_encoder(folder / "text_encoder")
+        text_encoder = load_text_encoder(folder / "text_encoder")
         state = text_encoder.state_dict()
         if text_state is None:
             text_state, first = state, (text_encoder, folder)
@@ -315,8 +323,6 @@ def assemble_cascade(stage_folders: Sequence[str | Path], output_dir: str | Path
             unet.to(torch.float16)
     try:
         if output_dir is not None:
-            from .checkpointing import atomic_folder
-
             with atomic_folder(output_dir) as temporary:  # a failed save leaves an existing folder as it was
                 pipeline.save_pretrained(temporary)
     finally:
@@ -359,9 +365,6 @@ def extract_stage(
         ValueError: `index` is not a stage of the cascade, only some of the sizes are given, a factor does not divide
             them, or `noise_aug_level` is outside [0, 1].
     """
-    from ..pipelines.imagen_video import ImagenVideoPipeline
-    from .checkpointing import atomic_folder
-
     pipeline = cascade if isinstance(cascade, ImagenVideoPipeline) else ImagenVideoPipeline.from_pretrained(cascade)
     count = pipeline.num_stages
     if isinstance(index, bool) or not isinstance(index, int) or not -count <= index < count:
@@ -431,8 +434,6 @@ def write_text_encoder_folder(
     Returns:
         `Path`: `output_dir`.
     """
-    from .stand_in import build_t5_text_encoder, build_t5_tokenizer, train_text_encoder
-
     if not isinstance(text_steps, int) or text_steps < 0:
         raise ValueError(f"`text_steps` must be a non-negative integer, but is {text_steps!r}.")
     output_dir = Path(output_dir)
@@ -445,45 +446,3 @@ def write_text_encoder_folder(
     scheduler = VDistilledScheduler(noise_schedule="continuous_cosine", prediction_type="v_prediction")
     scheduler.save_pretrained(output_dir / "scheduler")
     return output_dir
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m diffusers_video.training.imagen_video", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    folder = sub.add_parser("text-encoder", help="write tokenizer/, text_encoder/ (T5 stand-in) and scheduler/")
-    folder.add_argument("--output_dir", required=True)
-    folder.add_argument("--d_model", type=int, default=64)
-    folder.add_argument("--num_layers", type=int, default=2)
-    folder.add_argument("--seed", type=int, default=0)
-    folder.add_argument("--text_steps", type=int, default=0, help="contrastive pre-training steps (0: random)")
-    folder.add_argument("--text_num_clips", type=int, default=8000)
-    assemble = sub.add_parser("assemble", help="save stage folders (base first) as one ImagenVideoPipeline folder")
-    assemble.add_argument("stage_folders", nargs="+")
-    assemble.add_argument("--output_dir", required=True)
-    assemble.add_argument("--fp16", action="store_true", help="save the UNets' weights in float16")
-    extract = sub.add_parser("extract", help="save one stage of a cascade folder as a stage folder (to distil it)")
-    extract.add_argument("cascade")
-    extract.add_argument("--stage", type=int, required=True, help="the stage's index, 0 for the base")
-    extract.add_argument("--output_dir", required=True)
-    extract.add_argument("--num_frames", type=int, default=None, help="the cascade's final size (default: its own)")
-    extract.add_argument("--height", type=int, default=None)
-    extract.add_argument("--width", type=int, default=None)
-    extract.add_argument("--noise_aug_level", type=float, default=0.1)
-    args = parser.parse_args(argv)
-    if args.command == "text-encoder":
-        written = write_text_encoder_folder(
-            args.output_dir, args.d_model, args.num_layers, args.seed, args.text_steps, args.text_num_clips
-        )
-    elif args.command == "extract":
-        written = extract_stage(
-            args.cascade, args.stage, args.output_dir, args.num_frames, args.height, args.width, args.noise_aug_level
-        )
-    else:
-        assemble_cascade(args.stage_folders, args.output_dir, fp16=args.fp16)
-        written = args.output_dir
-    print(f"Wrote {written}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

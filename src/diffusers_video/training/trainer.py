@@ -7,6 +7,9 @@ function of (seed, sample position) (see `training.data`), so a resumed run repe
 
 Subclasses (distillation, VideoFusion's base/residual training, Imagen Video's stages) override `training_loss`,
 `unet_kwargs` or `conditioning`, and `trainable_parameters` and `build_denoiser` to train more than one model.
+
+`train(config)` runs the trainer registered for the config section that is set (`training.registry`), `Trainer`
+itself when none is; this module never imports a paper's trainer.
 """
 
 from __future__ import annotations
@@ -31,10 +34,10 @@ from diffusers.training_utils import EMAModel
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..folders import TRAINING_CONFIG_NAME, read_json
 from ..models.unet_3d import UNet3DModel, temporal_parameter_names
 from . import checkpointing
 from .components import (
-    TRAINING_CONFIG_NAME,
     TrainingComponents,
     caption_token_ids,
     encode_token_ids,
@@ -65,6 +68,7 @@ from .objectives import (
     timestep_weights,
     v_equivalent_loss_weights,
 )
+from .registry import TRAINERS, registered_class
 
 logger = get_logger(__name__)
 
@@ -91,21 +95,11 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
         raise ValueError(f"'{checkpoint}' is not a complete training checkpoint (no valid `checkpoint.json`).")
     if output_dir.exists():
         raise ValueError(f"The export folder '{output_dir}' already exists; choose a new one.")
-    saved = json.loads((checkpoint / TRAINING_CONFIG_NAME).read_text())
-    config = TrainingConfig.from_dict(saved)
+    config = TrainingConfig.from_dict(read_json(checkpoint / TRAINING_CONFIG_NAME))
     # the same models and config hash; only where it writes and how much data it prepares differ
     config.output_dir, config.resume_from_checkpoint = str(output_dir.parent), None
     config.data.cache_latents = False
-    trainer_class = Trainer
-    if config.videofusion is not None:
-        from .videofusion import VideoFusionTrainer  # imports this module
-
-        trainer_class = VideoFusionTrainer
-    if config.imagen_video is not None:
-        from .imagen_video import ImagenVideoTrainer  # imports this module
-
-        trainer_class = ImagenVideoTrainer
-    trainer = trainer_class(config)
+    trainer = registered_class(config, TRAINERS, Trainer)(config)
     trainer.load_checkpoint(checkpoint)
     return trainer.save_final(output_dir)
 
@@ -121,17 +115,10 @@ def train(config: TrainingConfig, components: TrainingComponents | None = None) 
         `Path`: The final folder: `unet/` (EMA weights when `ema_decay` is set), `text_encoder/`, `tokenizer/`,
         `vae/`, `scheduler/`, `training_config.json`, and `model_index.json` when `model.pipeline_class` is set.
         With `config.videofusion` set, a `VideoFusionPipeline` folder (see `training.videofusion`); with
-        `config.imagen_video` set, a cascade stage folder (`stage.json` added, see `training.imagen_video`).
+        `config.imagen_video` set, a cascade stage folder (`stage.json` added, see `training.imagen_video`): the
+        trainer registered for the section that is set (`training.registry.TRAINERS`) runs.
     """
-    if config.videofusion is not None:
-        from .videofusion import VideoFusionTrainer  # imports this module
-
-        return VideoFusionTrainer(config, components).train()
-    if config.imagen_video is not None:
-        from .imagen_video import ImagenVideoTrainer  # imports this module
-
-        return ImagenVideoTrainer(config, components).train()
-    return Trainer(config, components).train()
+    return registered_class(config, TRAINERS, Trainer)(config, components).train()
 
 
 class TrainingState:
@@ -175,22 +162,19 @@ class Trainer:
     # Scalar conditions whose values a subclass computes per sample (distillation's "guidance_scale"): the config's
     # `model.scalar_conditions` gives no constant for them.
     computed_scalar_conditions: tuple[str, ...] = ()
-    # Whether the class trains `config.videofusion` (VideoFusionTrainer); any other refuses such a config.
-    trains_videofusion: bool = False
-    # Whether the class trains `config.imagen_video` (the Imagen Video stage trainers); any other refuses such a config.
-    trains_imagen_video: bool = False
+    # The config section this class trains (set by `register_trainer`); a config that sets another registered
+    # section is refused.
+    config_section: str | None = None
 
     def __init__(self, config: TrainingConfig, components: TrainingComponents | None = None):
-        if config.videofusion is not None and not self.trains_videofusion:
-            raise ValueError(
-                f"{type(self).__name__} cannot train a config with a `videofusion` section: use `train(config)` or "
-                "`training.videofusion.VideoFusionTrainer`."
-            )
-        if config.imagen_video is not None and not self.trains_imagen_video:
-            raise ValueError(
-                f"{type(self).__name__} cannot train a config with an `imagen_video` section: use `train(config)` or "
-                "`training.imagen_video.ImagenVideoTrainer`."
-            )
+        for section, trainer in TRAINERS.items():
+            if getattr(config, section) is not None and self.config_section != section:
+                article = "an" if section[0] in "aeiou" else "a"
+                where = trainer.__module__.removeprefix("diffusers_video.")
+                raise ValueError(
+                    f"{type(self).__name__} cannot train a config with {article} `{section}` section: use "
+                    f"`train(config)` or `{where}.{trainer.__name__}`."
+                )
         self.config = config
         self.output_dir = Path(config.output_dir)
         ddp_kwargs = DistributedDataParallelKwargs()
@@ -577,7 +561,7 @@ class Trainer:
             raise ValueError(f"'{folder}' is not a complete checkpoint (no valid `{checkpointing.MARKER_NAME}`).")
         if marker["config_hash"] != self.config.hash():
             saved = folder / TRAINING_CONFIG_NAME
-            changed = self.config.changed_keys(json.loads(saved.read_text())) if saved.exists() else ["?"]
+            changed = self.config.changed_keys(read_json(saved)) if saved.exists() else ["?"]
             logger.warning(f"Resuming {folder} with a changed config: {changed}.", main_process_only=True)
         self.accelerator.load_state(str(folder))
         if self.ema is not None:

@@ -18,13 +18,15 @@ whole decomposed noise (constant `lambda`, no key frame), which is the ordinary 
 `DecomposedNoiseScheduler`. Either way the final folder is a `VideoFusionPipeline` folder.
 
 Run it with a `videofusion` section in the training config (see `VideoFusionConfig` and
-`pipelines/videofusion/train_demo.json`): `diffusers-video train --config pipelines/videofusion/train_demo.json`.
+`pipelines/videofusion/train_demo.json`): `diffusers-video train --config pipelines/videofusion/train_demo.json`;
+`VideoFusionTrainer` is registered for that section (`training.registry`). `diffusers-video videofusion export`
+saves a trained pipeline for committing (`export_videofusion_pipeline`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from accelerate.logging import get_logger
 from diffusers import UNet2DConditionModel
 from torch import nn
 
+from ..folders import INDEX_NAME, TRAINING_CONFIG_NAME, read_json
 from ..models.unet_3d import UNet3DModel
 from ..schedulers.diffusion_math import prediction_to_x0_eps, velocity
 from ..schedulers.scheduling_decomposed import (
@@ -44,13 +47,8 @@ from ..schedulers.scheduling_decomposed import (
     sample_decomposed_noise,
     with_key_frame,
 )
-from .components import (
-    TRAINING_CONFIG_NAME,
-    TrainingComponents,
-    load_components,
-    resolve_class,
-    resolve_pipeline_class,
-)
+from .checkpointing import atomic_folder
+from .components import TrainingComponents, load_components, resolve_class, resolve_pipeline_class
 from .config import PREDICTION_TYPES, TrainingConfig
 from .data import sample_generator
 from .objectives import (
@@ -60,6 +58,7 @@ from .objectives import (
     snr_loss_weights,
     v_equivalent_loss_weights,
 )
+from .registry import register_trainer
 from .trainer import Trainer
 
 logger = get_logger(__name__)
@@ -103,7 +102,7 @@ def load_videofusion_components(config: TrainingConfig) -> VideoFusionComponents
             raise FileNotFoundError(
                 f"The base model folder `videofusion.base_model`='{root}' has no `unet/config.json`."
             )
-        saved = json.loads(unet_config.read_text()).get("_class_name")
+        saved = read_json(unet_config).get("_class_name")
         if saved != "UNet2DConditionModel":
             raise ValueError(
                 f"The base generator must be a UNet2DConditionModel but '{root}/unet' holds {saved!r} "
@@ -117,7 +116,7 @@ def load_videofusion_components(config: TrainingConfig) -> VideoFusionComponents
     prediction_type = None
     scheduler_config = root / "scheduler" / "scheduler_config.json"
     if scheduler_config.is_file():
-        cls = resolve_class(json.loads(scheduler_config.read_text())["_class_name"], "scheduler class")
+        cls = resolve_class(read_json(scheduler_config)["_class_name"], "scheduler class")
         base_scheduler = cls.from_pretrained(root, subfolder="scheduler")
         prediction_type = base_scheduler.config.get("prediction_type")
         _check_same_schedule(
@@ -258,6 +257,7 @@ class VideoFusionDenoiser(nn.Module):
 # ----------------------------------------------------------------------------------------------------- the trainer
 
 
+@register_trainer("videofusion")
 class VideoFusionTrainer(Trainer):
     """The training loop for a config with a `videofusion` section (what `train(config)` runs for one).
 
@@ -268,8 +268,6 @@ class VideoFusionTrainer(Trainer):
             `videofusion.base_prediction_type` or the components' `base_prediction_type` must say how the base reads);
             plain `TrainingComponents` train no base. None loads them as `config.model` and `config.videofusion` say.
     """
-
-    trains_videofusion = True
 
     def __init__(self, config: TrainingConfig, components: TrainingComponents | None = None):
         videofusion = _videofusion_section(config)
@@ -486,12 +484,8 @@ def export_videofusion_pipeline(source: str | Path, output_dir: str | Path, fp16
 
     The run's `training_config.json` is kept next to `model_index.json` (the clip length the model was trained on).
     """
-    import shutil
-
-    from .checkpointing import atomic_folder
-
     source, output_dir = Path(source), Path(output_dir)
-    if not (source / "model_index.json").is_file():
+    if not (source / INDEX_NAME).is_file():
         raise FileNotFoundError(f"`source` {str(source)!r} is not a pipeline folder (no model_index.json).")
     pipe = resolve_pipeline_class(PIPELINE_CLASS).from_pretrained(source, torch_dtype=torch.float32)
     if fp16:
@@ -503,22 +497,3 @@ def export_videofusion_pipeline(source: str | Path, output_dir: str | Path, fp16
         if (source / TRAINING_CONFIG_NAME).is_file():
             shutil.copy2(source / TRAINING_CONFIG_NAME, temporary / TRAINING_CONFIG_NAME)
     return output_dir
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m diffusers_video.training.videofusion export SOURCE --output_dir OUT [--fp32]`."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m diffusers_video.training.videofusion")
-    sub = parser.add_subparsers(dest="command", required=True)
-    export = sub.add_parser("export", help="save a trained VideoFusion pipeline for committing (fp16 safetensors)")
-    export.add_argument("source")
-    export.add_argument("--output_dir", required=True)
-    export.add_argument("--fp32", action="store_true", help="keep float32 weights")
-    args = parser.parse_args(argv)
-    print(export_videofusion_pipeline(args.source, args.output_dir, fp16=not args.fp32))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
