@@ -77,18 +77,21 @@ class TemporalResnetMix(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, num_frames: int, chunk_size: int | None = None) -> torch.Tensor:
         """`(B*F, C, H, W)` -> `(B*F, C, H, W)`; `chunk_size` frames at a time (all videos of the batch together)
-        gives the same result (see `_chunked`)."""
+        gives the same result (see `_chunked`), and then, without gradients, overwrites `hidden_states` with it."""
         batch_frames, channels, height, width = hidden_states.shape
         batch = batch_frames // num_frames
-        video = hidden_states.reshape(batch, num_frames, channels, height, width).permute(0, 2, 1, 3, 4)  # B,C,F,H,W
+        frames = hidden_states.reshape(batch, num_frames, channels, height, width)  # (B, F, C, H, W)
+        video = frames.permute(0, 2, 1, 3, 4)  # (B, C, F, H, W), a view
         if chunk_size is None or chunk_size >= num_frames:
             temporal = self.temporal_res_block(video, None)  # (B, C, F, H, W)
             mixed = self.time_mixer(x_spatial=video, x_temporal=temporal)  # (B, C, F, H, W)
-        else:
-            mixed = self._chunked(video, chunk_size)  # (B, C, F, H, W)
-        return mixed.permute(0, 2, 1, 3, 4).reshape(batch_frames, channels, height, width)  # (B*F, C, H, W)
+            return mixed.permute(0, 2, 1, 3, 4).reshape(batch_frames, channels, height, width)  # (B*F, C, H, W)
+        # Without gradients the result overwrites the input, once no later chunk reads those frames.
+        out = frames if not torch.is_grad_enabled() else torch.empty_like(frames)  # (B, F, C, H, W)
+        self._chunked(video, chunk_size, out)
+        return out.reshape(batch_frames, channels, height, width)  # (B*F, C, H, W), a view
 
-    def _chunked(self, video: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    def _chunked(self, video: torch.Tensor, chunk_size: int, out: torch.Tensor) -> None:
         """`TemporalResnetBlock` then the mix, computed for `chunk_size` frames at a time, equal to the whole-clip
         result: each Conv3d reads one frame beyond its chunk on each side (its zero padding is used only at the ends
         of the clip, as in the whole-clip call), and each GroupNorm uses statistics over all frames, gathered in a
@@ -97,9 +100,8 @@ class TemporalResnetMix(nn.Module):
         Args:
             video (`torch.Tensor`): `(B, C, F, H, W)`.
             chunk_size (`int`): Frames per chunk.
-
-        Returns:
-            `torch.Tensor`: `(B, C, F, H, W)`.
+            out (`torch.Tensor`): `(B, F, C, H, W)` to write the result to; it may be `video`'s storage: a chunk's
+                result is written only when no later chunk reads its input frames (two frames before it).
         """
         block = self.temporal_res_block
         num_frames = video.shape[2]
@@ -113,14 +115,18 @@ class TemporalResnetMix(nn.Module):
             return block.conv1(h)[:, :, start - low : end - low]  # (B, C, end - start, H, W)
 
         norm2 = _group_statistics((first_conv(start, end) for start, end in chunks), block.norm2)
-        out = torch.empty_like(video)  # (B, C, F, H, W)
-        for start, end in chunks:
+        pending = []  # (start, end, result) not yet written
+        for index, (start, end) in enumerate(chunks):
             low, high = max(start - 1, 0), min(end + 1, num_frames)
             h = _group_normalise(first_conv(low, high), norm2, block.norm2)  # (B, C, high - low, H, W)
             h = block.conv2(block.dropout(block.nonlinearity(h)))[:, :, start - low : end - low]  # (B, C, n, H, W)
             spatial = video[:, :, start:end]  # (B, C, n, H, W)
-            out[:, :, start:end] = self.time_mixer(x_spatial=spatial, x_temporal=spatial + h)
-        return out
+            pending.append((start, end, self.time_mixer(x_spatial=spatial, x_temporal=spatial + h)))
+            # The next chunk reads input frames from two before its start on.
+            first_read = chunks[index + 1][0] - 2 if index + 1 < len(chunks) else num_frames
+            while pending and pending[0][1] <= first_read:
+                done_start, done_end, result = pending.pop(0)
+                out[:, done_start:done_end] = result.transpose(1, 2)  # (B, n, C, H, W)
 
 
 def _group_statistics(pieces: Iterable[torch.Tensor], norm: nn.GroupNorm) -> tuple[torch.Tensor, torch.Tensor]:
@@ -264,8 +270,9 @@ class VideoDecoder(Decoder):
         whole-clip GroupNorm statistics (`TemporalResnetMix._chunked`); a `TemporalAttention` (per pixel, over all
         frames) runs on a band of rows of all frames holding as many features as a chunk; `time_conv_out` (three
         channels) runs on the whole clip. So the result is the whole-clip result up to float rounding, for every
-        temporal option. What is bounded is the working memory of each layer (its intermediates for one chunk); the
-        input and output of the current layer are held for the whole clip.
+        temporal option. What is bounded is the working memory of each layer (its intermediates for one chunk):
+        without gradients, resnets, attention and temporal mixes write their result over their input, so one
+        whole-clip feature tensor is held at a time (two around an upsampler: its input and its output).
         """
         batch_frames = sample.shape[0]
         images_per_chunk = None if chunk_size is None else chunk_size * (batch_frames // num_frames)
@@ -316,7 +323,8 @@ class VideoDecoder(Decoder):
     def _per_frame(self, module: nn.Module, sample: torch.Tensor, images_per_chunk: int | None, *args) -> torch.Tensor:
         """`module(frames, *args)` for a spatial resnet or attention, `images_per_chunk` frames at a time, each call
         checkpointed when gradient checkpointing is on (convolutions and upsamplers are not, as in `Decoder`)."""
-        return _map_frames(lambda part: self._checkpointed(module, part, *args), sample, images_per_chunk)
+        run = lambda part: self._checkpointed(module, part, *args)  # noqa: E731
+        return _map_frames(run, sample, images_per_chunk, reuse=True)  # `sample` is the decoder's own tensor
 
     def _temporal_attention(
         self, attention: TemporalAttention, sample: torch.Tensor, num_frames: int, chunk_size: int | None
@@ -326,18 +334,28 @@ class VideoDecoder(Decoder):
         if chunk_size is None or chunk_size >= num_frames:
             return self._checkpointed(attention, sample, num_frames)
         rows = max(1, height * chunk_size // num_frames)
-        out = torch.empty_like(sample)  # (B*F, C, H, W)
+        # Without gradients each band's result overwrites its input (a band reads only itself).
+        out = sample if not torch.is_grad_enabled() else torch.empty_like(sample)  # (B*F, C, H, W)
         for top in range(0, height, rows):
             out[:, :, top : top + rows] = self._checkpointed(attention, sample[:, :, top : top + rows], num_frames)
         return out
 
 
-def _map_frames(function: Callable[[torch.Tensor], torch.Tensor], frames: torch.Tensor, size: int | None):
-    """`function` applied to `frames` `(N, ...)` in pieces of `size` along the first axis, into one output."""
+def _map_frames(
+    function: Callable[[torch.Tensor], torch.Tensor], frames: torch.Tensor, size: int | None, reuse: bool = False
+) -> torch.Tensor:
+    """`function` applied to `frames` `(N, ...)` in pieces of `size` along the first axis, into one output.
+
+    With `reuse` and no gradients, a result of the input's shape and dtype overwrites the input, piece by piece
+    (`function` must then treat every frame on its own, and the caller must own `frames`)."""
     if size is None or size >= frames.shape[0]:
         return function(frames)
     first = function(frames[:size])
-    out = first.new_empty((frames.shape[0], *first.shape[1:]))
+    same = first.shape[1:] == frames.shape[1:] and first.dtype == frames.dtype
+    if reuse and same and not torch.is_grad_enabled():
+        out = frames
+    else:
+        out = first.new_empty((frames.shape[0], *first.shape[1:]))
     out[:size] = first
     for start in range(size, frames.shape[0], size):
         out[start : start + size] = function(frames[start : start + size])
