@@ -25,7 +25,12 @@ the chunk per temporal convolution, whole-clip GroupNorm statistics, all frames 
 see `VideoDecoder.forward`. The result equals the whole-clip decode up to float rounding, for every temporal option.
 Overlapping chunks of latents could not do that: the temporal GroupNorms make every output frame depend on every
 frame, and the temporal convolutions alone reach 2 frames per resnet plus one (29 frames on each side for SD's
-decoder), more than most clips.
+decoder), more than most clips. Without gradients each chunked layer writes its result over its input, so the
+decode holds one whole-clip feature tensor at a time (two around an upsampler) plus one chunk's intermediates; the
+price is a pass over the chunks for each GroupNorm's statistics (the first temporal convolution runs twice).
+
+Training the temporal layers on video (MagicVideo and VideoGen give no losses; see the trainers) is not part of
+this module: `temporal_parameter_names` lists the parameters `from_vae2d` adds.
 """
 
 from __future__ import annotations
@@ -254,7 +259,8 @@ class AutoencoderKLVideo(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMix
 
         Returns:
             `AutoencoderKLOutput` whose `latent_dist` has the layout of `x`: `(batch, 2 * latent, frames, h, w)`
-            parameters for videos.
+            parameters for videos (its `sample` and `mode` are per element; diffusers' `kl` sums over dimensions 1-3
+            only, so take it of images).
         """
         if x.ndim not in (4, 5) or x.shape[1] != self.config.in_channels:
             raise ValueError(
