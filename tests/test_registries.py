@@ -1,0 +1,44 @@
+"""The trainer registries (`training.registry`): the generic loop and distillation find the paper trainers by the
+config section they train, without importing them."""
+
+from __future__ import annotations
+
+import pytest
+
+from diffusers_video.training import (
+    DISTILLATION_TRAINERS,
+    TRAINERS,
+    DistillationConfig,
+    Trainer,
+    TrainingConfig,
+    VideoFusionTrainer,
+)
+from diffusers_video.training.distillation import DistillationTrainer
+from diffusers_video.training.imagen_video import ImagenVideoDistillationTrainer, ImagenVideoTrainer
+from diffusers_video.training.registry import register_trainer, registered_class
+
+
+def test_the_paper_trainers_are_registered_by_section():
+    assert TRAINERS == {"videofusion": VideoFusionTrainer, "imagen_video": ImagenVideoTrainer}
+    assert DISTILLATION_TRAINERS == {"imagen_video": ImagenVideoDistillationTrainer}
+    assert VideoFusionTrainer.config_section == "videofusion" and Trainer.config_section is None
+    assert ImagenVideoDistillationTrainer.config_section == "imagen_video"
+
+
+def test_registered_class_follows_the_section_a_config_sets():
+    assert registered_class(TrainingConfig(), TRAINERS, Trainer) is Trainer
+    assert registered_class(TrainingConfig(videofusion={}), TRAINERS, Trainer) is VideoFusionTrainer
+    stage = TrainingConfig(imagen_video={}, prediction_type="v_prediction")
+    assert registered_class(stage, TRAINERS, Trainer) is ImagenVideoTrainer
+    distillation = DistillationConfig(imagen_video={"stage": {"kind": "base"}})
+    assert registered_class(distillation, DISTILLATION_TRAINERS, DistillationTrainer) is ImagenVideoDistillationTrainer
+    assert registered_class(DistillationConfig(), DISTILLATION_TRAINERS, DistillationTrainer) is DistillationTrainer
+
+
+def test_register_trainer_refuses_unknown_sections_and_a_second_class():
+    with pytest.raises(ValueError, match="`magicvideo` is not a section of TrainingConfig"):
+        register_trainer("magicvideo")
+    with pytest.raises(ValueError, match="VideoFusionTrainer is already registered for the `videofusion` section"):
+        register_trainer("videofusion")(type("OtherTrainer", (Trainer,), {}))
+    assert TRAINERS["videofusion"] is VideoFusionTrainer
+    assert register_trainer("videofusion")(VideoFusionTrainer) is VideoFusionTrainer  # registering again is a no-op
