@@ -11,7 +11,7 @@ Both models have `AutoencoderKL`'s encoder and `quant_conv`, and a decoder whose
 
 plus a `post_quant_conv`, which SVD does not have, set to the identity. The result (`temporal_attention=None`)
 decodes what SVD's `decode(z, num_frames)` decodes. Keys are checked strictly: an unexpected key, a missing one or
-a shape that does not fit is a `ValueError` that names it.
+a shape that does not fit is a `ConversionError` (a `ValueError`) that names it.
 
 SVD's mid block holds `layers_per_block` resnets but runs only the first two (around its attention), as
 `AutoencoderKL`'s mid block, which always has two; only `layers_per_block=2` (SVD's) therefore converts.
@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +32,10 @@ from accelerate import init_empty_weights
 from diffusers import AutoencoderKLTemporalDecoder
 from safetensors import SafetensorError, safe_open
 
+from ..folders import read_json
 from ..models.video_vae import AutoencoderKLVideo
+from .common import ConversionError, first_keys
+from .modelscope import write_atomically
 
 SVD_CLASS_NAME = "AutoencoderKLTemporalDecoder"
 # `AutoencoderKLTemporalDecoder.__init__`'s arguments.
@@ -69,15 +69,17 @@ def svd_decoder_config_to_video_vae(config: Mapping[str, Any]) -> dict[str, Any]
     """
     class_name = config.get("_class_name", SVD_CLASS_NAME)
     if class_name != SVD_CLASS_NAME:
-        raise ValueError(f"The config describes a {class_name!r}, not an {SVD_CLASS_NAME!r}.")
+        raise ConversionError(f"The config describes a {class_name!r}, not an {SVD_CLASS_NAME!r}.")
     unknown = sorted(key for key in config if not key.startswith("_") and key not in SVD_CONFIG_KEYS)
     if unknown:
-        raise ValueError(f"Unexpected {SVD_CLASS_NAME} config keys {unknown}; expected only {list(SVD_CONFIG_KEYS)}.")
+        raise ConversionError(
+            f"Unexpected {SVD_CLASS_NAME} config keys {unknown}; expected only {list(SVD_CONFIG_KEYS)}."
+        )
     parameters = inspect.signature(AutoencoderKLTemporalDecoder.__init__).parameters
     settings = {key: parameters[key].default for key in SVD_CONFIG_KEYS}
     settings.update({key: config[key] for key in SVD_CONFIG_KEYS if key in config})
     if settings["layers_per_block"] != 2:
-        raise ValueError(
+        raise ConversionError(
             f"Only an {SVD_CLASS_NAME} with `layers_per_block=2` (SVD's) converts: its mid block runs two resnets "
             f"whatever it holds, as AutoencoderKL's mid block has; this one has `layers_per_block="
             f"{settings['layers_per_block']!r}`."
@@ -137,19 +139,18 @@ def svd_decoder_state_dict_to_video_vae(
     for key, value in state_dict.items():
         name = rename_svd_decoder_key(key)
         if name not in shapes or name in added:
-            raise ValueError(
+            raise ConversionError(
                 f"Unexpected key `{key}` in the {SVD_CLASS_NAME} weights: AutoencoderKLVideo has no `{name}`."
             )
         if tuple(value.shape) != shapes[name]:
-            raise ValueError(
+            raise ConversionError(
                 f"The {SVD_CLASS_NAME} weight `{key}` has shape {tuple(value.shape)}, but `{name}` of the "
                 f"AutoencoderKLVideo for its config has {shapes[name]}."
             )
         converted[name] = value
     missing = sorted(set(shapes) - set(converted) - set(added))
     if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise ValueError(f"The {SVD_CLASS_NAME} weights lack `{missing[0]}`{more} (our names).")
+        raise ConversionError(f"The {SVD_CLASS_NAME} weights lack {first_keys(missing)} (our names).")
     reference = converted["quant_conv.weight"]
     channels = our_config["latent_channels"]
     identity = torch.eye(channels, dtype=reference.dtype, device=reference.device)
@@ -184,18 +185,12 @@ def find_svd_vae_folder(folder: Path, subfolder: str | None = None) -> Path:
         if (candidate / "config.json").is_file():
             return candidate
     where = " or ".join(f"`{candidate / 'config.json'}`" for candidate in candidates)
-    raise ValueError(f"`{folder}` is not an {SVD_CLASS_NAME} folder or SVD pipeline folder: no {where}.")
+    raise ConversionError(f"`{folder}` is not an {SVD_CLASS_NAME} folder or SVD pipeline folder: no {where}.")
 
 
 def read_svd_vae(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The config and weights (single or sharded safetensors) of a diffusers VAE folder."""
-    path = folder / "config.json"
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"`{path}` is not valid JSON: {error}") from error
-    if not isinstance(config, dict):
-        raise ValueError(f"`{path}` is not a config (a JSON object).")
+    config = read_json(folder / "config.json")
     single, index = folder / f"{WEIGHTS_NAME}.safetensors", folder / f"{WEIGHTS_NAME}.safetensors.index.json"
     if single.is_file():
         files = [single]
@@ -203,18 +198,18 @@ def read_svd_vae(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]
         try:
             files = [folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
-            raise ValueError(f"`{index}` is not a safetensors index (no `weight_map`).") from error
+            raise ConversionError(f"`{index}` is not a safetensors index (no `weight_map`).") from error
     else:
         found = sorted(path.name for path in folder.glob(f"{WEIGHTS_NAME}*"))
         hint = f" (found {found}; pickled weights are not read: save them as safetensors)" if found else ""
-        raise ValueError(f"`{folder}` has no `{single.name}`{hint}.")
+        raise ConversionError(f"`{folder}` has no `{single.name}`{hint}.")
     weights = {}
     for file in files:
         try:
             with safe_open(str(file), framework="pt", device="cpu") as handle:
                 weights.update({key: handle.get_tensor(key) for key in handle.keys()})
         except (SafetensorError, OSError) as error:
-            raise ValueError(f"`{file}` is not a readable safetensors file: {error}") from error
+            raise ConversionError(f"`{file}` is not a readable safetensors file: {error}") from error
     return config, weights
 
 
@@ -233,9 +228,9 @@ def convert_svd_decoder(
     """
     folder, output_dir = Path(folder), Path(output_dir)
     if not folder.is_dir():
-        raise ValueError(f"`{folder}` is not a folder.")
+        raise ConversionError(f"`{folder}` is not a folder.")
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
-        raise ValueError(f"`{output_dir}` already exists and is not an empty folder.")
+        raise ConversionError(f"`{output_dir}` already exists and is not an empty folder.")
     vae_folder = find_svd_vae_folder(folder, subfolder)
     config, weights = read_svd_vae(vae_folder)
     our_config, state_dict = svd_decoder_state_dict_to_video_vae(weights, config)
@@ -244,22 +239,5 @@ def convert_svd_decoder(
     dtype = state_dict["quant_conv.weight"].dtype
     if dtype != model.dtype:
         model = torch.nn.Module.to(model, dtype)
-    _save_atomically(model, output_dir)
+    write_atomically(output_dir, lambda folder: model.save_pretrained(folder, safe_serialization=True))
     return SVDDecoderConversion(str(vae_folder), str(output_dir), len(weights), dict(model.config))
-
-
-def _save_atomically(model: AutoencoderKLVideo, output_dir: Path) -> None:
-    parent = output_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=parent))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o777 & ~umask)  # mkdtemp makes it private; the output is an ordinary folder
-        model.save_pretrained(temporary, safe_serialization=True)
-        if output_dir.exists():
-            output_dir.rmdir()  # empty (checked before)
-        os.replace(temporary, output_dir)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
