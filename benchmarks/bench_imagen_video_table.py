@@ -4,7 +4,7 @@
         --student runs/imagen_video/cascade_8_steps --teacher-steps 64 --guidance-scale 4,4,1,1 \\
         --num-samples 64 --threads 1 --output runs/imagen_video/table.json
 
-Both folders are `ImagenVideoPipeline` folders as `python -m diffusers_video.training.imagen_video assemble` writes
+Both folders are `ImagenVideoPipeline` folders as `diffusers-video imagen-video assemble` writes
 them, with the same stages. Four rows: the teacher at the steps it was trained for (`--teacher-steps`, per stage,
 default 64 for every stage, as the demo recipes distil them) and the distilled cascade (`--student-steps`,
 default 8 per stage), each with constant guidance and with Imagen Video's oscillating guidance (Section 2.6 of the
