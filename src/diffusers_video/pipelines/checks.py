@@ -120,6 +120,8 @@ def check_guidance_scale(guidance_scale: Any, num_inference_steps: int) -> Guida
             f"`guidance_scale` must be a number, one number per step or a GuidanceSchedule but is {guidance_scale!r}."
         ) from error
     except ValueError as error:  # e.g. NaN among the weights per step
+        if "`guidance_scale`" in str(error):
+            raise
         raise ValueError(f"`guidance_scale` {guidance_scale!r} is not a valid guidance weight: {error}") from error
     try:
         weights = guidance.scales(num_inference_steps)
@@ -308,6 +310,9 @@ def check_callback_arguments(
     if callback_on_step_end is not None and not callable(callback_on_step_end):
         raise TypeError(f"`callback_on_step_end` must be callable but is {callback_on_step_end!r}.")
     if callback_on_step_end_tensor_inputs is not None:
+        names = callback_on_step_end_tensor_inputs
+        if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) for name in names):
+            raise TypeError(f"`callback_on_step_end_tensor_inputs` must be a list of names but is {names!r}.")
         unknown = [k for k in callback_on_step_end_tensor_inputs if k not in allowed]
         if unknown:
             raise ValueError(f"`callback_on_step_end_tensor_inputs` must be in {list(allowed)} but has {unknown}.")

@@ -64,9 +64,15 @@ class DenoisingPipelineMixin:
 
 
 def callback_tensor_inputs(callback_on_step_end: Any, requested: list[str] | None) -> list[str]:
-    """The tensor names a callback is given: a diffusers `PipelineCallback`'s own `tensor_inputs`, else `requested`."""
+    """The tensor names a callback is given: a diffusers `PipelineCallback`'s own `tensor_inputs`, else `requested`.
+
+    Raises:
+        TypeError: `requested` is a single string (it would read as a list of its characters).
+    """
     if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
         return list(callback_on_step_end.tensor_inputs)
+    if isinstance(requested, str):
+        raise TypeError(f"`callback_on_step_end_tensor_inputs` must be a list of names but is {requested!r}.")
     return list(requested or [])
 
 
