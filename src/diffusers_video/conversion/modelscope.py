@@ -28,11 +28,9 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import re
 import shutil
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +45,7 @@ from ..folders import INDEX_NAME, read_json
 from ..models.temporal import MODELSCOPE_INPUT_HEADS
 from ..models.unet_3d import UNet3DModel
 from ..schedulers.scheduling_decomposed import DecomposedNoiseScheduler
-from .common import ConversionError, first_keys
+from .common import ConversionError, first_keys, write_atomically
 
 __all__ = [
     "ConversionSummary",
@@ -419,29 +417,6 @@ def ddim_config_to_decomposed(config: Mapping[str, Any]) -> tuple[dict[str, Any]
 
 
 # ----------------------------------------------------------------------------------------------------- the whole
-
-
-def write_atomically(output_dir: Path, write: Callable[[Path], None]) -> None:
-    """Run `write(folder)` on a fresh temporary folder next to `output_dir`, then rename it to `output_dir`.
-
-    On any failure the temporary folder is removed and `output_dir` is left as it was.
-    """
-    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
-        raise ConversionError(f"--output_dir `{output_dir}` already exists and is not an empty folder.")
-    parent = output_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=parent))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o777 & ~umask)  # mkdtemp makes it private; the output is an ordinary folder
-        write(temporary)
-        if output_dir.exists():
-            output_dir.rmdir()  # empty (checked above)
-        os.replace(temporary, output_dir)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
 
 
 def check_pipeline_folder(folder: Path) -> None:
