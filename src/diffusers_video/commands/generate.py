@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..folders import INDEX_NAME
 from ..pipelines.pipeline_utils import VideoDiffusionPipeline
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -97,7 +98,7 @@ def resolve_pipeline(value: str) -> str:
             f"`--pipeline {value}` names the demo folder '{folder}' and a folder '{value}' here: pass './{value}' "
             f"for the folder or '{folder}' for the demo."
         )
-    if not (folder / "model_index.json").is_file():
+    if not (folder / INDEX_NAME).is_file():
         raise FileNotFoundError(
             f"`--pipeline {value}` loads the demo folder '{folder}', which does not exist (yet) here: run from the "
             "repository root once the demo is committed, or pass a pipeline folder."

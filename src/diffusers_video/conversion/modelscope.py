@@ -424,14 +424,12 @@ def check_pipeline_folder(folder: Path) -> None:
     index = read_json(folder / INDEX_NAME)
     class_name = index.get("_class_name")
     if class_name != PIPELINE_CLASS_NAME:
-        raise ConversionError(
-            f"`{folder / 'model_index.json'}` describes a {class_name}, not a {PIPELINE_CLASS_NAME}."
-        )
+        raise ConversionError(f"`{folder / INDEX_NAME}` describes a {class_name}, not a {PIPELINE_CLASS_NAME}.")
     expected = {**COPIED_COMPONENTS, "unet": ("diffusers", UNET_CLASS_NAME)}
     for name, entry in expected.items():
         found = index.get(name)
         if not isinstance(found, list) or tuple(found) != entry:
-            raise ConversionError(f"`{folder / 'model_index.json'}` has `{name}`: {found!r}, expected {list(entry)}.")
+            raise ConversionError(f"`{folder / INDEX_NAME}` has `{name}`: {found!r}, expected {list(entry)}.")
     for name in (*COPIED_COMPONENTS, "unet", "scheduler"):
         if not (folder / name).is_dir():
             raise ConversionError(f"`{folder}` has no `{name}/` folder.")
@@ -460,7 +458,7 @@ def convert(
             f"--checkpoint `{checkpoint}` is a file; expected a {PIPELINE_CLASS_NAME} or {UNET_CLASS_NAME} folder."
         )
 
-    if (checkpoint / "model_index.json").is_file():
+    if (checkpoint / INDEX_NAME).is_file():
         check_pipeline_folder(checkpoint)
         scheduler_config = read_json(checkpoint / "scheduler" / "scheduler_config.json")
         decomposed_config, ignored = ddim_config_to_decomposed(scheduler_config)
