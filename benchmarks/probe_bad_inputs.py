@@ -16,6 +16,10 @@ it runs (a global forward pre-hook), and sorts the outcome into
 The probe caps the process's address space (`--memory_gib`, default 8) so that a call that tries to allocate
 terabytes fails at once instead of swapping; `tests/test_bad_inputs.py` runs the same cases and asserts that each is
 clear.
+
+Tallies of the 262 cases (clear / unclear / accepted): 158 / 54 / 50 at d93d61c (11 of the accepted returned NaN),
+260 / 2 / 0 once the checks were added; the two unclear ones are `generate` values that argparse refuses with its
+usage message and exit code 2 (`--num_frames abc`, `--dtype float64`).
 """
 
 from __future__ import annotations
@@ -797,8 +801,13 @@ def _alarm(signum, frame):
 
 
 def _has_nan(result: Any) -> bool:
+    """Whether a result (a tensor, a pipeline or scheduler output, a tuple of them) holds a NaN."""
     if isinstance(result, torch.Tensor):
         return result.is_floating_point() and bool(result.isnan().any())
+    if isinstance(result, (tuple, list)):
+        return any(_has_nan(item) for item in result)
+    if hasattr(result, "to_tuple"):  # diffusers' BaseOutput
+        return _has_nan(result.to_tuple())
     return False
 
 

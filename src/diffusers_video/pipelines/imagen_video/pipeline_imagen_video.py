@@ -445,6 +445,10 @@ class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffu
         Returns:
             [`ImagenVideoPipelineOutput`] or `tuple`: `(frames,)`, or `(frames, intermediate_frames)` with
             `return_intermediate=True`, when `return_dict` is False.
+
+        Raises:
+            ValueError, TypeError: Before any model runs, naming the bad argument and its value; a call whose video
+                tensors would not fit in the device's memory is refused with the GiB it needs (`check_video_memory`).
         """
         callback_on_step_end_tensor_inputs = callback_tensor_inputs(
             callback_on_step_end, callback_on_step_end_tensor_inputs
