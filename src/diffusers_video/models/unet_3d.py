@@ -729,7 +729,12 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
                 f"`sample` must have a batch, frames, height and width of at least 1 but has shape {tuple(sample.shape)}"
                 " (batch, channels, frames, height, width)."
             )
-        weight_dtype = self.conv_in.weight.dtype  # a float8 storage dtype (layerwise casting) computes in another one
+        weight_dtype = self.conv_in.weight.dtype
+        registry = getattr(
+            self.conv_in, "_diffusers_hook", None
+        )  # layerwise casting stores in one dtype, computes in another
+        casting = registry.get_hook("layerwise_casting") if registry is not None else None
+        weight_dtype = casting.compute_dtype if casting is not None else weight_dtype
         if not sample.is_floating_point() or (
             sample.dtype != weight_dtype
             and weight_dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
