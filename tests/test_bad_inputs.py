@@ -119,3 +119,19 @@ def test_videos_longer_than_a_window_blend_with_memory_linear_in_the_frames():
     weights = window_blend_weights(windows, 10**6)
     assert weights.shape == (len(windows), 10**6)
     assert sum(vector.numel() for vector in weights.vectors) == 32 * len(windows)  # 10 MiB, not 333 GB
+
+
+def test_good_inputs_of_another_storage_dtype_are_not_refused():
+    # the dtype check compares the sample with the dtype the UNet computes in: layerwise casting and autocast run
+    sample, text = torch.randn(1, 4, 3, 8, 8), torch.randn(1, 5, probe.TEXT_DIM)
+    unet = probe.tiny_unet3d()
+    with torch.no_grad():
+        reference = unet(sample, 10, text).sample
+        unet.enable_layerwise_casting(storage_dtype=torch.bfloat16, compute_dtype=torch.float32)
+        cast = unet(sample, 10, text).sample
+    assert cast.dtype == torch.float32 and (cast - reference).abs().max() < 0.1 * reference.abs().max()
+    half = probe.tiny_unet3d().to(torch.bfloat16)
+    with pytest.raises(TypeError, match=r"`sample` has dtype torch.float32 but the UNet's weights have dtype"):
+        half(sample, 10, text)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert half(sample, 10, text.bfloat16()).sample.dtype == torch.bfloat16

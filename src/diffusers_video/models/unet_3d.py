@@ -663,6 +663,7 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
                 base_model=base_model,
             )  # fmt: skip
 
+    # Adapted from diffusers.models.unets.unet_3d_condition.UNet3DConditionModel.enable_forward_chunking
     def enable_forward_chunking(self, chunk_size: int | None = None, dim: int = 0) -> None:
         """Run the spatial transformers' feed-forward layers in chunks of `chunk_size` along `dim` to save memory.
 
