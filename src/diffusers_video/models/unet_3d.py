@@ -13,11 +13,13 @@ text-to-video), with its parameter names, so that its weights load unrenamed (se
 from __future__ import annotations
 
 import inspect
+import numbers
 import os
 import tempfile
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from diffusers import UNet2DConditionModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -730,12 +732,10 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
                 f"`sample` must have a batch, frames, height and width of at least 1 but has shape {tuple(sample.shape)}"
                 " (batch, channels, frames, height, width)."
             )
-        weight_dtype = self.conv_in.weight.dtype
-        registry = getattr(
-            self.conv_in, "_diffusers_hook", None
-        )  # layerwise casting stores in one dtype, computes in another
+        # the dtype the first layer computes in: layerwise casting stores the weights in another one
+        registry = getattr(self.conv_in, "_diffusers_hook", None)
         casting = registry.get_hook("layerwise_casting") if registry is not None else None
-        weight_dtype = casting.compute_dtype if casting is not None else weight_dtype
+        weight_dtype = casting.compute_dtype if casting is not None else self.conv_in.weight.dtype
         if not sample.is_floating_point() or (
             sample.dtype != weight_dtype
             and weight_dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -831,7 +831,7 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
     @staticmethod
     def _scalar(value: Any, batch: int, device: torch.device, name: str) -> torch.Tensor:
         """A timestep-like value (number, 0-d, `(1,)` or `(batch,)` tensor) as a finite `(1,)` or `(batch,)` tensor."""
-        if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
+        if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.ndarray, torch.Tensor)):
             raise TypeError(f"`{name}` must be a number or a (batch,) tensor but is {value!r}.")
         value = torch.as_tensor(value, device=device)
         if value.ndim == 0:

@@ -321,7 +321,8 @@ class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffu
         # prompts and embeddings
         text_dim = self.text_encoder.config.d_model if self.text_encoder is not None else None
         check_prompt_arguments(prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, text_dim)
-        total = prompt_batch_size(prompt, prompt_embeds) * num_videos_per_prompt
+        prompts = prompt_batch_size(prompt, prompt_embeds)
+        total = prompts * num_videos_per_prompt
         check_generator(generator, total)
         check_output_type(output_type)
 
@@ -333,7 +334,7 @@ class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffu
         check_video_memory(
             stage_videos + final,
             dict(num_frames=num_frames, height=height, width=width, num_videos_per_prompt=num_videos_per_prompt),
-            self._execution_device, prompt_batch_size(prompt, prompt_embeds),
+            self._execution_device, prompts,
         )  # fmt: skip
         check_callback_arguments(
             callback_on_step_end, callback_on_step_end_tensor_inputs, self._callback_tensor_inputs

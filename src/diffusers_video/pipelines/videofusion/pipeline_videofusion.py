@@ -137,6 +137,11 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         unets = [self.residual_unet] + ([self.base_unet] if self.base_unet is not None else [])
         return self.vae_scale_factor * max(2 ** (len(unet.config.down_block_types) - 1) for unet in unets)
 
+    def latent_shape(self, batch_size: int, num_frames: int, height: int, width: int) -> tuple[int, ...]:
+        """`(B, C, F, h, w)` of the latents of `batch_size` videos of `num_frames` frames of `height` x `width` px."""
+        scale = self.vae_scale_factor
+        return (batch_size, self.residual_unet.config.in_channels, num_frames, height // scale, width // scale)
+
     def _default_size(self, height: int | None, width: int | None) -> tuple[int, int]:
         """Missing height and width from the residual UNet's `sample_size` (in latents) times the VAE scale factor."""
         if height is not None and width is not None:
@@ -234,16 +239,14 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
                 )
 
         # memory: the latents and the decoded video must fit on the device
-        total = prompt_batch_size(prompt, prompt_embeds) * num_videos_per_prompt
-        latent_shape = (
-            total, self.residual_unet.config.in_channels, num_frames,
-            height // self.vae_scale_factor, width // self.vae_scale_factor,
-        )  # fmt: skip
+        prompts = prompt_batch_size(prompt, prompt_embeds)
+        total = prompts * num_videos_per_prompt
+        latent_shape = self.latent_shape(total, num_frames, height, width)
         video_shape = (total, 3, num_frames, height, width)  # decoded, float32
         check_video_memory(
             [(latent_shape, self.residual_unet.dtype.itemsize)] + ([(video_shape, 4)] if output_type != "latent" else []),
             dict(height=height, width=width, num_frames=num_frames, num_videos_per_prompt=num_videos_per_prompt),
-            self._execution_device, prompt_batch_size(prompt, prompt_embeds),
+            self._execution_device, prompts,
         )  # fmt: skip
         self.frame_ratios(num_frames)  # a per-frame `base_noise_ratio` must have one value per frame
         check_guidance_scale(guidance_scale, num_inference_steps)
@@ -344,13 +347,7 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         The residual noise is drawn with the very call `TextToVideoSDPipeline.prepare_latents` makes, so with all
         ratios 0 the latents are the same for the same generator.
         """
-        shape = (
-            batch_size,
-            self.residual_unet.config.in_channels,
-            num_frames,
-            height // self.vae_scale_factor,
-            width // self.vae_scale_factor,
-        )
+        shape = self.latent_shape(batch_size, num_frames, height, width)
         if latents is None:
             latents, _, _ = sample_decomposed_noise(shape, ratios, generator=generator, device=device, dtype=dtype)
         else:
