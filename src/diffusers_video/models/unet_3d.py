@@ -13,13 +13,11 @@ text-to-video), with its parameter names, so that its weights load unrenamed (se
 from __future__ import annotations
 
 import inspect
-import numbers
 import os
 import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from diffusers import UNet2DConditionModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
@@ -34,24 +32,26 @@ from torch import nn
 
 from ..folders import publisher
 from .temporal import (
-    FRAME_POSITION_ENCODINGS,
     MODELSCOPE_INPUT_HEADS,
-    TEMPORAL_ATTENTION_TYPES,
     ModelScopeTemporalTransformer,
     TemporalAttnProcessor2_0,
     TemporalSelfAttention,
 )
 from .unet_3d_blocks import (
-    DOWN_BLOCK_TYPES,
-    MID_BLOCK_TYPES,
-    TEMPORAL_LAYOUTS,
-    UP_BLOCK_TYPES,
     TemporalOptions,
     VideoDownBlock,
     VideoMidBlock,
     VideoUpBlock,
 )
-from .unet_3d_config import KEYS_ADDED_LATER, check_config_values, check_saved_config
+from .unet_3d_config import (
+    KEYS_ADDED_LATER,
+    check_config_values,
+    check_saved_config,
+    check_spatial_config,
+    check_temporal_config,
+    check_temporal_layout,
+)
+from .unet_3d_inputs import check_forward_inputs
 
 # Config arguments that only concern the temporal layers; `from_unet2d` accepts these (plus `in_channels`).
 TEMPORAL_CONFIG_KEYS = (
@@ -214,11 +214,11 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
         check_config_values({name: value for name, value in locals().items() if name != "self"})
         super().__init__()
         num_blocks = len(down_block_types)
-        self._check_spatial_config(
+        check_spatial_config(
             down_block_types, up_block_types, mid_block_type, block_out_channels, cross_attention_dim,
             resnet_time_scale_shift,
         )  # fmt: skip
-        self._check_temporal_config(temporal_attention, frame_position_encoding, max_frames, scalar_conditions)
+        check_temporal_config(temporal_attention, frame_position_encoding, max_frames, scalar_conditions)
         if temporal_cross_attention and (temporal_attention is None or temporal_layout != "default"):
             raise ValueError(
                 "`temporal_cross_attention=True` needs temporal attention layers of the default layout, but "
@@ -229,7 +229,7 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
                 "`temporal_text_modulation=True` needs temporal convolutions of the default layout, but "
                 f"`temporal_conv` is {temporal_conv!r} and `temporal_layout` is {temporal_layout!r}."
             )
-        self._check_temporal_layout(
+        check_temporal_layout(
             temporal_layout, frame_position_encoding, temporal_attention, temporal_attention_head_dim,
             block_out_channels,
         )  # fmt: skip
@@ -361,76 +361,6 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
         for embedding in self.scalar_embeddings.values():
             nn.init.zeros_(embedding.linear_2.weight)
             nn.init.zeros_(embedding.linear_2.bias)
-
-    @staticmethod
-    def _check_spatial_config(
-        down_block_types, up_block_types, mid_block_type, block_out_channels, cross_attention_dim,
-        resnet_time_scale_shift,
-    ) -> None:  # fmt: skip
-        for block_type in down_block_types:
-            if block_type not in DOWN_BLOCK_TYPES:
-                raise ValueError(f"`down_block_types` may contain {DOWN_BLOCK_TYPES} but contains {block_type!r}.")
-        for block_type in up_block_types:
-            if block_type not in UP_BLOCK_TYPES:
-                raise ValueError(f"`up_block_types` may contain {UP_BLOCK_TYPES} but contains {block_type!r}.")
-        if mid_block_type is not None and mid_block_type not in MID_BLOCK_TYPES:
-            raise ValueError(f"`mid_block_type` must be one of {MID_BLOCK_TYPES} or None but is {mid_block_type!r}.")
-        if not (len(down_block_types) == len(up_block_types) == len(block_out_channels)):
-            raise ValueError(
-                f"`down_block_types` ({len(down_block_types)}), `up_block_types` ({len(up_block_types)}) and "
-                f"`block_out_channels` ({len(block_out_channels)}) must have the same length."
-            )
-        if not isinstance(cross_attention_dim, int):
-            raise ValueError(f"`cross_attention_dim` must be one int for all blocks but is {cross_attention_dim!r}.")
-        if resnet_time_scale_shift not in ("default", "scale_shift"):
-            raise ValueError(
-                f"`resnet_time_scale_shift` must be 'default' or 'scale_shift' but is {resnet_time_scale_shift!r}."
-            )
-
-    @staticmethod
-    def _check_temporal_config(temporal_attention, frame_position_encoding, max_frames, scalar_conditions) -> None:
-        if temporal_attention is not None and temporal_attention not in TEMPORAL_ATTENTION_TYPES:
-            raise ValueError(
-                f"`temporal_attention` must be one of {TEMPORAL_ATTENTION_TYPES} or None but is {temporal_attention!r}."
-            )
-        if frame_position_encoding is not None and frame_position_encoding not in FRAME_POSITION_ENCODINGS:
-            raise ValueError(
-                f"`frame_position_encoding` must be one of {FRAME_POSITION_ENCODINGS} or None but is "
-                f"{frame_position_encoding!r}."
-            )
-        if max_frames < 1:
-            raise ValueError(f"`max_frames` must be at least 1 but is {max_frames}.")
-        for name in scalar_conditions:
-            if not isinstance(name, str) or not name.isidentifier():
-                raise ValueError(f"`scalar_conditions` must be Python identifiers but contains {name!r}.")
-        if len(set(scalar_conditions)) != len(scalar_conditions):
-            raise ValueError(f"`scalar_conditions` has duplicate names: {list(scalar_conditions)}.")
-
-    @staticmethod
-    def _check_temporal_layout(
-        temporal_layout, frame_position_encoding, temporal_attention, temporal_attention_head_dim,
-        block_out_channels,
-    ) -> None:  # fmt: skip
-        if temporal_layout not in TEMPORAL_LAYOUTS:
-            raise ValueError(f"`temporal_layout` must be one of {TEMPORAL_LAYOUTS} but is {temporal_layout!r}.")
-        if temporal_layout != "modelscope":
-            return
-        if frame_position_encoding is not None:
-            raise ValueError(
-                "`frame_position_encoding` must be None with `temporal_layout='modelscope'` (diffusers' temporal "
-                f"transformers have no frame-position encoding) but is {frame_position_encoding!r}."
-            )
-        if temporal_attention not in ("bidirectional", None):
-            raise ValueError(
-                "`temporal_attention` must be 'bidirectional' or None with `temporal_layout='modelscope'` (its "
-                f"GroupNorms pool all frames, so no frame could ignore later ones) but is {temporal_attention!r}."
-            )
-        if temporal_attention is not None and not 1 <= temporal_attention_head_dim <= min(block_out_channels):
-            raise ValueError(
-                "`temporal_attention_head_dim` must be between 1 and the smallest of `block_out_channels` "
-                f"({min(block_out_channels)}) with `temporal_layout='modelscope'` but is "
-                f"{temporal_attention_head_dim}."
-            )
 
     # ------------------------------------------------------------------ loading
 
@@ -573,7 +503,7 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
                     "cannot be inflated to UNet3DModel."
                 )
             config["cross_attention_dim"] = dims.pop()
-        cls._check_spatial_config(
+        check_spatial_config(
             config.get("down_block_types", ()), config.get("up_block_types", ()), config.get("mid_block_type"),
             config.get("block_out_channels", ()), config.get("cross_attention_dim", 0),
             config.get("resnet_time_scale_shift", "default"),
@@ -710,142 +640,6 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
 
     # ------------------------------------------------------------------ forward
 
-    def _check_inputs(
-        self,
-        sample: Any,
-        timestep: Any,
-        encoder_hidden_states: Any,
-        scalar_conds: Any,
-        timestep_cond: Any,
-        encoder_attention_mask: Any,
-        cross_attention_kwargs: Any,
-    ) -> dict[str, torch.Tensor]:
-        """Raises a `ValueError` (a `TypeError` for a wrong type) naming the argument before any layer runs; returns
-        the timestep and the scalar conditions as `(1,)` or `(batch,)` tensors, by name ("timestep" for the first)."""
-        if not isinstance(sample, torch.Tensor) or sample.ndim != 5:
-            shape = tuple(sample.shape) if isinstance(sample, torch.Tensor) else type(sample).__name__
-            error = ValueError if isinstance(sample, torch.Tensor) else TypeError
-            raise error(f"`sample` must be a 5D tensor (batch, channels, frames, height, width) but is {shape}.")
-        batch, channels, num_frames, height, width = sample.shape
-        if 0 in sample.shape:
-            raise ValueError(
-                f"`sample` must have a batch, frames, height and width of at least 1 but has shape {tuple(sample.shape)}"
-                " (batch, channels, frames, height, width)."
-            )
-        # the dtype the first layer computes in: layerwise casting stores the weights in another one
-        registry = getattr(self.conv_in, "_diffusers_hook", None)
-        casting = registry.get_hook("layerwise_casting") if registry is not None else None
-        weight_dtype = casting.compute_dtype if casting is not None else self.conv_in.weight.dtype
-        if not sample.is_floating_point() or (
-            sample.dtype != weight_dtype
-            and weight_dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-            and not torch.is_autocast_enabled(sample.device.type)
-        ):
-            raise TypeError(
-                f"`sample` has dtype {sample.dtype} but the UNet's weights have dtype {weight_dtype}: pass a sample "
-                "of the weights' dtype (or run under torch.autocast)."
-            )
-        if channels != self.config.in_channels:
-            raise ValueError(
-                f"`sample` has {channels} channels but the UNet expects `in_channels`={self.config.in_channels}."
-            )
-        factor = self.downsample_factor
-        if height % factor or width % factor:
-            raise ValueError(
-                f"The `sample`'s `height` and `width` have to be divisible by {factor} but are {height} and {width}."
-            )
-        config = self.config
-        if config.frame_position_encoding == "learned" and num_frames > config.max_frames:
-            raise ValueError(
-                f"`sample` has {num_frames} frames but the learned frame-position encoding supports at most "
-                f"{config.max_frames} frames (`max_frames`)."
-            )
-        if config.frame_adaptor and num_frames > config.max_frames:
-            raise ValueError(
-                f"`sample` has {num_frames} frames but the frame adaptor has parameters for at most {config.max_frames} "
-                "frames (`max_frames`)."
-            )
-        self._check_text(encoder_hidden_states, encoder_attention_mask, batch)
-        if timestep_cond is not None:
-            expected = (batch, config.time_cond_proj_dim)
-            if config.time_cond_proj_dim is None:
-                raise ValueError("`timestep_cond` was given but the UNet has no `time_cond_proj_dim` to read it.")
-            if not isinstance(timestep_cond, torch.Tensor) or tuple(timestep_cond.shape) != expected:
-                shape = tuple(timestep_cond.shape) if isinstance(timestep_cond, torch.Tensor) else timestep_cond
-                raise ValueError(f"`timestep_cond` must have shape {expected} but is {shape}.")
-        if cross_attention_kwargs is not None and not isinstance(cross_attention_kwargs, dict):
-            raise TypeError(f"`cross_attention_kwargs` must be a dict or None but is {cross_attention_kwargs!r}.")
-        expected = set(config.scalar_conditions)
-        if scalar_conds is not None and not isinstance(scalar_conds, dict):
-            raise TypeError(f"`scalar_conds` must be a dict of conditions by name but is {scalar_conds!r}.")
-        given = set(scalar_conds or {})
-        if given != expected:
-            raise ValueError(
-                f"`scalar_conds` must give exactly the conditions {sorted(expected)} but gives {sorted(given)}."
-            )
-        scalars = {"timestep": self._scalar(timestep, batch, sample.device, "timestep")}
-        for name in config.scalar_conditions:
-            scalars[name] = self._scalar(scalar_conds[name], batch, sample.device, f"scalar_conds['{name}']")
-        return scalars
-
-    def _check_text(self, encoder_hidden_states: Any, encoder_attention_mask: Any, batch: int) -> None:
-        """`encoder_hidden_states` `(batch, tokens >= 1, cross_attention_dim)` (required with cross-attention) and
-        `encoder_attention_mask` `(batch, tokens)`."""
-        dim = self.config.cross_attention_dim
-        if encoder_hidden_states is None:
-            if any(getattr(b, "has_cross_attention", False) for b in [*self.down_blocks, self.mid_block]):
-                raise ValueError("`encoder_hidden_states` is required: the UNet has cross-attention layers.")
-            if self.config.temporal_text_modulation:
-                raise ValueError(
-                    "`encoder_hidden_states` is required: the UNet has text-modulated temporal convolutions "
-                    "(`temporal_text_modulation=True`)."
-                )
-            if encoder_attention_mask is not None:
-                raise ValueError("`encoder_attention_mask` was given without `encoder_hidden_states`.")
-            return
-        if not isinstance(encoder_hidden_states, torch.Tensor):
-            raise TypeError(
-                f"`encoder_hidden_states` must be a (batch, tokens, {dim}) tensor but is a "
-                f"{type(encoder_hidden_states).__name__}."
-            )
-        shape = tuple(encoder_hidden_states.shape)
-        if encoder_hidden_states.ndim != 3 or shape[-1] != dim:
-            raise ValueError(f"`encoder_hidden_states` must be (batch, tokens, {dim}) but is {shape}.")
-        if shape[0] != batch:
-            raise ValueError(f"`encoder_hidden_states` has batch size {shape[0]} but `sample` has {batch}.")
-        if shape[1] == 0:
-            raise ValueError(f"`encoder_hidden_states` must have at least one token but has shape {shape}.")
-        if encoder_attention_mask is not None and (
-            not isinstance(encoder_attention_mask, torch.Tensor) or tuple(encoder_attention_mask.shape) != shape[:2]
-        ):
-            mask = (
-                tuple(encoder_attention_mask.shape)
-                if isinstance(encoder_attention_mask, torch.Tensor)
-                else encoder_attention_mask
-            )
-            raise ValueError(
-                f"`encoder_attention_mask` must have shape (batch, tokens) = {shape[:2]}, one entry per token of "
-                f"`encoder_hidden_states`, but is {mask}."
-            )
-
-    @staticmethod
-    def _scalar(value: Any, batch: int, device: torch.device, name: str) -> torch.Tensor:
-        """A timestep-like value (number, 0-d, `(1,)` or `(batch,)` tensor) as a finite `(1,)` or `(batch,)` tensor."""
-        if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.ndarray, torch.Tensor)):
-            raise TypeError(f"`{name}` must be a number or a (batch,) tensor but is {value!r}.")
-        value = torch.as_tensor(value, device=device)
-        if value.ndim == 0:
-            value = value[None]
-        if value.ndim != 1 or value.shape[0] not in (1, batch):
-            raise ValueError(
-                f"`{name}` must be a number or a (batch,) tensor (batch {batch}) but has shape {tuple(value.shape)}."
-            )
-        if value.dtype == torch.bool or value.is_complex():
-            raise TypeError(f"`{name}` must hold real numbers but has dtype {value.dtype}.")
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise ValueError(f"`{name}` must be finite but is {value.tolist()}.")
-        return value
-
     def _embed_scalar(self, value: torch.Tensor, batch: int, sample: torch.Tensor) -> torch.Tensor:
         """A checked timestep-like `(1,)` or `(batch,)` tensor -> `(batch, block_out_channels[0])` features."""
         return self.time_proj(value.expand(batch)).to(sample.dtype)  # Timesteps returns float32
@@ -893,7 +687,8 @@ class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
         Returns:
             `UNet3DModelOutput` (or a tuple) with `sample` of shape `(batch, out_channels, frames, height, width)`.
         """
-        scalars = self._check_inputs(
+        scalars = check_forward_inputs(
+            self,
             sample, timestep, encoder_hidden_states, scalar_conds, timestep_cond, encoder_attention_mask,
             cross_attention_kwargs,
         )  # fmt: skip

@@ -15,7 +15,17 @@ from typing import Any
 
 from diffusers.models.activations import ACT2CLS
 
-__all__ = ["KEYS_ADDED_LATER", "check_config_values", "check_saved_config"]
+from .temporal import FRAME_POSITION_ENCODINGS, TEMPORAL_ATTENTION_TYPES
+from .unet_3d_blocks import DOWN_BLOCK_TYPES, MID_BLOCK_TYPES, TEMPORAL_LAYOUTS, UP_BLOCK_TYPES
+
+__all__ = [
+    "KEYS_ADDED_LATER",
+    "check_config_values",
+    "check_saved_config",
+    "check_spatial_config",
+    "check_temporal_config",
+    "check_temporal_layout",
+]
 
 KEYS_ADDED_LATER = {
     "temporal_cross_attention": ("8fa82cb", False),
@@ -190,3 +200,76 @@ def check_saved_config(config: Mapping[str, Any], expected: set[str], source: st
             "`UNet3DModel` config has: the file is damaged or was not written by `save_pretrained`."
         )
     check_config_values(config, source)
+
+
+def check_spatial_config(
+    down_block_types, up_block_types, mid_block_type, block_out_channels, cross_attention_dim,
+    resnet_time_scale_shift,
+) -> None:  # fmt: skip
+    """The spatial block layout: known block types, matching lengths, one cross-attention width."""
+    for block_type in down_block_types:
+        if block_type not in DOWN_BLOCK_TYPES:
+            raise ValueError(f"`down_block_types` may contain {DOWN_BLOCK_TYPES} but contains {block_type!r}.")
+    for block_type in up_block_types:
+        if block_type not in UP_BLOCK_TYPES:
+            raise ValueError(f"`up_block_types` may contain {UP_BLOCK_TYPES} but contains {block_type!r}.")
+    if mid_block_type is not None and mid_block_type not in MID_BLOCK_TYPES:
+        raise ValueError(f"`mid_block_type` must be one of {MID_BLOCK_TYPES} or None but is {mid_block_type!r}.")
+    if not (len(down_block_types) == len(up_block_types) == len(block_out_channels)):
+        raise ValueError(
+            f"`down_block_types` ({len(down_block_types)}), `up_block_types` ({len(up_block_types)}) and "
+            f"`block_out_channels` ({len(block_out_channels)}) must have the same length."
+        )
+    if not isinstance(cross_attention_dim, int):
+        raise ValueError(f"`cross_attention_dim` must be one int for all blocks but is {cross_attention_dim!r}.")
+    if resnet_time_scale_shift not in ("default", "scale_shift"):
+        raise ValueError(
+            f"`resnet_time_scale_shift` must be 'default' or 'scale_shift' but is {resnet_time_scale_shift!r}."
+        )
+
+
+def check_temporal_config(temporal_attention, frame_position_encoding, max_frames, scalar_conditions) -> None:
+    """The temporal options: known attention types and encodings, `max_frames` >= 1, scalar condition names."""
+    if temporal_attention is not None and temporal_attention not in TEMPORAL_ATTENTION_TYPES:
+        raise ValueError(
+            f"`temporal_attention` must be one of {TEMPORAL_ATTENTION_TYPES} or None but is {temporal_attention!r}."
+        )
+    if frame_position_encoding is not None and frame_position_encoding not in FRAME_POSITION_ENCODINGS:
+        raise ValueError(
+            f"`frame_position_encoding` must be one of {FRAME_POSITION_ENCODINGS} or None but is "
+            f"{frame_position_encoding!r}."
+        )
+    if max_frames < 1:
+        raise ValueError(f"`max_frames` must be at least 1 but is {max_frames}.")
+    for name in scalar_conditions:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"`scalar_conditions` must be Python identifiers but contains {name!r}.")
+    if len(set(scalar_conditions)) != len(scalar_conditions):
+        raise ValueError(f"`scalar_conditions` has duplicate names: {list(scalar_conditions)}.")
+
+
+def check_temporal_layout(
+    temporal_layout, frame_position_encoding, temporal_attention, temporal_attention_head_dim,
+    block_out_channels,
+) -> None:  # fmt: skip
+    """The temporal layout and, for ModelScope's, the options it can take."""
+    if temporal_layout not in TEMPORAL_LAYOUTS:
+        raise ValueError(f"`temporal_layout` must be one of {TEMPORAL_LAYOUTS} but is {temporal_layout!r}.")
+    if temporal_layout != "modelscope":
+        return
+    if frame_position_encoding is not None:
+        raise ValueError(
+            "`frame_position_encoding` must be None with `temporal_layout='modelscope'` (diffusers' temporal "
+            f"transformers have no frame-position encoding) but is {frame_position_encoding!r}."
+        )
+    if temporal_attention not in ("bidirectional", None):
+        raise ValueError(
+            "`temporal_attention` must be 'bidirectional' or None with `temporal_layout='modelscope'` (its "
+            f"GroupNorms pool all frames, so no frame could ignore later ones) but is {temporal_attention!r}."
+        )
+    if temporal_attention is not None and not 1 <= temporal_attention_head_dim <= min(block_out_channels):
+        raise ValueError(
+            "`temporal_attention_head_dim` must be between 1 and the smallest of `block_out_channels` "
+            f"({min(block_out_channels)}) with `temporal_layout='modelscope'` but is "
+            f"{temporal_attention_head_dim}."
+        )
