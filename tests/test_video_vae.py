@@ -12,6 +12,7 @@ from conftest import load_script, tiny_vae
 from diffusers import AutoencoderKL, AutoencoderKLTemporalDecoder
 from safetensors.torch import load_file, save_file
 
+from diffusers_video.cli import main as cli_main
 from diffusers_video.conversion.svd_decoder import (
     convert_svd_decoder,
     rename_svd_decoder_key,
@@ -336,6 +337,12 @@ def test_svd_folder_conversion_and_script(svd, tmp_path, capsys):
     assert script.main(["--checkpoint", str(tmp_path / "svd" / "vae"), "--output_dir", str(tmp_path / "cli")]) == 0
     assert (tmp_path / "cli" / "config.json").is_file()
     assert json.loads((tmp_path / "cli" / "config.json").read_text())["_class_name"] == "AutoencoderKLVideo"
+    # the same through the installed command line
+    command = ["convert", "svd-decoder", "--checkpoint", str(tmp_path / "svd"), "--output_dir", str(tmp_path / "cmd")]
+    assert cli_main(command) == 0
+    torch.testing.assert_close(
+        AutoencoderKLVideo.from_pretrained(tmp_path / "cmd").state_dict(), loaded.state_dict(), rtol=0, atol=0
+    )
 
     # A folder with an unexpected key: refused, naming it, on one line, and nothing written.
     weights = tmp_path / "svd" / "vae" / "diffusion_pytorch_model.safetensors"

@@ -14,6 +14,7 @@ __version__ = "0.1.0.dev0"
 
 from . import hub  # noqa: F401 (imported for its effect: it registers the Hub publisher)
 from .models.unet_3d import UNet3DModel, UNet3DModelOutput
+from .models.video_vae import AutoencoderKLVideo
 from .pipelines.imagen_video.pipeline_imagen_video import ImagenVideoPipeline, ImagenVideoPipelineOutput
 from .pipelines.pipeline_utils import VideoPipelineOutput
 from .pipelines.videofusion.pipeline_videofusion import VideoFusionPipeline
@@ -21,6 +22,7 @@ from .schedulers.scheduling_decomposed import DecomposedNoiseScheduler, Decompos
 from .schedulers.scheduling_v_distilled import VDistilledScheduler, VDistilledSchedulerOutput
 
 __all__ = [
+    "AutoencoderKLVideo",
     "UNet3DModel",
     "UNet3DModelOutput",
     "DecomposedNoiseScheduler",

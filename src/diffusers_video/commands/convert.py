@@ -2,9 +2,10 @@
 
     diffusers-video convert modelscope --checkpoint ./text-to-video-ms-1.7b --output_dir ./videofusion-ms
     diffusers-video convert sd --checkpoint ./stable-diffusion-2-1 --output_dir ./unet3d
+    diffusers-video convert svd-decoder --checkpoint ./stable-video-diffusion --output_dir ./video-vae
 
-Each converter has its own options (`... convert sd --help`). The conversions are `diffusers_video.conversion.sd` and
-`diffusers_video.conversion.modelscope`; the scripts of the repository's `conversion_scripts/` run the same command
+Each converter has its own options (`... convert sd --help`). The conversions are `diffusers_video.conversion.sd`,
+`diffusers_video.conversion.modelscope` and `diffusers_video.conversion.svd_decoder`; the scripts of the repository's `conversion_scripts/` run the same command
 lines ([`converter_main`]). A bad input is one line on stderr, `<prog>: error: <message>`, and exit status 1, with
 nothing written.
 """
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..conversion import modelscope, sd
+from ..conversion import modelscope, sd, svd_decoder
 from ..models.temporal import FRAME_POSITION_ENCODINGS, TEMPORAL_ATTENTION_TYPES
 from . import PROG
 
@@ -113,6 +114,20 @@ def convert_modelscope(args: argparse.Namespace) -> modelscope.ConversionSummary
     return modelscope.convert(args.checkpoint, args.output_dir, variant=args.variant, allow_pickle=args.allow_pickle)
 
 
+def add_svd_decoder_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `convert svd-decoder`."""
+    parser.add_argument(
+        "--checkpoint", required=True, help="An AutoencoderKLTemporalDecoder folder, or an SVD pipeline folder."
+    )
+    parser.add_argument("--output_dir", required=True, help="The folder to write the AutoencoderKLVideo in (new).")
+    parser.add_argument("--subfolder", help="The VAE's folder inside --checkpoint (default: the folder or its vae/).")
+
+
+def convert_svd_decoder(args: argparse.Namespace) -> svd_decoder.SVDDecoderConversion:
+    """Run `conversion.svd_decoder.convert_svd_decoder` with the options of `convert svd-decoder`."""
+    return svd_decoder.convert_svd_decoder(args.checkpoint, args.output_dir, subfolder=args.subfolder)
+
+
 @dataclass(frozen=True)
 class Converter:
     """A converter of `diffusers-video convert`: its options, the conversion, and the script that wraps it."""
@@ -144,6 +159,16 @@ CONVERTERS = {
         ),
         add_arguments=add_sd_arguments,
         convert=convert_sd,
+    ),
+    "svd-decoder": Converter(
+        script="convert_svd_decoder_to_video_vae.py",
+        help="Stable Video Diffusion's AutoencoderKLTemporalDecoder -> AutoencoderKLVideo",
+        description=(
+            "Convert a diffusers AutoencoderKLTemporalDecoder folder (SVD's VAE) into a diffusers-video "
+            "AutoencoderKLVideo that decodes the same frames (its post_quant_conv the identity). Works offline."
+        ),
+        add_arguments=add_svd_decoder_arguments,
+        convert=convert_svd_decoder,
     ),
 }
 

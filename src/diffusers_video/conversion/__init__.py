@@ -5,6 +5,8 @@
   `conversion.sd_config`.
 - `conversion.modelscope`: diffusers' ModelScope `TextToVideoSDPipeline` / `UNet3DConditionModel` folder -> a
   `VideoFusionPipeline` / `UNet3DModel(temporal_layout="modelscope")` folder with the same outputs (`convert`).
+- `conversion.svd_decoder`: Stable Video Diffusion's `AutoencoderKLTemporalDecoder` -> an `AutoencoderKLVideo` that
+  decodes the same frames (`convert_svd_decoder`, `svd_decoder_state_dict_to_video_vae`).
 
 The layer sits just above the models and schedulers: it imports them and `diffusers_video.folders`, never a pipeline
 class. `diffusers-video convert` (`commands/convert.py`) is their command line, and the scripts in the repository's
