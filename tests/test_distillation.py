@@ -155,6 +155,7 @@ def test_a_toy_round_from_4_to_2_steps_lowers_the_loss_and_writes_a_loadable_stu
     assert "guidance_scale" in unet.config.scalar_conditions
     scheduler = VDistilledScheduler.from_pretrained(folder / "scheduler")
     assert scheduler.config.prediction_type == "v_prediction" and scheduler.config.distillation_base_steps == 4
+    assert scheduler.default_num_inference_steps == 2  # the student knows its own step count
     scheduler.set_timesteps(2)
     assert scheduler.timesteps.tolist() == scheduler.distillation_timesteps(2)[:, 0].tolist() == [999, 499]
     info = json.loads((folder / "distillation.json").read_text())

@@ -11,7 +11,10 @@ import torch
 from conftest import load_script, tiny_vae
 from diffusers import AutoencoderKL, AutoencoderKLTemporalDecoder
 from safetensors.torch import load_file, save_file
+from test_pipeline_videofusion import make_pipe as make_videofusion_pipe
+from test_pipeline_videofusion import run as run_videofusion
 
+from diffusers_video import VideoFusionPipeline
 from diffusers_video.cli import main as cli_main
 from diffusers_video.conversion.svd_decoder import (
     convert_svd_decoder,
@@ -386,3 +389,24 @@ def test_bad_input_is_refused_naming_the_value(vae2d, perturbed):
         AutoencoderKLVideo.from_vae2d(vae2d, temporal_attention_head_dim=0)
     with pytest.raises(TypeError, match="temporal_conv"):
         AutoencoderKLVideo.from_vae2d(vae2d, temporal_conv=False)
+
+
+# ------------------------------------------------------------------ in a pipeline
+
+
+def test_videofusion_takes_the_video_vae_and_saves_and_loads_it(tmp_path):
+    """At init the video VAE decodes as the image VAE does; a folder saved with it loads with it."""
+    pipe = make_videofusion_pipe()
+    image_frames = run_videofusion(pipe, output_type="pt")
+    pipe.vae = AutoencoderKLVideo.from_vae2d(pipe.vae)
+    torch.testing.assert_close(run_videofusion(pipe, output_type="pt"), image_frames, atol=1e-5, rtol=0)
+    with torch.no_grad():
+        for p in pipe.vae.decoder.time_conv_out.parameters():
+            p.add_(0.1)
+    trained = run_videofusion(pipe, output_type="pt")
+    assert (trained - image_frames).abs().max() > 1e-3
+    pipe.save_pretrained(tmp_path / "pipe")
+    loaded = VideoFusionPipeline.from_pretrained(tmp_path / "pipe")
+    assert isinstance(loaded.vae, AutoencoderKLVideo)
+    loaded.set_progress_bar_config(disable=True)
+    torch.testing.assert_close(run_videofusion(loaded, output_type="pt"), trained, atol=1e-6, rtol=0)

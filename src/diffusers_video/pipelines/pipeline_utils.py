@@ -36,6 +36,7 @@ from ..folders import (
     publisher,
     read_json,
 )
+from ..models.video_vae import AutoencoderKLVideo
 from .checks import check_decode_chunk_size, check_output_type
 from .loading import check_pipeline_folder, download_pipeline, is_repo_id
 from .remote_code import write_remote_code_files
@@ -282,14 +283,18 @@ class VideoDiffusionPipeline(DiffusionPipeline):
 
 # Adapted from diffusers.pipelines.animatediff.pipeline_animatediff.AnimateDiffPipeline.decode_latents
 # (`decode_chunk_size=None` decodes all frames at once, as TextToVideoSDPipeline.decode_latents does)
-def decode_latents(vae: AutoencoderKL, latents: torch.Tensor, decode_chunk_size: int | None = None) -> torch.Tensor:
-    """Decodes video latents with an image VAE, `decode_chunk_size` frames at a time.
+def decode_latents(
+    vae: AutoencoderKL | AutoencoderKLVideo, latents: torch.Tensor, decode_chunk_size: int | None = None
+) -> torch.Tensor:
+    """Decodes video latents with an image VAE frame by frame, or with a video VAE as whole clips.
 
     Args:
-        vae (`AutoencoderKL`): The image VAE.
+        vae (`AutoencoderKL` or `AutoencoderKLVideo`): The VAE. An image VAE decodes `decode_chunk_size` frames per
+            call; the video VAE's temporal layers see the whole clip (its own `decode_chunk_size` bounds the memory of
+            each layer at no change of result).
         latents (`torch.Tensor`): `(batch, channels, frames, height, width)` latents (before `1 / scaling_factor`).
-        decode_chunk_size (`int`, *optional*): Frames per `vae.decode` call; `None` decodes all frames at once.
-            Smaller chunks bound the memory of decoding at no change of result (frames decode independently).
+        decode_chunk_size (`int`, *optional*): Frames per chunk; `None` decodes all frames at once. Smaller chunks bound
+            the memory of decoding at no change of result.
 
     Returns:
         `torch.Tensor`: float32 video `(batch, 3, frames, height * vae_scale_factor, width * vae_scale_factor)` in the
@@ -301,6 +306,8 @@ def decode_latents(vae: AutoencoderKL, latents: torch.Tensor, decode_chunk_size:
             f"`latents` must have shape (batch, channels, frames, height, width) but has shape {tuple(latents.shape)}."
         )
     latents = 1 / vae.config.scaling_factor * latents
+    if isinstance(vae, AutoencoderKLVideo):
+        return vae.decode(latents, decode_chunk_size=decode_chunk_size).sample.float()  # (B, 3, F, H, W)
 
     batch_size, channels, num_frames, height, width = latents.shape
     # (B, C, F, h, w) -> (B*F, C, h, w)

@@ -447,6 +447,8 @@ def distill(config: DistillationConfig, teacher: TrainingComponents | None = Non
             continue
         taught_by = teacher if round_index == 1 and teacher is not None else load_teacher(source, config.seed)
         scheduler = as_distillation_scheduler(taught_by.noise_scheduler, config.teacher_steps)
+        # the student's scheduler knows its own step count: pipelines sample it there by default
+        scheduler = VDistilledScheduler.from_config(scheduler.config, default_num_inference_steps=num_steps)
         if config.guidance_scale_range is not None and not takes_guidance(taught_by.unet):
             student_unet = with_guidance_condition(taught_by.unet, config.seed)  # round 1: add the condition
         else:

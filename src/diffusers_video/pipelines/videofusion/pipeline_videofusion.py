@@ -25,6 +25,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from ...guidance import GuidanceSchedule, apply_guidance
 from ...models.unet_3d import UNet3DModel
+from ...models.video_vae import AutoencoderKLVideo
 from ...schedulers.diffusion_math import check_eta, check_num_inference_steps, prediction_to_x0_eps
 from ...schedulers.scheduling_decomposed import (
     DecomposedNoiseScheduler,
@@ -81,7 +82,8 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
     progress bars) that also pushes to and loads from the Hub by repo id.
 
     Args:
-        vae ([`AutoencoderKL`]): Image VAE that decodes the video latents frame by frame.
+        vae ([`AutoencoderKL`] or [`AutoencoderKLVideo`]): The VAE: an image VAE decodes the video latents frame by
+            frame, a video VAE (Stable Diffusion's with temporal decoder layers) decodes whole clips.
         text_encoder ([`CLIPTextModel`]): Frozen text encoder.
         tokenizer ([`CLIPTokenizer`]): Its tokenizer.
         residual_unet ([`UNet3DModel`]): The residual generator, a video UNet on `(B, C, F, H, W)` latents.
@@ -109,7 +111,7 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
 
     def __init__(
         self,
-        vae: AutoencoderKL,
+        vae: AutoencoderKL | AutoencoderKLVideo,
         text_encoder: CLIPTextModel,
         tokenizer: CLIPTokenizer,
         residual_unet: UNet3DModel,
