@@ -3,8 +3,9 @@ of a saved folder and the Hub download of a pipeline repo.
 
 - [`check_pipeline_folder`] checks a folder before anything is loaded: its `model_index.json` names the class (or,
   for a base class that loads any of its subclasses, one of `pipeline_classes`), the components are the ones the
-  class takes, of the classes it expects, with their folders present and complete safetensors files, and the code
-  files diffusers would run are shims (`pipelines.remote_code`).
+  class takes, of the classes it expects (from diffusers, transformers or diffusers_video only), with their folders
+  present and complete safetensors files, and the code files diffusers would run are byte for byte the shims that
+  `save_pretrained` writes (`pipelines.remote_code`).
 - [`download_pipeline`] fetches a pipeline repo into the Hub cache. diffusers' own `DiffusionPipeline.download`
   refuses a repo whose components come from a library other than diffusers or transformers unless the repo ships
   `<component>/<library>.py` (`_get_custom_components_and_folders` in `diffusers.pipelines.pipeline_loading_utils`),
@@ -87,8 +88,8 @@ def check_pipeline_folder(
     Checked: `model_index.json` exists and names `pipeline_class` or one of its bases (or, when `pipeline_classes` is
     given, one of those, which is returned); its components are the ones the class takes, of the classes it expects,
     with their folders present; their safetensors files are complete; and the code files diffusers would run are
-    shims ([`check_remote_code_files`]). Components in `skip` (passed to `from_pretrained` by the caller) are not
-    checked.
+    byte for byte the shims `save_pretrained` writes ([`check_remote_code_files`]). Components in `skip` (passed to
+    `from_pretrained` by the caller) are not checked.
 
     Args:
         folder (`str` or `Path`): The folder.
@@ -153,6 +154,11 @@ def check_pipeline_folder(
         if not (folder / component).is_dir():
             raise FileNotFoundError(f"'{folder / component}' is missing, but '{index_file}' names a `{component}`.")
         found = _component_class(library, class_name)
+        if found is None and not (library in ("diffusers", "transformers") or library.startswith("diffusers_video")):
+            raise ValueError(
+                f"'{index_file}' names `{component}` as {class_name} from {library!r}, which is neither diffusers, "
+                "transformers nor diffusers_video: diffusers-video loads no class from another module."
+            )
         wanted = tuple(t for t in types.get(component, ()) if isinstance(t, type) and t is not type(None))
         if found is None and (library in ("diffusers", "transformers") or library.split(".")[0] == "diffusers_video"):
             raise ValueError(
@@ -167,7 +173,8 @@ def check_pipeline_folder(
                 )
         loaded.append(component)
     check_safetensors(f for component in loaded for f in sorted((folder / component).glob("*.safetensors")))
-    return pipeline_class, check_remote_code_files(folder, index, loaded)
+    named = next((c for c in pipeline_class.__mro__ if c.__name__ == name), pipeline_class)
+    return pipeline_class, check_remote_code_files(folder, index, loaded, named.__module__)
 
 
 def _hub_error(repo_id: str, revision: str | None, error: Exception) -> Exception:

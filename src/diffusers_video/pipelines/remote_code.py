@@ -6,8 +6,10 @@ becomes `["pipeline", "<Class>"]` (diffusers' custom-pipeline format). With them
 `diffusers.DiffusionPipeline.from_pretrained(folder_or_repo, trust_remote_code=True)` returns our class, and
 diffusers' `download` fetches a repo whose components come from a library it does not know.
 
-Loading checks the other way round ([`check_remote_code_files`]): every code file diffusers would run must be such a
-shim ([`is_reexport_shim`]), so that loading our pipelines never runs a folder's or repo's own code.
+Loading checks the other way round ([`check_remote_code_files`]): the shims are data, compared byte for byte with
+what [`write_remote_code_files`] writes, so that loading our pipelines never runs a folder's or repo's own code (a
+file that parses as a shim but is not those exact bytes, e.g. with a `# -*- coding: utf-7 -*-` line, is refused).
+[`is_reexport_shim`] tells whether a text reads as a shim (what an upload may carry).
 
 These functions take the pipeline's module path as an argument: they live below the pipeline classes and import none.
 """
@@ -127,36 +129,53 @@ def is_reexport_shim(source: str, names: Iterable[str] | None = None) -> bool:
     return set(names or ()) <= imported
 
 
-def check_remote_code_files(folder: str | Path, index: dict[str, Any], components: Iterable[str]) -> bool:
+def check_remote_code_files(
+    folder: str | Path, index: dict[str, Any], components: Iterable[str], pipeline_module: str
+) -> bool:
     """Checks the code files diffusers would run to load `components` of `folder`; True when there are any.
 
     The files are `model_index.json`'s custom pipeline file (`_class_name` `["pipeline", "Class"]`) and
-    `<component>/<library>.py`. Each must be a shim ([`is_reexport_shim`]) importing the class it stands for;
-    anything else is refused with a `ValueError` naming the file, so that loading our pipelines never runs a repo's
-    own code (`DiffusionPipeline.from_pretrained(..., trust_remote_code=True)` is the way to run code you trust).
+    `<component>/<library>.py`. Each is data, not code: its bytes must equal exactly what [`write_remote_code_files`]
+    writes for it ([`remote_code_files`] with `pipeline_module`, the module of the class the folder names). Anything
+    else (another file name, a coding line, one more comment) is refused with a `ValueError` naming the file, before
+    anything is imported, so that loading our pipelines never runs a repo's own code
+    (`DiffusionPipeline.from_pretrained(..., trust_remote_code=True)` is the way to run code you trust).
+
+    Args:
+        folder (`str` or `Path`): The pipeline folder.
+        index (`dict`): Its `model_index.json`.
+        components (`Iterable[str]`): The components that will be loaded from the folder.
+        pipeline_module (`str`): The module that defines the pipeline class the folder names.
     """
     folder = Path(folder)
     if (folder / "None.py").is_file():  # diffusers 0.42.1 runs `<custom_pipeline>.py` with custom_pipeline=None
         raise ValueError(f"'{folder / 'None.py'}' would be run by diffusers as a custom pipeline; it was not run.")
-    expected: dict[Path, str] = {}
+    plain = {**index, "_class_name": class_name_of(index, folder / INDEX_NAME)}
+    written = {folder / relative: source for relative, source in remote_code_files(plain, pipeline_module).items()}
+    found: list[Path] = []
     name = index.get("_class_name")
     if isinstance(name, (list, tuple)):
         shim = folder / f"{name[0]}.py"
+        if name[0] != PIPELINE_SHIM:
+            raise ValueError(
+                f"'{folder / INDEX_NAME}' names the custom pipeline file '{name[0]}.py', but diffusers-video only "
+                f"writes '{PIPELINE_SHIM}.py'; it was not run."
+            )
         if not shim.is_file():
             raise FileNotFoundError(
                 f"'{folder / INDEX_NAME}' names the custom pipeline file '{name[0]}.py' but '{shim}' does not exist."
             )
-        expected[shim] = name[1]
+        found.append(shim)
     entries = components_of(index)
     for component in components:
-        library, component_class = entries.get(component, (None, None))
+        library, _ = entries.get(component, (None, None))
         if isinstance(library, str) and (folder / component / f"{library}.py").is_file():
-            expected[folder / component / f"{library}.py"] = component_class
-    for path, class_name in expected.items():
-        if not is_reexport_shim(path.read_text(), [class_name]):
+            found.append(folder / component / f"{library}.py")
+    for path in found:
+        if path not in written or path.read_bytes() != written[path].encode():
             raise ValueError(
-                f"'{path}' is custom code, not a diffusers-video shim importing {class_name} from `diffusers_video`; "
-                "it was not run. Load with `diffusers.DiffusionPipeline.from_pretrained(..., trust_remote_code=True)` "
-                "if you trust it."
+                f"'{path}' is custom code, not a diffusers-video shim: it is not byte for byte what `save_pretrained` "
+                "writes, and it was not run. Load with `diffusers.DiffusionPipeline.from_pretrained(..., trust_remote_code=True)` if you trust it, "
+                "or save the pipeline again."
             )
-    return bool(expected)
+    return bool(found)
