@@ -5,8 +5,8 @@
     diffusers-video convert svd-decoder --checkpoint ./stable-video-diffusion --output_dir ./video-vae
 
 Each converter has its own options (`... convert sd --help`). The conversions are `diffusers_video.conversion.sd`,
-`diffusers_video.conversion.modelscope` and `diffusers_video.conversion.svd_decoder`; the scripts of the repository's `conversion_scripts/` run the same command
-lines ([`converter_main`]). A bad input is one line on stderr, `<prog>: error: <message>`, and exit status 1, with
+`diffusers_video.conversion.modelscope` and `diffusers_video.conversion.svd_decoder`; the scripts of the repository's
+`conversion_scripts/` run the same command lines ([`converter_main`]). A bad input is one line on stderr, `<prog>: error: <message>`, and exit status 1, with
 nothing written.
 """
 
