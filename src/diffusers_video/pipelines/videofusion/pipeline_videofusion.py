@@ -488,8 +488,9 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
             [`VideoPipelineOutput`] or `tuple`: the frames, or `(frames,)` when `return_dict` is False.
 
         Raises:
-            ValueError, TypeError: Before any model runs, naming the bad argument and its value; a call whose video
-                tensors would not fit in the device's memory is refused with the GiB it needs (`check_video_memory`).
+            ValueError, TypeError: From [`check_inputs`], before any model runs, naming the bad argument and its
+                value; a video whose latents and frames cannot fit in the device's memory is refused with the GiB it
+                needs.
         """
         callback_on_step_end_tensor_inputs = callback_tensor_inputs(
             callback_on_step_end, callback_on_step_end_tensor_inputs
