@@ -7,13 +7,15 @@ the same in a component shim and an Imagen Video scheduler shim, pickles that wo
 from __future__ import annotations
 
 import ast
+import pickle
 import re
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
-from diffusers_video import ImagenVideoPipeline, VideoFusionPipeline
+from diffusers_video import ImagenVideoPipeline, UNet3DModel, VideoFusionPipeline
 from diffusers_video.cli import main
 from diffusers_video.pipelines.pipeline_utils import VideoDiffusionPipeline
 
@@ -83,3 +85,120 @@ def test_a_custom_pipeline_file_name_and_a_foreign_library_are_refused(in_tmp):
 def test_the_shims_older_versions_wrote_still_load(in_tmp):
     assert isinstance(VideoDiffusionPipeline.from_pretrained(SAVED / "videofusion"), VideoFusionPipeline)
     assert isinstance(ImagenVideoPipeline.from_pretrained(SAVED / "imagen_video"), ImagenVideoPipeline)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Atomic saves
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _fail_halfway(original):
+    """A `save_file` that writes half of the file, then fails as a full disk does."""
+
+    def save_file(tensors, filename, metadata=None):
+        original(tensors, filename, metadata=metadata)
+        data = Path(filename).read_bytes()
+        Path(filename).write_bytes(data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    return save_file
+
+
+def test_a_pipeline_save_that_fails_leaves_the_previous_folder_unchanged_and_loadable(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    folder = _copy("videofusion", tmp_path)
+    (folder / "README.md").write_text("card")  # a file the save does not write: kept by a successful save
+    before = _snapshot(folder)
+    pipe = VideoFusionPipeline.from_pretrained(folder)
+    with torch.no_grad():
+        pipe.residual_unet.conv_out.bias.add_(1.0)  # what the new save would change
+
+    def fail(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:  # fails at a component after the first ones were written
+        patch.setattr(type(pipe.vae), "save_pretrained", fail)  # the last component
+        with pytest.raises(OSError):
+            pipe.save_pretrained(folder)
+    assert _snapshot(folder) == before and not list(tmp_path.glob(".tmp-*"))
+    with monkeypatch.context() as patch:  # fails halfway through a weights file
+        patch.setattr(safetensors.torch, "save_file", _fail_halfway(safetensors.torch.save_file))
+        with pytest.raises(OSError):
+            pipe.save_pretrained(folder)
+    assert _snapshot(folder) == before and not list(tmp_path.glob(".tmp-*"))
+    VideoFusionPipeline.from_pretrained(folder)
+    pipe.save_pretrained(folder)
+    assert (folder / "README.md").read_text() == "card"
+    assert torch.equal(
+        VideoFusionPipeline.from_pretrained(folder).residual_unet.conv_out.bias, pipe.residual_unet.conv_out.bias
+    )
+
+
+def test_a_unet3d_save_that_fails_halfway_leaves_the_previous_folder_unchanged(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    folder = tmp_path / "unet"
+    model = UNet3DModel.from_pretrained(SAVED / "videofusion", subfolder="residual_unet")
+    model.save_pretrained(folder)
+    before = _snapshot(folder)
+    with torch.no_grad():
+        model.conv_out.bias.add_(1.0)
+    monkeypatch.setattr(safetensors.torch, "save_file", _fail_halfway(safetensors.torch.save_file))
+    with pytest.raises(OSError):
+        model.save_pretrained(folder)
+    assert _snapshot(folder) == before and not list(tmp_path.glob(".tmp-*"))
+    UNet3DModel.from_pretrained(folder)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Pickled weights
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class _WritesAFile:
+    """Unpickling this opens a file named PWNED in the current folder."""
+
+    def __reduce__(self):
+        return (open, ("PWNED", "w"))
+
+
+def _pickled_weights(folder: Path) -> Path:
+    """Replaces `folder`'s safetensors weights with a pickle that would write a file."""
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()
+    path = folder / "diffusion_pytorch_model.bin"
+    path.write_bytes(pickle.dumps({"conv_out.bias": _WritesAFile()}))
+    return path
+
+
+def test_pickled_weights_are_refused_without_allow_pickle(in_tmp):
+    folder = _copy("videofusion", in_tmp)
+    weights = _pickled_weights(folder / "residual_unet")
+    message = re.escape(f"'{weights}' is a pickled file") + ".*`allow_pickle=True`"
+    with pytest.raises(ValueError, match=message):
+        VideoFusionPipeline.from_pretrained(folder)
+    with pytest.raises(ValueError, match=message):
+        VideoDiffusionPipeline.from_pretrained(folder, use_safetensors=True)
+    with pytest.raises(ValueError, match=message):
+        UNet3DModel.from_pretrained(folder, subfolder="residual_unet")
+    with pytest.raises(ValueError, match="`use_safetensors=False` loads pickled weights.*`allow_pickle=True`"):
+        VideoFusionPipeline.from_pretrained(folder, use_safetensors=False)
+
+
+def test_pickled_weights_load_with_allow_pickle(tmp_path):
+    folder = _copy("videofusion", tmp_path)
+    unet = UNet3DModel.from_pretrained(folder, subfolder="residual_unet")
+    torch.save(unet.state_dict(), folder / "residual_unet" / "diffusion_pytorch_model.bin")
+    (folder / "residual_unet" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(ValueError, match="allow_pickle=True"):
+        VideoFusionPipeline.from_pretrained(folder)
+    pipe = VideoFusionPipeline.from_pretrained(folder, allow_pickle=True)
+    assert torch.equal(pipe.residual_unet.conv_out.bias, unet.conv_out.bias)
+    assert torch.equal(
+        UNet3DModel.from_pretrained(folder / "residual_unet", allow_pickle=True).conv_out.bias, unet.conv_out.bias
+    )

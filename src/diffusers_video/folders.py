@@ -6,6 +6,10 @@
   the caller says a missing file is fine (`missing_ok=True`), a `FileNotFoundError` otherwise; a `ValueError` naming
   the file when it is not a JSON object.
 - The `model_index.json` helpers [`class_name_of`] and [`components_of`].
+- Atomic folders ([`atomic_folder`], [`commit_folder`]): a folder is written under a temporary sibling name
+  (`.tmp-<name>`) and swapped into place only once complete, so a failed save leaves the previous folder unchanged.
+- Pickled weights ([`check_no_pickled_weights`], [`pickles_allowed`]): a folder whose weights exist only as pickles
+  is refused unless the caller passed `allow_pickle=True`.
 - The publisher registry ([`register_publisher`], [`publisher`]): `UNet3DModel.push_to_hub` (models) and
   `VideoDiffusionPipeline.push_to_hub` (pipelines) upload with our model card, but the card and the upload live in
   `diffusers_video.hub`, a layer above them. `hub` registers its `push_folder` here when it is imported (importing
@@ -16,8 +20,12 @@ This module imports nothing of `diffusers_video`, so every layer may import it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
-from collections.abc import Callable
+import os
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +37,18 @@ __all__ = [
     "SAMPLE_NAME",
     "SCORES_NAMES",
     "STAGE_CONFIG_NAME",
+    "TEMPORARY_PREFIX",
     "TRAINING_CONFIG_NAME",
+    "atomic_folder",
+    "check_no_pickled_weights",
     "class_name_of",
+    "commit_folder",
     "components_of",
+    "pickles_allowed",
     "publisher",
     "read_json",
     "register_publisher",
+    "temporary_path",
 ]
 
 INDEX_NAME = "model_index.json"
@@ -59,7 +73,10 @@ CARD_NAME = "README.md"
 """The model card."""
 
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl", ".pickle")
-"""Suffixes of pickled files, which run code when loaded: never uploaded or downloaded unless asked for."""
+"""Suffixes of pickled files, which run code when loaded: never uploaded, downloaded or loaded unless asked for."""
+
+TEMPORARY_PREFIX = ".tmp-"
+"""Prefix of the temporary sibling a folder is written under before it is swapped into place."""
 
 
 def read_json(path: str | Path, *, missing_ok: bool = False) -> dict[str, Any] | None:
@@ -119,6 +136,104 @@ def components_of(index: dict[str, Any]) -> dict[str, tuple[str | None, str | No
         and len(value) == 2
         and all(v is None or isinstance(v, str) for v in value)
     }
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Atomic folders
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def temporary_path(parent: str | Path, name: str) -> Path:
+    """Where a folder `name` of `parent` is written before it is renamed into place: `parent/.tmp-<name>`."""
+    return Path(parent) / f"{TEMPORARY_PREFIX}{name}"
+
+
+def commit_folder(temporary: str | Path, target: str | Path) -> Path:
+    """Rename a finished temporary folder to `target`, replacing an existing `target`.
+
+    The rename itself is atomic; an existing target is first moved aside (and then deleted), so at every moment
+    `target` is either the old complete folder, absent, or the new complete folder.
+    """
+    temporary, target = Path(temporary), Path(target)
+    old = None
+    if target.exists():
+        old = target.with_name(f"{TEMPORARY_PREFIX}old-{target.name}")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(target, old)
+    os.replace(temporary, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+@contextlib.contextmanager
+def atomic_folder(target: str | Path, keep: Callable[[str], bool] | None = None) -> Iterator[Path]:
+    """Write a folder atomically: yields a temporary sibling of `target`, swapped into place on success.
+
+    On an exception the temporary folder is removed and `target` is left as it was, byte for byte.
+
+    Args:
+        target (`str` or `Path`): The folder to write.
+        keep (`Callable[[str], bool]`, *optional*): For an existing `target`: which of its entries (by name) are
+            copied into the temporary folder first, so that saving over a folder keeps the files the save does not
+            write (a model card, `training_config.json`, ...), as saving in place did. None copies nothing.
+    """
+    target = Path(os.path.abspath(target))
+    temporary = temporary_path(target.parent, target.name)
+    if temporary.exists():
+        shutil.rmtree(temporary)
+    temporary.mkdir(parents=True)
+    try:
+        if keep is not None and target.is_dir():
+            for entry in target.iterdir():
+                if keep(entry.name):
+                    copy = shutil.copytree if entry.is_dir() else shutil.copy2
+                    copy(entry, temporary / entry.name)
+        yield temporary
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    commit_folder(temporary, target)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Pickled weights
+# ---------------------------------------------------------------------------------------------------------------------
+
+_pickles_allowed: contextvars.ContextVar[bool] = contextvars.ContextVar("pickles_allowed", default=False)
+
+
+@contextlib.contextmanager
+def pickles_allowed(allowed: bool = True) -> Iterator[None]:
+    """A context in which [`check_no_pickled_weights`] lets pickled weights load (a pipeline's `allow_pickle=True`
+    reaching the `from_pretrained` of its components)."""
+    token = _pickles_allowed.set(bool(allowed) or _pickles_allowed.get())
+    try:
+        yield
+    finally:
+        _pickles_allowed.reset(token)
+
+
+def check_no_pickled_weights(folder: str | Path, allow_pickle: bool = False) -> None:
+    """Refuses a folder whose weights are only pickles (`.bin`, `.ckpt`, ...), which run code when loaded.
+
+    A folder with safetensors weights passes (loaders pick those); so does one that does not exist (the caller reports
+    it) and any folder when `allow_pickle` is True or inside [`pickles_allowed`].
+
+    Raises:
+        ValueError: The folder has pickled weights and no safetensors; the message names the file and the flag.
+    """
+    folder = Path(folder)
+    if allow_pickle or _pickles_allowed.get() or not folder.is_dir():
+        return
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    pickles = [p for p in files if p.suffix in PICKLE_SUFFIXES]
+    if pickles and not any(p.suffix == ".safetensors" for p in files):
+        raise ValueError(
+            f"'{pickles[0]}' is a pickled file, which runs code when loaded, and '{folder}' has no safetensors "
+            "weights: pass `allow_pickle=True` if you trust it, or convert it to safetensors."
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from diffusers.utils import BaseOutput
 from torch import nn
 
 from ..folders import publisher
+from .saving import SafeFolderMixin
 from .temporal import (
     MODELSCOPE_INPUT_HEADS,
     ModelScopeTemporalTransformer,
@@ -92,7 +93,7 @@ def _per_block(value, num_blocks: int, name: str) -> list:
     return [value] * num_blocks
 
 
-class UNet3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
+class UNet3DModel(SafeFolderMixin, ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin):
     r"""A conditional video UNet: `UNet2DConditionModel`'s spatial layers plus temporal layers.
 
     Input and output are `(batch, channels, frames, height, width)`; `encoder_hidden_states` `(batch, tokens, dim)`

@@ -48,6 +48,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
+from .saving import SafeFolderMixin
 from .video_vae_blocks import VideoDecoder
 
 # `from_vae2d` accepts these; everything else comes from the image VAE's config.
@@ -68,7 +69,7 @@ TEMPORAL_PREFIXES = (
 )
 
 
-class AutoencoderKLVideo(ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin):
+class AutoencoderKLVideo(SafeFolderMixin, ModelMixin, AttentionMixin, AutoencoderMixin, ConfigMixin):
     r"""Stable Diffusion's VAE whose decoder has temporal layers (see the module docstring).
 
     `encode` is `AutoencoderKL`'s encoder frame by frame; `decode` takes latents `(batch, channels, frames, h, w)`

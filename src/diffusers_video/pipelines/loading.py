@@ -22,7 +22,15 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from ..folders import CARD_NAME, INDEX_NAME, PICKLE_SUFFIXES, class_name_of, components_of, read_json
+from ..folders import (
+    CARD_NAME,
+    INDEX_NAME,
+    PICKLE_SUFFIXES,
+    check_no_pickled_weights,
+    class_name_of,
+    components_of,
+    read_json,
+)
 from .remote_code import check_remote_code_files
 
 __all__ = ["check_pipeline_folder", "check_safetensors", "download_pipeline", "is_repo_id"]
@@ -172,6 +180,8 @@ def check_pipeline_folder(
                     "components."
                 )
         loaded.append(component)
+    for component in loaded:
+        check_no_pickled_weights(folder / component)  # unless `allow_pickle=True` (`folders.pickles_allowed`)
     check_safetensors(f for component in loaded for f in sorted((folder / component).glob("*.safetensors")))
     named = next((c for c in pipeline_class.__mro__ if c.__name__ == name), pipeline_class)
     return pipeline_class, check_remote_code_files(folder, index, loaded, named.__module__)

@@ -32,14 +32,16 @@ from ..folders import (
     SAMPLE_NAME,
     SCORES_NAMES,
     TRAINING_CONFIG_NAME,
+    atomic_folder,
     class_name_of,
+    pickles_allowed,
     publisher,
     read_json,
 )
 from ..models.video_vae import AutoencoderKLVideo
 from .checks import check_decode_chunk_size, check_output_type
 from .loading import check_pipeline_folder, download_pipeline, is_repo_id
-from .remote_code import write_remote_code_files
+from .remote_code import PIPELINE_SHIM, write_remote_code_files
 
 logger = logging.get_logger(__name__)
 
@@ -107,6 +109,10 @@ class VideoDiffusionPipeline(DiffusionPipeline):
     ) -> None:
         """Saves the pipeline as [`DiffusionPipeline.save_pretrained`] does, optionally with the remote-code shims.
 
+        The save is atomic: it writes a temporary sibling folder and swaps it into place once complete, so a failed
+        save leaves an existing `save_directory` loadable and unchanged (files of it that a save does not write, such
+        as a model card or `training_config.json`, are kept).
+
         Args:
             save_directory (`str` or `os.PathLike`): The folder; created if needed.
             safe_serialization, variant, max_shard_size: As in [`DiffusionPipeline.save_pretrained`].
@@ -125,15 +131,17 @@ class VideoDiffusionPipeline(DiffusionPipeline):
         if push_to_hub:
             keys = ("repo_id", "private", "token", "commit_message", "create_pr", "base_model", "scores", "sample")
             hub_kwargs = {key: kwargs.pop(key) for key in keys if key in kwargs}
-        super().save_pretrained(
-            save_directory,
-            safe_serialization=safe_serialization,
-            variant=variant,
-            max_shard_size=max_shard_size,
-            **kwargs,
-        )
-        if remote_code or push_to_hub:
-            write_remote_code_files(save_directory, type(self).__module__)
+        rewritten = {*self.components, INDEX_NAME, f"{PIPELINE_SHIM}.py"}
+        with atomic_folder(save_directory, keep=lambda name: name not in rewritten) as temporary:
+            super().save_pretrained(
+                temporary,
+                safe_serialization=safe_serialization,
+                variant=variant,
+                max_shard_size=max_shard_size,
+                **kwargs,
+            )
+            if remote_code or push_to_hub:
+                write_remote_code_files(temporary, type(self).__module__)
         if push_to_hub:
             repo_id = hub_kwargs.pop("repo_id", Path(save_directory).name)
             publisher()(save_directory, repo_id, **hub_kwargs)
@@ -219,18 +227,25 @@ class VideoDiffusionPipeline(DiffusionPipeline):
 
         Takes the keyword arguments of [`DiffusionPipeline.from_pretrained`] (`dtype`, `local_files_only`,
         `revision`, `cache_dir`, `token`, components to use instead of the saved ones, ...). The folder is checked
-        first (see `pipelines.loading.check_pipeline_folder`); its shims, if any, are checked to be imports from
-        `diffusers_video` only, so loading never runs code from the folder.
+        first (see `pipelines.loading.check_pipeline_folder`); its shims, if any, must be byte for byte what
+        `save_pretrained` writes (imports from `diffusers_video`), so loading never runs code from the folder.
+        Pickled weights (a component with `.bin`/`.ckpt`/... files and no safetensors) load only with
+        `allow_pickle=True`.
 
         Raises:
             FileNotFoundError: neither a folder nor an existing (or cached) repo, or no `model_index.json`.
-            ValueError: the folder holds another pipeline class or its components, a damaged safetensors file, or
-                code other than the shims.
+            ValueError: the folder holds another pipeline class or its components, a damaged safetensors file,
+                code other than the shims, or pickled weights without `allow_pickle=True`.
         """
         if kwargs.get("custom_pipeline") is not None:
             raise ValueError(
                 f"`custom_pipeline` ({kwargs['custom_pipeline']!r}) is not taken by {cls.__name__}.from_pretrained, "
                 "which loads its own class; use `diffusers.DiffusionPipeline.from_pretrained` for custom pipelines."
+            )
+        allow_pickle = bool(kwargs.pop("allow_pickle", False))
+        if kwargs.get("use_safetensors") is False and not allow_pickle:
+            raise ValueError(
+                "`use_safetensors=False` loads pickled weights, which run code: pass `allow_pickle=True`."
             )
         path = os.fspath(pretrained_model_name_or_path)
         if os.path.isdir(path):
@@ -243,12 +258,12 @@ class VideoDiffusionPipeline(DiffusionPipeline):
         elif not is_repo_id(path):
             raise FileNotFoundError(f"'{path}' is neither an existing folder nor a Hub repo id ('namespace/name').")
         else:
-            folder = cls.download(path, **kwargs)
-        with cls._folder_components_context(folder):
+            folder = cls.download(path, **{**kwargs, "use_safetensors": False if allow_pickle else True})
+        with cls._folder_components_context(folder), pickles_allowed(allow_pickle):
             loads_any = cls.pipeline_classes() if cls is VideoDiffusionPipeline else None
             pipeline_class, has_shims = check_pipeline_folder(folder, cls, skip=kwargs, pipeline_classes=loads_any)
             if has_shims:
-                # the shims only import classes from diffusers_video (checked above)
+                # the shims are byte for byte what save_pretrained writes: imports from diffusers_video (checked above)
                 kwargs["trust_remote_code"] = True
             pipeline = super(VideoDiffusionPipeline, pipeline_class).from_pretrained(folder, **kwargs)
         if folder != path:
