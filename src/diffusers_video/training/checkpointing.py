@@ -1,13 +1,18 @@
-"""Atomic folders, checkpoint markers, `--resume latest` and rotation.
+"""Checkpoint markers, `--resume latest` and rotation.
 
 A folder is written under a temporary name inside the output folder (`.tmp-<name>`), and renamed to its final name
-with `os.replace` only once it is complete. A checkpoint's completion marker, `checkpoint.json`, is written last and
-lists every file with its size, so `latest_checkpoint` never picks a folder that was left partial (no marker), whose
-marker is unreadable, or whose files were truncated.
+with `os.replace` only once it is complete (`folders.atomic_folder` and `folders.commit_folder`, re-exported here). A
+checkpoint's completion marker, `checkpoint.json`, is written last and lists every file with its size and SHA-256 sum,
+so `latest_checkpoint` never picks a folder that was left partial (no marker), whose marker is unreadable, or whose
+files were truncated, and [`verified_marker`] refuses, before anything in it is loaded (some of accelerate's state
+files are pickles), a checkpoint with a file that is not the one written, or a file the marker does not list.
+A `checkpoint-<step>` folder without a valid marker, left by a run killed while rotating, is removed by
+[`remove_incomplete_checkpoints`] when the next run starts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -18,9 +23,30 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..folders import TEMPORARY_PREFIX, atomic_folder, commit_folder, temporary_path
+
+__all__ = [
+    "CHECKPOINT_PREFIX",
+    "MARKER_NAME",
+    "TEMPORARY_PREFIX",
+    "atomic_folder",
+    "checkpoint_name",
+    "commit_folder",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "naming_write_errors",
+    "read_marker",
+    "remove_incomplete_checkpoints",
+    "remove_temporary_folders",
+    "resolve_resume",
+    "rotate_checkpoints",
+    "temporary_path",
+    "verified_marker",
+    "write_marker",
+]
+
 MARKER_NAME = "checkpoint.json"
 CHECKPOINT_PREFIX = "checkpoint-"
-TEMPORARY_PREFIX = ".tmp-"
 _CHECKPOINT_PATTERN = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
 MARKER_FORMAT = 1
 
@@ -30,17 +56,20 @@ def checkpoint_name(step: int) -> str:
     return f"{CHECKPOINT_PREFIX}{step}"
 
 
-def temporary_path(output_dir: str | Path, name: str) -> Path:
-    """Where a folder `name` of `output_dir` is written before it is renamed into place."""
-    return Path(output_dir) / f"{TEMPORARY_PREFIX}{name}"
-
-
 def _manifest(folder: Path) -> dict[str, int]:
     return {
         path.relative_to(folder).as_posix(): path.stat().st_size
         for path in sorted(folder.rglob("*"))
         if path.is_file() and path.name != MARKER_NAME
     }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_marker(folder: str | Path, step: int, config_hash: str, **extra: Any) -> dict[str, Any]:
@@ -64,6 +93,7 @@ def write_marker(folder: str | Path, step: int, config_hash: str, **extra: Any) 
         **extra,
         "files": _manifest(folder),
     }
+    marker["sha256"] = {name: _sha256(folder / name) for name in marker["files"]}
     path = folder / MARKER_NAME
     with open(path, "w") as handle:
         json.dump(marker, handle, indent=2)
@@ -88,6 +118,43 @@ def read_marker(folder: str | Path) -> dict[str, Any] | None:
         path = folder / name
         if not path.is_file() or path.stat().st_size != size:
             return None
+    return marker
+
+
+def verified_marker(folder: str | Path) -> dict[str, Any]:
+    """The marker of checkpoint `folder` once every file in it is checked against the marker's SHA-256 sums.
+
+    Call it before anything in the folder is loaded: accelerate's RNG and optimizer states are pickles.
+
+    Raises:
+        ValueError: The marker is missing, unreadable or has no sums (written by an older version), a listed file is
+            missing or differs from the one written, or the folder holds a file the marker does not list; the message
+            names the file.
+    """
+    folder = Path(folder)
+    marker_file = folder / MARKER_NAME
+    try:
+        marker = json.loads(marker_file.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"'{folder}' is not a complete checkpoint: '{marker_file}' is missing or unreadable."
+        ) from error
+    sums = marker.get("sha256") if isinstance(marker, dict) else None
+    if not isinstance(sums, dict) or not isinstance(marker.get("files"), dict) or set(sums) != set(marker["files"]):
+        raise ValueError(
+            f"'{marker_file}' has no SHA-256 sums of the checkpoint's files (written by an older diffusers-video), so "
+            "its files cannot be checked; it was not loaded."
+        )
+    unlisted = sorted(set(_manifest(folder)) - set(sums))
+    if unlisted:
+        raise ValueError(f"'{folder / unlisted[0]}' is not listed in '{marker_file}'; the checkpoint was not loaded.")
+    for name, digest in sorted(sums.items()):
+        path = folder / name
+        if not path.is_file() or _sha256(path) != digest:
+            raise ValueError(
+                f"'{path}' does not match the SHA-256 sum in '{marker_file}': it is not the file that training wrote; "
+                "the checkpoint was not loaded."
+            )
     return marker
 
 
@@ -130,7 +197,8 @@ def resolve_resume(resume_from_checkpoint: str | None, output_dir: str | Path) -
     folder = Path(resume_from_checkpoint)
     if not folder.is_dir():
         raise FileNotFoundError(f"The checkpoint folder `resume_from_checkpoint`='{folder}' does not exist.")
-    if read_marker(folder) is not None:
+    if (folder / MARKER_NAME).is_file():
+        verified_marker(folder)  # a named checkpoint whose files changed is refused, naming the file
         return folder
     latest = latest_checkpoint(folder)
     if latest is None:
@@ -139,44 +207,6 @@ def resolve_resume(resume_from_checkpoint: str | None, output_dir: str | Path) -
             f"a `{CHECKPOINT_PREFIX}<step>` folder with a valid `{MARKER_NAME}`."
         )
     return latest
-
-
-def commit_folder(temporary: str | Path, target: str | Path) -> Path:
-    """Rename a finished temporary folder to `target`, replacing an existing `target`.
-
-    The rename itself is atomic; an existing target is first moved aside (and then deleted), so at every moment
-    `target` is either the old complete folder, absent, or the new complete folder.
-    """
-    temporary, target = Path(temporary), Path(target)
-    old = None
-    if target.exists():
-        old = target.with_name(f"{TEMPORARY_PREFIX}old-{target.name}")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(target, old)
-    os.replace(temporary, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return target
-
-
-@contextmanager
-def atomic_folder(target: str | Path) -> Iterator[Path]:
-    """Write a folder atomically: yields a temporary folder next to `target`, renamed to `target` on success.
-
-    On an exception the temporary folder is removed and `target` is left as it was.
-    """
-    target = Path(target)
-    temporary = temporary_path(target.parent, target.name)
-    if temporary.exists():
-        shutil.rmtree(temporary)
-    temporary.mkdir(parents=True)
-    try:
-        yield temporary
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    commit_folder(temporary, target)
 
 
 def rotate_checkpoints(output_dir: str | Path, total_limit: int | None) -> list[Path]:
@@ -194,11 +224,63 @@ def rotate_checkpoints(output_dir: str | Path, total_limit: int | None) -> list[
 
 
 def remove_temporary_folders(output_dir: str | Path) -> list[Path]:
-    """Delete the leftovers (`.tmp-*` folders) of a run that was killed while writing."""
+    """Delete the leftovers of a run that was killed while writing: `.tmp-*` folders, and `checkpoint-<step>` folders
+    left emptied by a kill during rotation ([`remove_incomplete_checkpoints`])."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return []
     leftovers = [p for p in output_dir.iterdir() if p.name.startswith(TEMPORARY_PREFIX) and p.is_dir()]
     for folder in leftovers:
         shutil.rmtree(folder, ignore_errors=True)
-    return leftovers
+    return leftovers + remove_incomplete_checkpoints(output_dir)
+
+
+# What torch and safetensors raise (as RuntimeError or their own error types) when a write fails, e.g. a full disk:
+# "[enforce fail at inline_container.cc:672] . unexpected pos 431616 vs 431508", "PytorchStreamWriter failed writing
+# file data/0: file write failed", "Error while serializing: IoError(Os { code: 28, ... })".
+_WRITE_FAILURES = ("inline_container", "PytorchStreamWriter", "unexpected pos", "file write failed", "IoError")
+
+
+@contextmanager
+def naming_write_errors(target: str | Path) -> Iterator[None]:
+    """Re-raises a failed write of the folder `target` (a checkpoint, the final model) as one `OSError` naming it and
+    the cause (an `OSError`, or torch's or safetensors' error for a full disk); its temporary folder is removed."""
+    target = Path(target)
+    try:
+        yield
+    except Exception as error:
+        message = str(error)
+        if not isinstance(error, OSError) and not any(text in message for text in _WRITE_FAILURES):
+            raise
+        shutil.rmtree(temporary_path(target.parent, target.name), ignore_errors=True)
+        cause = error.strerror if isinstance(error, OSError) and error.strerror else message.splitlines()[0]
+        if isinstance(error, OSError) and error.filename:
+            cause = f"{cause}: '{error.filename}'"
+        raise OSError(f"Could not write '{target}': {cause} (is the disk full, or the folder read-only?)") from error
+
+
+def _left_by_a_kill(folder: Path) -> bool:
+    """Whether a `checkpoint-<step>` folder is what a kill during rotation leaves: no marker, or listed files gone."""
+    try:
+        files = json.loads((folder / MARKER_NAME).read_text())["files"]
+        return any(not (folder / name).is_file() for name in files)
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+
+
+def remove_incomplete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Delete the `checkpoint-<step>` folders of `output_dir` that a run killed while rotating left emptied or
+    half-deleted (no marker, or files the marker lists are gone). Complete checkpoints are written under `.tmp-`
+    names first, so no other run's checkpoint looks like this; a folder whose files are all there is left alone
+    ([`verified_marker`] judges it when it is loaded)."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return []
+    incomplete = [
+        folder
+        for folder in sorted(output_dir.iterdir())
+        if _CHECKPOINT_PATTERN.match(folder.name) and folder.is_dir() and _left_by_a_kill(folder)
+    ]
+    for folder in incomplete:
+        shutil.rmtree(folder, ignore_errors=True)
+    return incomplete

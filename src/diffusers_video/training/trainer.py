@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from ..folders import TRAINING_CONFIG_NAME, read_json
 from ..models.unet_3d import UNet3DModel, temporal_parameter_names
-from . import checkpointing
+from . import checkpointing, state_files
 from .components import (
     TrainingComponents,
     caption_token_ids,
@@ -231,9 +231,8 @@ class Trainer:
             self.ema = EMAModel(self.trainable, decay=config.ema_decay)
             self.ema.to(device)
         self.state = TrainingState()
-        self.accelerator.register_for_checkpointing(self.lr_scheduler, self.state)
-        if self.ema is not None:
-            self.accelerator.register_for_checkpointing(self.ema)
+        self.checkpointed = {"lr_scheduler": self.lr_scheduler, "loop_state": self.state}  # JSON + safetensors
+        self.checkpointed.update({"ema": self.ema} if self.ema is not None else {})  # not accelerate's pickles
         self.datasets = build_datasets(config.data, config.seed, self.num_videos, self.num_images)
         if config.data.cache_latents:
             for dataset in self.datasets.values():
@@ -536,19 +535,19 @@ class Trainer:
         if accelerator.is_main_process and temporary.exists():
             shutil.rmtree(temporary)
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(temporary))
-        accelerator.wait_for_everyone()
         target = self.output_dir / name
+        with checkpointing.naming_write_errors(target):  # a full disk: an OSError naming the folder
+            accelerator.save_state(str(temporary))
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                state_files.save_objects(temporary, self.checkpointed)
+                self.config.to_json_file(temporary / TRAINING_CONFIG_NAME)
+                checkpointing.write_marker(
+                    temporary, step, self.config.hash(), position=self.state.position,
+                    num_processes=accelerator.num_processes,
+                )  # fmt: skip
+                checkpointing.commit_folder(temporary, target)
         if accelerator.is_main_process:
-            self.config.to_json_file(temporary / TRAINING_CONFIG_NAME)
-            checkpointing.write_marker(
-                temporary,
-                step,
-                self.config.hash(),
-                position=self.state.position,
-                num_processes=accelerator.num_processes,
-            )
-            checkpointing.commit_folder(temporary, target)
             for removed in checkpointing.rotate_checkpoints(self.output_dir, self.config.checkpoints_total_limit):
                 logger.info(f"Removed old checkpoint {removed}.")
         accelerator.wait_for_everyone()
@@ -556,14 +555,13 @@ class Trainer:
 
     def load_checkpoint(self, folder: Path) -> None:
         """Restore model, optimizer, lr schedule, EMA, RNG states and data position from a checkpoint folder."""
-        marker = checkpointing.read_marker(folder)
-        if marker is None:
-            raise ValueError(f"'{folder}' is not a complete checkpoint (no valid `{checkpointing.MARKER_NAME}`).")
+        marker = checkpointing.verified_marker(folder)  # every file checked before anything is unpickled
         if marker["config_hash"] != self.config.hash():
             saved = folder / TRAINING_CONFIG_NAME
             changed = self.config.changed_keys(read_json(saved)) if saved.exists() else ["?"]
             logger.warning(f"Resuming {folder} with a changed config: {changed}.", main_process_only=True)
         self.accelerator.load_state(str(folder))
+        state_files.load_objects(folder, self.checkpointed)
         if self.ema is not None:
             self.ema.to(self.accelerator.device)
         logger.info(f"Resumed from {folder} at step {self.state.global_step}.", main_process_only=True)
@@ -590,7 +588,7 @@ class Trainer:
                 self.ema.store(self.trainable)
                 self.ema.copy_to(self.trainable)
             try:
-                with checkpointing.atomic_folder(target) as temporary:
+                with checkpointing.naming_write_errors(target), checkpointing.atomic_folder(target) as temporary:
                     self.save_model(temporary)
             finally:
                 if self.ema is not None:
