@@ -7,6 +7,7 @@ the same in a component shim and an Imagen Video scheduler shim, pickles that wo
 from __future__ import annotations
 
 import ast
+import json
 import pickle
 import re
 import shutil
@@ -14,10 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_training import components, make_config
 
 from diffusers_video import ImagenVideoPipeline, UNet3DModel, VideoFusionPipeline
 from diffusers_video.cli import main
 from diffusers_video.pipelines.pipeline_utils import VideoDiffusionPipeline
+from diffusers_video.training import Trainer, checkpointing
 
 SAVED = Path(__file__).parent / "data" / "saved_by_e44bf79"
 PAYLOAD = b"# -*- coding: utf-7 -*-\n# +AAo-open(+ACI-PWNED+ACI-,+ACI-w+ACI-)\n"
@@ -202,3 +205,117 @@ def test_pickled_weights_load_with_allow_pickle(tmp_path):
     assert torch.equal(
         UNet3DModel.from_pretrained(folder / "residual_unet", allow_pickle=True).conv_out.bias, unet.conv_out.bias
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Training checkpoints
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def checkpoint(tmp_path, one_thread_and_fresh_accelerate) -> Path:
+    """`checkpoint-2` of a two-step tiny run (with EMA)."""
+    config = make_config(tmp_path / "run", max_train_steps=2, checkpointing_steps=2, ema_decay=0.9)
+    Trainer(config, components()).train()
+    return tmp_path / "run" / "checkpoint-2"
+
+
+def _resume(folder: Path, tmp_path: Path):
+    config = make_config(tmp_path / "resumed", max_train_steps=3, ema_decay=0.9, resume_from_checkpoint=str(folder))
+    return Trainer(config, components()).train()
+
+
+def test_a_checkpoint_stores_our_state_without_pickles_and_records_sha256_sums(checkpoint, tmp_path):
+    names = {p.name for p in checkpoint.iterdir()}
+    assert {"loop_state.json", "lr_scheduler.json", "ema.json", "ema.safetensors"} <= names
+    assert not any(name.startswith("custom_checkpoint") for name in names)
+    marker = json.loads((checkpoint / "checkpoint.json").read_text())
+    assert set(marker["sha256"]) == set(marker["files"]) and "random_states_0.pkl" in marker["sha256"]
+    _resume(checkpoint, tmp_path)  # resumes from it
+
+
+@pytest.mark.parametrize("same_size", [False, True])
+def test_a_checkpoint_with_a_tampered_state_file_is_refused_before_anything_loads(
+    same_size, checkpoint, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    state = checkpoint / "random_states_0.pkl"
+    hostile = pickle.dumps(_WritesAFile())
+    size = state.stat().st_size
+    state.write_bytes(hostile + b" " * (size - len(hostile)) if same_size else hostile)
+    with pytest.raises(ValueError, match=re.escape(f"'{state}' does not match the SHA-256 sum")):
+        _resume(checkpoint, tmp_path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_file_the_marker_does_not_list_is_refused(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    extra = checkpoint / "custom_checkpoint_0.pkl"
+    extra.write_bytes(pickle.dumps(_WritesAFile()))
+    with pytest.raises(ValueError, match=re.escape(f"'{extra}' is not listed in")):
+        _resume(checkpoint, tmp_path)
+    with pytest.raises(ValueError, match=re.escape(f"'{extra}' is not listed in")):
+        checkpointing.resolve_resume(str(checkpoint), tmp_path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Failing disks
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _blocked(tmp_path: Path) -> Path:
+    """An output folder that cannot be created: a file stands where its parent should be."""
+    (tmp_path / "blocker").write_text("a file")
+    return tmp_path / "blocker" / "out"
+
+
+def test_an_unwritable_output_folder_is_one_line_before_any_model_loads(tmp_path, monkeypatch, capsys):
+    def never(*args, **kwargs):
+        raise AssertionError("loaded a model before checking the output folder")
+
+    monkeypatch.setattr("diffusers_video.commands.train.train", never)
+    monkeypatch.setattr("diffusers_video.commands.distill.distill", never)
+    monkeypatch.setattr(VideoDiffusionPipeline, "from_pretrained", never)
+    blocked = _blocked(tmp_path)
+    make_config(tmp_path / "ok").to_json_file(tmp_path / "ok.json")
+    commands = [
+        ["train", "--config", str(tmp_path / "ok.json"), "--output_dir", str(blocked)],
+        ["distill", "--teacher", str(tmp_path), "--output_dir", str(blocked), "--student_steps", "2"],
+        ["generate", "--pipeline", str(SAVED / "videofusion"), "--prompt", "x", "--output", str(blocked / "v.gif")],
+    ]
+    for argv in commands:
+        assert main(argv) == 1, argv
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(f"diffusers-video {argv[0]}: error: Cannot write to '{blocked}': "), error
+        assert "\n" not in error
+
+
+def test_a_full_disk_during_a_checkpoint_names_the_folder(tmp_path, one_thread_and_fresh_accelerate, monkeypatch):
+    from accelerate import Accelerator
+
+    def full_disk(self, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 431616 vs 431508")
+
+    monkeypatch.setattr(Accelerator, "save_state", full_disk)
+    config = make_config(tmp_path / "run", max_train_steps=1, checkpointing_steps=1)
+    with pytest.raises(OSError) as raised:
+        Trainer(config, components()).train()
+    target = tmp_path / "run" / "checkpoint-1"
+    assert str(raised.value) == (
+        f"Could not write '{target}': [enforce fail at inline_container.cc:672] . unexpected pos 431616 vs 431508 "
+        "(is the disk full, or the folder read-only?)"
+    )
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_checkpoint_emptied_by_a_kill_during_rotation_is_removed_at_the_next_start(checkpoint, tmp_path):
+    run = checkpoint.parent
+    (run / "checkpoint-21").mkdir()  # emptied
+    half = run / "checkpoint-22"
+    shutil.copytree(checkpoint, half)
+    (half / "model.safetensors").unlink()  # half-deleted, its marker still there
+    config = make_config(run, max_train_steps=3, ema_decay=0.9, resume_from_checkpoint="latest")
+    Trainer(config, components()).train()
+    assert not (run / "checkpoint-21").exists() and not half.exists()
+    assert checkpoint.exists()

@@ -8,6 +8,7 @@
 - The `model_index.json` helpers [`class_name_of`] and [`components_of`].
 - Atomic folders ([`atomic_folder`], [`commit_folder`]): a folder is written under a temporary sibling name
   (`.tmp-<name>`) and swapped into place only once complete, so a failed save leaves the previous folder unchanged.
+  [`check_writable`] tells before a long job starts that its output folder cannot be written.
 - Pickled weights ([`check_no_pickled_weights`], [`pickles_allowed`]): a folder whose weights exist only as pickles
   is refused unless the caller passed `allow_pickle=True`.
 - The publisher registry ([`register_publisher`], [`publisher`]): `UNet3DModel.push_to_hub` (models) and
@@ -41,6 +42,7 @@ __all__ = [
     "TRAINING_CONFIG_NAME",
     "atomic_folder",
     "check_no_pickled_weights",
+    "check_writable",
     "class_name_of",
     "commit_folder",
     "components_of",
@@ -195,6 +197,24 @@ def atomic_folder(target: str | Path, keep: Callable[[str], bool] | None = None)
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     commit_folder(temporary, target)
+
+
+def check_writable(folder: str | Path) -> Path:
+    """Creates `folder` if needed and writes and removes a probe file in it, before a long job writes there.
+
+    Raises:
+        OSError: The folder cannot be created or written (read-only, no permission, full disk); the message names it
+            and the cause.
+    """
+    folder = Path(folder)
+    probe = folder / f"{TEMPORARY_PREFIX}probe-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"probe")
+        probe.unlink()
+    except OSError as error:
+        raise OSError(f"Cannot write to '{folder}': {error.strerror or error}.") from error
+    return folder
 
 
 # ---------------------------------------------------------------------------------------------------------------------

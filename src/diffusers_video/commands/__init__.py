@@ -5,7 +5,7 @@ arguments, it returns the exit status). `diffusers_video.cli` builds the whole c
 the tools of one paper's training (`imagen_video`, `videofusion`, `stand_in`) also run alone as
 `python -m diffusers_video.commands.<name>`, through [`standalone_main`].
 
-User mistakes are errors of the types in [`USER_ERRORS`]: [`run_command_line`] prints them as one line,
+User mistakes and failing disks are errors of the types in [`USER_ERRORS`]: [`run_command_line`] prints them as one line,
 `diffusers-video <command>: error: <message>`, and exits with status 1, without a traceback.
 """
 
@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterable, Sequence
 __all__ = ["PROG", "USER_ERRORS", "build_parser", "run_command_line", "standalone_main"]
 
 PROG = "diffusers-video"
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError)
-"""The errors a command raises for a user's mistake (a bad value, a missing file): one line, exit status 1."""
+USER_ERRORS = (ValueError, TypeError, OSError)
+"""The errors a command raises for a user's mistake or the machine's state (a bad value, a missing file, a read-only
+folder, a full disk): one line naming the path and the cause, exit status 1."""
 
 
 def build_parser(registers: Iterable[Callable], description: str | None = None) -> argparse.ArgumentParser:

@@ -35,7 +35,7 @@ from typing import Any
 
 from accelerate import PartialState
 
-from ..folders import TRAINING_CONFIG_NAME, read_json
+from ..folders import TRAINING_CONFIG_NAME, check_writable, read_json
 from ..training.config import DataConfig, ImagenVideoConfig, ModelConfig, TrainingConfig, config_fields
 from ..training.distillation import DistillationConfig, distill
 from .train import parse_value
@@ -148,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         config = DistillationConfig.from_dict(teacher_defaults(overrides.get("teacher"))).with_overrides(overrides)
     if config.teacher is None:
         raise ValueError("`--teacher` is required: the folder of the v-prediction UNet3DModel to distil.")
+    check_writable(config.output_dir)  # before the teacher is loaded
     students = distill(config)
     if PartialState().is_main_process:
         for folder in students:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..folders import INDEX_NAME
+from ..folders import INDEX_NAME, check_writable
 from ..pipelines.pipeline_utils import VideoDiffusionPipeline
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -227,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"`--output` must end in .mp4 or .gif but is {args.output!r}.")
     if args.fps < 1:
         raise ValueError(f"`--fps` must be at least 1 but is {args.fps}.")
+    check_writable(output.absolute().parent)  # before the pipeline is loaded
     device = _device(args.device)
     if args.no_progress:  # also the loading bars of diffusers and transformers
         import diffusers.utils.logging

@@ -20,6 +20,7 @@ from typing import Any
 
 from accelerate import PartialState
 
+from ..folders import check_writable
 from ..training import TrainingConfig, train
 from ..training.config import _matches, config_fields
 
@@ -71,6 +72,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     config = TrainingConfig.from_json_file(args.config).with_overrides(overrides_from_args(args))
+    check_writable(config.output_dir)  # before any model is loaded
     final = train(config)
     if PartialState().is_main_process:
         print(f"Saved the trained model to {final}")
