@@ -319,3 +319,12 @@ def test_a_checkpoint_emptied_by_a_kill_during_rotation_is_removed_at_the_next_s
     Trainer(config, components()).train()
     assert not (run / "checkpoint-21").exists() and not half.exists()
     assert checkpoint.exists()
+
+
+def test_saving_into_the_working_folder_writes_in_place(tmp_path, monkeypatch):
+    model = UNet3DModel.from_pretrained(SAVED / "videofusion", subfolder="residual_unet")
+    (tmp_path / "unet").mkdir()
+    monkeypatch.chdir(tmp_path / "unet")
+    model.save_pretrained(".")  # swapping the working folder away would leave the process in a deleted folder
+    assert Path.cwd() == tmp_path / "unet" and (tmp_path / "unet" / "config.json").is_file()
+    assert torch.equal(UNet3DModel.from_pretrained(".").conv_out.bias, model.conv_out.bias)

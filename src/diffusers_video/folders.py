@@ -173,7 +173,8 @@ def commit_folder(temporary: str | Path, target: str | Path) -> Path:
 def atomic_folder(target: str | Path, keep: Callable[[str], bool] | None = None) -> Iterator[Path]:
     """Write a folder atomically: yields a temporary sibling of `target`, swapped into place on success.
 
-    On an exception the temporary folder is removed and `target` is left as it was, byte for byte.
+    On an exception the temporary folder is removed and `target` is left as it was, byte for byte. The one exception
+    is a `target` that is the working folder or holds it (`save_pretrained(".")`): it is written in place.
 
     Args:
         target (`str` or `Path`): The folder to write.
@@ -182,6 +183,11 @@ def atomic_folder(target: str | Path, keep: Callable[[str], bool] | None = None)
             write (a model card, `training_config.json`, ...), as saving in place did. None copies nothing.
     """
     target = Path(os.path.abspath(target))
+    cwd = Path.cwd()
+    if target == cwd or target in cwd.parents:  # swapping the working folder away would strand the process in it
+        target.mkdir(parents=True, exist_ok=True)
+        yield target
+        return
     temporary = temporary_path(target.parent, target.name)
     if temporary.exists():
         shutil.rmtree(temporary)

@@ -9,7 +9,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..folders import CARD_NAME, INDEX_NAME, PICKLE_SUFFIXES, SAMPLE_NAME, SCORES_NAMES, register_publisher
+from ..folders import (
+    CARD_NAME,
+    INDEX_NAME,
+    PICKLE_SUFFIXES,
+    SAMPLE_NAME,
+    SCORES_NAMES,
+    pickles_allowed,
+    register_publisher,
+)
 from ..pipelines.loading import check_pipeline_folder, check_safetensors, is_repo_id
 from ..pipelines.remote_code import PIPELINE_SHIM, remote_code_files
 from .cards import folder_kind, load_scores, make_model_card
@@ -68,7 +76,8 @@ def push_folder(
     if not is_repo_id(repo_id) or repo_id.count("/") != 1:
         raise ValueError(f"`repo_id` must be 'namespace/name' (letters, digits, '-', '_', '.') but is {repo_id!r}.")
     if kind == "pipeline":
-        check_pipeline_folder(folder, cls)
+        with pickles_allowed(allow_pickle):  # a pickle-only component is judged below, with the upload's own flag
+            check_pipeline_folder(folder, cls)
     files = _folder_files(folder)
     pickled = [f for f in files if f.suffix.lower() in PICKLE_SUFFIXES]
     if pickled and not allow_pickle:
