@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_training import components, make_config
+from conftest import tiny_vae
+from diffusers import DDPMScheduler
+from test_training import SIZE, components, make_config, tiny_unet2d
 
 from diffusers_video import ImagenVideoPipeline, UNet3DModel, VideoFusionPipeline
 from diffusers_video.cli import main
 from diffusers_video.pipelines.pipeline_utils import VideoDiffusionPipeline
-from diffusers_video.training import Trainer, checkpointing
+from diffusers_video.training import Trainer, checkpointing, stand_in
 
 SAVED = Path(__file__).parent / "data" / "saved_by_e44bf79"
 PAYLOAD = b"# -*- coding: utf-7 -*-\n# +AAo-open(+ACI-PWNED+ACI-,+ACI-w+ACI-)\n"
@@ -126,12 +128,12 @@ def test_a_pipeline_save_that_fails_leaves_the_previous_folder_unchanged_and_loa
 
     with monkeypatch.context() as patch:  # fails at a component after the first ones were written
         patch.setattr(type(pipe.vae), "save_pretrained", fail)  # the last component
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match=re.escape(f"Could not write '{folder}': No space left on device")):
             pipe.save_pretrained(folder)
     assert _snapshot(folder) == before and not list(tmp_path.glob(".tmp-*"))
     with monkeypatch.context() as patch:  # fails halfway through a weights file
         patch.setattr(safetensors.torch, "save_file", _fail_halfway(safetensors.torch.save_file))
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match=re.escape(f"Could not write '{folder}': No space left on device")):
             pipe.save_pretrained(folder)
     assert _snapshot(folder) == before and not list(tmp_path.glob(".tmp-*"))
     VideoFusionPipeline.from_pretrained(folder)
@@ -152,7 +154,7 @@ def test_a_unet3d_save_that_fails_halfway_leaves_the_previous_folder_unchanged(t
     with torch.no_grad():
         model.conv_out.bias.add_(1.0)
     monkeypatch.setattr(safetensors.torch, "save_file", _fail_halfway(safetensors.torch.save_file))
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match=re.escape(f"Could not write '{folder}': No space left on device")):
         model.save_pretrained(folder)
     assert _snapshot(folder) == before and not list(tmp_path.glob(".tmp-*"))
     UNet3DModel.from_pretrained(folder)
@@ -328,3 +330,23 @@ def test_saving_into_the_working_folder_writes_in_place(tmp_path, monkeypatch):
     model.save_pretrained(".")  # swapping the working folder away would leave the process in a deleted folder
     assert Path.cwd() == tmp_path / "unet" and (tmp_path / "unet" / "config.json").is_file()
     assert torch.equal(UNet3DModel.from_pretrained(".").conv_out.bias, model.conv_out.bias)
+
+
+def test_the_stand_in_reads_the_ema_of_a_checkpoint_without_pickles(tmp_path, one_thread_and_fresh_accelerate):
+    unet = tiny_unet2d()
+    parts = components(
+        unet=unet, vae=tiny_vae(sample_size=SIZE), noise_scheduler=DDPMScheduler(steps_offset=1, clip_sample=False)
+    )
+    config = make_config(
+        tmp_path, max_train_steps=2, checkpointing_steps=2, ema_decay=0.9, prediction_type="v_prediction",
+        model={"pipeline_class": "StableDiffusionPipeline", "unet_config": dict(unet.config)},
+        data={"height": SIZE, "width": SIZE, "num_frames": 1, "num_samples": 8},
+    )  # fmt: skip
+    trainer = Trainer(config, parts)
+    final = trainer.train()
+    pipe = stand_in.pipeline_from_checkpoint(tmp_path / "checkpoint-2", base_folder=final)
+    for value, shadow in zip(pipe.unet.parameters(), trainer.ema.shadow_params, strict=True):
+        assert torch.equal(value, shadow)
+    (tmp_path / "checkpoint-2" / "ema.json").write_text("{}")
+    with pytest.raises(ValueError, match="ema.json' does not match the SHA-256 sum"):
+        stand_in.pipeline_from_checkpoint(tmp_path / "checkpoint-2", base_folder=final)

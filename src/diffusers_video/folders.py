@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ from typing import Any
 __all__ = [
     "CARD_NAME",
     "DISTILLATION_NAME",
+    "FolderWriteError",
     "INDEX_NAME",
     "PICKLE_SUFFIXES",
     "SAMPLE_NAME",
@@ -46,6 +48,7 @@ __all__ = [
     "class_name_of",
     "commit_folder",
     "components_of",
+    "naming_write_errors",
     "pickles_allowed",
     "publisher",
     "read_json",
@@ -169,11 +172,48 @@ def commit_folder(temporary: str | Path, target: str | Path) -> Path:
     return target
 
 
+# What torch and safetensors raise (as RuntimeError or their own error types) when a write fails, e.g. a full disk:
+# "[enforce fail at inline_container.cc:672] . unexpected pos 431616 vs 431508", "PytorchStreamWriter failed writing
+# file data/0: file write failed", "Error while serializing: IoError(Os { code: 28, ... })".
+_WRITE_FAILURES = ("inline_container", "PytorchStreamWriter", "unexpected pos", "file write failed", "IoError")
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
+
+
+class FolderWriteError(OSError):
+    """A folder could not be written: the message names it and the cause (`cause`, also for an enclosing write)."""
+
+    def __init__(self, folder: Path, cause: str):
+        super().__init__(f"Could not write '{folder}': {cause} (is the disk full, or the folder read-only?)")
+        self.folder, self.cause = folder, cause
+
+
+@contextlib.contextmanager
+def naming_write_errors(target: str | Path) -> Iterator[None]:
+    """Re-raises a failed write of the folder `target` (a checkpoint, a saved model) as one [`FolderWriteError`]
+    naming it and the cause (an `OSError` of a failed write, or torch's or safetensors' error for a full disk); its
+    temporary folder is removed. [`atomic_folder`] writes through it; the outermost folder is the one named."""
+    target = Path(target)
+    try:
+        yield
+    except Exception as error:
+        if isinstance(error, FolderWriteError):
+            cause = error.cause
+        elif isinstance(error, OSError) and error.errno in _WRITE_ERRNOS:
+            cause = error.strerror + (f": '{error.filename}'" if error.filename else "")
+        elif not isinstance(error, OSError) and any(text in str(error) for text in _WRITE_FAILURES):
+            cause = str(error).splitlines()[0]
+        else:
+            raise  # not a failed write: a missing input file keeps its type
+        shutil.rmtree(temporary_path(target.parent, target.name), ignore_errors=True)
+        raise FolderWriteError(target, cause) from error
+
+
 @contextlib.contextmanager
 def atomic_folder(target: str | Path, keep: Callable[[str], bool] | None = None) -> Iterator[Path]:
     """Write a folder atomically: yields a temporary sibling of `target`, swapped into place on success.
 
-    On an exception the temporary folder is removed and `target` is left as it was, byte for byte. The one exception
+    On an exception the temporary folder is removed and `target` is left as it was, byte for byte; a failed write is an
+    `OSError` naming `target` ([`naming_write_errors`]). The one exception
     is a `target` that is the working folder or holds it (`save_pretrained(".")`): it is written in place.
 
     Args:
@@ -191,18 +231,19 @@ def atomic_folder(target: str | Path, keep: Callable[[str], bool] | None = None)
     temporary = temporary_path(target.parent, target.name)
     if temporary.exists():
         shutil.rmtree(temporary)
-    temporary.mkdir(parents=True)
-    try:
-        if keep is not None and target.is_dir():
-            for entry in target.iterdir():
-                if keep(entry.name):
-                    copy = shutil.copytree if entry.is_dir() else shutil.copy2
-                    copy(entry, temporary / entry.name)
-        yield temporary
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    commit_folder(temporary, target)
+    with naming_write_errors(target):
+        temporary.mkdir(parents=True)
+        try:
+            if keep is not None and target.is_dir():
+                for entry in target.iterdir():
+                    if keep(entry.name):
+                        copy = shutil.copytree if entry.is_dir() else shutil.copy2
+                        copy(entry, temporary / entry.name)
+            yield temporary
+        except BaseException:
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
+        commit_folder(temporary, target)
 
 
 def check_writable(folder: str | Path) -> Path:

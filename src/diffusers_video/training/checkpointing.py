@@ -18,12 +18,10 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..folders import TEMPORARY_PREFIX, atomic_folder, commit_folder, temporary_path
+from ..folders import TEMPORARY_PREFIX, atomic_folder, commit_folder, naming_write_errors, temporary_path
 
 __all__ = [
     "CHECKPOINT_PREFIX",
@@ -233,30 +231,6 @@ def remove_temporary_folders(output_dir: str | Path) -> list[Path]:
     for folder in leftovers:
         shutil.rmtree(folder, ignore_errors=True)
     return leftovers + remove_incomplete_checkpoints(output_dir)
-
-
-# What torch and safetensors raise (as RuntimeError or their own error types) when a write fails, e.g. a full disk:
-# "[enforce fail at inline_container.cc:672] . unexpected pos 431616 vs 431508", "PytorchStreamWriter failed writing
-# file data/0: file write failed", "Error while serializing: IoError(Os { code: 28, ... })".
-_WRITE_FAILURES = ("inline_container", "PytorchStreamWriter", "unexpected pos", "file write failed", "IoError")
-
-
-@contextmanager
-def naming_write_errors(target: str | Path) -> Iterator[None]:
-    """Re-raises a failed write of the folder `target` (a checkpoint, the final model) as one `OSError` naming it and
-    the cause (an `OSError`, or torch's or safetensors' error for a full disk); its temporary folder is removed."""
-    target = Path(target)
-    try:
-        yield
-    except Exception as error:
-        message = str(error)
-        if not isinstance(error, OSError) and not any(text in message for text in _WRITE_FAILURES):
-            raise
-        shutil.rmtree(temporary_path(target.parent, target.name), ignore_errors=True)
-        cause = error.strerror if isinstance(error, OSError) and error.strerror else message.splitlines()[0]
-        if isinstance(error, OSError) and error.filename:
-            cause = f"{cause}: '{error.filename}'"
-        raise OSError(f"Could not write '{target}': {cause} (is the disk full, or the folder read-only?)") from error
 
 
 def _left_by_a_kill(folder: Path) -> bool:

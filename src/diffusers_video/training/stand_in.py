@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..folders import TRAINING_CONFIG_NAME, read_json
+from . import checkpointing, state_files
 from .components import (
     caption_token_ids,  # noqa: F401 (read as `stand_in.caption_token_ids`)
     resolve_class,
@@ -208,19 +209,15 @@ def pipeline_from_checkpoint(checkpoint: str | Path, base_folder: str | Path | N
     base = Path(base_folder or config["model"]["pretrained_model_name_or_path"])
     unet_config = {k: v for k, v in config["model"]["unet_config"].items() if not k.startswith("_")}
     unet = UNet2DConditionModel(**unet_config)
+    checkpointing.verified_marker(checkpoint)  # every file is the one training wrote
     weights = load_file(str(checkpoint / "model.safetensors"))
     unet.load_state_dict({key.removeprefix("unet."): value for key, value in weights.items()})
-    ema_files = sorted(checkpoint.glob("custom_checkpoint_*.pkl"))
     if use_ema and config.get("ema_decay") is not None:
-        for file in ema_files:
-            state = torch.load(file, map_location="cpu", weights_only=False)
-            if isinstance(state, dict) and "shadow_params" in state:
-                with torch.no_grad():
-                    for parameter, shadow in zip(unet.parameters(), state["shadow_params"], strict=True):
-                        parameter.copy_(shadow)
-                break
-        else:
-            raise FileNotFoundError(f"'{checkpoint}' holds no EMA state.")
+        with torch.no_grad():  # the EMA state as the trainer stores it: JSON and safetensors, no pickle
+            for parameter, shadow in zip(
+                unet.parameters(), state_files.read_state(checkpoint, "ema")["shadow_params"], strict=True
+            ):
+                parameter.copy_(shadow)
     scheduler_config = read_json(base / "scheduler" / "scheduler_config.json")
     scheduler = resolve_class(scheduler_config["_class_name"]).from_pretrained(base, subfolder="scheduler")
     return StableDiffusionPipeline(

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-__all__ = ["load_objects", "save_objects"]
+__all__ = ["load_objects", "read_state", "save_objects"]
 
 _TENSOR, _TUPLE, _ITEMS = "__tensor__", "__tuple__", "__items__"
 
@@ -77,17 +77,22 @@ def save_objects(folder: str | Path, objects: Mapping[str, Any]) -> list[Path]:
     return written
 
 
-def load_objects(folder: str | Path, objects: Mapping[str, Any]) -> None:
-    """Restores each object with `load_state_dict` from what [`save_objects`] wrote in `folder`.
+def read_state(folder: str | Path, name: str) -> Any:
+    """The state dict that [`save_objects`] wrote as `name` in `folder`, tensors included.
 
     Raises:
-        FileNotFoundError: A state file is missing; the message names it.
+        FileNotFoundError: The state file is missing; the message names it.
     """
     folder = Path(folder)
+    path = folder / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"'{path}' is missing: the checkpoint does not hold the state `{name}`.")
+    weights = folder / f"{name}.safetensors"
+    tensors = load_file(str(weights)) if weights.is_file() else {}
+    return _decode(json.loads(path.read_text()), tensors)
+
+
+def load_objects(folder: str | Path, objects: Mapping[str, Any]) -> None:
+    """Restores each object with `load_state_dict` from what [`save_objects`] wrote in `folder` ([`read_state`])."""
     for name, obj in objects.items():
-        path = folder / f"{name}.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"'{path}' is missing: the checkpoint does not hold the state `{name}`.")
-        weights = folder / f"{name}.safetensors"
-        tensors = load_file(str(weights)) if weights.is_file() else {}
-        obj.load_state_dict(_decode(json.loads(path.read_text()), tensors))
+        obj.load_state_dict(read_state(folder, name))
