@@ -23,6 +23,8 @@ from diffusers_video import ImagenVideoPipeline, UNet3DModel, VideoFusionPipelin
 from diffusers_video.cli import main
 from diffusers_video.pipelines.pipeline_utils import VideoDiffusionPipeline
 from diffusers_video.training import Trainer, checkpointing, stand_in
+from diffusers_video.training.components import load_components
+from diffusers_video.training.config import ModelConfig
 
 SAVED = Path(__file__).parent / "data" / "saved_by_e44bf79"
 PAYLOAD = b"# -*- coding: utf-7 -*-\n# +AAo-open(+ACI-PWNED+ACI-,+ACI-w+ACI-)\n"
@@ -350,3 +352,18 @@ def test_the_stand_in_reads_the_ema_of_a_checkpoint_without_pickles(tmp_path, on
     (tmp_path / "checkpoint-2" / "ema.json").write_text("{}")
     with pytest.raises(ValueError, match="ema.json' does not match the SHA-256 sum"):
         stand_in.pipeline_from_checkpoint(tmp_path / "checkpoint-2", base_folder=final)
+
+
+def test_inflating_and_training_refuse_pickled_weights(tmp_path):
+    unet = tiny_unet2d()
+    unet.save_pretrained(tmp_path / "unet", safe_serialization=False)
+    weights = tmp_path / "unet" / "diffusion_pytorch_model.bin"
+    with pytest.raises(ValueError, match=re.escape(f"'{weights}' is a pickled file")):
+        UNet3DModel.from_pretrained_2d(str(tmp_path), subfolder="unet")
+    inflated = UNet3DModel.from_pretrained_2d(str(tmp_path), subfolder="unet", allow_pickle=True)
+    assert torch.equal(inflated.conv_in.weight, unet.conv_in.weight)
+    parts = components()
+    parts.text_encoder.save_pretrained(tmp_path / "text_encoder")
+    parts.tokenizer.save_pretrained(tmp_path / "tokenizer")
+    with pytest.raises(ValueError, match=re.escape(f"'{weights}' is a pickled file")):
+        load_components(ModelConfig(pretrained_model_name_or_path=str(tmp_path)), seed=0)

@@ -59,3 +59,22 @@ class SafeFolderMixin:
         elif not allow_pickle:
             kwargs.setdefault("use_safetensors", True)  # a Hub repo: only its safetensors weights
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
+    def _load_2d(cls, image_class: type, path: str | os.PathLike, subfolder: str | None, torch_dtype, **temporal):
+        """Loads the image model that `from_pretrained_2d` inflates, refusing pickle-only weights.
+
+        Args:
+            image_class (`type`): `UNet2DConditionModel` or `AutoencoderKL`.
+            path (`str` or `os.PathLike`): A folder or Hub repo id.
+            subfolder (`str`, *optional*): The model's folder inside it.
+            torch_dtype (`torch.dtype`, *optional*): dtype to load the weights in.
+            temporal: The temporal config of `from_pretrained_2d`, with `allow_pickle=True` to load pickles.
+
+        Returns:
+            `tuple`: The image model, and `temporal` without `allow_pickle`.
+        """
+        allow_pickle = bool(temporal.pop("allow_pickle", False))
+        if os.path.isdir(path):
+            check_no_pickled_weights(os.path.join(path, subfolder or ""), allow_pickle)
+        return image_class.from_pretrained(path, subfolder=subfolder, torch_dtype=torch_dtype), temporal

@@ -472,10 +472,10 @@ class UNet3DModel(SafeFolderMixin, ModelMixin, AttentionMixin, ConfigMixin, Peft
             pretrained_model_name_or_path (`str`): Pipeline folder or repo id.
             subfolder (`str | None`, defaults to "unet"): Folder of the UNet inside it (None for a UNet folder).
             torch_dtype (`torch.dtype | None`): dtype to load the weights in.
-            **temporal_config: As in `from_unet2d`.
+            **temporal_config: As in `from_unet2d`; `allow_pickle=True` also loads pickle-only weights.
         """
-        unet = UNet2DConditionModel.from_pretrained(
-            pretrained_model_name_or_path, subfolder=subfolder, torch_dtype=torch_dtype
+        unet, temporal_config = cls._load_2d(
+            UNet2DConditionModel, pretrained_model_name_or_path, subfolder, torch_dtype, **temporal_config
         )
         return cls.from_unet2d(unet, **temporal_config)
 

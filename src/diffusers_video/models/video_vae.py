@@ -225,10 +225,10 @@ class AutoencoderKLVideo(SafeFolderMixin, ModelMixin, AttentionMixin, Autoencode
             pretrained_model_name_or_path (`str`): VAE folder, or pipeline folder with `subfolder="vae"`.
             subfolder (`str | None`, defaults to None): The VAE's folder inside it.
             torch_dtype (`torch.dtype | None`): dtype to load the weights in.
-            **temporal_config: As in `from_vae2d`.
+            **temporal_config: As in `from_vae2d`; `allow_pickle=True` also loads pickle-only weights.
         """
-        vae = AutoencoderKL.from_pretrained(
-            pretrained_model_name_or_path, subfolder=subfolder, torch_dtype=torch_dtype
+        vae, temporal_config = cls._load_2d(
+            AutoencoderKL, pretrained_model_name_or_path, subfolder, torch_dtype, **temporal_config
         )
         return cls.from_vae2d(vae, **temporal_config)
 

@@ -15,7 +15,7 @@ from diffusers.utils import logging
 
 from .. import models as video_models
 from .. import schedulers as video_schedulers
-from ..folders import read_json
+from ..folders import check_no_pickled_weights, read_json
 from ..models.unet_3d import UNet3DModel
 from ..pipelines.pipeline_utils import VideoDiffusionPipeline
 from .config import ModelConfig
@@ -83,7 +83,8 @@ def load_components(model: ModelConfig, seed: int = 0) -> TrainingComponents:
 
     Raises:
         FileNotFoundError: The folder or one of its required sub-folders does not exist.
-        ValueError: The folder and the config do not fit together.
+        ValueError: The folder and the config do not fit together, or a model in it has only pickled weights (convert
+            them: load with `allow_pickle=True`, then `save_pretrained`).
     """
     if model.pretrained_model_name_or_path is None:
         raise ValueError(
@@ -99,6 +100,8 @@ def load_components(model: ModelConfig, seed: int = 0) -> TrainingComponents:
     for sub in ("text_encoder", "tokenizer"):
         if not (root / sub).is_dir():
             raise FileNotFoundError(f"The model folder '{root}' has no `{sub}/` sub-folder.")
+    for sub in ("unet", "text_encoder", "vae"):  # training loads safetensors only: pickles run code when loaded
+        check_no_pickled_weights(root / sub)
     unet = _load_unet(model, root, seed)
     text_encoder = load_text_encoder(root / "text_encoder")
     tokenizer = transformers.AutoTokenizer.from_pretrained(root / "tokenizer")
