@@ -21,6 +21,7 @@ from test_training import SIZE, components, make_config, tiny_unet2d
 
 from diffusers_video import ImagenVideoPipeline, UNet3DModel, VideoFusionPipeline
 from diffusers_video.cli import main
+from diffusers_video.pipelines import pipeline_utils
 from diffusers_video.pipelines.pipeline_utils import VideoDiffusionPipeline
 from diffusers_video.training import Trainer, checkpointing, stand_in
 from diffusers_video.training.components import load_components
@@ -87,6 +88,29 @@ def test_a_custom_pipeline_file_name_and_a_foreign_library_are_refused(in_tmp):
     (folder / "residual_unet" / "evil.py").write_text("open('PWNED', 'w')\n")
     with pytest.raises(ValueError, match="from 'evil', which is neither diffusers, transformers nor diffusers_video"):
         VideoFusionPipeline.from_pretrained(folder)
+
+
+@pytest.mark.parametrize(
+    "folder_name, shim",
+    [
+        ("videofusion", "pipeline.py"),
+        ("imagen_video", "scheduler_0/diffusers_video.schedulers.scheduling_v_distilled.py"),
+    ],
+)
+def test_a_shim_swapped_after_the_check_is_never_imported(folder_name, shim, in_tmp, monkeypatch):
+    """The race between the byte check and diffusers' import: diffusers loads a shadow whose shims we wrote."""
+    folder = _copy(folder_name, in_tmp)
+    check = pipeline_utils.check_pipeline_folder
+
+    def check_then_swap(*args, **kwargs):
+        result = check(*args, **kwargs)
+        _poison(folder / shim)  # the folder changes after it was found clean
+        return result
+
+    monkeypatch.setattr(pipeline_utils, "check_pipeline_folder", check_then_swap)
+    pipe = VideoDiffusionPipeline.from_pretrained(folder)
+    assert pipe.name_or_path == str(folder)  # the folder the user named, not the shadow diffusers read
+    assert (folder / shim).read_bytes().startswith(PAYLOAD)  # swapped indeed; the fixture checks PWNED never appears
 
 
 def test_the_shims_older_versions_wrote_still_load(in_tmp):

@@ -6,6 +6,9 @@ of a saved folder and the Hub download of a pipeline repo.
   class takes, of the classes it expects (from diffusers, transformers or diffusers_video only), with their folders
   present and complete safetensors files, and the code files diffusers would run are byte for byte the shims that
   `save_pretrained` writes (`pipelines.remote_code`).
+- [`shadow_folder`] is what diffusers loads a folder with shims from: the folder's files linked, and the shims written
+  anew by this package, so no code file of the folder is ever imported (the check above already refused any shim
+  that is not exactly ours; the shadow also closes the gap between that check and diffusers' import).
 - [`download_pipeline`] fetches a pipeline repo into the Hub cache. diffusers' own `DiffusionPipeline.download`
   refuses a repo whose components come from a library other than diffusers or transformers unless the repo ships
   `<component>/<library>.py` (`_get_custom_components_and_folders` in `diffusers.pipelines.pipeline_loading_utils`),
@@ -16,10 +19,13 @@ The pipeline classes are arguments here: this module lives below them and import
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import re
-from collections.abc import Iterable, Mapping
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from ..folders import (
@@ -31,9 +37,9 @@ from ..folders import (
     components_of,
     read_json,
 )
-from .remote_code import check_remote_code_files
+from .remote_code import check_remote_code_files, remote_code_files
 
-__all__ = ["check_pipeline_folder", "check_safetensors", "download_pipeline", "is_repo_id"]
+__all__ = ["check_pipeline_folder", "check_safetensors", "download_pipeline", "is_repo_id", "shadow_folder"]
 
 # What `download_pipeline` never fetches: pickled weights (unless `use_safetensors=False`) and formats we never load.
 _NEVER_LOADED = ["*.msgpack", "*.onnx", "*.pb", "*.h5"]
@@ -279,3 +285,37 @@ def download_pipeline(
     except (HfHubHTTPError, LocalEntryNotFoundError) as error:
         raise _hub_error(repo_id, revision, error) from error
     return str(folder)
+
+
+@contextlib.contextmanager
+def shadow_folder(folder: str | os.PathLike, pipeline_module: str) -> Iterator[Path]:
+    """A temporary copy of a pipeline folder for diffusers to load, whose code files are this package's own.
+
+    Every file of `folder` except its `.py` files is linked (a symbolic link, so nothing large is copied);
+    `model_index.json` is copied; the shims (`pipeline.py`, `<component>/<module>.py`) are written from
+    `remote_code_files`, i.e. by this package, never read from `folder`. diffusers' loader, which imports a custom
+    pipeline's shims when it is told `trust_remote_code=True`, therefore imports only code this package wrote.
+
+    Args:
+        folder (`str` or `os.PathLike`): A checked pipeline folder with shims.
+        pipeline_module (`str`): The module of the pipeline class the folder holds.
+
+    Yields:
+        `Path`: The shadow folder, deleted on exit (the loaded tensors no longer need it).
+    """
+    folder = Path(folder).resolve()
+    with tempfile.TemporaryDirectory(prefix="diffusers-video-load-") as temporary:
+        shadow = Path(temporary)
+        for source in sorted(folder.rglob("*")):
+            target = shadow / source.relative_to(folder)
+            if source.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+            elif source.suffix != ".py" and source.name != INDEX_NAME:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.symlink_to(source)
+        shutil.copyfile(folder / INDEX_NAME, shadow / INDEX_NAME)
+        index = read_json(shadow / INDEX_NAME)
+        for relative, code in remote_code_files(index, pipeline_module).items():
+            if (shadow / relative).parent.is_dir():
+                (shadow / relative).write_text(code)
+        yield shadow

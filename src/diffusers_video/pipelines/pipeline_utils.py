@@ -40,7 +40,7 @@ from ..folders import (
 )
 from ..models.video_vae import AutoencoderKLVideo
 from .checks import check_decode_chunk_size, check_output_type
-from .loading import check_pipeline_folder, download_pipeline, is_repo_id
+from .loading import check_pipeline_folder, download_pipeline, is_repo_id, shadow_folder
 from .remote_code import PIPELINE_SHIM, write_remote_code_files
 
 logger = logging.get_logger(__name__)
@@ -262,12 +262,17 @@ class VideoDiffusionPipeline(DiffusionPipeline):
         with cls._folder_components_context(folder), pickles_allowed(allow_pickle):
             loads_any = cls.pipeline_classes() if cls is VideoDiffusionPipeline else None
             pipeline_class, has_shims = check_pipeline_folder(folder, cls, skip=kwargs, pipeline_classes=loads_any)
-            if has_shims:
-                # the shims are byte for byte what save_pretrained writes: imports from diffusers_video (checked above)
-                kwargs["trust_remote_code"] = True
-            pipeline = super(VideoDiffusionPipeline, pipeline_class).from_pretrained(folder, **kwargs)
-        if folder != path:
-            pipeline.register_to_config(_name_or_path=path)  # the repo id, as diffusers records it
+            if not has_shims:
+                pipeline = super(VideoDiffusionPipeline, pipeline_class).from_pretrained(folder, **kwargs)
+            else:
+                # diffusers imports a custom pipeline's shims: it gets a shadow of the folder whose shims this package
+                # wrote itself (the folder's own were checked to be exactly those), so no code of the folder runs
+                with shadow_folder(folder, pipeline_class.__module__) as shadow:
+                    kwargs["trust_remote_code"] = True
+                    pipeline = super(VideoDiffusionPipeline, pipeline_class).from_pretrained(shadow, **kwargs)
+        pipeline.register_to_config(
+            _name_or_path=path
+        )  # the folder or repo id the user named, as diffusers records it
         return pipeline
 
     @classmethod
