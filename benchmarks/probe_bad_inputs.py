@@ -18,8 +18,9 @@ terabytes fails at once instead of swapping; `tests/test_bad_inputs.py` runs the
 clear.
 
 Tallies of the 262 cases (clear / unclear / accepted): 158 / 54 / 50 at d93d61c (11 of the accepted returned NaN),
-260 / 2 / 0 once the checks were added; the two unclear ones are `generate` values that argparse refuses with its
-usage message and exit code 2 (`--num_frames abc`, `--dtype float64`).
+260 / 2 / 0 once the checks were added (the two unclear ones `generate` values that argparse refused with its usage
+message and exit code 2: `--num_frames abc`, `--dtype float64`), 262 / 0 / 0 since the command line prints argparse's
+refusals as one line with exit code 1 too.
 """
 
 from __future__ import annotations

@@ -15,7 +15,15 @@ import argparse
 import sys
 from collections.abc import Callable, Iterable, Sequence
 
-__all__ = ["PROG", "USER_ERRORS", "build_parser", "run_command_line", "standalone_main"]
+__all__ = [
+    "PROG",
+    "USER_ERRORS",
+    "OneLineArgumentParser",
+    "UsageError",
+    "build_parser",
+    "run_command_line",
+    "standalone_main",
+]
 
 PROG = "diffusers-video"
 USER_ERRORS = (ValueError, TypeError, OSError)
@@ -23,9 +31,26 @@ USER_ERRORS = (ValueError, TypeError, OSError)
 folder, a full disk): one line naming the path and the cause, exit status 1."""
 
 
+class UsageError(ValueError):
+    """A command line that does not parse (an unknown option, a value of the wrong type or not among the choices)."""
+
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog = prog
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An `ArgumentParser` whose parsing errors are [`UsageError`]s, which [`run_command_line`] prints as one line with
+    exit status 1 like every other user mistake (argparse alone prints the usage and exits with status 2). Its
+    sub-command parsers are of this class too (argparse gives them the class of their parent)."""
+
+    def error(self, message: str):
+        raise UsageError(self.prog, message)
+
+
 def build_parser(registers: Iterable[Callable], description: str | None = None) -> argparse.ArgumentParser:
     """The `diffusers-video` parser with the sub-commands that `registers` (`register(subparsers)` functions) add."""
-    parser = argparse.ArgumentParser(prog=PROG, description=description)
+    parser = OneLineArgumentParser(prog=PROG, description=description)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for register in registers:
         register(subparsers)
@@ -37,7 +62,11 @@ def run_command_line(parser: argparse.ArgumentParser, argv: Sequence[str] | None
 
     No command prints the help (status 2); a user mistake ([`USER_ERRORS`]) is one line on stderr (status 1).
     """
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as error:
+        print(f"{error.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
