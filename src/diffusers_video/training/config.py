@@ -161,6 +161,43 @@ class VideoFusionConfig:
             )
 
 
+VIDEO_VAE_TRAIN_LAYERS = ("temporal", "decoder")
+
+
+@dataclass
+class VideoVAEConfig:
+    """A temporal-aware VAE decoder trained on unlabeled clips (see `training.video_vae`).
+
+    Setting this section (`"video_vae": {...}` in a config file, or any `--video_vae.KEY` on the command line) inflates
+    the image VAE `model.pretrained_model_name_or_path`/`subfolder` into an `AutoencoderKLVideo` (an
+    `AutoencoderKLVideo` folder is loaded as it is) and trains its decoder with the encoder frozen, on the pixel clips
+    of `data`, with the loss `L1(x_hat, x) + temporal_loss_weight * L1(diff(x_hat), diff(x))` (differences of
+    consecutive frames). The final folder is the `AutoencoderKLVideo` folder.
+
+    Args:
+        train_layers (`str`, defaults to "temporal"): "temporal" trains the layers `from_vae2d` adds only, "decoder"
+            the whole decoder (and `post_quant_conv`).
+        temporal_loss_weight (`float`, defaults to 1.0): `w` of the temporal loss, >= 0.
+        subfolder (`str | None`, defaults to "vae"): The VAE's folder inside `model.pretrained_model_name_or_path`;
+            None when that path is the VAE folder itself.
+        temporal (`dict`, defaults to {}): `AutoencoderKLVideo.from_vae2d` options (`temporal_attention`, ...).
+    """
+
+    train_layers: str = "temporal"
+    temporal_loss_weight: float = 1.0
+    subfolder: str | None = "vae"
+    temporal: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        _check_types(self, "video_vae.")
+        if self.train_layers not in VIDEO_VAE_TRAIN_LAYERS:
+            raise ValueError(
+                f"`video_vae.train_layers` must be one of {VIDEO_VAE_TRAIN_LAYERS} but is {self.train_layers!r}."
+            )
+        if not self.temporal_loss_weight >= 0:  # also rejects NaN
+            raise ValueError(f"`video_vae.temporal_loss_weight` must be >= 0 but is {self.temporal_loss_weight}.")
+
+
 @dataclass
 class ImagenVideoConfig:
     """One stage of an Imagen Video cascade, trained in pixel space (see `training.imagen_video`).
@@ -258,6 +295,8 @@ class TrainingConfig:
         imagen_video (`ImagenVideoConfig | None`, defaults to None): Train one stage of an Imagen Video cascade (pixel
             space, v-prediction, noise-conditioning augmentation for super-resolution stages); None trains the
             `model` as a plain text-to-video model.
+        video_vae (`VideoVAEConfig | None`, defaults to None): Train a temporal-aware VAE decoder (an
+            `AutoencoderKLVideo` inflated from the model's VAE) on pixel clips, the encoder frozen.
     """
 
     output_dir: str = "train_output"
@@ -292,6 +331,7 @@ class TrainingConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     videofusion: VideoFusionConfig | None = None
     imagen_video: ImagenVideoConfig | None = None
+    video_vae: VideoVAEConfig | None = None
 
     def __post_init__(self):
         if isinstance(self.data, dict):
@@ -302,6 +342,8 @@ class TrainingConfig:
             self.videofusion = _from_dict(VideoFusionConfig, self.videofusion, "videofusion.")
         if isinstance(self.imagen_video, dict):
             self.imagen_video = _from_dict(ImagenVideoConfig, self.imagen_video, "imagen_video.")
+        if isinstance(self.video_vae, dict):
+            self.video_vae = _from_dict(VideoVAEConfig, self.video_vae, "video_vae.")
         _check_types(self, "")
         _check_int("seed", self.seed, 0)
         for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps"):
@@ -365,6 +407,8 @@ class TrainingConfig:
             self._check_videofusion()
         if self.imagen_video is not None:
             self._check_imagen_video()
+        if self.video_vae is not None:
+            self._check_video_vae()
 
     def _check_videofusion(self) -> None:
         if self.image_fraction > 0:
@@ -383,6 +427,17 @@ class TrainingConfig:
             raise ValueError(
                 f"`model.pipeline_class` must be None or 'VideoFusionPipeline' with `videofusion` (the final folder "
                 f"is a VideoFusionPipeline) but is {self.model.pipeline_class!r}."
+            )
+
+    def _check_video_vae(self) -> None:
+        others = [name for name in ("videofusion", "imagen_video") if getattr(self, name) is not None]
+        if others:
+            raise ValueError(f"`video_vae` and `{others[0]}` cannot both be set: a run trains one system.")
+        if self.data.num_frames < 2:
+            raise ValueError(f"`data.num_frames` must be >= 2 with `video_vae` but is {self.data.num_frames}.")
+        if self.image_fraction > 0 or self.data.cache_latents:
+            raise ValueError(
+                "`video_vae` trains on pixel clips: `image_fraction` must be 0, `data.cache_latents` false."
             )
 
     def _check_imagen_video(self) -> None:
@@ -508,7 +563,7 @@ def _diff_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[s
     keys = []
     for key in sorted(set(a) | set(b)):
         sections = isinstance(a.get(key), dict) and isinstance(b.get(key), dict)
-        if not prefix and key in ("data", "model", "videofusion", "imagen_video") and sections:
+        if not prefix and key in ("data", "model", "videofusion", "imagen_video", "video_vae") and sections:
             keys += _diff_keys(a[key], b[key], f"{key}.")
         elif a.get(key) != b.get(key):
             keys.append(f"{prefix}{key}")
