@@ -12,6 +12,7 @@ from diffusers_video.training import (
     Trainer,
     TrainingConfig,
     VideoFusionTrainer,
+    VideoVAETrainer,
 )
 from diffusers_video.training.distillation import DistillationTrainer
 from diffusers_video.training.imagen_video import ImagenVideoDistillationTrainer, ImagenVideoTrainer
@@ -19,7 +20,11 @@ from diffusers_video.training.registry import register_trainer, registered_class
 
 
 def test_the_paper_trainers_are_registered_by_section():
-    assert TRAINERS == {"videofusion": VideoFusionTrainer, "imagen_video": ImagenVideoTrainer}
+    assert TRAINERS == {
+        "videofusion": VideoFusionTrainer,
+        "imagen_video": ImagenVideoTrainer,
+        "video_vae": VideoVAETrainer,
+    }
     assert DISTILLATION_TRAINERS == {"imagen_video": ImagenVideoDistillationTrainer}
     assert VideoFusionTrainer.config_section == "videofusion" and Trainer.config_section is None
     assert ImagenVideoDistillationTrainer.config_section == "imagen_video"
