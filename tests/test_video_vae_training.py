@@ -77,8 +77,9 @@ def test_the_temporal_options_reach_the_inflated_vae_and_a_video_vae_folder_load
     trainer = VideoVAETrainer(config)
     assert trainer.vae.config.temporal_attention == "directed"
     final = trainer.train()
-    again = make_config(tmp_path, output_dir=str(tmp_path / "again"), max_train_steps=1,
-                        model={"pretrained_model_name_or_path": str(final)}, video_vae={"subfolder": None})  # fmt: skip
+    source = {"pretrained_model_name_or_path": str(final)}
+    again = make_config(tmp_path, output_dir=str(tmp_path / "again"), max_train_steps=1, model=source,
+                        video_vae={"subfolder": None})  # fmt: skip
     assert isinstance(train(again), Path)
 
 
@@ -96,6 +97,8 @@ def test_video_vae_loss_is_l1_plus_the_weighted_l1_of_frame_differences():
     [
         ({"video_vae": {"train_layers": "encoder"}}, "video_vae.train_layers"),
         ({"video_vae": {"temporal_loss_weight": -1.0}}, "video_vae.temporal_loss_weight"),
+        ({"video_vae": {"temporal": []}}, "video_vae.temporal"),
+        ({"video_vae": {"unknown": 1}}, "video_vae.unknown"),
         ({"data": {"num_frames": 1}}, "data.num_frames"),
         ({"videofusion": {}}, "cannot both be set"),
     ],

@@ -3,8 +3,9 @@ base/residual training (a `videofusion` config section), the stages of an Imagen
 config section), a temporal-aware VAE decoder (a `video_vae` config section), configs, checkpoints.
 
 See docs/training.md and docs/distillation.md for the command lines and the config keys. The paper modules
-(`training.videofusion`, `training.imagen_video`, `training.video_vae`) are imported here on purpose: importing them registers their
-trainers for their config sections (`training.registry`), which is how `train` and `distill` find them.
+(`training.videofusion`, `training.imagen_video`, `training.video_vae`) are imported here on purpose: importing them
+registers their trainers for their config sections (`training.registry`), which is how `train` and `distill` find
+them.
 """
 
 from . import imagen_video, video_vae, videofusion  # noqa: F401 (imported to register their trainers)

@@ -31,6 +31,7 @@ from diffusers.optimization import SchedulerType
 
 from ..pipelines.imagen_video.cascade import StageSpec  # the cascade's own definition, shared with sampling
 from .objectives import LOSS_WEIGHTINGS, TIMESTEP_BIAS_STRATEGIES
+from .video_vae_config import VideoVAEConfig
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
@@ -159,43 +160,6 @@ class VideoFusionConfig:
                 f"`videofusion.base_prediction_type` must be one of {PREDICTION_TYPES} or None but is "
                 f"{self.base_prediction_type!r}."
             )
-
-
-VIDEO_VAE_TRAIN_LAYERS = ("temporal", "decoder")
-
-
-@dataclass
-class VideoVAEConfig:
-    """A temporal-aware VAE decoder trained on unlabeled clips (see `training.video_vae`).
-
-    Setting this section (`"video_vae": {...}` in a config file, or any `--video_vae.KEY` on the command line) inflates
-    the image VAE `model.pretrained_model_name_or_path`/`subfolder` into an `AutoencoderKLVideo` (an
-    `AutoencoderKLVideo` folder is loaded as it is) and trains its decoder with the encoder frozen, on the pixel clips
-    of `data`, with the loss `L1(x_hat, x) + temporal_loss_weight * L1(diff(x_hat), diff(x))` (differences of
-    consecutive frames). The final folder is the `AutoencoderKLVideo` folder.
-
-    Args:
-        train_layers (`str`, defaults to "temporal"): "temporal" trains the layers `from_vae2d` adds only, "decoder"
-            the whole decoder (and `post_quant_conv`).
-        temporal_loss_weight (`float`, defaults to 1.0): `w` of the temporal loss, >= 0.
-        subfolder (`str | None`, defaults to "vae"): The VAE's folder inside `model.pretrained_model_name_or_path`;
-            None when that path is the VAE folder itself.
-        temporal (`dict`, defaults to {}): `AutoencoderKLVideo.from_vae2d` options (`temporal_attention`, ...).
-    """
-
-    train_layers: str = "temporal"
-    temporal_loss_weight: float = 1.0
-    subfolder: str | None = "vae"
-    temporal: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        _check_types(self, "video_vae.")
-        if self.train_layers not in VIDEO_VAE_TRAIN_LAYERS:
-            raise ValueError(
-                f"`video_vae.train_layers` must be one of {VIDEO_VAE_TRAIN_LAYERS} but is {self.train_layers!r}."
-            )
-        if not self.temporal_loss_weight >= 0:  # also rejects NaN
-            raise ValueError(f"`video_vae.temporal_loss_weight` must be >= 0 but is {self.temporal_loss_weight}.")
 
 
 @dataclass

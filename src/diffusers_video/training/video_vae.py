@@ -60,7 +60,8 @@ def load_video_vae(config: TrainingConfig) -> AutoencoderKLVideo:
     if read_json(config_file).get("_class_name") == AutoencoderKLVideo.__name__:
         if section.temporal:
             raise ValueError(
-                f"'{folder}' is an AutoencoderKLVideo already: `video_vae.temporal` ({section.temporal}) must be empty."
+                f"'{folder}' is an AutoencoderKLVideo already: `video_vae.temporal` ({section.temporal}) must be "
+                "empty."
             )
         return AutoencoderKLVideo.from_pretrained(str(folder))
     return AutoencoderKLVideo.from_pretrained_2d(str(folder), **section.temporal)
