@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import load_script, tiny_vae
-from diffusers import AutoencoderKL, AutoencoderKLTemporalDecoder
+from diffusers import AutoencoderKL, AutoencoderKLTemporalDecoder, DiffusionPipeline
 from safetensors.torch import load_file, save_file
 from test_pipeline_videofusion import make_pipe as make_videofusion_pipe
 from test_pipeline_videofusion import run as run_videofusion
@@ -406,7 +406,10 @@ def test_videofusion_takes_the_video_vae_and_saves_and_loads_it(tmp_path):
     trained = run_videofusion(pipe, output_type="pt")
     assert (trained - image_frames).abs().max() > 1e-3
     pipe.save_pretrained(tmp_path / "pipe")
-    loaded = VideoFusionPipeline.from_pretrained(tmp_path / "pipe")
-    assert isinstance(loaded.vae, AutoencoderKLVideo)
-    loaded.set_progress_bar_config(disable=True)
-    torch.testing.assert_close(run_videofusion(loaded, output_type="pt"), trained, atol=1e-6, rtol=0)
+    for loaded in (
+        VideoFusionPipeline.from_pretrained(tmp_path / "pipe"),
+        DiffusionPipeline.from_pretrained(tmp_path / "pipe", trust_remote_code=True),  # diffusers' own loader
+    ):
+        assert type(loaded) is VideoFusionPipeline and isinstance(loaded.vae, AutoencoderKLVideo)
+        loaded.set_progress_bar_config(disable=True)
+        torch.testing.assert_close(run_videofusion(loaded, output_type="pt"), trained, atol=1e-6, rtol=0)
