@@ -1,17 +1,14 @@
-"""`diffusers-video demo`: the main job of `make demo`.
-
-Until the pipelines ship trained demo checkpoints, the demo runs the foundation end to end on real models:
+"""`diffusers-video demo`: the main job of `make demo`, on the committed trained models.
 
 1. the moving-shapes world renders ground-truth clips, and the scorer checks what they show;
 2. the trained Stable Diffusion 2.1 stand-in (`pipelines/shapes_sd`) generates still frames with diffusers' own
    `StableDiffusionPipeline`, and the scorer reads their colour and shape;
 3. its UNet is inflated into a `UNet3DModel` with `from_pretrained_2d` (the code path SD 2.1 weights take), checked
-   against the image model frame by frame, saved and reloaded, and run through an 8-step `VDistilledScheduler` loop.
-
+   against the image model frame by frame, saved and reloaded, and run through an 8-step `VDistilledScheduler` loop;
 4. the committed VideoFusion demo (`pipelines/videofusion/demo`, trained on moving shapes with the stand-in as its
-   base generator) generates "a red circle moving right" and two other prompts, and the scorer gives its verdict.
+   base generator) generates "a red circle moving right" and two other prompts, and the scorer gives its verdict;
 5. the committed Imagen Video demo cascade (`pipelines/imagen_video/demo`: distilled 8-step stages in pixel space)
-   does the same, once it is committed (until then the step says so and is skipped).
+   does the same (a folder without it is named, and the step skipped).
 
 It writes `shapes.gif` (and `shapes.mp4` when imageio-ffmpeg is installed), `stand_in.png` and one GIF and MP4 per
 VideoFusion prompt (and Imagen Video prompt) to the output folder.
@@ -63,7 +60,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--imagen_video",
         default=None,
-        help=f"the Imagen Video demo cascade folder (default: {IMAGEN_VIDEO_DEMO}, skipped while not committed)",
+        help=f"the Imagen Video demo cascade folder (default: {IMAGEN_VIDEO_DEMO}; the step is skipped where that folder is missing)",
     )
     parser.set_defaults(func=run)
 
@@ -306,5 +303,5 @@ def run(args: argparse.Namespace) -> int:
     if (imagen_video / INDEX_NAME).is_file():
         _imagen_video(output_dir, imagen_video, args.seed)
     else:
-        print(f"5. the Imagen Video demo cascade ({imagen_video}) is not committed yet: skipped")
+        print(f"5. no Imagen Video demo cascade at {imagen_video}: skipped")
     return 0
