@@ -210,6 +210,17 @@ class Trainer:
                 frozen.requires_grad_(False).eval().to(device)
         self.trainable = self.trainable_parameters()
 
+        self.unet = unet
+        self._prepare_training()
+        if config.data.cache_latents:
+            for dataset in self.datasets.values():
+                dataset.cache_latents(self.components.vae)
+
+    def _prepare_training(self) -> None:
+        """What every trainer's `__init__` ends with, once `self.trainable` is set: the optimizer, the learning-rate
+        schedule, the model accelerate prepares (`build_denoiser`), the EMA, the loop state and what a checkpoint
+        stores, the datasets, and the run's log state."""
+        config = self.config
         optimizer = torch.optim.AdamW(
             self.trainable,
             lr=config.learning_rate,
@@ -225,18 +236,14 @@ class Trainer:
             num_training_steps=config.max_train_steps,
         )
         self.model, self.optimizer = self.accelerator.prepare(self.build_denoiser(), optimizer)
-        self.unet = unet
         self.ema = None
         if config.ema_decay is not None:
             self.ema = EMAModel(self.trainable, decay=config.ema_decay)
-            self.ema.to(device)
+            self.ema.to(self.accelerator.device)
         self.state = TrainingState()
         self.checkpointed = {"lr_scheduler": self.lr_scheduler, "loop_state": self.state}  # JSON + safetensors
         self.checkpointed.update({"ema": self.ema} if self.ema is not None else {})  # not accelerate's pickles
         self.datasets = build_datasets(config.data, config.seed, self.num_videos, self.num_images)
-        if config.data.cache_latents:
-            for dataset in self.datasets.values():
-                dataset.cache_latents(self.components.vae)
         self.run_id = uuid.uuid4().hex[:12]
         self.steps_per_second: float | None = None
         # Parts of the loss a `training_loss` reports (detached scalars, e.g. VideoFusion's base and residual

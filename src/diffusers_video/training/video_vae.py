@@ -21,24 +21,21 @@ loop uses, and reuses `Trainer.train` as it is: the data positions, per-step see
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration
-from diffusers.optimization import get_scheduler
-from diffusers.training_utils import EMAModel
 from torch import nn
 
 from ..folders import TRAINING_CONFIG_NAME, read_json
 from ..models.video_vae import AutoencoderKLVideo, temporal_parameter_names
 from .components import TrainingComponents
 from .config import TrainingConfig
-from .data import build_datasets, per_process_batch_size
+from .data import per_process_batch_size
 from .registry import register_trainer
-from .trainer import Trainer, TrainingState
+from .trainer import Trainer
 
 __all__ = ["VideoVAETrainer", "load_video_vae", "video_vae_loss"]
 
@@ -108,7 +105,8 @@ class VideoVAETrainer(Trainer):
         if config.video_vae is None:
             raise ValueError("VideoVAETrainer trains configs with a `video_vae` section; this config has none.")
         # Not `Trainer.__init__`: it builds and checks a UNet, a text encoder and a noise scheduler, none of which a
-        # VAE run has. The attributes below are those `Trainer.train`, its checkpoints and `save_final` use.
+        # VAE run has. The attributes set here and by `_prepare_training` are those `Trainer.train`, its checkpoints
+        # and `save_final` use.
         self.config = config
         self.output_dir = Path(config.output_dir)
         self.accelerator = Accelerator(
@@ -128,31 +126,7 @@ class VideoVAETrainer(Trainer):
         self.components = components
         self.trainable = self.trainable_parameters()
 
-        optimizer = torch.optim.AdamW(
-            self.trainable,
-            lr=config.learning_rate,
-            betas=(config.adam_beta1, config.adam_beta2),
-            eps=config.adam_epsilon,
-            weight_decay=config.adam_weight_decay,
-        )
-        self.lr_scheduler = get_scheduler(
-            config.lr_scheduler,
-            optimizer,
-            num_warmup_steps=config.lr_warmup_steps,
-            num_training_steps=config.max_train_steps,
-        )
-        self.model, self.optimizer = self.accelerator.prepare(self.build_denoiser(), optimizer)
-        self.ema = None
-        if config.ema_decay is not None:
-            self.ema = EMAModel(self.trainable, decay=config.ema_decay)
-            self.ema.to(self.accelerator.device)
-        self.state = TrainingState()
-        self.checkpointed = {"lr_scheduler": self.lr_scheduler, "loop_state": self.state}
-        self.checkpointed.update({"ema": self.ema} if self.ema is not None else {})
-        self.datasets = build_datasets(config.data, config.seed, self.num_videos, self.num_images)
-        self.run_id = uuid.uuid4().hex[:12]
-        self.steps_per_second: float | None = None
-        self.loss_parts: dict[str, torch.Tensor] = {}
+        self._prepare_training()
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The decoder's temporal layers ("temporal") or the whole decoder and `post_quant_conv` ("decoder");
