@@ -39,13 +39,12 @@ import diffusers
 import torch
 from accelerate import init_empty_weights
 from diffusers import DDIMScheduler, UNet3DConditionModel
-from safetensors import SafetensorError, safe_open
 
 from ..folders import INDEX_NAME, read_json
 from ..models.temporal import MODELSCOPE_INPUT_HEADS
 from ..models.unet_3d import UNet3DModel
 from ..schedulers.scheduling_decomposed import DecomposedNoiseScheduler
-from .common import ConversionError, first_keys, write_atomically
+from .common import ConversionError, first_keys, read_safetensors, safetensors_files, write_atomically
 
 __all__ = [
     "ConversionSummary",
@@ -314,16 +313,10 @@ def load_unet_weights(folder: Path, variant: str | None = None, allow_pickle: bo
         allow_pickle (`bool`, defaults to False): Allow `diffusion_pytorch_model.bin` (read with `weights_only`).
     """
     stem = f"{WEIGHTS_NAME}.{variant}" if variant else WEIGHTS_NAME
-    single, index = folder / f"{stem}.safetensors", folder / f"{stem}.safetensors.index.json"
-    pickle = folder / f"{stem}.bin"
-    if single.is_file():
-        files = [single]
-    elif index.is_file():
-        try:
-            files = [folder / name for name in sorted(set(read_json(index)["weight_map"].values()))]
-        except (KeyError, TypeError, AttributeError) as error:
-            raise ConversionError(f"`{index}` is not a safetensors index (no `weight_map`).") from error
-    elif pickle.is_file():
+    files, pickle = safetensors_files(folder, stem), folder / f"{stem}.bin"
+    if files is not None:
+        return read_safetensors(files)
+    if pickle.is_file():
         if not allow_pickle:
             raise ConversionError(
                 f"`{folder}` only has pickled weights `{pickle.name}`; pickles can run code when loaded. Pass "
@@ -336,19 +329,10 @@ def load_unet_weights(folder: Path, variant: str | None = None, allow_pickle: bo
         if not isinstance(weights, dict):
             raise ConversionError(f"`{pickle}` does not hold a state dict but a {type(weights).__name__}.")
         return {key: value for key, value in weights.items() if isinstance(value, torch.Tensor)}
-    else:
-        present = sorted(path.name for path in folder.glob(f"{WEIGHTS_NAME}*"))
-        raise ConversionError(
-            f"`{folder}` has no `{single.name}`" + (f" (found {present}; see --variant)." if present else ".")
-        )
-    weights: dict[str, torch.Tensor] = {}
-    for file in files:
-        try:
-            with safe_open(str(file), framework="pt", device="cpu") as handle:
-                weights.update({key: handle.get_tensor(key) for key in handle.keys()})
-        except (SafetensorError, OSError) as error:
-            raise ConversionError(f"`{file}` is not a readable safetensors file: {error}") from error
-    return weights
+    present = sorted(path.name for path in folder.glob(f"{WEIGHTS_NAME}*"))
+    raise ConversionError(
+        f"`{folder}` has no `{stem}.safetensors`" + (f" (found {present}; see --variant)." if present else ".")
+    )
 
 
 def convert_unet_folder(

@@ -12,8 +12,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ..folders import read_json
-from .common import ConversionError
+from .common import ConversionError, read_safetensors, safetensors_files
 
 __all__ = [
     "LDM_UNET_MODULES",
@@ -132,36 +131,17 @@ def load_diffusers_unet_weights(
         allow_pickle (`bool`, defaults to False): Allow `diffusion_pytorch_model.bin`.
     """
     stem = f"{WEIGHTS_NAME}.{variant}" if variant else WEIGHTS_NAME
-    single, index, pickle = (
-        folder / f"{stem}.safetensors",
-        folder / f"{stem}.safetensors.index.json",
-        folder / f"{stem}.bin",
-    )
-    if single.is_file():
-        files = [single]
-    elif index.is_file():
-        try:
-            weight_map = read_json(index)["weight_map"]
-        except (KeyError, TypeError) as error:
-            raise ConversionError(f"`{index}` is not a safetensors index (no `weight_map`).") from error
-        files = [folder / name for name in sorted(set(weight_map.values()))]
-    elif pickle.is_file():
+    files, pickle = safetensors_files(folder, stem), folder / f"{stem}.bin"
+    if files is not None:
+        return read_safetensors(files)
+    if pickle.is_file():
         if not allow_pickle:
             raise ConversionError(
                 f"`{folder}` only has pickled weights `{pickle.name}`; pickles can run code when loaded. Pass "
                 "--allow_pickle if you trust them."
             )
         return {key: value for key, value in _load_pickle(pickle).items() if isinstance(value, torch.Tensor)}
-    else:
-        present = sorted(path.name for path in folder.glob(f"{WEIGHTS_NAME}*"))
-        raise ConversionError(
-            f"`{folder}` has no `{single.name}`" + (f" (found {present}; see --variant)." if present else ".")
-        )
-    weights = {}
-    for file in files:
-        try:
-            with safe_open(str(file), framework="pt", device="cpu") as handle:
-                weights.update({key: handle.get_tensor(key) for key in handle.keys()})
-        except (SafetensorError, OSError) as error:
-            raise ConversionError(f"`{file}` is not a readable safetensors file: {error}") from error
-    return weights
+    present = sorted(path.name for path in folder.glob(f"{WEIGHTS_NAME}*"))
+    raise ConversionError(
+        f"`{folder}` has no `{stem}.safetensors`" + (f" (found {present}; see --variant)." if present else ".")
+    )

@@ -20,7 +20,6 @@ SVD's mid block holds `layers_per_block` resnets but runs only the first two (ar
 from __future__ import annotations
 
 import inspect
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,12 +29,10 @@ from typing import Any
 import torch
 from accelerate import init_empty_weights
 from diffusers import AutoencoderKLTemporalDecoder
-from safetensors import SafetensorError, safe_open
 
 from ..folders import read_json
 from ..models.video_vae import AutoencoderKLVideo
-from .common import ConversionError, first_keys
-from .modelscope import write_atomically
+from .common import ConversionError, first_keys, read_safetensors, safetensors_files, write_atomically
 
 SVD_CLASS_NAME = "AutoencoderKLTemporalDecoder"
 # `AutoencoderKLTemporalDecoder.__init__`'s arguments.
@@ -191,26 +188,12 @@ def find_svd_vae_folder(folder: Path, subfolder: str | None = None) -> Path:
 def read_svd_vae(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The config and weights (single or sharded safetensors) of a diffusers VAE folder."""
     config = read_json(folder / "config.json")
-    single, index = folder / f"{WEIGHTS_NAME}.safetensors", folder / f"{WEIGHTS_NAME}.safetensors.index.json"
-    if single.is_file():
-        files = [single]
-    elif index.is_file():
-        try:
-            files = [folder / name for name in sorted(set(json.loads(index.read_text())["weight_map"].values()))]
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
-            raise ConversionError(f"`{index}` is not a safetensors index (no `weight_map`).") from error
-    else:
+    files = safetensors_files(folder, WEIGHTS_NAME)
+    if files is None:
         found = sorted(path.name for path in folder.glob(f"{WEIGHTS_NAME}*"))
         hint = f" (found {found}; pickled weights are not read: save them as safetensors)" if found else ""
-        raise ConversionError(f"`{folder}` has no `{single.name}`{hint}.")
-    weights = {}
-    for file in files:
-        try:
-            with safe_open(str(file), framework="pt", device="cpu") as handle:
-                weights.update({key: handle.get_tensor(key) for key in handle.keys()})
-        except (SafetensorError, OSError) as error:
-            raise ConversionError(f"`{file}` is not a readable safetensors file: {error}") from error
-    return config, weights
+        raise ConversionError(f"`{folder}` has no `{WEIGHTS_NAME}.safetensors`{hint}.")
+    return config, read_safetensors(files)
 
 
 def convert_svd_decoder(
