@@ -284,6 +284,19 @@ def evaluate_pipeline(
     }
 
 
+ACCURACY_METRICS = (
+    ("color", "colour accuracy"),
+    ("shape", "shape accuracy"),
+    ("direction", "direction accuracy"),
+    ("speed", "speed accuracy"),
+    ("all_correct", "all correct"),
+)
+"""The accuracies of a quality result (`scores` key, label), in the order the tables show them."""
+
+MEAN_METRICS = (("temporal_consistency", "temporal consistency"), ("background_flicker", "background flicker"))
+"""The mean measures of a quality result (`scores` key, label)."""
+
+
 def format_quality_table(result: dict) -> str:
     """The result of `evaluate_pipeline` as a plain-text table."""
     scores = result["scores"]
@@ -293,17 +306,11 @@ def format_quality_table(result: dict) -> str:
         "captions",
         f"{'metric':<28}{'value':>9}   95% CI",
     ]
-    for key, label in (
-        ("color", "colour accuracy"),
-        ("shape", "shape accuracy"),
-        ("direction", "direction accuracy"),
-        ("speed", "speed accuracy"),
-        ("all_correct", "all correct"),
-    ):
+    for key, label in ACCURACY_METRICS:
         entry = scores[key]
         value = "n/a" if entry["accuracy"] is None else f"{entry['accuracy']:.3f}"
         lines.append(f"{label:<28}{value:>9}   {entry['ci_low']:.3f}-{entry['ci_high']:.3f}")
-    for key, label in (("temporal_consistency", "temporal consistency"), ("background_flicker", "background flicker")):
+    for key, label in MEAN_METRICS:
         entry = scores[key]
         lines.append(f"{label:<28}{entry['mean']:>9.3f}   {entry['ci_low']:.3f}-{entry['ci_high']:.3f}")
     fsd = "n/a" if result["fsd"] is None else f"{result['fsd']:.3f}"

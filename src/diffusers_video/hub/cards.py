@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import models as video_models
+from ..data.quality import ACCURACY_METRICS, MEAN_METRICS
 from ..folders import (
     DISTILLATION_NAME,
     INDEX_NAME,
@@ -141,17 +142,11 @@ def _scores_section(result: dict[str, Any]) -> str:
         if text
     )
     rows = ["| metric | value | 95% interval |", "|---|---|---|"]
-    for key, label in (
-        ("color", "colour accuracy"),
-        ("shape", "shape accuracy"),
-        ("direction", "direction accuracy"),
-        ("speed", "speed accuracy"),
-        ("all_correct", "all correct"),
-    ):
+    for key, label in ACCURACY_METRICS:
         entry = scores.get(key)
         if isinstance(entry, dict) and entry.get("accuracy") is not None:
             rows.append(f"| {label} | {entry['accuracy']:.3f} | {entry['ci_low']:.3f}-{entry['ci_high']:.3f} |")
-    for key, label in (("temporal_consistency", "temporal consistency"), ("background_flicker", "background flicker")):
+    for key, label in MEAN_METRICS:
         entry = scores.get(key)
         if isinstance(entry, dict) and entry.get("mean") is not None:
             rows.append(f"| {label} | {entry['mean']:.3f} | {entry['ci_low']:.3f}-{entry['ci_high']:.3f} |")
