@@ -101,6 +101,16 @@ def read_train_log(folder) -> list[dict]:
 
 
 @pytest.fixture
+def one_thread():
+    """One torch thread for the test (faster on 2 busy cores), the previous count restored after it; modules use it
+    for every test with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def one_thread_and_fresh_accelerate():
     """One thread (faster on 2 busy cores, and the same numerics as subprocesses) and no accelerate state left."""
     from accelerate.state import AcceleratorState

@@ -26,12 +26,7 @@ BENCH = ROOT / "benchmarks" / "bench_imagen_video_table.py"
 bench = load_script(BENCH)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

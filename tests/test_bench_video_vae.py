@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import load_script
 from diffusers import AutoencoderKL
 
@@ -20,12 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 bench = load_script(ROOT / "benchmarks" / "bench_video_vae.py")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_toy_run_reports_every_part(tmp_path):

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,12 +19,7 @@ BENCH = ROOT / "benchmarks" / "bench_videofusion.py"
 bench = load_script(BENCH)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_the_converted_pipeline_generates_the_same_frames_in_process(tmp_path, capsys):

@@ -27,13 +27,7 @@ from diffusers_video.models.temporal import TemporalAttention
 from diffusers_video.pipelines.denoising import DenoisingPipelineMixin, denoise
 from diffusers_video.pipelines.imagen_video.cascade import StageSpec
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -38,12 +38,7 @@ TEXT_DIM = 16
 PROMPT = "a red circle moving right"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _perturb(model: torch.nn.Module, seed: int, scale: float = 0.05) -> torch.nn.Module:

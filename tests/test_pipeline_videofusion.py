@@ -26,12 +26,7 @@ SIZE = 16  # pixels; the VAE halves it to 8x8 latents, the UNets' 4 blocks need 
 PROMPT = "a red circle"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _perturb(model: torch.nn.Module, seed: int, scale: float = 0.02) -> torch.nn.Module:

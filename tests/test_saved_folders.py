@@ -20,12 +20,7 @@ from diffusers_video.pipelines.pipeline_utils import VideoDiffusionPipeline
 FOLDER = Path(__file__).parent / "data" / "saved_by_e44bf79"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def expected(name: str) -> np.ndarray:
