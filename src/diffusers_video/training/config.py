@@ -144,12 +144,18 @@ class VideoFusionConfig:
             "v_prediction"; None reads it from `base_model`'s `scheduler/scheduler_config.json`.
         train_base (`bool`, defaults to True): Train the base generator jointly with the residual one, as the paper
             does; False keeps it frozen.
+        key_frame_residual (`bool`, defaults to False): The residual generator also learns the key frame (its target
+            there is `-sigma_t x_0^k`, the velocity of a frame whose noise is the base alone), so that the sampler takes
+            the key frame's `x_0` from the model that sees every frame instead of from the image model alone, which
+            leaves the key frame off the other frames' path. Needs v-prediction; the saved pipeline records it
+            (`key_frame_estimate="residual"`).
     """
 
     base_noise_ratio: float = 0.5
     base_model: str | None = None
     base_prediction_type: str | None = None
     train_base: bool = True
+    key_frame_residual: bool = False
 
     def __post_init__(self):
         _check_types(self, "videofusion.")
