@@ -35,11 +35,19 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
 
 from .image_ops import dilate, gaussian_blur, inpaint, masked_median, otsu_threshold
-from .metrics import Z95, frechet_distance, wilson_interval
+from .metrics import frechet_distance, wilson_interval
 from .shapes_captions import COLORS, FAST_TRAVEL, PALETTE, SHAPES, SLOW_TRAVEL, parse_prompt
+from .shapes_defects import (
+    aggregate_defects,
+    as_video_array,
+    background_flicker,
+    fit_path,
+    mean_interval,
+    measure_defects,
+    track_shape,
+)
 
 _PALETTE = np.asarray([PALETTE[c] for c in COLORS], dtype=np.float64)  # (7, 3)
 # Per shape of size s (diameter / side / base = height): area / s^2, variance (x + y) / s^2 about the centroid,
@@ -168,6 +176,20 @@ class ShapeScore:
         background_flicker (`float`): mean absolute change of background pixels between consecutive frames, in
             [0, 1] intensity units (0 for a static background).
         objects (`tuple[ObjectEstimate, ...]`): per-shape estimates, in prompt order.
+        num_frames (`int`): frames in the video.
+        path_deviation_max (`float | None`): the largest distance of a frame's shape centre from the least-squares
+            line through the centres of the visible frames, as a fraction of the frame (worst shape); `None` when no
+            shape was found. See `shapes_defects.path_deviation`.
+        path_deviation_mean (`float | None`): the mean of those distances.
+        path_deviation_loo_max (`float | None`): the largest distance of a frame's centre from the line through
+            the *other* frames (leave-one-out): one frame displaced by `k` pixels gives `k / size`.
+        worst_frame (`int | None`): the frame that stands out most from the path (largest standardised residual);
+            `None` with fewer than 3 visible frames or when it is less than half a pixel off.
+        backward_jump_max (`float | None`): the largest step between consecutive frames against the caption's (or
+            the fitted) direction, as a fraction of the frame; 0 when none goes back.
+        backward_steps (`int | None`): the number of steps back by more than one pixel.
+        shape_color_std (`float | None`): colour standard deviation inside the shape's eroded mask (0 when drawn).
+        background_laplacian (`float | None`): mean absolute 4-neighbour Laplacian of the background (grain).
     """
 
     prompt: str
@@ -183,54 +205,19 @@ class ShapeScore:
     temporal_consistency: float
     background_flicker: float
     objects: tuple[ObjectEstimate, ...]
+    num_frames: int = 0
+    path_deviation_max: float | None = None
+    path_deviation_mean: float | None = None
+    path_deviation_loo_max: float | None = None
+    worst_frame: int | None = None
+    backward_jump_max: float | None = None
+    backward_steps: int | None = None
+    shape_color_std: float | None = None
+    background_laplacian: float | None = None
 
     def to_dict(self) -> dict:
         """A JSON-serialisable dict of every field."""
         return asdict(self)
-
-
-def as_video_array(video, name: str = "video") -> np.ndarray:
-    """Check a video and return it as a `(frames, height, width, 3)` float32 array in [0, 1].
-
-    Accepts a `(frames, height, width, 3)` array, a `(frames, 3, height, width)` tensor (either layout is
-    recognised for both types), or a list of frames (arrays or PIL images); uint8 data is divided by 255.
-
-    Raises:
-        ValueError: wrong rank or channel count, fewer than 2 frames, frames smaller than 8x8, NaNs, or float
-            values outside [0, 1]. The message repeats the offending shape or range.
-        TypeError: for anything that is not an array, tensor or list of frames.
-    """
-    channels_first = isinstance(video, torch.Tensor)
-    if isinstance(video, torch.Tensor):
-        video = video.detach().cpu()
-        video = video.numpy() if video.dtype == torch.uint8 else video.float().numpy()
-    elif isinstance(video, (list, tuple)):
-        video = np.stack([np.asarray(frame) for frame in video])
-    if not isinstance(video, np.ndarray):
-        raise TypeError(f"`{name}` must be a numpy array, a torch tensor or a list of frames, not {type(video)}.")
-    if video.ndim != 4:
-        raise ValueError(
-            f"`{name}` must have rank 4, (frames, height, width, 3) or (frames, 3, height, width), but has shape "
-            f"{tuple(video.shape)} (rank {video.ndim}); score a batch one video at a time."
-        )
-    if video.shape[1] == 3 and (channels_first or video.shape[-1] != 3):
-        video = video.transpose(0, 2, 3, 1)  # (T, 3, H, W) -> (T, H, W, 3)
-    if video.shape[-1] != 3:
-        raise ValueError(f"`{name}` must have 3 colour channels, but has shape {tuple(video.shape)}.")
-    video = video.astype(np.float32) / 255.0 if video.dtype == np.uint8 else np.asarray(video, dtype=np.float32)
-    if video.shape[0] < 2:
-        raise ValueError(f"`{name}` has {video.shape[0]} frame(s); at least 2 frames are needed to measure motion.")
-    if min(video.shape[1:3]) < 8:
-        raise ValueError(f"`{name}` frames must be at least 8x8 pixels, but are {video.shape[1]}x{video.shape[2]}.")
-    low, high = float(video.min()), float(video.max())
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError(f"`{name}` contains NaN or infinite values.")
-    if low < -1e-3 or high > 1 + 1e-3:
-        raise ValueError(
-            f"`{name}` values must lie in [0, 1], but range from {low:.3f} to {high:.3f}; map [-1, 1] model "
-            "outputs with (x + 1) / 2."
-        )
-    return np.clip(video, 0.0, 1.0)
 
 
 def _normalise_chroma(rgb: np.ndarray) -> np.ndarray:
@@ -383,36 +370,17 @@ class ShapesScorer:
         return SHAPES[best], errors[best], sigmas[best]
 
     def _estimate(self, diff: np.ndarray, mask: np.ndarray) -> tuple[ObjectEstimate, dict]:
-        """Attributes and consistency of one shape from its soft mask `(T, H, W)`."""
+        """Attributes and consistency of one shape from its soft mask `(T, H, W)`; the extras carry its track."""
         num_frames, height, width = mask.shape
-        binary = mask > 0.5
-        pixels = binary.sum((1, 2)).astype(np.float64)  # (T,)
-        min_area = max(2.0, 0.002 * height * width)
-        seen = pixels >= min_area
-        if not seen.any():
+        track = track_shape(mask)
+        if track is None:
             return _MISSING, {}
-        frames = np.nonzero(seen & (pixels >= 0.35 * np.median(pixels[seen])))[0]
-        binary, pixels = binary[frames], pixels[frames]
+        frames, m, area, variance, binary = track.frames, track.window, track.area, track.variance, track.binary
+        cx, cy = track.centers[:, 0], track.centers[:, 1]
+        pixels = binary.sum((1, 2)).astype(np.float64)  # (F,)
         ys = (np.arange(height, dtype=np.float64) + 0.5)[None, :, None]  # (1, H, 1)
         xs = (np.arange(width, dtype=np.float64) + 0.5)[None, None, :]  # (1, 1, W)
-
-        # Look only at a window around each frame's shape, so far-away noise cannot pull the estimates: first a
-        # generous one around the binary blob, then one sized by the shape's RMS radius there (which, unlike the
-        # binary area, does not shrink when the shape is blurred or dim).
-        cx = (binary * xs).sum((1, 2)) / pixels
-        cy = (binary * ys).sum((1, 2)) / pixels
-        half = 2.0 * np.sqrt(pixels) + 3.0
-        for _ in range(2):
-            window = (np.abs(xs - cx[:, None, None]) <= half[:, None, None]) & (
-                np.abs(ys - cy[:, None, None]) <= half[:, None, None]
-            )
-            m = mask[frames] * window  # (F, H, W)
-            area = np.maximum(m.sum((1, 2)), 1e-6)
-            cx = (m * xs).sum((1, 2)) / area
-            cy = (m * ys).sum((1, 2)) / area
-            dx, dy = xs - cx[:, None, None], ys - cy[:, None, None]  # (F, H, W)
-            variance = np.maximum((m * (dx**2 + dy**2)).sum((1, 2)) / area, 0.0)
-            half = 2.2 * np.sqrt(variance) + 2.0
+        dx, dy = xs - cx[:, None, None], ys - cy[:, None, None]  # (F, H, W)
 
         # Colour: background-subtracted, weighted towards the core; per frame and over the clip.
         weight = (np.clip(m, 0.0, None) ** 2)[..., None]  # (F, H, W, 1)
@@ -428,11 +396,9 @@ class ShapesScorer:
         travel, smoothness, direction, speed = (0.0, 0.0), 0.0, None, "static"
         size = math.sqrt(float(np.median(area)))
         if frames.size >= 2:
-            design = np.stack([np.ones(frames.size), frames.astype(np.float64)], axis=1)  # (F, 2)
-            points = np.stack([cx, cy], axis=1)  # (F, 2)
-            coef, *_ = np.linalg.lstsq(design, points, rcond=None)
+            coef, residuals, _ = fit_path(frames, track.centers)
             travel = (float(coef[1, 0] * (num_frames - 1) / width), float(coef[1, 1] * (num_frames - 1) / height))
-            rms = math.sqrt(float(((points - design @ coef) ** 2).sum(1).mean()))
+            rms = math.sqrt(float((residuals**2).sum(1).mean()))
             smoothness = 1.0 - min(1.0, rms / max(size, 1.0))
             if max(abs(travel[0]), abs(travel[1])) >= self.static_threshold:
                 if abs(travel[0]) >= abs(travel[1]):
@@ -462,19 +428,8 @@ class ShapesScorer:
         )
         partial = float(((m > 0.05) & (m < 0.95)).sum())
         partial /= max(partial + float((m >= 0.95).sum()), 1.0)  # share of edge pixels among the shape's pixels
-        extra = {"size": size / math.sqrt(height * width), "edge_softness": partial}
+        extra = {"size": size / math.sqrt(height * width), "edge_softness": partial, "track": track}
         return estimate, extra
-
-    @staticmethod
-    def _flicker(video: np.ndarray, foreground: np.ndarray) -> float:
-        """Mean absolute frame-to-frame change of the pixels that are background in both frames."""
-        foreground = dilate(foreground)
-        background = ~(foreground[1:] | foreground[:-1])  # (T-1, H, W)
-        count = int(background.sum())
-        if count == 0:
-            return 0.0
-        change = np.abs(video[1:] - video[:-1]).mean(-1)  # (T-1, H, W)
-        return float((change * background).sum() / count)
 
     # ------------------------------------------------------------------------------------------------ public
     def score(self, video, prompt: str) -> ShapeScore:
@@ -496,10 +451,15 @@ class ShapesScorer:
         video = as_video_array(video)
         _, diff, distance, above, bg_level, found = self._segment(video)
         count = len(parsed.objects)
-        estimates = [_MISSING] * count
+        estimates, binaries, tracks = [_MISSING] * count, [], []
         if found:
             masks = self._object_masks(diff, distance, above, bg_level, count)
-            estimates = self._match(parsed.objects, [self._estimate(diff, mask)[0] for mask in masks])
+            read = [self._estimate(diff, mask) for mask in masks]
+            order = self._match(parsed.objects, [estimate for estimate, _ in read])
+            estimates = [read[i][0] for i in order]
+            binaries, tracks = [masks[i] > 0.5 for i in order], [read[i][1].get("track") for i in order]
+        directions = [spec.direction for spec in parsed.objects][: len(tracks)]
+        defects = measure_defects(video, binaries, tracks, directions, max((e.blur for e in estimates), default=0.0))
         oks: dict[str, bool | None] = {}
         for attribute in ("color", "shape", "direction", "speed"):
             wanted = [getattr(spec, attribute) for spec in parsed.objects]
@@ -520,15 +480,17 @@ class ShapesScorer:
             speed_ok=oks["speed"],
             all_ok=all(ok is not False for ok in oks.values()),
             temporal_consistency=float(np.mean([e.temporal_consistency for e in estimates])),
-            background_flicker=self._flicker(video, above if found else np.zeros_like(above)),
+            background_flicker=background_flicker(video, above if found else np.zeros_like(above)),
             objects=tuple(estimates),
+            num_frames=len(video),
+            **defects,
         )
 
     @staticmethod
-    def _match(specs, estimates: list[ObjectEstimate]) -> list[ObjectEstimate]:
-        """Order the estimates to agree best with the prompt's shapes (two shapes: try both orders)."""
+    def _match(specs, estimates: list[ObjectEstimate]) -> tuple[int, ...]:
+        """The order of the estimates that agrees best with the prompt's shapes (two shapes: try both orders)."""
         if len(estimates) == 1:
-            return estimates
+            return (0,)
 
         def agreement(order):
             return sum(
@@ -538,8 +500,7 @@ class ShapesScorer:
             )
 
         forward = tuple(range(len(estimates)))
-        best = max((forward, forward[::-1]), key=agreement)
-        return [estimates[i] for i in best]
+        return max((forward, forward[::-1]), key=agreement)
 
     def features(self, video) -> np.ndarray:
         """A prompt-free feature vector of one video, for FSD (all foreground read as one shape).
@@ -572,7 +533,7 @@ class ShapesScorer:
             estimate.color_stability,
             estimate.area_stability,
             2.0 * (1.0 - estimate.smoothness),  # path roughness
-            10.0 * self._flicker(video, above),
+            10.0 * background_flicker(video, above),
             extra.get("edge_softness", 0.0),
             float(background.mean()),
             4.0 * (float(gray[away].std()) if away.any() else 0.0),
@@ -591,7 +552,7 @@ class ShapesScorer:
 
     @staticmethod
     def aggregate(scores: Sequence[ShapeScore]) -> dict:
-        """Accuracies with 95% Wilson intervals, and mean temporal consistency and flicker with 95% intervals.
+        """Accuracies with 95% Wilson intervals, and the mean of every measure with its 95% interval.
 
         Args:
             scores (`Sequence[ShapeScore]`): one per video (at least one).
@@ -599,8 +560,10 @@ class ShapesScorer:
         Returns:
             `dict`: `num_videos`; for each of `color`, `shape`, `direction`, `speed` and `all_correct` a dict with
             `accuracy`, `ci_low`, `ci_high`, `correct` and `n` (the videos whose prompt names the attribute); for
-            `temporal_consistency` and `background_flicker` a dict with `mean`, `ci_low`, `ci_high` (normal
-            approximation; equal to the mean for a single video).
+            `temporal_consistency`, `background_flicker` and each of `shapes_defects.DEFECT_FIELDS` a dict with
+            `mean`, `ci_low`, `ci_high` (normal approximation; equal to the mean for a single video; `None` where no
+            video defines the measure) and `n` (the videos that define it); `worst_frame_is_middle` and
+            `worst_frame_histogram` (see `shapes_defects.aggregate_defects`).
         """
         scores = list(scores)
         if not scores:
@@ -619,10 +582,8 @@ class ShapesScorer:
             accuracy = correct / n if n else None
             result[key] = {"accuracy": accuracy, "ci_low": low, "ci_high": high, "correct": correct, "n": n}
         for key in ("temporal_consistency", "background_flicker"):
-            values = np.asarray([getattr(s, key) for s in scores], dtype=np.float64)
-            half = Z95 * float(values.std(ddof=1)) / math.sqrt(len(values)) if len(values) > 1 else 0.0
-            mean = float(values.mean())
-            result[key] = {"mean": mean, "ci_low": mean - half, "ci_high": mean + half}
+            result[key] = mean_interval([getattr(s, key) for s in scores])
+        result.update(aggregate_defects(scores))
         return result
 
 
