@@ -221,11 +221,14 @@ def path_deviation(frames: np.ndarray, centers: np.ndarray, height: int, width: 
     leave-one-out distance is its distance from the line through the other frames; for a linear least-squares fit
     that is exactly the residual divided by `1 - h_t` (the deleted residual, `h_t` the leverage), so a single frame
     displaced by `k` pixels from an otherwise straight track is `k` pixels from that line, while its in-fit residual
-    is only `(1 - h_t) k` (0.87 k for the middle of 8 frames, 0.58 k at the ends).
+    is only `(1 - h_t) k` (0.87 k for the middle of 8 frames, 0.58 k at the ends). In clips of 6 or more frames that
+    frame also has the largest leave-one-out distance; in shorter ones a line through the others extrapolated to an
+    end frame can magnify the displacement.
 
     The worst frame is the one with the largest *standardised* residual, `r_t / sqrt(1 - h_t)`: under even jitter
     it has the same spread at every frame (the leave-one-out distance spreads more at the ends, the in-fit one in the
-    middle), so chance picks every frame equally often; and a single displaced frame always has the largest one.
+    middle), so chance picks every frame equally often; and a single displaced frame always has the largest one
+    (with 4 or more frames; with 3 all standardised residuals are equal).
     A frame less than `min_pixels` from the line through the others is nothing a viewer sees, so a clip with no
     frame that far off has no worst frame (a drawn clip's centres are within 0.05 pixel of their line).
 
