@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from diffusers_video import cli
-from diffusers_video.data.quality import evaluate_pipeline, format_quality_table, infer_video_settings
+from diffusers_video.data.quality import (
+    MEAN_METRICS,
+    evaluate_pipeline,
+    format_quality_table,
+    infer_video_settings,
+    score_ground_truth,
+)
 from diffusers_video.data.shapes import ShapesWorld
 
 ATTRIBUTES = ("color", "shape", "direction", "speed", "all_correct")
@@ -87,6 +93,10 @@ def test_bench_quality_runs_prints_the_table_and_writes_json(pipeline_dir, tmp_p
         assert label in printed
     for label in ("temporal consistency", "FSD vs 8 real clips", "seconds per video", "95% CI", str(output)):
         assert label in printed
+    for label in ("ground truth", "path deviation, worst frame", "path jump (leave-one-out)", "backward jump"):
+        assert label in printed
+    for label in ("colour spread in shape", "background grain", "worst frame is the middle"):
+        assert label in printed
     result = json.loads(output.read_text())
     assert result["pipeline"] == "TextToVideoSDPipeline" and result["pipeline_dir"] == str(pipeline_dir)
     assert (result["num_samples"], result["num_inference_steps"], result["seed"]) == (3, 2, 1)
@@ -96,7 +106,11 @@ def test_bench_quality_runs_prints_the_table_and_writes_json(pipeline_dir, tmp_p
         assert entry["n"] == 3 and 0 <= entry["ci_low"] <= entry["accuracy"] <= entry["ci_high"] <= 1
     assert 0 <= result["scores"]["temporal_consistency"]["mean"] <= 1
     assert result["fsd"] > 0 and result["num_real"] == 8 and result["seconds_per_video"] > 0
-    assert len(result["samples"]) == 3
+    assert len(result["samples"]) == 3 and all(
+        "worst_frame" in s and "path_deviation_max" in s for s in result["samples"]
+    )
+    assert result["ground_truth"]["all_correct"]["accuracy"] == 1.0  # the world's own renders of the same captions
+    assert result["ground_truth"]["shape_color_std"]["mean"] == pytest.approx(0.0, abs=1e-6)
     assert all(
         s["prompt"] == ShapesWorld(split="heldout").scene((1, 0, i)).caption for i, s in enumerate(result["samples"])
     )
@@ -142,6 +156,13 @@ def test_evaluate_pipeline_scores_an_oracle_as_perfect_and_batches():
     assert all(result["scores"][key]["accuracy"] == 1.0 for key in ATTRIBUTES), result["scores"]
     assert result["scores"]["temporal_consistency"]["mean"] > 0.98 and result["fsd"] < 1.0
     assert "all correct" in format_quality_table(result) and json.loads(json.dumps(result)) == result
+    # The oracle draws what the prompt asks for, so every defect measure sits on the ground truth's floor.
+    scores = result["scores"]
+    assert scores["path_deviation_loo_max"]["mean"] < 0.1 / 32 and scores["worst_frame_is_middle"]["n"] == 0
+    assert scores["backward_jump_max"]["mean"] == 0.0 and scores["backward_steps"]["mean"] == 0.0
+    assert scores["shape_color_std"]["mean"] == pytest.approx(0.0, abs=1e-6)
+    assert result["ground_truth"] == score_ground_truth(10, 32, 32, 8)  # the same held-out scenes, drawn
+    assert all(result["samples"][i]["worst_frame"] is None for i in range(10))
     with pytest.raises(ValueError, match="`num_samples` must be a positive integer, but is 0"):
         evaluate_pipeline(oracle, num_samples=0)
 
@@ -192,3 +213,21 @@ def test_evaluate_pipeline_passes_call_kwargs_and_a_cascades_default_size():
         evaluate_pipeline(oracle, num_samples=1, call_kwargs={"eta": 0.0})
     with pytest.raises(ValueError, match=r"`call_kwargs` must not set \['height'\]"):
         evaluate_pipeline(oracle, num_samples=1, call_kwargs={"height": 8})
+
+
+def test_ground_truth_floor_and_tables_of_results_without_the_new_measures():
+    floor = score_ground_truth(num_samples=12, height=32, width=32, num_frames=8, seed=3)
+    assert floor["num_videos"] == 12 and floor["all_correct"]["accuracy"] == 1.0
+    assert floor["path_deviation_max"]["mean"] < 0.1 / 32 and floor["backward_steps"]["mean"] == 0.0
+    assert floor["worst_frame_is_middle"] == {"mean": None, "ci_low": None, "ci_high": None, "count": 0, "n": 0}
+    with pytest.raises(ValueError, match="`num_samples` must be a positive integer, but is 0"):
+        score_ground_truth(num_samples=0)
+    old = {"pipeline": "Old", "num_samples": 2, "height": 8, "width": 8, "num_frames": 2, "num_inference_steps": 1}
+    old.update(seed=0, fsd=None, num_real=0, seconds_per_video=0.5)
+    old["scores"] = {key: floor[key] for key in ("color", "shape", "direction", "speed", "all_correct")}
+    old["scores"].update(
+        temporal_consistency=floor["temporal_consistency"], background_flicker=floor["background_flicker"]
+    )
+    table = format_quality_table(old)  # written before the defect measures and the ground truth existed
+    assert "temporal consistency" in table and "background grain" not in table and "n/a" in table
+    assert {key for key, _ in MEAN_METRICS} <= set(floor)

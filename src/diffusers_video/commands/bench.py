@@ -3,7 +3,12 @@
 Loads the pipeline folder (the class named in its model_index.json, from diffusers_video or diffusers), generates
 videos from held-out captions (attribute combinations never shown in training), scores what they show, and prints
 per-attribute accuracy, all-correct accuracy (95% Wilson intervals), temporal consistency, background flicker, FSD
-against real clips and seconds per video. The same numbers, plus per-video results, go to a JSON file.
+against real clips and seconds per video. Beside the verdicts it prints what a viewer sees: how far the shape leaves
+its straight path (worst frame, mean, and leave-one-out: the frame's distance from the line through the other
+frames), the largest step back against the motion and the steps back by more than a pixel, the colour spread
+inside the shape, the background grain (mean absolute Laplacian), and how often the worst frame is the middle one;
+each next to its ground-truth floor (the world's own renders of the same captions). The same numbers, plus
+per-video results (each video's worst frame included), go to a JSON file.
 """
 
 from __future__ import annotations

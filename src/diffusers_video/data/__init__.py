@@ -1,4 +1,4 @@
-"""Data for training and evaluating video diffusion models: the moving-shapes world and its scorer."""
+"""Data for training and evaluating video diffusion models: the moving-shapes world, its scorer and defect measures."""
 
 from .shapes import (
     BACKGROUNDS,
@@ -31,10 +31,21 @@ from .shapes import (
     video_to_tensor,
     wilson_interval,
 )
+from .shapes_defects import (
+    DEFECT_FIELDS,
+    ShapeTrack,
+    aggregate_defects,
+    background_laplacian,
+    backward_jumps,
+    measure_defects,
+    path_deviation,
+    shape_color_std,
+)
 
 __all__ = [
     "BACKGROUNDS",
     "COLORS",
+    "DEFECT_FIELDS",
     "DIRECTIONS",
     "FAST_TRAVEL",
     "FEATURE_NAMES",
@@ -47,18 +58,25 @@ __all__ = [
     "ShapeObject",
     "ShapeScore",
     "ShapeSpec",
+    "ShapeTrack",
     "ShapesDataset",
     "ShapesIterableDataset",
     "ShapesSample",
     "ShapesScene",
     "ShapesScorer",
     "ShapesWorld",
+    "aggregate_defects",
     "all_combinations",
     "as_video_array",
+    "background_laplacian",
+    "backward_jumps",
     "frechet_distance",
     "image_to_tensor",
     "is_heldout",
+    "measure_defects",
     "parse_prompt",
+    "path_deviation",
+    "shape_color_std",
     "split_combinations",
     "video_to_tensor",
     "wilson_interval",

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from ..folders import INDEX_NAME, class_name_of, read_json
 from ..pipelines.pipeline_utils import VideoDiffusionPipeline
 from .shapes import ShapesScorer, ShapesWorld, as_video_array
+from .shapes_defects import DEFECT_FIELDS
 
 
 def load_pipeline(path: str | Path, device: str | torch.device | None = None, torch_dtype: torch.dtype | None = None):
@@ -135,6 +136,45 @@ def _to_videos(frames) -> list[np.ndarray]:
     return [as_video_array([np.asarray(frame) for frame in video]) for video in frames]  # lists of PIL images
 
 
+def _score_renders(world: ShapesWorld, scenes, height: int, width: int, num_frames: int, scorer: ShapesScorer) -> dict:
+    """`ShapesScorer.aggregate` of the world's own renders of `scenes` at the given size."""
+    return scorer.aggregate(
+        [scorer.score(world.render(scene, height, width, num_frames), scene.caption) for scene in scenes]
+    )
+
+
+def score_ground_truth(
+    num_samples: int = 64,
+    height: int = 64,
+    width: int = 64,
+    num_frames: int = 16,
+    seed: int = 0,
+    scorer: ShapesScorer | None = None,
+) -> dict:
+    """The floor of every measure: the scores of the world's own renders of the held-out captions.
+
+    These are the scenes `evaluate_pipeline` prompts with (held-out scenes `(seed, 0, i)`), drawn exactly as the
+    world draws them, so every measure shows what a perfect generator gets: accuracies of 1, no path deviation or
+    backward jump, no colour spread inside the shape, and the background grain of the world's own textures.
+
+    Args:
+        num_samples (`int`, defaults to 64): clips to score.
+        height (`int`, defaults to 64): frame height.
+        width (`int`, defaults to 64): frame width.
+        num_frames (`int`, defaults to 16): frames per clip.
+        seed (`int`, defaults to 0): as in `evaluate_pipeline`.
+        scorer (`ShapesScorer`, *optional*): defaults to `ShapesScorer()`.
+
+    Returns:
+        `dict`: `ShapesScorer.aggregate` of the clips.
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"`num_samples` must be a positive integer, but is {num_samples!r}.")
+    world = ShapesWorld(height=height, width=width, num_frames=num_frames, split="heldout")
+    scenes = [world.scene((seed, 0, i)) for i in range(num_samples)]
+    return _score_renders(world, scenes, height, width, num_frames, ShapesScorer() if scorer is None else scorer)
+
+
 def evaluate_pipeline(
     pipeline,
     num_samples: int = 64,
@@ -175,10 +215,12 @@ def evaluate_pipeline(
 
     Returns:
         `dict` (JSON-serialisable): `pipeline`, the settings used (`call_kwargs` as given, values JSON cannot hold
-        as their `repr`), `scores` (`ShapesScorer.aggregate`: per
-        attribute and all-correct accuracy with 95% Wilson intervals, temporal consistency, background flicker),
-        `fsd` (`None` for fewer than 2 videos), `num_real`, `seconds_per_video`, `total_seconds`, and `samples`
-        (per video: prompt, what the scorer saw, whether it matches).
+        as their `repr`), `scores` (`ShapesScorer.aggregate`: per attribute and all-correct accuracy with 95% Wilson
+        intervals, temporal consistency, background flicker, the means of the defect measures of `shapes_defects`
+        and where the worst frames fall), `ground_truth` (the same aggregate for the world's own renders of the same
+        captions at the same size: the floor of every measure), `fsd` (`None` for fewer than 2 videos), `num_real`,
+        `seconds_per_video`, `total_seconds`, and `samples` (per video: prompt, what the scorer saw, whether it
+        matches, its defect measures and worst frame).
     """
     for name, value in (("num_samples", num_samples), ("num_inference_steps", num_inference_steps)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -265,6 +307,7 @@ def evaluate_pipeline(
         "call_kwargs": json.loads(json.dumps(call_kwargs, default=repr)),
         "caption_split": "heldout",
         "scores": scorer.aggregate(scores),
+        "ground_truth": _score_renders(world, scenes, height_out, width_out, frames_out, scorer),
         "fsd": fsd,
         "num_real": num_real if fsd is not None else 0,
         "seconds_per_video": total / num_samples,
@@ -278,6 +321,7 @@ def evaluate_pipeline(
                 "speed": s.speed,
                 "all_ok": s.all_ok,
                 "temporal_consistency": s.temporal_consistency,
+                **{key: getattr(s, key) for key in (*DEFECT_FIELDS, "worst_frame")},
             }
             for s in scores
         ],
@@ -293,27 +337,52 @@ ACCURACY_METRICS = (
 )
 """The accuracies of a quality result (`scores` key, label), in the order the tables show them."""
 
-MEAN_METRICS = (("temporal_consistency", "temporal consistency"), ("background_flicker", "background flicker"))
-"""The mean measures of a quality result (`scores` key, label)."""
+MEAN_METRICS = (
+    ("temporal_consistency", "temporal consistency"),
+    ("background_flicker", "background flicker"),
+    ("path_deviation_max", "path deviation, worst frame"),
+    ("path_deviation_mean", "path deviation, mean"),
+    ("path_deviation_loo_max", "path jump (leave-one-out)"),
+    ("backward_jump_max", "backward jump"),
+    ("backward_steps", "steps back > 1 px"),
+    ("shape_color_std", "colour spread in shape"),
+    ("background_laplacian", "background grain"),
+    ("worst_frame_is_middle", "worst frame is the middle"),
+)
+"""The mean measures of a quality result (`scores` key, label). The path, jump and spread measures are fractions
+of the frame or [0, 1] intensities (see `shapes_defects`); `worst_frame_is_middle` is the share of videos whose
+worst frame (of those that have one) is `num_frames // 2` (chance: `1 / num_frames`)."""
+
+
+def _mean(entry: dict | None, width: int = 9) -> str:
+    value = None if entry is None else entry.get("mean")
+    return f"{'n/a':>{width}}" if value is None else f"{value:>{width}.4f}"
 
 
 def format_quality_table(result: dict) -> str:
-    """The result of `evaluate_pipeline` as a plain-text table."""
-    scores = result["scores"]
+    """The result of `evaluate_pipeline` as a plain-text table, with the ground truth's value beside each measure."""
+    scores, truth = result["scores"], result.get("ground_truth") or {}
     lines = [
         f"{result['pipeline']}: {result['num_samples']} videos of {result['height']}x{result['width']} x "
         f"{result['num_frames']} frames, {result['num_inference_steps']} steps, seed {result['seed']}, held-out "
         "captions",
-        f"{'metric':<28}{'value':>9}   95% CI",
+        f"{'metric':<30}{'value':>9}   {'95% CI':<15}{'ground truth':>12}",
     ]
     for key, label in ACCURACY_METRICS:
-        entry = scores[key]
+        entry, floor = scores[key], truth.get(key) or {}
         value = "n/a" if entry["accuracy"] is None else f"{entry['accuracy']:.3f}"
-        lines.append(f"{label:<28}{value:>9}   {entry['ci_low']:.3f}-{entry['ci_high']:.3f}")
+        reference = "n/a" if floor.get("accuracy") is None else f"{floor['accuracy']:.3f}"
+        lines.append(f"{label:<30}{value:>9}   {entry['ci_low']:.3f}-{entry['ci_high']:.3f}{reference:>16}")
     for key, label in MEAN_METRICS:
-        entry = scores[key]
-        lines.append(f"{label:<28}{entry['mean']:>9.3f}   {entry['ci_low']:.3f}-{entry['ci_high']:.3f}")
+        entry = scores.get(key)
+        if entry is None:  # a result written before the measure existed
+            continue
+        interval = "" if entry.get("mean") is None else f"{entry['ci_low']:.4f}-{entry['ci_high']:.4f}"
+        lines.append(f"{label:<30}{_mean(entry)}   {interval:<15}{_mean(truth.get(key), 12)}")
+    histogram = scores.get("worst_frame_histogram")
+    if histogram:
+        lines.append(f"{'worst frame, videos per index':<30}{' '.join(str(count) for count in histogram)}")
     fsd = "n/a" if result["fsd"] is None else f"{result['fsd']:.3f}"
-    lines.append(f"{'FSD vs ' + str(result['num_real']) + ' real clips':<28}{fsd:>9}")
-    lines.append(f"{'seconds per video':<28}{result['seconds_per_video']:>9.3f}")
+    lines.append(f"{'FSD vs ' + str(result['num_real']) + ' real clips':<30}{fsd:>9}")
+    lines.append(f"{'seconds per video':<30}{result['seconds_per_video']:>9.3f}")
     return "\n".join(lines)
