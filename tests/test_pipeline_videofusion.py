@@ -11,7 +11,7 @@ import PIL.Image
 import pytest
 import torch
 from conftest import tiny_clip_text_models, tiny_sd21_unet2d_config, tiny_vae
-from diffusers import DDIMScheduler, TextToVideoSDPipeline, UNet2DConditionModel
+from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler, TextToVideoSDPipeline, UNet2DConditionModel
 from diffusers.video_processor import VideoProcessor
 
 from diffusers_video import DecomposedNoiseScheduler, UNet3DModel, VideoFusionPipeline, VideoPipelineOutput
@@ -400,7 +400,7 @@ def test_long_videos_run_the_residual_unet_over_windows_and_the_base_once_per_st
     pipe = make_pipe()
     residual_shapes, base_shapes = record_frames(pipe.residual_unet), record_frames(pipe.base_unet)
     frames = run(pipe, num_frames=11, num_inference_steps=2, window_size=4, window_overlap=1, output_type="np",
-                 decode_chunk_size=4)  # fmt: skip
+                 decode_chunk_size=4, window_mode="blend")  # fmt: skip
     assert frames.shape == (1, 11, SIZE, SIZE, 3)
     assert max(shape[2] for shape in residual_shapes) == 4
     assert len(residual_shapes) == 2 * len(frame_windows(11, 4, 1))  # every window at every step
@@ -413,12 +413,12 @@ def test_windows_blend_a_frame_local_model_into_the_plain_result(with_base):
     # any normalised blend of windows must give back the plain prediction
     pipe = make_pipe(with_base=with_base, trained_residual=False)
     plain = run(pipe, num_frames=9)
-    windowed = run(pipe, num_frames=9, window_size=4, window_overlap=2)
+    windowed = run(pipe, num_frames=9, window_size=4, window_overlap=2, window_mode="blend")
     assert_close_relative(windowed, plain)
     # a trained residual generator mixes frames, so windows then change the video
     trained = make_pipe(with_base=with_base)
     plain = run(trained, num_frames=9)
-    windowed = run(trained, num_frames=9, window_size=4, window_overlap=2)
+    windowed = run(trained, num_frames=9, window_size=4, window_overlap=2, window_mode="blend")
     assert (windowed - plain).abs().max() > 1e-3 * plain.abs().max()
 
 
@@ -426,7 +426,7 @@ def test_default_window_is_the_residual_unets_max_frames():
     pipe = make_pipe()
     pipe.residual_unet.register_to_config(max_frames=4)
     shapes = record_frames(pipe.residual_unet)
-    run(pipe, num_frames=6, num_inference_steps=1)
+    run(pipe, num_frames=6, num_inference_steps=1, window_mode="blend")
     assert [shape[2] for shape in shapes] == [4, 4]  # windows (0, 4), (2, 6): overlap 4 // 4 = 1, moved to the end
 
 
@@ -570,7 +570,11 @@ def test_learned_frame_encodings_limit_the_window(guarded_pipe):
             ValueError,
             "zero terminal SNR.*`prediction_type` \\('v_prediction'\\) and `base_prediction_type` \\('epsilon'\\)",
         ),
-        (dict(scheduler=DDIMScheduler()), TypeError, "DecomposedNoiseScheduler.*DDIMScheduler"),
+        (
+            dict(scheduler=FlowMatchEulerDiscreteScheduler()),
+            TypeError,
+            "discrete-time diffusers scheduler with `alphas_cumprod`.*FlowMatchEulerDiscreteScheduler",
+        ),
     ],
 )
 def test_components_that_do_not_fit_are_refused_at_construction(guarded_pipe, change, error, message):

@@ -115,6 +115,7 @@ def denoise(
     callback_on_step_end: Callable | None = None,
     callback_on_step_end_tensor_inputs: list[str] | None = None,
     tensors: MutableMapping[str, torch.Tensor] | None = None,
+    before_step: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Runs `scheduler.timesteps` (set by the caller) from `latents` and returns the final latents.
 
@@ -139,6 +140,8 @@ def denoise(
             keys of `tensors`.
         tensors (`MutableMapping`, *optional*): The pipeline's other tensors a callback may see and replace (e.g.
             `prompt_embeds`); updated in place.
+        before_step (`Callable`, *optional*): `before_step(i, t, latents)` -> the latents step `i` starts from (e.g.
+            frames given by an earlier window, noised to `t`); called before `scale_model_input`.
 
     Returns:
         `torch.Tensor`: The denoised latents.
@@ -163,6 +166,8 @@ def denoise(
             weight = 1.0
         pipe._guidance_scale = weight
 
+        if before_step is not None:
+            latents = before_step(i, t, latents)
         model_input = scheduler.scale_model_input(latents, t)
         model_output = predict(model_input, t, i, latents)
 

@@ -273,13 +273,16 @@ def combine_velocity(
     alpha: float | torch.Tensor,
     sigma: float | torch.Tensor,
     ratios: torch.Tensor,
+    key_frame_from_residual: bool = False,
 ) -> torch.Tensor:
     """VideoFusion in v-prediction: the velocity `v_i = alpha_t eps_i - sigma_t x_0^i` of every frame from the two
     generators' estimates.
 
     Frames with `lambda_i < 1` get `alpha_t sqrt(lambda_i) b_hat + u_hat_i` (`u` as in [`residual_velocity`]); a frame
     with `lambda_i = 1` (the key frame) is an image diffusion sample of the base noise alone, and gets the base
-    generator's own velocity `alpha_t b_hat - sigma_t x0_hat` (the residual generator's output there is not used).
+    generator's own velocity `alpha_t b_hat - sigma_t x0_hat` (the residual generator's output there is not used),
+    unless `key_frame_from_residual`: then it too gets `alpha_t b_hat + u_hat_k`, where the residual generator, trained
+    on the key frame as well (`u_k = -sigma_t x_0^k`), estimates the key frame's `x_0` from every frame of the clip.
 
     Args:
         base_noise (`torch.Tensor`): The base generator's `b_hat`, `(B, C, H, W)` or `(B, C, 1, H, W)`.
@@ -288,6 +291,7 @@ def combine_velocity(
         alpha (`float` or `torch.Tensor`): `alpha_t`, a number or one per batch element.
         sigma (`float` or `torch.Tensor`): `sigma_t`, likewise.
         ratios (`torch.Tensor`): `lambda_i`, shape `(F,)`.
+        key_frame_from_residual (`bool`, defaults to False): Take the key frame's `x_0` from `residual_velocity` too.
     """
     _check_video(residual_velocity, "residual_velocity")
     base_weight, _ = _frame_weights(ratios, residual_velocity)  # (1, 1, F, 1, 1)
@@ -295,6 +299,8 @@ def combine_velocity(
     base_noise = _as_base(base_noise, residual_velocity, "base_noise", "residual_velocity")
     base_x0 = _as_base(base_x0, residual_velocity, "base_x0", "residual_velocity")
     velocity = alpha * base_weight * base_noise + residual_velocity
+    if key_frame_from_residual:
+        return velocity
     return torch.where(base_weight == 1, alpha * base_noise - sigma * base_x0, velocity)
 
 

@@ -93,6 +93,9 @@ def load_videofusion_components(config: TrainingConfig) -> VideoFusionComponents
             residual's.
     """
     videofusion = _videofusion_section(config)
+    source = config.model.pretrained_model_name_or_path
+    if source is not None and _is_videofusion_folder(Path(source)):
+        return _components_of_pipeline(Path(source), videofusion)
     root = None if videofusion.base_model is None else Path(videofusion.base_model)
     if root is not None:  # checked before the (slower) residual loads
         if not root.is_dir():
@@ -123,6 +126,35 @@ def load_videofusion_components(config: TrainingConfig) -> VideoFusionComponents
             base_scheduler, residual.noise_scheduler, f"'{root}/scheduler'", trains_base=videofusion.train_base
         )
     return VideoFusionComponents(**values, base_unet=base_unet, base_prediction_type=prediction_type)
+
+
+def _is_videofusion_folder(folder: Path) -> bool:
+    index = folder / INDEX_NAME
+    return index.is_file() and read_json(index).get("_class_name") in (PIPELINE_CLASS, ["pipeline", PIPELINE_CLASS])
+
+
+def _components_of_pipeline(folder: Path, videofusion) -> VideoFusionComponents:
+    """The models of a saved `VideoFusionPipeline` folder, to train further (e.g. the committed demo, fine-tuned).
+
+    Its residual and base UNets, text encoder, tokenizer, VAE and scheduler are those of the folder; the `model`
+    section's `temporal`, `unet_config` and `noise_scheduler` options do not apply, and `videofusion.base_model` must be
+    unset or the folder itself.
+    """
+    if videofusion.base_model is not None and Path(videofusion.base_model).resolve() != folder.resolve():
+        raise ValueError(
+            f"`model.pretrained_model_name_or_path`='{folder}' is a VideoFusionPipeline folder, whose base generator "
+            f"is trained further, but `videofusion.base_model` is {videofusion.base_model!r}: leave it unset."
+        )
+    pipe = resolve_pipeline_class(PIPELINE_CLASS).from_pretrained(folder, torch_dtype=torch.float32)
+    return VideoFusionComponents(
+        unet=pipe.residual_unet,
+        text_encoder=pipe.text_encoder,
+        tokenizer=pipe.tokenizer,
+        noise_scheduler=pipe.scheduler,
+        vae=pipe.vae,
+        base_unet=pipe.base_unet,
+        base_prediction_type=pipe.config.base_prediction_type if pipe.base_unet is not None else None,
+    )
 
 
 def _check_same_schedule(base_scheduler, noise_scheduler, base_name: str, trains_base: bool = True) -> None:
@@ -292,6 +324,14 @@ class VideoFusionTrainer(Trainer):
             self.base_prediction_type = _resolve_base_prediction_type(
                 videofusion.base_prediction_type, components.base_prediction_type
             )
+        if videofusion.key_frame_residual and (
+            components.base_unet is None or config.prediction_type != "v_prediction"
+        ):
+            raise ValueError(
+                "`videofusion.key_frame_residual` needs a base generator and `prediction_type` 'v_prediction' (the "
+                f"key frame has no residual noise to predict) but `prediction_type` is {config.prediction_type!r} and "
+                f"the base generator is {'missing' if components.base_unet is None else 'given'}."
+            )
         scheduler = decomposed_training_scheduler(
             components.noise_scheduler, videofusion.base_noise_ratio, config.prediction_type
         )
@@ -388,9 +428,12 @@ class VideoFusionTrainer(Trainer):
             residual_target = residual_velocity(clean, residual, alpha, sigma, ratios.to(device))
         else:
             residual_target = residual
-        others = [i for i in range(frames) if i != key]  # the key frame has no residual
+        if config.videofusion.key_frame_residual:  # v of the key frame's x_0 (lambda 1): -sigma_t x_0^k
+            learned = list(range(frames))
+        else:
+            learned = [i for i in range(frames) if i != key]  # the key frame has no residual
         base_loss = per_sample_mse(base_output, base_target)  # (B,)
-        residual_loss = per_sample_mse(residual_output[:, :, others], residual_target[:, :, others])  # (B,)
+        residual_loss = per_sample_mse(residual_output[:, :, learned], residual_target[:, :, learned])  # (B,)
         if config.snr_gamma is not None:
             base_loss = base_loss * snr_loss_weights(scheduler, timesteps, config.snr_gamma, self.base_prediction_type)
             residual_loss = residual_loss * snr_loss_weights(scheduler, timesteps, config.snr_gamma, residual_type)
@@ -411,14 +454,25 @@ class VideoFusionTrainer(Trainer):
 
     def save_model(self, folder: Path) -> None:
         """A `VideoFusionPipeline` folder and `training_config.json`."""
-        videofusion_pipeline(self.components, self.base_prediction_type or "epsilon").save_pretrained(folder)
+        videofusion_pipeline(
+            self.components,
+            self.base_prediction_type or "epsilon",
+            key_frame_estimate="residual" if self.config.videofusion.key_frame_residual else "base",
+            num_frames=self.config.data.num_frames,
+        ).save_pretrained(folder)
         self.config.to_json_file(folder / TRAINING_CONFIG_NAME)
 
 
-def videofusion_pipeline(components: VideoFusionComponents, base_prediction_type: str = "epsilon"):
+def videofusion_pipeline(
+    components: VideoFusionComponents,
+    base_prediction_type: str = "epsilon",
+    key_frame_estimate: str = "base",
+    num_frames: int | None = None,
+):
     """The `VideoFusionPipeline` of the components (the trained models themselves, not copies; the scheduler copied).
 
-    Its `save_pretrained` writes the final folder: `model_index.json` (with `base_prediction_type`), `vae/`,
+    Its `save_pretrained` writes the final folder: `model_index.json` (with `base_prediction_type`,
+    `key_frame_estimate` and `num_frames`, the clip length trained on: the pipeline's default), `vae/`,
     `text_encoder/`, `tokenizer/`, `base_unet/` (absent without a base generator), `residual_unet/`, `scheduler/`.
     """
     scheduler = components.noise_scheduler
@@ -430,6 +484,8 @@ def videofusion_pipeline(components: VideoFusionComponents, base_prediction_type
         scheduler=type(scheduler).from_config(scheduler.config),  # a copy: a pipeline may rewrite its scheduler
         base_unet=components.base_unet,
         base_prediction_type=base_prediction_type,
+        key_frame_estimate=key_frame_estimate if components.base_unet is not None else "base",
+        num_frames=num_frames,
     )
 
 

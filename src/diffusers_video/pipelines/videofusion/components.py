@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
-from ...schedulers.scheduling_decomposed import DecomposedNoiseScheduler
+from .schedulers import check_scheduler
 
 BASE_PREDICTION_TYPES = ("epsilon", "v_prediction")
 """What the base generator may predict."""
 
-__all__ = ["BASE_PREDICTION_TYPES", "check_components"]
+KEY_FRAME_ESTIMATES = ("base", "residual")
+"""Where the key frame's `x_0` comes from: the base generator alone, or the residual generator, which sees every frame."""
+
+__all__ = ["BASE_PREDICTION_TYPES", "KEY_FRAME_ESTIMATES", "check_components"]
 
 
-def check_components(vae, text_encoder, residual_unet, scheduler, base_unet, base_prediction_type) -> None:
+def check_components(
+    vae, text_encoder, residual_unet, scheduler, base_unet, base_prediction_type, key_frame_estimate="base"
+) -> None:
     """Raises a `ValueError` (a `TypeError` for a wrong class) naming both values when the components of a
-    [`VideoFusionPipeline`] cannot work together: latent channels, text widths, prediction types, zero terminal SNR."""
+    [`VideoFusionPipeline`] cannot work together: latent channels, text widths, prediction types, zero terminal SNR,
+    the key frame's estimate."""
     if base_prediction_type not in BASE_PREDICTION_TYPES:
         raise ValueError(
             f"`base_prediction_type` must be one of {BASE_PREDICTION_TYPES} but is {base_prediction_type!r}."
         )
-    if scheduler is not None and not isinstance(scheduler, DecomposedNoiseScheduler):
-        raise TypeError(
-            f"`scheduler` must be a DecomposedNoiseScheduler (use `base_noise_ratio=0` for plain DDIM) but is a"
-            f" {type(scheduler).__name__}."
-        )
+    if key_frame_estimate not in KEY_FRAME_ESTIMATES:
+        raise ValueError(f"`key_frame_estimate` must be one of {KEY_FRAME_ESTIMATES} but is {key_frame_estimate!r}.")
+    if scheduler is not None:
+        check_scheduler(scheduler)
     if residual_unet is None:
         return
     channels = residual_unet.config.in_channels
@@ -62,6 +67,11 @@ def check_components(vae, text_encoder, residual_unet, scheduler, base_unet, bas
         raise ValueError(
             "With a base generator the two estimates combine into an epsilon or a v prediction, so the scheduler's"
             f" `prediction_type` must be 'epsilon' or 'v_prediction' but is {prediction_type!r}."
+        )
+    if key_frame_estimate == "residual" and prediction_type != "v_prediction":
+        raise ValueError(
+            "`key_frame_estimate='residual'` reads the key frame's x_0 from the residual generator's velocity, so the"
+            f" scheduler's `prediction_type` must be 'v_prediction' but is {prediction_type!r}."
         )
     if scheduler.config.get("rescale_betas_zero_snr") and "epsilon" in (prediction_type, base_prediction_type):
         raise ValueError(

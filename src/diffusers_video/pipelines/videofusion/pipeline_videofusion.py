@@ -26,34 +26,27 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from ...guidance import GuidanceSchedule, apply_guidance
 from ...models.unet_3d import UNet3DModel
 from ...models.video_vae import AutoencoderKLVideo
-from ...schedulers.diffusion_math import check_eta, check_num_inference_steps, prediction_to_x0_eps
+from ...schedulers.diffusion_math import prediction_to_x0_eps
 from ...schedulers.scheduling_decomposed import (
+    BaseNoiseRatio,
     DecomposedNoiseScheduler,
+    check_base_noise_ratio,
     combine_noise,
     combine_velocity,
+    frame_ratios,
     key_frame_index,
     remove_base_noise,
     sample_decomposed_noise,
     with_key_frame,
 )
-from ..checks import (
-    check_bool,
-    check_callback_arguments,
-    check_decode_chunk_size,
-    check_generator,
-    check_guidance_scale,
-    check_latents,
-    check_output_type,
-    check_positive_int,
-    check_prompt_arguments,
-    check_video_memory,
-    is_int,
-    prompt_batch_size,
-)
+from ..checks import check_bool, check_guidance_scale, is_int, prompt_batch_size
 from ..denoising import DenoisingPipelineMixin, callback_tensor_inputs, denoise
 from ..pipeline_utils import VideoDiffusionPipeline, VideoPipelineOutput, decode_latents, postprocess_video
 from ..prompts import encode_clip_prompt
 from .components import BASE_PREDICTION_TYPES, check_components
+from .extension import default_extension_overlap, extension_windows, replace_given_frames
+from .inputs import check_call_inputs
+from .schedulers import injects_noise, model_input_levels, takes_variance_noise, warn_if_independent_step_noise
 from .windows import frame_windows, predict_over_windows, window_blend_weights
 
 __all__ = ["BASE_PREDICTION_TYPES", "VideoFusionPipeline"]
@@ -75,8 +68,15 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
     per-frame output in the scheduler's `prediction_type`, and with `base_noise_ratio=0` the pipeline samples as
     diffusers' `TextToVideoSDPipeline` does.
 
-    Long videos: the video UNet runs over overlapping windows of frames whose predictions are blended, while the base
-    generator runs once per step on the key frame, so the models' memory does not grow with `num_frames`.
+    Long videos: a video longer than a window (by default the clip length the models were trained on) is made window
+    by window, each window continuing from the last frames of the one before (`window_mode="extend"`, see
+    `extension.py`), so the motion goes on; `window_mode="blend"` denoises the windows side by side and blends their
+    predictions. Either way the models never see more frames than a window holds.
+
+    Any diffusers scheduler with a discrete noise schedule and epsilon or v prediction samples it (DDIM, DPM-Solver++,
+    UniPC, Euler, ...: `pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)`), with
+    decomposed initial noise and, where the scheduler takes its step noise, decomposed step noise;
+    [`DecomposedNoiseScheduler`] is the default and the reference.
 
     This pipeline inherits from [`VideoDiffusionPipeline`], a [`DiffusionPipeline`] (saving, loading, offloading,
     progress bars) that also pushes to and loads from the Hub by repo id.
@@ -87,11 +87,20 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         text_encoder ([`CLIPTextModel`]): Frozen text encoder.
         tokenizer ([`CLIPTokenizer`]): Its tokenizer.
         residual_unet ([`UNet3DModel`]): The residual generator, a video UNet on `(B, C, F, H, W)` latents.
-        scheduler ([`DecomposedNoiseScheduler`]): DDIM with decomposed noise; its `base_noise_ratio` is `lambda`.
+        scheduler ([`DecomposedNoiseScheduler`] or a diffusers scheduler): DDIM with decomposed noise, or any
+            discrete-time diffusers scheduler (see `schedulers.py`).
         base_unet ([`UNet2DConditionModel`], *optional*): The base generator, an image UNet with the residual UNet's
             latent channels and text width (e.g. Stable Diffusion 2.1's).
         base_prediction_type (`str`, defaults to "epsilon"): What the base generator predicts: "epsilon" or
             "v_prediction" (Stable Diffusion 2.1 at 768 px); saved in `model_index.json`.
+        key_frame_estimate (`str`, defaults to "base"): Where the key frame's `x_0` comes from: "base", the base
+            generator alone (it sees no other frame), or "residual", the residual generator, for models trained with
+            `videofusion.key_frame_residual` (v-prediction); saved in `model_index.json`.
+        num_frames (`int`, *optional*): The clip length the models were trained on: the default `num_frames` and
+            window size of a call (16 and the residual UNet's `max_frames` when not known); saved.
+        base_noise_ratio (`float` or `list[float]`, *optional*): `lambda`, the share of each frame's noise that is
+            the base noise; taken from a `DecomposedNoiseScheduler` when not given, and kept when the scheduler is
+            swapped for a diffusers one; saved.
 
     Examples:
 
@@ -118,9 +127,20 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         scheduler: DecomposedNoiseScheduler,
         base_unet: UNet2DConditionModel | None = None,
         base_prediction_type: str = "epsilon",
+        key_frame_estimate: str = "base",
+        num_frames: int | None = None,
+        base_noise_ratio: BaseNoiseRatio | None = None,
     ):
         super().__init__()
-        check_components(vae, text_encoder, residual_unet, scheduler, base_unet, base_prediction_type)
+        check_components(
+            vae, text_encoder, residual_unet, scheduler, base_unet, base_prediction_type, key_frame_estimate
+        )
+        if num_frames is not None and (not is_int(num_frames) or num_frames < 1):
+            raise ValueError(f"`num_frames` must be an integer >= 1 or None but is {num_frames!r}.")
+        if isinstance(scheduler, DecomposedNoiseScheduler) and base_noise_ratio is None:
+            base_noise_ratio = scheduler.config.base_noise_ratio
+        if base_noise_ratio is not None:
+            check_base_noise_ratio(base_noise_ratio)
         self.register_modules(
             vae=vae,
             text_encoder=text_encoder,
@@ -129,7 +149,12 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
             scheduler=scheduler,
             base_unet=base_unet,
         )
-        self.register_to_config(base_prediction_type=base_prediction_type)
+        self.register_to_config(
+            base_prediction_type=base_prediction_type,
+            key_frame_estimate=key_frame_estimate,
+            num_frames=num_frames,
+            base_noise_ratio=base_noise_ratio,
+        )
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if getattr(self, "vae", None) else 8
 
     # ------------------------------------------------------------------ checks
@@ -159,133 +184,58 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         width = default_width * self.vae_scale_factor if width is None else width
         return height, width
 
-    def _resolve_windows(self, window_size: int | None, window_overlap: int | None) -> tuple[int | None, int]:
-        """`window_size` defaults to the residual UNet's `max_frames` (None for a UNet without it: no windows)."""
+    @property
+    def key_frame_estimate(self) -> str:
+        """Where the key frame's `x_0` comes from ("base" for folders saved before it was recorded)."""
+        return self.config.get("key_frame_estimate", "base")
+
+    @property
+    def default_num_frames(self) -> int:
+        """The clip length the models were trained on, when the folder records it; else 16, as diffusers'."""
+        return self.config.get("num_frames") or 16
+
+    def default_size(self) -> tuple[int, int, int]:
+        """`(num_frames, height, width)` of a call that gives none of them."""
+        height, width = self._default_size(None, None)
+        return self.default_num_frames, height, width
+
+    def _resolve_windows(
+        self, window_size: int | None, window_overlap: int | None, window_mode: str = "extend"
+    ) -> tuple[int | None, int]:
+        """`window_size` defaults to the trained clip length, else the residual UNet's `max_frames` (None for a UNet
+        without it: no windows); `window_overlap` to `window_size // 2 + 1` when extending (the key frame among the
+        given frames), `window_size // 4` when blending."""
         if window_size is None:
-            window_size = getattr(self.residual_unet.config, "max_frames", None)
-        if window_overlap is None:
-            window_overlap = window_size // 4 if is_int(window_size) else 0
-        return window_size, window_overlap
+            window_size = self.config.get("num_frames") or getattr(self.residual_unet.config, "max_frames", None)
+        if window_overlap is None and is_int(window_size):
+            extend = window_mode == "extend"
+            window_overlap = default_extension_overlap(window_size) if extend else window_size // 4
+        return window_size, window_overlap or 0
+
+    @property
+    def base_noise_ratio(self) -> BaseNoiseRatio:
+        """`lambda`: a `DecomposedNoiseScheduler`'s own, else the one recorded in the config (0 if none)."""
+        if isinstance(self.scheduler, DecomposedNoiseScheduler):
+            return self.scheduler.config.base_noise_ratio
+        ratio = self.config.get("base_noise_ratio")
+        return 0.0 if ratio is None else ratio
 
     def frame_ratios(self, num_frames: int, device: str | torch.device | None = None) -> torch.Tensor:
-        """`lambda_i` of every frame, `(num_frames,)`: the scheduler's, and 1 at the key frame with a base generator.
+        """`lambda_i` of every frame, `(num_frames,)`: `base_noise_ratio`'s, and 1 at the key frame with a base
+        generator.
 
         The base generator reads the key frame as an image diffusion sample, so that frame's noise is the base alone.
         """
-        ratios = self.scheduler.frame_ratios(num_frames, device=device)
+        ratios = frame_ratios(self.base_noise_ratio, num_frames, device=device)
         if self.base_unet is not None:
             ratios = with_key_frame(ratios, key_frame_index(num_frames))
         return ratios
 
-    def check_inputs(
-        self,
-        prompt: str | list[str] | None,
-        height: int,
-        width: int,
-        num_frames: int,
-        num_inference_steps: int,
-        guidance_scale: float | Sequence[float] | GuidanceSchedule,
-        negative_prompt: str | list[str] | None,
-        num_videos_per_prompt: int,
-        eta: float,
-        generator: torch.Generator | list[torch.Generator] | None,
-        latents: torch.Tensor | None,
-        prompt_embeds: torch.Tensor | None,
-        negative_prompt_embeds: torch.Tensor | None,
-        output_type: str,
-        cross_attention_kwargs: dict[str, Any] | None,
-        decode_chunk_size: int | None,
-        window_size: int | None,
-        window_overlap: int | None,
-        callback_on_step_end: Callable | None,
-        callback_on_step_end_tensor_inputs: list[str] | None,
-    ) -> None:
-        """Raises a `ValueError` (or a `TypeError` for a wrong type) naming the bad argument and its value.
-
-        Every check runs before any model is called. Height and width are already defaulted.
-        """
-        check_components(
-            self.vae, self.text_encoder, self.residual_unet, self.scheduler, self.base_unet,
-            self.config.base_prediction_type,
-        )  # fmt: skip  # components may have been swapped since construction
-
-        # sizes and counts
-        multiple = self._size_multiple()
-        if not (is_int(height) and is_int(width)) or height < 1 or width < 1 or height % multiple or width % multiple:
-            raise ValueError(
-                f"`height` and `width` have to be positive multiples of {multiple} (the VAE scale factor"
-                f" {self.vae_scale_factor} times the UNets' downsampling) but are {height!r} and {width!r}."
-            )
-        for name, value in (
-            ("num_frames", num_frames),
-            ("num_inference_steps", num_inference_steps),
-            ("num_videos_per_prompt", num_videos_per_prompt),
-        ):
-            check_positive_int(value, name)
-        check_num_inference_steps(num_inference_steps, self.scheduler.config.num_train_timesteps)
-        check_eta(eta)
-
-        # prompts and embeddings
-        check_prompt_arguments(
-            prompt,
-            prompt_embeds,
-            negative_prompt,
-            negative_prompt_embeds,
-            self.residual_unet.config.cross_attention_dim,
-        )
-        if prompt is not None and negative_prompt_embeds is not None:
-            if negative_prompt_embeds.shape[1] != self.tokenizer.model_max_length:
-                raise ValueError(
-                    f"`negative_prompt_embeds` must have the tokenizer's {self.tokenizer.model_max_length} tokens to"
-                    f" go with an encoded `prompt` but has shape {tuple(negative_prompt_embeds.shape)}."
-                )
-
-        # memory: the latents and the decoded video must fit on the device
-        prompts = prompt_batch_size(prompt, prompt_embeds)
-        total = prompts * num_videos_per_prompt
-        latent_shape = self.latent_shape(total, num_frames, height, width)
-        video_shape = (total, 3, num_frames, height, width)  # decoded, float32
-        check_video_memory(
-            [(latent_shape, self.residual_unet.dtype.itemsize)] + ([(video_shape, 4)] if output_type != "latent" else []),
-            dict(height=height, width=width, num_frames=num_frames, num_videos_per_prompt=num_videos_per_prompt),
-            self._execution_device, prompts,
-        )  # fmt: skip
-        self.frame_ratios(num_frames)  # a per-frame `base_noise_ratio` must have one value per frame
-        check_guidance_scale(guidance_scale, num_inference_steps)
-
-        # noise
-        check_generator(generator, total)
-        if latents is not None:
-            check_latents(latents, latent_shape, self.residual_unet.dtype)
-
-        # output, windows, callbacks
-        check_output_type(output_type)
-        check_decode_chunk_size(decode_chunk_size)
-        if cross_attention_kwargs is not None and not isinstance(cross_attention_kwargs, dict):
-            raise TypeError(f"`cross_attention_kwargs` must be a dict or None but is {cross_attention_kwargs!r}.")
-        if window_size is not None and (not is_int(window_size) or window_size < 1):
-            raise ValueError(f"`window_size` must be an integer >= 1 but is {window_size!r}.")
-        if window_overlap is not None and (not is_int(window_overlap) or window_overlap < 0):
-            raise ValueError(f"`window_overlap` must be an integer >= 0 but is {window_overlap!r}.")
-        resolved_size, resolved_overlap = self._resolve_windows(window_size, window_overlap)
-        if resolved_size is not None and resolved_overlap >= resolved_size:
-            raise ValueError(
-                f"`window_overlap` must be smaller than `window_size` but they are {resolved_overlap} and"
-                f" {resolved_size}."
-            )
-        config = self.residual_unet.config
-        frames_per_call = num_frames if resolved_size is None else min(resolved_size, num_frames)
-        frame_limited = getattr(config, "frame_position_encoding", None) == "learned" or getattr(
-            config, "frame_adaptor", False
-        )
-        if frame_limited and frames_per_call > config.max_frames:
-            raise ValueError(
-                f"`window_size` must be at most the residual UNet's `max_frames` ({config.max_frames}, for its learned"
-                f" frame encodings or frame adaptors) but is {resolved_size}."
-            )
-        check_callback_arguments(
-            callback_on_step_end, callback_on_step_end_tensor_inputs, self._callback_tensor_inputs
-        )
+    def check_inputs(self, *args, **kwargs) -> None:
+        """Raises a `ValueError` (or a `TypeError` for a wrong type) naming the bad argument and its value, before any
+        model is called; the arguments are `__call__`'s with height, width and `num_frames` defaulted (see
+        [`check_call_inputs`])."""
+        check_call_inputs(self, *args, **kwargs)
 
     # ------------------------------------------------------------------ prompt encoding
 
@@ -349,13 +299,17 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         The residual noise is drawn with the very call `TextToVideoSDPipeline.prepare_latents` makes, so with all
         ratios 0 the latents are the same for the same generator.
         """
-        shape = self.latent_shape(batch_size, num_frames, height, width)
-        if latents is None:
-            latents, _, _ = sample_decomposed_noise(shape, ratios, generator=generator, device=device, dtype=dtype)
-        else:
-            latents = latents.to(device)
         # scale the initial noise by the standard deviation required by the scheduler
-        return latents * self.scheduler.init_noise_sigma
+        noise = self._initial_noise(batch_size, num_frames, height, width, ratios, dtype, device, generator, latents)
+        return noise * self.scheduler.init_noise_sigma
+
+    def _initial_noise(self, batch_size, num_frames, height, width, ratios, dtype, device, generator, latents=None):
+        """The unscaled initial noise of `prepare_latents`: `latents` on `device`, or drawn decomposed."""
+        if latents is not None:
+            return latents.to(device)
+        shape = self.latent_shape(batch_size, num_frames, height, width)
+        noise, _, _ = sample_decomposed_noise(shape, ratios, generator=generator, device=device, dtype=dtype)
+        return noise
 
     def _predict_base(
         self,
@@ -363,9 +317,10 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         timestep: torch.Tensor,
         text: torch.Tensor,
         cross_attention_kwargs: dict[str, Any] | None,
+        levels: tuple[torch.Tensor, torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Step 1 of VideoFusion: the (guided) base noise `b_hat` and the key frame's `x0_hat`, each `(B, C, h, w)`,
-        from the key frame `x_t^k`, guided with the current step's weight."""
+        from the key frame `x_t^k` at noise level `levels` `(alpha_t, sigma_t)`, guided with the current step's weight."""
         guided = self.do_classifier_free_guidance
         model_input = torch.cat([key_frame] * 2) if guided else key_frame  # (2B or B, C, h, w)
         prediction = self.base_unet(
@@ -377,8 +332,7 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         )[0]
         if guided:
             prediction = self._guide(*prediction.chunk(2))
-        alpha_t, sigma_t = self.scheduler.alpha_sigma(timestep)
-        x0, noise = prediction_to_x0_eps(prediction, key_frame, alpha_t, sigma_t, self.config.base_prediction_type)
+        x0, noise = prediction_to_x0_eps(prediction, key_frame, *levels, self.config.base_prediction_type)
         return noise, x0
 
     def _predict_residual(
@@ -423,7 +377,7 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         prompt: str | list[str] | None = None,
         height: int | None = None,
         width: int | None = None,
-        num_frames: int = 16,
+        num_frames: int | None = None,
         num_inference_steps: int = 50,
         guidance_scale: float | Sequence[float] | GuidanceSchedule = 9.0,
         negative_prompt: str | list[str] | None = None,
@@ -439,6 +393,7 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         decode_chunk_size: int | None = None,
         window_size: int | None = None,
         window_overlap: int | None = None,
+        window_mode: str = "extend",
         callback_on_step_end: Callable[[DiffusionPipeline, int, torch.Tensor, dict], dict]
         | PipelineCallback
         | MultiPipelineCallbacks
@@ -452,7 +407,8 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
             height (`int`, *optional*): Height in pixels, defaults to the residual UNet's `sample_size` times the VAE
                 scale factor; a multiple of the VAE scale factor times the UNets' downsampling.
             width (`int`, *optional*): Width in pixels, defaulted and constrained as `height`.
-            num_frames (`int`, defaults to 16): Number of frames.
+            num_frames (`int`, *optional*): Number of frames; defaults to the clip length the models were trained on
+                (`pipe.config.num_frames`), else 16. A longer video is made in windows (see `window_mode`).
             num_inference_steps (`int`, defaults to 50): Number of denoising steps.
             guidance_scale (`float`, `list[float]` or `GuidanceSchedule`, defaults to 9.0): Classifier-free guidance
                 weight `w` of `uncond + w * (cond - uncond)`: a number, one number per step, or a guidance object of
@@ -473,11 +429,17 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
             return_dict (`bool`, defaults to `True`): Return a [`VideoPipelineOutput`] instead of a tuple.
             cross_attention_kwargs (`dict`, *optional*): Passed to the attention processors of both UNets.
             decode_chunk_size (`int`, *optional*): Frames per VAE decode call; all frames at once when not given.
-            window_size (`int`, *optional*): Frames per residual-UNet call for long videos; defaults to the residual
-                UNet's `max_frames` (no windows for a UNet without it). Videos of at most this many frames run in one
-                call; longer ones run over overlapping windows whose predictions are blended.
+            window_size (`int`, *optional*): Frames per model call for long videos; defaults to the trained clip length
+                (`pipe.config.num_frames`), else the residual UNet's `max_frames` (no windows for a UNet without it).
+                Videos of at most this many frames run in one call.
             window_overlap (`int`, *optional*): Frames shared by consecutive windows, below `window_size`; defaults to
-                `window_size // 4`.
+                `window_size // 2 + 1` for "extend" (the key frame is then a given frame) and `window_size // 4` for
+                "blend".
+            window_mode (`str`, defaults to "extend"): How a video longer than `window_size` is made. "extend": window
+                after window, each continuing from the last `window_overlap` frames already made (given to the model
+                at every step, noised to the step's level), so the motion goes on; the progress bar and the callback
+                then run once per window. "blend": all windows at every step, their predictions crossfaded in the
+                shared frames (VideoFusion's base generator still runs once per step on the video's key frame).
             callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*): Called
                 after each step as `callback_on_step_end(pipe, step_index, timestep, callback_kwargs)` with the tensors
                 named in `callback_on_step_end_tensor_inputs`; the tensors of the dict it returns replace them.
@@ -497,27 +459,28 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         )
         check_bool(return_dict, "return_dict")
 
-        # 0. default height and width from the residual UNet
+        # 0. default height and width from the residual UNet, the frame count from the trained clip length
         height, width = self._default_size(height, width)
+        num_frames = self.default_num_frames if num_frames is None else num_frames
 
         # 1. check inputs, before any model runs
         self.check_inputs(
             prompt, height, width, num_frames, num_inference_steps, guidance_scale, negative_prompt,
             num_videos_per_prompt, eta, generator, latents, prompt_embeds, negative_prompt_embeds, output_type,
-            cross_attention_kwargs, decode_chunk_size, window_size, window_overlap, callback_on_step_end,
+            cross_attention_kwargs, decode_chunk_size, window_size, window_overlap, window_mode, callback_on_step_end,
             callback_on_step_end_tensor_inputs,
         )  # fmt: skip
         guidance = check_guidance_scale(guidance_scale, num_inference_steps)
         self._guidance = guidance
         self._interrupt = False
 
-        # 2. call parameters
+        # 2. call parameters: the windows a long video is made of
         batch_size = prompt_batch_size(prompt, prompt_embeds)
         device = self._execution_device
-        window_size, window_overlap = self._resolve_windows(window_size, window_overlap)
-        windows = [(0, num_frames)] if window_size is None else frame_windows(num_frames, window_size, window_overlap)
-        weights = window_blend_weights(windows, num_frames)
-        key_frame = key_frame_index(num_frames)
+        window_size, window_overlap = self._resolve_windows(window_size, window_overlap, window_mode)
+        long_video = window_size is not None and num_frames > window_size
+        extend = long_video and window_mode == "extend"
+        plan = extension_windows(num_frames, window_size, window_overlap) if extend else [(0, num_frames, 0)]
 
         # 3. encode the prompt (the negative prompt only when some step is guided)
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(
@@ -530,57 +493,35 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
             negative_prompt_embeds=negative_prompt_embeds,
         )
         tensors = {"prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_prompt_embeds}
+        warn_if_independent_step_noise(self.scheduler, eta)
 
-        # 4. timesteps
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-
-        # 5. initial latents: decomposed noise, lambda = 1 at the key frame when a base generator reads it
-        ratios = self.frame_ratios(num_frames, device=device)
-        latents = self.prepare_latents(
-            batch_size * num_videos_per_prompt, num_frames, height, width, ratios, prompt_embeds.dtype, device,
-            generator, latents,
-        )  # fmt: skip
-
-        # 6. denoising loop
-        def predict(latent_model_input: torch.Tensor, t: torch.Tensor, i: int, sample: torch.Tensor) -> torch.Tensor:
-            # unconditional first, as diffusers batches classifier-free guidance
-            text = tensors["prompt_embeds"]
-            if self.do_classifier_free_guidance:
-                text = torch.cat([tensors["negative_prompt_embeds"], text])
-            residual = dict(windows=windows, weights=weights, cross_attention_kwargs=cross_attention_kwargs)
-            if self.base_unet is None:
-                return self._predict_residual(latent_model_input, t, text, **residual)  # (B, C, F, h, w)
-            # 6.1 base noise from the key frame x_t^k = alpha_t x_0^k + sigma_t b: an image diffusion sample
-            base_noise, base_x0 = self._predict_base(
-                latent_model_input[:, :, key_frame], t, text, cross_attention_kwargs
-            )  # (B, C, h, w)
-            # 6.2 x'_t^i = x_t^i - sigma_t sqrt(lambda_i) b_hat
-            alpha_t, sigma_t = self.scheduler.alpha_sigma(t)
-            residual_input = remove_base_noise(latent_model_input, base_noise, sigma_t, ratios)
-            # 6.3 residual noise r_hat_i of every frame
-            residual_pred = self._predict_residual(residual_input, t, text, **residual)  # (B, C, F, h, w)
-            if self.scheduler.config.prediction_type == "v_prediction":
-                # 6.4 v_hat_i = alpha_t sqrt(lambda_i) b_hat + u_hat_i; the base's own v at the key frame
-                return combine_velocity(base_noise, base_x0, residual_pred, alpha_t, sigma_t, ratios)
-            # 6.4 eps_hat_i = sqrt(lambda_i) b_hat + sqrt(1 - lambda_i) r_hat_i
-            return combine_noise(base_noise, residual_pred, ratios)
-
-        def step_kwargs(i: int, sample: torch.Tensor) -> dict[str, Any]:
-            # 6.5 the DDIM step's noise (eta > 0) is decomposed with the same frame ratios
-            if eta == 0:
-                return {}
-            noise, _, _ = sample_decomposed_noise(
-                sample.shape, ratios, generator=generator, device=device, dtype=sample.dtype
-            )
-            return {"variance_noise": noise}
-
-        with self.progress_bar(total=num_inference_steps) as progress_bar:
-            latents = denoise(
-                self, self.scheduler, latents, predict, num_inference_steps=num_inference_steps, guidance=guidance,
-                progress_bar=progress_bar, generator=generator, eta=eta, step_kwargs=step_kwargs,
-                callback_on_step_end=callback_on_step_end,
-                callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, tensors=tensors,
-            )  # fmt: skip
+        # 4-6. each window: timesteps, decomposed initial noise, denoising (given frames replaced at every step)
+        made = None  # (B, C, frames so far, h, w): the clean latents of the windows done
+        with self.progress_bar(total=num_inference_steps * len(plan)) as progress_bar:
+            for start, end, given in plan:
+                if self.interrupt:
+                    break
+                frames = end - start
+                self.scheduler.set_timesteps(num_inference_steps, device=device)
+                ratios = self.frame_ratios(frames, device=device)
+                noise = self._initial_noise(
+                    batch_size * num_videos_per_prompt, frames, height, width, ratios, prompt_embeds.dtype, device,
+                    generator, None if latents is None else latents[:, :, start:end],
+                )  # fmt: skip
+                before_step = None
+                if given:
+                    known = made[:, :, start : start + given]
+                    before_step = replace_given_frames(known, noise[:, :, :given], self.scheduler.add_noise)
+                blend = frame_windows(frames, window_size, window_overlap) if long_video and not extend else None
+                window_latents = self._denoise_window(
+                    noise * self.scheduler.init_noise_sigma, ratios, tensors, guidance, num_inference_steps, eta,
+                    generator, blend, cross_attention_kwargs, progress_bar, callback_on_step_end,
+                    callback_on_step_end_tensor_inputs, before_step,
+                )  # fmt: skip
+                if given:
+                    window_latents[:, :, :given] = known.to(window_latents.dtype)
+                made = window_latents if made is None else torch.cat([made, window_latents[:, :, given:]], dim=2)
+        latents = made
 
         # 7. decode
         if output_type == "latent":
@@ -595,3 +536,60 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         if not return_dict:
             return (frames,)
         return VideoPipelineOutput(frames=frames)
+
+    def _denoise_window(
+        self, latents, ratios, tensors, guidance, num_inference_steps, eta, generator, blend_windows,
+        cross_attention_kwargs, progress_bar, callback_on_step_end, callback_on_step_end_tensor_inputs, before_step,
+    ) -> torch.Tensor:  # fmt: skip
+        """Denoises the latents `(B, C, W, h, w)` of one window (the whole video when it fits in one) with the
+        frame ratios `ratios`; `blend_windows` are the blended windows of `window_mode="blend"` (None: one call)."""
+        num_frames = latents.shape[2]
+        windows = [(0, num_frames)] if blend_windows is None else blend_windows
+        residual = dict(windows=windows, weights=window_blend_weights(windows, num_frames))
+        residual["cross_attention_kwargs"] = cross_attention_kwargs
+        key_frame = key_frame_index(num_frames)
+        key_frame_from_residual = self.key_frame_estimate == "residual"
+
+        def predict(latent_model_input: torch.Tensor, t: torch.Tensor, i: int, sample: torch.Tensor) -> torch.Tensor:
+            # unconditional first, as diffusers batches classifier-free guidance
+            text = tensors["prompt_embeds"]
+            if self.do_classifier_free_guidance:
+                text = torch.cat([tensors["negative_prompt_embeds"], text])
+            if self.base_unet is None:
+                return self._predict_residual(latent_model_input, t, text, **residual)  # (B, C, F, h, w)
+            # 6.1 base noise from the key frame x_t^k = alpha_t x_0^k + sigma_t b: an image diffusion sample
+            alpha_t, sigma_t = model_input_levels(self.scheduler, t, i)
+            base_noise, base_x0 = self._predict_base(
+                latent_model_input[:, :, key_frame], t, text, cross_attention_kwargs, (alpha_t, sigma_t)
+            )  # (B, C, h, w)
+            # 6.2 x'_t^i = x_t^i - sigma_t sqrt(lambda_i) b_hat
+            residual_input = remove_base_noise(latent_model_input, base_noise, sigma_t, ratios)
+            # 6.3 residual noise r_hat_i of every frame
+            residual_pred = self._predict_residual(residual_input, t, text, **residual)  # (B, C, F, h, w)
+            if self.scheduler.config.prediction_type == "v_prediction":
+                # 6.4 v_hat_i = alpha_t sqrt(lambda_i) b_hat + u_hat_i; at the key frame the base's own v, or the
+                # residual generator's x_0 estimate when it was trained on the key frame
+                return combine_velocity(
+                    base_noise, base_x0, residual_pred, alpha_t, sigma_t, ratios, key_frame_from_residual
+                )
+            # 6.4 eps_hat_i = sqrt(lambda_i) b_hat + sqrt(1 - lambda_i) r_hat_i
+            return combine_noise(base_noise, residual_pred, ratios)
+
+        decomposed_step_noise = injects_noise(self.scheduler, eta) and takes_variance_noise(self.scheduler)
+
+        def step_kwargs(i: int, sample: torch.Tensor) -> dict[str, Any]:
+            # 6.5 the noise a step injects (DDIM's eta > 0, DPM-Solver's SDE) is decomposed with the same frame ratios
+            if not decomposed_step_noise:
+                return {}
+            noise, _, _ = sample_decomposed_noise(
+                sample.shape, ratios, generator=generator, device=sample.device, dtype=sample.dtype
+            )
+            return {"variance_noise": noise}
+
+        return denoise(
+            self, self.scheduler, latents, predict, num_inference_steps=num_inference_steps, guidance=guidance,
+            progress_bar=progress_bar, generator=generator, eta=eta, step_kwargs=step_kwargs,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, tensors=tensors,
+            before_step=before_step,
+        )  # fmt: skip

@@ -1,0 +1,79 @@
+"""Long videos that continue the motion: each window of frames generated after the previous one, from its last frames.
+
+A video model trained on clips of `W` frames makes a longer video window by window. Blending windows denoised side by
+side (see `windows.py`) keeps memory constant but does not keep the motion: with VideoFusion's one base noise every
+window's key frame is the same image, so a moving shape jumps back at each window. Extension instead generates the
+first window as a short video and every later window with its first `overlap` frames *given*: the frames the previous
+windows already made. At every denoising step the given frames are replaced by themselves noised to the step's level
+(the replacement method of Ho et al. 2022, "Video Diffusion Models", Sec. 3.1), with the window's own decomposed
+noise, so the model denoises the new frames in the context of the motion so far. With an overlap beyond the middle of
+the window the key frame, the one the image model reads, is a given frame, so the window's base noise describes the
+video already made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .windows import frame_windows
+
+__all__ = ["ExtensionWindow", "default_extension_overlap", "extension_windows", "replace_given_frames"]
+
+
+def default_extension_overlap(window_size: int) -> int:
+    """`window_size // 2 + 1` given frames per window (the key frame `window_size // 2` among them), at most
+    `window_size - 1`."""
+    return max(0, min(window_size // 2 + 1, window_size - 1))
+
+
+class ExtensionWindow(tuple):
+    """`(start, end, given)`: a window's frames `[start, end)`, of which the first `given` come from earlier windows."""
+
+    __slots__ = ()
+
+    def __new__(cls, start: int, end: int, given: int):
+        return super().__new__(cls, (start, end, given))
+
+    start = property(lambda self: self[0])
+    end = property(lambda self: self[1])
+    given = property(lambda self: self[2])
+
+
+def extension_windows(num_frames: int, window_size: int, overlap: int) -> list[ExtensionWindow]:
+    """The windows that make `num_frames` frames by extension, in order.
+
+    Windows start every `window_size - overlap` frames; the last one ends at the last frame, so it may be given more
+    than `overlap` frames. One window `(0, num_frames, 0)` when the video fits in one.
+    """
+    windows = frame_windows(num_frames, window_size, overlap)
+    plan, made = [], 0
+    for start, end in windows:
+        plan.append(ExtensionWindow(start, end, made - start if made else 0))
+        made = end
+    return plan
+
+
+def replace_given_frames(
+    given: torch.Tensor,
+    noise: torch.Tensor,
+    add_noise: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+) -> Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A `before_step(i, t, latents)` for `denoise` that sets the first frames of `latents` to `given` noised to `t`.
+
+    Args:
+        given (`torch.Tensor`): The clean latents of the given frames, `(B, C, G, h, w)`.
+        noise (`torch.Tensor`): Their noise, `(B, C, G, h, w)`: the window's initial noise at those frames (before the
+            scheduler's `init_noise_sigma`), so the given frames sit on the trajectory the window started from.
+        add_noise (`Callable`): The scheduler's `add_noise(original, noise, timesteps)`.
+    """
+    count = given.shape[2]
+
+    def before_step(i: int, t: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        timesteps = t.reshape(1).expand(given.shape[0]) if isinstance(t, torch.Tensor) else t
+        latents = latents.clone()
+        latents[:, :, :count] = add_noise(given, noise, timesteps).to(latents.dtype)
+        return latents
+
+    return before_step
