@@ -1,0 +1,3 @@
+from .pipeline_video_refiner import VideoRefinerPipeline
+
+__all__ = ["VideoRefinerPipeline"]
