@@ -44,25 +44,33 @@ def moved(scene, dx_px: float, dy_px: float, world: ShapesWorld, index: int = 0)
 
 # ------------------------------------------------------------------------------------------------- the floor
 @pytest.mark.parametrize(
-    "size, frames, num_videos, two_shape_prob", [(32, 8, 40, 0.0), (64, 16, 8, 0.0), (32, 8, 12, 1.0)]
+    "size, frames, num_videos, two_shape_prob, grain_mean, grain_max",
+    [
+        (16, 8, 30, 0.0, 0.08, 0.4),
+        (32, 8, 40, 0.0, 0.04, 0.2),
+        (64, 16, 8, 0.0, 0.02, 0.05),
+        (32, 8, 12, 1.0, 0.04, 0.2),
+    ],
 )
-def test_ground_truth_clips_sit_on_the_floor(scorer, size, frames, num_videos, two_shape_prob):
+def test_ground_truth_clips_sit_on_the_floor(scorer, size, frames, num_videos, two_shape_prob, grain_mean, grain_max):
     world = ShapesWorld(size, size, frames, split="heldout", two_shape_prob=two_shape_prob)
     videos, captions = world.videos(num_videos, seed=7)
     scores = [scorer.score(v, c) for v, c in zip(videos, captions)]
     assert all(s.all_ok for s in scores)
     for s in scores:
         assert s.num_frames == frames and s.worst_frame is None  # no frame is half a pixel off its line
-        assert s.path_deviation_loo_max < 0.1 / size and s.path_deviation_mean < s.path_deviation_max < 0.1 / size
+        pixel = (0.3 if size == 16 else 0.1) / size  # anti-aliasing bias of the centroid of a 5-pixel shape
+        assert s.path_deviation_loo_max < pixel and s.path_deviation_mean < s.path_deviation_max < pixel
         assert s.backward_jump_max == 0.0 and s.backward_steps == 0
-        assert s.shape_color_std == pytest.approx(0.0, abs=1e-6)
+        assert s.shape_color_std is None or s.shape_color_std == pytest.approx(0.0, abs=1e-6)  # None: too small
+    assert sum(s.shape_color_std is not None for s in scores) >= 0.6 * num_videos
     kinds = [world.scene((7, i)).background for i in range(num_videos)]  # `videos` renders scenes (seed, i)
     plain = [s.background_laplacian for s, kind in zip(scores, kinds) if kind == "plain"]
     textured = [s.background_laplacian for s, kind in zip(scores, kinds) if kind == "textured"]
     assert max(plain) == pytest.approx(0.0, abs=1e-6) and min(textured) > 0  # a drawn pattern has curvature
-    # Measured over 100 held-out clips: mean 0.013 (largest 0.13) at 32x32, 0.0037 (largest 0.035) at 64x64: the
-    # finer the pixels, the smaller the curvature of the pattern per pixel. Noise of s = 0.01 alone would add 0.036.
-    assert np.mean(plain + textured) < (0.04 if size == 32 else 0.02) and max(textured) < (0.2 if size == 32 else 0.05)
+    # Measured over 200 held-out clips: mean 0.034 at 16x16, 0.013 (largest 0.13) at 32x32, 0.0036 (largest 0.035)
+    # at 64x64: the finer the pixels, the smaller the curvature of the pattern per pixel. Noise of s = 0.01 adds 0.036.
+    assert np.mean(plain + textured) < grain_mean and max(textured) < grain_max
 
 
 # ---------------------------------------------------------------------------------------------- path deviation
@@ -177,6 +185,17 @@ def noisy_square_clip(noise: float, seed: int = 0):
         mask[t, 10:22, 4 + 2 * t : 16 + 2 * t] = True
     video[mask] = (0.75, 0.8, 0.9)
     return video + rng.normal(0.0, noise, video.shape), mask
+
+
+def test_a_shape_cut_by_the_image_border_has_no_colour_spread():
+    video = np.full((2, 16, 16, 3), 0.1)
+    video[:, 4:10, 0:6] = (0.2, 0.9, 0.3)
+    video[:, 4:10, 0] = (0.15, 0.5, 0.2)  # the border column is half covered (the shape's edge lies on it)
+    mask = np.zeros((2, 16, 16), dtype=bool)
+    mask[:, 4:10, 0:6] = True  # a soft mask of 0.5+ there still reads as inside
+    assert shape_color_std(video, mask) == pytest.approx(
+        0.0, abs=1e-12
+    )  # the border erodes like any edge: 4x4 fully covered pixels are left
 
 
 @pytest.mark.parametrize("noise", [0.01, 0.03])

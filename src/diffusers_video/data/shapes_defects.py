@@ -142,8 +142,10 @@ def _check_track(frames, centers) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _erode(mask: np.ndarray) -> np.ndarray:
-    """3x3 binary erosion of `(T, H, W)` masks (outside the image counts as inside the mask)."""
-    return ~dilate(~mask)
+    """3x3 binary erosion of `(T, H, W)` masks; outside the image counts as outside the mask, so a shape cut by the
+    border loses its pixels there too (they may be partly covered)."""
+    padded = np.pad(mask, ((0, 0), (1, 1), (1, 1)))
+    return ~dilate(~padded)[:, 1:-1, 1:-1]
 
 
 def track_shape(mask: np.ndarray) -> ShapeTrack | None:
@@ -311,8 +313,8 @@ def backward_jumps(
 
 def shape_color_std(video: np.ndarray, mask: np.ndarray) -> float | None:
     """Colour spread inside a shape: the per-channel standard deviation over the pixels of its mask eroded by one
-    pixel (3x3: the eroded pixels of a drawn, anti-aliased shape are fully covered), averaged over the channels,
-    then over the frames that keep at least 2 pixels. A drawn shape gives 0.
+    pixel (3x3, the image border eroding too: the pixels left of a drawn, anti-aliased shape are fully covered),
+    averaged over the channels, then over the frames that keep at least 2 pixels. A drawn shape gives 0.
 
     Args:
         video (`np.ndarray`): `(T, H, W, 3)` floats in [0, 1].
