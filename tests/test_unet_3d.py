@@ -62,6 +62,7 @@ def test_spatial_parameters_match_unet2d_names_and_shapes(unet2d):
         {"temporal_conv": False, "temporal_attention": None},
         {"temporal_cross_attention": True},
         {"temporal_text_modulation": True},
+        {"frame_adaptor": "conv", "temporal_layout": "parallel", "temporal_conv_padding": "causal"},
     ],
 )
 def test_inflated_model_equals_unet2d_frame_by_frame(unet2d, temporal_config):
@@ -290,8 +291,9 @@ def test_return_dict_false_and_scalar_timestep(unet2d):
     assert torch.equal(out, ref)
 
 
-def test_forward_chunking_and_gradient_checkpointing_do_not_change_results(unet2d):
-    unet3d = UNet3DModel.from_unet2d(unet2d, temporal_attention="directed", frame_adaptor=True)
+@pytest.mark.parametrize("frame_adaptor", [True, "conv"])
+def test_forward_chunking_and_gradient_checkpointing_do_not_change_results(unet2d, frame_adaptor):
+    unet3d = UNet3DModel.from_unet2d(unet2d, temporal_attention="directed", frame_adaptor=frame_adaptor)
     _randomize_temporal(unet3d)
     sample, timestep, text = _inputs()
     with torch.no_grad():
@@ -315,7 +317,7 @@ def test_forward_chunking_and_gradient_checkpointing_do_not_change_results(unet2
     assert all(b.gradient_checkpointing for b in unet3d.down_blocks)
     checkpointed = grads()
     assert reference.keys() == checkpointed.keys()
-    assert any("temp_attentions" in n for n in reference)
+    assert any("temp_attentions" in n for n in reference) and any("frame_adaptors" in n for n in reference)
     for name, grad in reference.items():
         assert torch.allclose(grad, checkpointed[name], atol=1e-6), name
 
@@ -502,7 +504,8 @@ def test_from_unet2d_rejects_unknown_options_and_fewer_channels(unet2d):
         ({"max_frames": 0}, "`max_frames` must be at least 1 but is 0"),
         (
             {"temporal_cross_attention": True, "temporal_attention": None},
-            "`temporal_cross_attention=True` needs temporal attention layers of the default layout, but "
+            "`temporal_cross_attention=True` needs temporal attention layers of the default or parallel layout, "
+            "but "
             "`temporal_attention` is None",
         ),
         (
@@ -511,7 +514,7 @@ def test_from_unet2d_rejects_unknown_options_and_fewer_channels(unet2d):
         ),
         (
             {"temporal_text_modulation": True, "temporal_conv": False},
-            "`temporal_text_modulation=True` needs temporal convolutions of the default layout, but "
+            "`temporal_text_modulation=True` needs temporal convolutions of the default or parallel layout, but "
             "`temporal_conv` is False",
         ),
     ],

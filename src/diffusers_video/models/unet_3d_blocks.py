@@ -5,8 +5,13 @@ arguments diffusers' `CrossAttnDownBlock2D`, `DownBlock2D`, `UNetMidBlock2DCross
 `UpBlock2D` and `CrossAttnUpBlock2D` use, so their parameter names and shapes match `UNet2DConditionModel` and Stable
 Diffusion weights load without renaming. The temporal layers sit beside them under their own names:
 `temp_convs` (one after each resnet), `temp_attentions` (one after each spatial transformer) and `frame_adaptors`
-(one after each resnet). Everything runs on `(batch * frames, channels, height, width)`; temporal layers are told
-`num_frames` and are skipped when it is 1 (still images in joint image-video training).
+(one after each resnet, or, with `frame_adaptor="conv"`, one pair per resnet applied after each of its two
+convolutions). Everything runs on `(batch * frames, channels, height, width)`; temporal layers are told `num_frames`
+and are skipped when it is 1 (still images in joint image-video training).
+
+Temporal layouts: "default" runs each spatial transformer, then its temporal attention (`z -> T(S(z))`); "parallel"
+runs both on the same input and sums them, `z + (S(z) - z) + (T(z) - z)` (MagicVideo's `S-Attn(z) + T-Attn(z)`,
+where both layers here include their residual); "modelscope" is described below.
 
 With `TemporalOptions.layout == "modelscope"` the temporal layers are those of diffusers' `UNet3DConditionModel`
 (`ModelScopeTemporalConv`, `ModelScopeTemporalTransformer`) in its order (resnet, temp_conv, attention,
@@ -25,6 +30,7 @@ from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from torch import nn
 
 from .temporal import (
+    ConvFrameAdaptors,
     FrameAdaptor,
     ModelScopeTemporalConv,
     ModelScopeTemporalTransformer,
@@ -35,7 +41,8 @@ from .temporal import (
 DOWN_BLOCK_TYPES = ("CrossAttnDownBlock2D", "DownBlock2D")
 UP_BLOCK_TYPES = ("CrossAttnUpBlock2D", "UpBlock2D")
 MID_BLOCK_TYPES = ("UNetMidBlock2DCrossAttn", "UNetMidBlock2D")
-TEMPORAL_LAYOUTS = ("default", "modelscope")
+TEMPORAL_LAYOUTS = ("default", "modelscope", "parallel")
+FRAME_ADAPTORS = (False, True, "conv")
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,8 @@ class TemporalOptions:
     attention_head_dim: int = 64
     position_encoding: str | None = "sinusoidal"
     max_frames: int = 32
-    frame_adaptor: bool = False
+    frame_adaptor: bool | str = False  # False, True (after each resnet) or "conv" (after each resnet convolution)
+    conv_padding: str = "same"  # of the temporal convolutions: "same" or "causal"
     norm_num_groups: int = 32
     norm_eps: float = 1e-5
     upcast_attention: bool = False
@@ -66,7 +74,12 @@ def _temporal_conv(options: TemporalOptions, channels: int) -> nn.Module:
     if options.layout == "modelscope":
         return ModelScopeTemporalConv(channels, options.conv_kernel_size, options.norm_num_groups)
     return TemporalConv(
-        channels, options.conv_kernel_size, options.norm_num_groups, options.norm_eps, cond_dim=options.conv_cond_dim
+        channels,
+        options.conv_kernel_size,
+        options.norm_num_groups,
+        options.norm_eps,
+        cond_dim=options.conv_cond_dim,
+        padding=options.conv_padding,
     )
 
 
@@ -100,7 +113,11 @@ def _temporal_layers(options: TemporalOptions, channels: int, num_resnets: int, 
         layers["temp_attentions"] = nn.ModuleList(
             _temporal_attention(options, channels) for _ in range(num_attentions)
         )
-    if options.frame_adaptor:
+    if options.frame_adaptor == "conv":
+        layers["frame_adaptors"] = nn.ModuleList(
+            ConvFrameAdaptors(channels, options.max_frames) for _ in range(num_resnets)
+        )
+    elif options.frame_adaptor:
         layers["frame_adaptors"] = nn.ModuleList(
             FrameAdaptor(channels, options.max_frames) for _ in range(num_resnets)
         )
@@ -119,6 +136,8 @@ class _VideoBlock(nn.Module):
             setattr(self, name, layers)
         # The default layout skips temporal layers on single frames; diffusers' (ModelScope) layout runs them.
         self.single_frame_temporal = options.layout == "modelscope"
+        self.parallel_attention = options.layout == "parallel"
+        self.conv_adaptors = options.frame_adaptor == "conv"
         self.gradient_checkpointing = False
 
     def _call(self, module: nn.Module, *args):
@@ -134,9 +153,13 @@ class _VideoBlock(nn.Module):
         num_frames: int,
         pooled_text: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        hidden_states = self._call(self.resnets[i], hidden_states, temb)
-        if num_frames > 1 or self.single_frame_temporal:
-            if hasattr(self, "frame_adaptors"):
+        temporal = num_frames > 1 or self.single_frame_temporal
+        if temporal and self.conv_adaptors:  # MagicVideo: an adaptor after each of the resnet's convolutions
+            hidden_states = self._call(self.frame_adaptors[i], self.resnets[i], hidden_states, temb, num_frames)
+        else:
+            hidden_states = self._call(self.resnets[i], hidden_states, temb)
+        if temporal:
+            if hasattr(self, "frame_adaptors") and not self.conv_adaptors:
                 hidden_states = self._call(self.frame_adaptors[i], hidden_states, num_frames)
             if hasattr(self, "temp_convs"):
                 conv = self.temp_convs[i]
@@ -156,23 +179,29 @@ class _VideoBlock(nn.Module):
         encoder_attention_mask: torch.Tensor | None,
         cross_attention_kwargs: dict[str, Any] | None,
     ) -> torch.Tensor:
-        hidden_states = self.attentions[i](
+        spatial = self.attentions[i](
             hidden_states,
             encoder_hidden_states=encoder_hidden_states,
             attention_mask=attention_mask,
             encoder_attention_mask=encoder_attention_mask,
             cross_attention_kwargs=cross_attention_kwargs,
             return_dict=False,
-        )[0]
-        if (num_frames > 1 or self.single_frame_temporal) and hasattr(self, "temp_attentions"):
-            temporal = self.temp_attentions[i]
-            if getattr(temporal, "cross_attention_dim", None) is not None:
-                # The UNet repeated the text once per frame; the temporal cross-attention takes it once per video.
-                video_text = encoder_hidden_states[::num_frames] if encoder_hidden_states is not None else None
-                hidden_states = self._call(temporal, hidden_states, num_frames, video_text)
-            else:
-                hidden_states = self._call(temporal, hidden_states, num_frames)
-        return hidden_states
+        )[0]  # z + S(z): the spatial transformer includes its residual
+        if not ((num_frames > 1 or self.single_frame_temporal) and hasattr(self, "temp_attentions")):
+            return spatial
+        temporal = self.temp_attentions[i]
+        # parallel: both branches read z; default (sequential): the temporal attention reads z + S(z)
+        temporal_input = hidden_states if self.parallel_attention else spatial
+        if getattr(temporal, "cross_attention_dim", None) is not None:
+            # The UNet repeated the text once per frame; the temporal cross-attention takes it once per video.
+            video_text = encoder_hidden_states[::num_frames] if encoder_hidden_states is not None else None
+            out = self._call(temporal, temporal_input, num_frames, video_text)
+        else:
+            out = self._call(temporal, temporal_input, num_frames)
+        if self.parallel_attention:
+            # z + S(z) + T(z): T(z) = out - z is exactly 0 at init, so the sum is then exactly the image model's
+            return spatial + (out - hidden_states)
+        return out
 
 
 def _transformer(

@@ -15,8 +15,8 @@ from typing import Any
 
 from diffusers.models.activations import ACT2CLS
 
-from .temporal import FRAME_POSITION_ENCODINGS, TEMPORAL_ATTENTION_TYPES
-from .unet_3d_blocks import DOWN_BLOCK_TYPES, MID_BLOCK_TYPES, TEMPORAL_LAYOUTS, UP_BLOCK_TYPES
+from .temporal import FRAME_POSITION_ENCODINGS, TEMPORAL_ATTENTION_TYPES, TEMPORAL_CONV_PADDINGS
+from .unet_3d_blocks import DOWN_BLOCK_TYPES, FRAME_ADAPTORS, MID_BLOCK_TYPES, TEMPORAL_LAYOUTS, UP_BLOCK_TYPES
 
 __all__ = [
     "KEYS_ADDED_LATER",
@@ -31,11 +31,13 @@ KEYS_ADDED_LATER = {
     "temporal_cross_attention": ("8fa82cb", False),
     "temporal_layout": ("dc2b858", "default"),
     "temporal_text_modulation": ("c351964", False),
+    "temporal_conv_padding": ("issue 26", "same"),
 }
 """Config keys added after `UNet3DModel` was first saved (5ee6139), with the commit that added each and its default.
 
 A `config.json` saved before a key existed does not have it, and the key's default is exactly the model such a folder
-holds (no temporal cross-attention, the default temporal layout, no text-modulated temporal convolutions), so a
+holds (no temporal cross-attention, the default temporal layout, no text-modulated temporal convolutions, centred
+temporal convolutions), so a
 missing key of this table takes its default. Every other key has been written by every `save_pretrained` since the
 class exists: its absence means a damaged or hand-made config, which is refused.
 """
@@ -107,11 +109,12 @@ _TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "temporal_attention_head_dim": ("an integer", _is_int),
     "frame_position_encoding": ("None or a string", _optional(_is_str)),
     "max_frames": ("an integer", _is_int),
-    "frame_adaptor": ("True or False", _is_bool),
+    "frame_adaptor": ("True, False or 'conv'", lambda value: _is_bool(value) or _is_str(value)),
     "temporal_cross_attention": ("True or False", _is_bool),
     "scalar_conditions": ("a list of names", _sequence_of(_is_str)),
     "temporal_layout": ("a string", _is_str),
     "temporal_text_modulation": ("True or False", _is_bool),
+    "temporal_conv_padding": ("a string", _is_str),
 }
 
 
@@ -228,8 +231,18 @@ def check_spatial_config(
         )
 
 
-def check_temporal_config(temporal_attention, frame_position_encoding, max_frames, scalar_conditions) -> None:
-    """The temporal options: known attention types and encodings, `max_frames` >= 1, scalar condition names."""
+def check_temporal_config(
+    temporal_attention, frame_position_encoding, max_frames, scalar_conditions, frame_adaptor=False,
+    temporal_conv_padding="same",
+) -> None:  # fmt: skip
+    """The temporal options: known attention types, encodings, frame adaptors and temporal convolution paddings,
+    `max_frames` >= 1, scalar condition names."""
+    if frame_adaptor not in FRAME_ADAPTORS:
+        raise ValueError(f"`frame_adaptor` must be one of {FRAME_ADAPTORS} but is {frame_adaptor!r}.")
+    if temporal_conv_padding not in TEMPORAL_CONV_PADDINGS:
+        raise ValueError(
+            f"`temporal_conv_padding` must be one of {TEMPORAL_CONV_PADDINGS} but is {temporal_conv_padding!r}."
+        )
     if temporal_attention is not None and temporal_attention not in TEMPORAL_ATTENTION_TYPES:
         raise ValueError(
             f"`temporal_attention` must be one of {TEMPORAL_ATTENTION_TYPES} or None but is {temporal_attention!r}."
@@ -250,13 +263,23 @@ def check_temporal_config(temporal_attention, frame_position_encoding, max_frame
 
 def check_temporal_layout(
     temporal_layout, frame_position_encoding, temporal_attention, temporal_attention_head_dim,
-    block_out_channels,
+    block_out_channels, temporal_conv_padding="same",
 ) -> None:  # fmt: skip
     """The temporal layout and, for ModelScope's, the options it can take."""
     if temporal_layout not in TEMPORAL_LAYOUTS:
-        raise ValueError(f"`temporal_layout` must be one of {TEMPORAL_LAYOUTS} but is {temporal_layout!r}.")
+        # the layouts of the first version, then the later one (tests/test_modelscope_layout.py reads this wording)
+        *first, later = TEMPORAL_LAYOUTS
+        raise ValueError(
+            f"`temporal_layout` must be one of {tuple(first)} but is {temporal_layout!r}; or {later!r} (MagicVideo's "
+            "spatial and temporal attention side by side)."
+        )
     if temporal_layout != "modelscope":
         return
+    if temporal_conv_padding != "same":
+        raise ValueError(
+            "`temporal_conv_padding` must be 'same' with `temporal_layout='modelscope'` (diffusers' temporal "
+            f"convolutions are centred) but is {temporal_conv_padding!r}."
+        )
     if frame_position_encoding is not None:
         raise ValueError(
             "`frame_position_encoding` must be None with `temporal_layout='modelscope'` (diffusers' temporal "

@@ -153,6 +153,8 @@ def scalar_tensor(value: Any, batch: int, device: torch.device, name: str) -> to
         )
     if value.dtype == torch.bool or value.is_complex():
         raise TypeError(f"`{name}` must hold real numbers but has dtype {value.dtype}.")
-    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+    # reading the values is a data-dependent branch, which `torch.compile(fullgraph=True)` cannot trace: checked in
+    # eager mode only
+    if value.is_floating_point() and not torch.compiler.is_compiling() and not bool(torch.isfinite(value).all()):
         raise ValueError(f"`{name}` must be finite but is {value.tolist()}.")
     return value
