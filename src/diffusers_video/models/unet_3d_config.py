@@ -31,7 +31,7 @@ KEYS_ADDED_LATER = {
     "temporal_cross_attention": ("8fa82cb", False),
     "temporal_layout": ("dc2b858", "default"),
     "temporal_text_modulation": ("c351964", False),
-    "temporal_conv_padding": ("issue 26", "same"),
+    "temporal_conv_padding": ("a6b504f", "same"),
 }
 """Config keys added after `UNet3DModel` was first saved (5ee6139), with the commit that added each and its default.
 
