@@ -1,5 +1,5 @@
 """What the video pipelines of this package share: the output dataclass, output types, VAE decoding, post-processing,
-and the thin base class [`VideoDiffusionPipeline`] that gives them Hub publishing and loading by repo id.
+and the thin base class [`VideoDiffusionPipeline`] that gives them Hub publishing, loading by repo id and LoRA.
 
 Inference code is shared as small functions that each pipeline calls; the base class only adds what a plain
 `DiffusionPipeline` cannot do for a third-party package: folder checks and Hub downloads (`pipelines.loading`),
@@ -41,6 +41,7 @@ from ..folders import (
 from ..models.video_vae import AutoencoderKLVideo
 from .checks import check_decode_chunk_size, check_output_type
 from .loading import check_pipeline_folder, download_pipeline, is_repo_id, shadow_folder
+from .lora import VideoLoraLoaderMixin
 from .remote_code import PIPELINE_SHIM, write_remote_code_files
 
 logger = logging.get_logger(__name__)
@@ -67,7 +68,7 @@ class VideoPipelineOutput(BaseOutput):
     frames: np.ndarray | torch.Tensor | list[list[PIL.Image.Image]]
 
 
-class VideoDiffusionPipeline(DiffusionPipeline):
+class VideoDiffusionPipeline(VideoLoraLoaderMixin, DiffusionPipeline):
     r"""The base class of diffusers-video's pipelines: a `DiffusionPipeline` that publishes to and loads from the Hub.
 
     What it adds to [`DiffusionPipeline`]:
@@ -80,6 +81,9 @@ class VideoDiffusionPipeline(DiffusionPipeline):
     - `push_to_hub(repo_id)` uploads the pipeline with a full model card (`diffusers_video.hub.make_model_card`) and
       the remote-code shims, so that `diffusers.DiffusionPipeline.from_pretrained(repo_id, trust_remote_code=True)`
       also returns this class. `save_pretrained(folder, remote_code=True)` writes the shims into a local folder.
+    - LoRA the diffusers way ([`VideoLoraLoaderMixin`], `pipelines.lora`): `load_lora_weights(path_or_repo,
+      adapter_name=...)`, `set_adapters`, `fuse_lora` / `unfuse_lora`, `unload_lora_weights`, `save_lora_weights`;
+      a file's key prefixes name the components (`residual_unet`, `unet_0`, ...; `unet` is the video UNet).
     """
 
     @classmethod

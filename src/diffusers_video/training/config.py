@@ -127,6 +127,47 @@ class ModelConfig:
 
 
 @dataclass
+class LoraTrainingConfig:
+    """LoRA fine-tuning: train low-rank adapters on the UNet's attention projections, the UNet itself frozen (see
+    `training.lora`). The final folder holds `pytorch_lora_weights.safetensors`, which any diffusers-video pipeline
+    loads with `load_lora_weights`.
+
+    Args:
+        rank (`int`, defaults to 4): The adapters' rank `r`.
+        alpha (`float | None`, defaults to None): peft's `lora_alpha` (the update is scaled by `alpha / rank`); None
+            uses `rank` (scale 1).
+        target_modules (`list`, defaults to ["spatial_attention", "temporal_attention"]): The layers adapted: the
+            groups "spatial_attention" and "temporal_attention" (`to_q`, `to_k`, `to_v`, `to_out.0` of either kind of
+            attention), or module-name suffixes such as "attn2.to_k".
+        dropout (`float`, defaults to 0.0): Dropout on the adapters' input, in [0, 1).
+        prefix (`str`, defaults to "unet"): The key prefix in the LoRA file: the pipeline component it loads into.
+            "unet" loads into a pipeline's video UNet (VideoFusion's `residual_unet`, Imagen Video's base `unet_0`);
+            name another component (e.g. "unet_2" for an Imagen Video super-resolution stage) to load there.
+    """
+
+    rank: int = 4
+    alpha: float | None = None
+    target_modules: list = field(default_factory=lambda: ["spatial_attention", "temporal_attention"])
+    dropout: float = 0.0
+    prefix: str = "unet"
+
+    def __post_init__(self):
+        _check_types(self, "lora.")
+        _check_int("lora.rank", self.rank, 1)
+        if self.alpha is not None and not self.alpha > 0:
+            raise ValueError(f"`lora.alpha` must be > 0 or None but is {self.alpha}.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"`lora.dropout` must be in [0, 1) but is {self.dropout}.")
+        if not self.target_modules or not all(isinstance(name, str) and name for name in self.target_modules):
+            raise ValueError(
+                f"`lora.target_modules` must be a non-empty list of module names or groups but is "
+                f"{self.target_modules!r}."
+            )
+        if not self.prefix.isidentifier():
+            raise ValueError(f"`lora.prefix` must be a component name such as 'unet' but is {self.prefix!r}.")
+
+
+@dataclass
 class VideoFusionConfig:
     """VideoFusion's joint training of a base and a residual generator (see `training.videofusion`).
 
@@ -267,6 +308,8 @@ class TrainingConfig:
             `model` as a plain text-to-video model.
         video_vae (`VideoVAEConfig | None`, defaults to None): Train a temporal-aware VAE decoder (an
             `AutoencoderKLVideo` inflated from the model's VAE) on pixel clips, the encoder frozen.
+        lora (`LoraTrainingConfig | None`, defaults to None): Train LoRA adapters on the UNet instead of the UNet
+            (with `videofusion`: on the residual generator, `videofusion.train_base` false); None trains the weights.
     """
 
     output_dir: str = "train_output"
@@ -302,6 +345,7 @@ class TrainingConfig:
     videofusion: VideoFusionConfig | None = None
     imagen_video: ImagenVideoConfig | None = None
     video_vae: VideoVAEConfig | None = None
+    lora: LoraTrainingConfig | None = None
 
     def __post_init__(self):
         if isinstance(self.data, dict):
@@ -314,6 +358,8 @@ class TrainingConfig:
             self.imagen_video = _from_dict(ImagenVideoConfig, self.imagen_video, "imagen_video.")
         if isinstance(self.video_vae, dict):
             self.video_vae = _from_dict(VideoVAEConfig, self.video_vae, "video_vae.")
+        if isinstance(self.lora, dict):
+            self.lora = _from_dict(LoraTrainingConfig, self.lora, "lora.")
         _check_types(self, "")
         _check_int("seed", self.seed, 0)
         for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps"):
@@ -379,6 +425,18 @@ class TrainingConfig:
             self._check_imagen_video()
         if self.video_vae is not None:
             self._check_video_vae()
+        if self.lora is not None:
+            self._check_lora()
+
+    def _check_lora(self) -> None:
+        if self.freeze_spatial:
+            raise ValueError("`lora` and `freeze_spatial` cannot both be set: with `lora` only the adapters train.")
+        if self.video_vae is not None:
+            raise ValueError("`lora` cannot train a `video_vae` decoder: it adapts the UNet.")
+        if self.videofusion is not None and self.videofusion.train_base:
+            raise ValueError(
+                "`lora` with `videofusion` adapts the residual generator only: set `videofusion.train_base` to false."
+            )
 
     def _check_videofusion(self) -> None:
         if self.image_fraction > 0:
@@ -533,7 +591,7 @@ def _diff_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[s
     keys = []
     for key in sorted(set(a) | set(b)):
         sections = isinstance(a.get(key), dict) and isinstance(b.get(key), dict)
-        if not prefix and key in ("data", "model", "videofusion", "imagen_video", "video_vae") and sections:
+        if not prefix and key in ("data", "model", "videofusion", "imagen_video", "video_vae", "lora") and sections:
             keys += _diff_keys(a[key], b[key], f"{key}.")
         elif a.get(key) != b.get(key):
             keys.append(f"{prefix}{key}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import shutil
 import time
 import uuid
@@ -58,6 +57,7 @@ from .data import (
     sample_seed,
     split_batch,
 )
+from .lora import add_lora, save_lora
 from .objectives import (
     OBJECTIVES,
     mean_over_samples,
@@ -69,10 +69,10 @@ from .objectives import (
     v_equivalent_loss_weights,
 )
 from .registry import TRAINERS, registered_class
+from .run_log import LOG_NAME, TrainingState, truncate_log
 
 logger = get_logger(__name__)
 
-LOG_NAME = "train_log.jsonl"
 FINAL_NAME = "final"
 
 
@@ -119,20 +119,6 @@ def train(config: TrainingConfig, components: TrainingComponents | None = None) 
         trainer registered for the section that is set (`training.registry.TRAINERS`) runs.
     """
     return registered_class(config, TRAINERS, Trainer)(config, components).train()
-
-
-class TrainingState:
-    """What the loop has done: optimizer steps and the data position (next sample position); checkpointed."""
-
-    def __init__(self):
-        self.global_step = 0
-        self.position = 0
-
-    def state_dict(self) -> dict[str, int]:
-        return {"global_step": self.global_step, "position": self.position}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.global_step, self.position = int(state["global_step"]), int(state["position"])
 
 
 class _Denoiser(nn.Module):
@@ -318,6 +304,8 @@ class Trainer:
         return _Denoiser(self.components.unet)
 
     def _select_trainable(self, unet: nn.Module) -> list[nn.Parameter]:
+        if self.config.lora is not None:  # the adapters alone (`training.lora`)
+            return add_lora(unet, self.config.lora)
         if not self.config.freeze_spatial:
             unet.requires_grad_(True)
             return list(unet.parameters())
@@ -450,7 +438,7 @@ class Trainer:
         elif config.resume_from_checkpoint == "latest":
             logger.info(f"No complete checkpoint in {self.output_dir}: starting a new run.", main_process_only=True)
         if accelerator.is_main_process:
-            self._truncate_log(self.state.global_step)
+            truncate_log(self.output_dir, self.state.global_step)
 
         loader = self._data_loader()
         progress = tqdm(
@@ -513,25 +501,6 @@ class Trainer:
             with open(self.output_dir / LOG_NAME, "a") as handle:
                 handle.write(json.dumps(line) + "\n")
 
-    def _truncate_log(self, step: int) -> None:
-        """Keep the log lines of steps <= `step`: a resumed run's log reads like the uninterrupted run's.
-
-        A line torn by a killed process (not valid JSON) is dropped.
-        """
-        path = self.output_dir / LOG_NAME
-        if not path.exists():
-            return
-        kept = []
-        for line in path.read_text().splitlines():
-            try:
-                if json.loads(line)["step"] <= step:
-                    kept.append(line)
-            except (ValueError, KeyError, TypeError):
-                continue
-        temporary = path.with_name(f"{checkpointing.TEMPORARY_PREFIX}{LOG_NAME}")
-        temporary.write_text("".join(line + "\n" for line in kept))
-        os.replace(temporary, path)
-
     # -------------------------------------------------------------------------------------------- checkpoints
 
     def save_checkpoint(self) -> Path:
@@ -586,7 +555,7 @@ class Trainer:
 
     def save_final(self, target: Path | None = None) -> Path:
         """Save the (EMA) UNet and the other components in `target` (default `final_folder()`), atomically (main
-        process)."""
+        process); with `lora`, the adapter as `pytorch_lora_weights.safetensors` and `training_config.json`."""
         accelerator = self.accelerator
         accelerator.wait_for_everyone()
         target = self.final_folder() if target is None else Path(target)
@@ -596,7 +565,11 @@ class Trainer:
                 self.ema.copy_to(self.trainable)
             try:
                 with checkpointing.naming_write_errors(target), checkpointing.atomic_folder(target) as temporary:
-                    self.save_model(temporary)
+                    if self.config.lora is not None:
+                        save_lora(temporary, self.components.unet, self.config.lora.prefix)
+                        self.config.to_json_file(temporary / TRAINING_CONFIG_NAME)
+                    else:
+                        self.save_model(temporary)
             finally:
                 if self.ema is not None:
                     self.ema.restore(self.trainable)
