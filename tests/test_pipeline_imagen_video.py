@@ -478,3 +478,18 @@ def test_stage_reads_text_only_with_cross_attention():
     mid_only = tiny_unet(attention=False, mid_block_type="UNetMidBlock2DCrossAttn")
     assert text.reads_text and not convolutional.reads_text
     assert CascadeStage(StageSpec("base"), mid_only, ddim()).reads_text
+
+
+def test_a_scheduler_that_would_change_the_noise_schedule_is_refused(text_models):
+    # diffusers' schedulers keep `noise_schedule` in their config but ignore it: the swap would sample the discrete
+    # betas instead of the cosine schedule the stage was trained on
+    cosine = VDistilledScheduler(noise_schedule="continuous_cosine", prediction_type="v_prediction")
+    pipe = make_pipe(text_models, stages=[("base", tiny_unet(seed=0), cosine)])
+    run(pipe, height=8, width=8)  # its own scheduler samples
+    pipe.scheduler_0 = DDIMScheduler.from_config(cosine.config)
+    with pytest.raises(
+        ValueError, match="Stage 0's scheduler is a DDIMScheduler.*`noise_schedule`='continuous_cosine'"
+    ):
+        run(pipe, height=8, width=8)
+    pipe.scheduler_0 = VDistilledScheduler.from_config(cosine.config)  # the way to swap
+    run(pipe, height=8, width=8)

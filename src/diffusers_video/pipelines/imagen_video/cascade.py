@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ...schedulers.diffusion_math import cosine_alpha_sigma
+from ...schedulers.scheduling_v_distilled import VDistilledScheduler
 
 __all__ = [
     "NOISE_AUG_CONDITION",
@@ -35,6 +36,7 @@ __all__ = [
     "StageSpec",
     "augment_condition",
     "check_augmentation_level",
+    "check_keeps_noise_schedule",
     "check_stage_unet",
     "downsample_for_condition",
     "noise_aug_condition_value",
@@ -309,4 +311,20 @@ def check_stage_unet(unet: Any, spec: StageSpec, index: int, condition_channels:
         raise ValueError(
             f"Stage {index} ({spec}) takes {what}, so its UNet needs in_channels={expected}, but it has "
             f"in_channels={in_channels} and out_channels={out_channels}."
+        )
+
+
+def check_keeps_noise_schedule(scheduler, stage: int) -> None:
+    """Raises a `ValueError` when a stage's scheduler would sample on another noise schedule than its config names.
+
+    The cascade's models are trained on the continuous cosine schedule, which only [`VDistilledScheduler`] samples;
+    a diffusers scheduler made from its config (`DDIMScheduler.from_config(pipe.scheduler_0.config)`) keeps the
+    `noise_schedule` entry but ignores it and samples the discrete betas instead: a silent change of schedule.
+    """
+    schedule = scheduler.config.get("noise_schedule", "discrete")
+    if schedule != "discrete" and not isinstance(scheduler, VDistilledScheduler):
+        raise ValueError(
+            f"Stage {stage}'s scheduler is a {type(scheduler).__name__}, which ignores its config's `noise_schedule`="
+            f"{schedule!r} and would sample another schedule than the one the stage was trained on: use a "
+            "VDistilledScheduler (its `from_config` keeps the schedule) for this stage."
         )

@@ -57,6 +57,7 @@ from .cascade import (
     StageSpec,
     augment_condition,
     check_augmentation_level,
+    check_keeps_noise_schedule,
     noise_aug_condition_value,
     stage_model_input,
     upsample_condition,
@@ -274,6 +275,7 @@ class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffu
                         f"{config.max_frames}."
                     )
 
+            check_keeps_noise_schedule(scheduler, i)
             steps = num_inference_steps[i]
             check_positive_int(steps, f"num_inference_steps` of stage `{i}")
             try:
