@@ -13,9 +13,13 @@ module of the package imports it.
 __version__ = "0.1.0.dev0"
 
 from . import hub  # noqa: F401 (imported for its effect: it registers the Hub publisher)
+from .models.i2vgen_xl_content import I2VGenXLContentEncoder, I2VGenXLContentEncoderOutput
 from .models.unet_3d import UNet3DModel, UNet3DModelOutput
 from .models.video_vae import AutoencoderKLVideo
+from .pipelines.i2vgen_xl.pipeline_i2vgen_xl_cascade import I2VGenXLCascadePipeline
+from .pipelines.i2vgen_xl.pipeline_video_refiner import VideoRefinerPipeline
 from .pipelines.imagen_video.pipeline_imagen_video import ImagenVideoPipeline, ImagenVideoPipelineOutput
+from .pipelines.magicvideo.pipeline_magicvideo import MagicVideoPipeline
 from .pipelines.pipeline_utils import VideoPipelineOutput
 from .pipelines.videofusion.pipeline_videofusion import VideoFusionPipeline
 from .schedulers.scheduling_decomposed import DecomposedNoiseScheduler, DecomposedNoiseSchedulerOutput
@@ -31,6 +35,11 @@ __all__ = [
     "VDistilledSchedulerOutput",
     "ImagenVideoPipeline",
     "ImagenVideoPipelineOutput",
+    "MagicVideoPipeline",
     "VideoFusionPipeline",
     "VideoPipelineOutput",
+    "I2VGenXLContentEncoder",
+    "I2VGenXLContentEncoderOutput",
+    "I2VGenXLCascadePipeline",
+    "VideoRefinerPipeline",
 ]

@@ -3,9 +3,12 @@
     diffusers-video convert modelscope --checkpoint ./text-to-video-ms-1.7b --output_dir ./videofusion-ms
     diffusers-video convert sd --checkpoint ./stable-diffusion-2-1 --output_dir ./unet3d
     diffusers-video convert svd-decoder --checkpoint ./stable-video-diffusion --output_dir ./video-vae
+    diffusers-video convert i2vgen-xl --checkpoint ./i2vgen-xl --output_dir ./i2vgen-xl-cascade
+    diffusers-video convert video-refiner --checkpoint ./zeroscope_v2_XL --output_dir ./video-refiner
 
 Each converter has its own options (`... convert sd --help`). The conversions are `diffusers_video.conversion.sd`,
-`diffusers_video.conversion.modelscope` and `diffusers_video.conversion.svd_decoder`; the scripts of the repository's
+`diffusers_video.conversion.modelscope`, `diffusers_video.conversion.svd_decoder`, `diffusers_video.conversion.i2vgen_xl`
+and `diffusers_video.conversion.video_refiner`; the scripts of the repository's
 `conversion_scripts/` run the same command lines ([`converter_main`]). A bad input is one line on stderr, `<prog>: error: <message>`, and exit status 1, with
 nothing written.
 """
@@ -18,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..conversion import modelscope, sd, svd_decoder
+from ..conversion import i2vgen_xl, modelscope, sd, svd_decoder, video_refiner
 from ..models.temporal import FRAME_POSITION_ENCODINGS, TEMPORAL_ATTENTION_TYPES
 from . import PROG
 
@@ -128,6 +131,39 @@ def convert_svd_decoder(args: argparse.Namespace) -> svd_decoder.SVDDecoderConve
     return svd_decoder.convert_svd_decoder(args.checkpoint, args.output_dir, subfolder=args.subfolder)
 
 
+def add_i2vgen_xl_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `convert i2vgen-xl`."""
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help=f"An {i2vgen_xl.PIPELINE_CLASS_NAME} folder or an {i2vgen_xl.UNET_CLASS_NAME} folder.",
+    )
+    parser.add_argument("--output_dir", required=True, help="The folder to write (absent or empty).")
+    parser.add_argument("--variant", help="Weights variant of the UNet, e.g. fp16.")
+    parser.add_argument("--allow_pickle", action="store_true", help="Allow pickled UNet weights (.bin).")
+    parser.add_argument(
+        "--vgen_image_path",
+        action="store_true",
+        help="Reproduce VGen's original UNet, which adds the concatenated image path twice (diffusers adds it once).",
+    )
+
+
+def convert_i2vgen_xl(args: argparse.Namespace) -> i2vgen_xl.I2VGenXLConversionSummary:
+    """Run `conversion.i2vgen_xl.convert` with the options of `convert i2vgen-xl`."""
+    return i2vgen_xl.convert(
+        args.checkpoint,
+        args.output_dir,
+        variant=args.variant,
+        allow_pickle=args.allow_pickle,
+        vgen_image_path=args.vgen_image_path,
+    )
+
+
+def convert_video_refiner(args: argparse.Namespace) -> video_refiner.RefinerConversionSummary:
+    """Run `conversion.video_refiner.convert` with the options of `convert video-refiner`."""
+    return video_refiner.convert(args.checkpoint, args.output_dir, variant=args.variant, allow_pickle=args.allow_pickle)
+
+
 @dataclass(frozen=True)
 class Converter:
     """A converter of `diffusers-video convert`: its options, the conversion, and the script that wraps it."""
@@ -140,6 +176,27 @@ class Converter:
 
 
 CONVERTERS = {
+    "i2vgen-xl": Converter(
+        script="convert_i2vgen_xl.py",
+        help="diffusers' I2VGenXLPipeline / I2VGenXLUNet -> I2VGenXLCascadePipeline / UNet3DModel + content encoder",
+        description=(
+            f"Convert a diffusers {i2vgen_xl.PIPELINE_CLASS_NAME} folder (the public ali-vilab/i2vgen-xl layout) into an "
+            f"I2VGenXLCascadePipeline folder, or an {i2vgen_xl.UNET_CLASS_NAME} folder into unet/ (UNet3DModel) and "
+            "content_encoder/ (I2VGenXLContentEncoder) folders, with the same outputs. Works offline."
+        ),
+        add_arguments=add_i2vgen_xl_arguments,
+        convert=convert_i2vgen_xl,
+    ),
+    "video-refiner": Converter(
+        script="convert_video_to_video_to_refiner.py",
+        help="diffusers' VideoToVideoSDPipeline (zeroscope-XL, ModelScope video-to-video) -> VideoRefinerPipeline",
+        description=(
+            "Convert a diffusers VideoToVideoSDPipeline (or TextToVideoSDPipeline) folder into a VideoRefinerPipeline "
+            "folder that refines a video into the same frames. Works offline."
+        ),
+        add_arguments=add_modelscope_arguments,
+        convert=convert_video_refiner,
+    ),
     "modelscope": Converter(
         script="convert_modelscope_to_videofusion.py",
         help="diffusers' TextToVideoSDPipeline / UNet3DConditionModel (ModelScope) -> VideoFusionPipeline / UNet3DModel",

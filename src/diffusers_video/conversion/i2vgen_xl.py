@@ -361,6 +361,9 @@ def convert(
             "content_encoder": [I2VGenXLContentEncoder.__module__, I2VGenXLContentEncoder.__name__],
             "refiner_unet": [None, None],
             "refiner_scheduler": [None, None],
+            # the size diffusers' `I2VGenXLPipeline` makes by default (the public weights were trained at it)
+            "default_height": 704,
+            "default_width": 1280,
             **{name: list(index[name]) for name in COPIED_COMPONENTS},
         }
         (folder / INDEX_NAME).write_text(json.dumps(new_index, indent=2, sort_keys=True) + "\n")

@@ -1,4 +1,5 @@
 from .frame_adaptors import ConvFrameAdaptors, FrameAdaptor
+from .i2vgen_xl_content import I2VGenXLContentEncoder, I2VGenXLContentEncoderOutput
 from .temporal import TemporalAttention, TemporalConv
 from .unet_3d import UNet3DModel, UNet3DModelOutput
 from .video_vae import AutoencoderKLVideo
@@ -7,6 +8,8 @@ __all__ = [
     "AutoencoderKLVideo",
     "ConvFrameAdaptors",
     "FrameAdaptor",
+    "I2VGenXLContentEncoder",
+    "I2VGenXLContentEncoderOutput",
     "TemporalAttention",
     "TemporalConv",
     "UNet3DModel",

@@ -56,19 +56,18 @@ from .refine import (
 __all__ = ["VideoRefinerPipeline", "check_size"]
 
 
-def check_size(height: Any, width: Any, multiple: int) -> None:
+def check_size(height: Any, width: Any, multiple: int, names: tuple[str, str] = ("height", "width")) -> None:
     """Raises a `ValueError` unless `height` and `width` are positive multiples of `multiple` (the VAE's and the
-    UNet's downsampling together)."""
+    UNet's downsampling together); `names` are the arguments named in the message."""
     if (
         not (is_int(height) and is_int(width))
-        or height < multiple
-        or width < multiple
+        or min(height, width) < multiple
         or height % multiple
-        or (width % multiple)
+        or width % multiple
     ):
         raise ValueError(
-            f"`height` and `width` have to be positive multiples of {multiple} (the VAE's and the UNet's downsampling)"
-            f" but are {height!r} and {width!r}."
+            f"`{names[0]}` and `{names[1]}` have to be positive multiples of {multiple} (the VAE's and the UNet's "
+            f"downsampling) but are {height!r} and {width!r}."
         )
 
 
