@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_sd21_unet2d_config
@@ -235,3 +236,270 @@ def test_magicvideo_options_compile_with_fullgraph():
             rtol=0,
             atol=1e-6,
         )
+
+
+# ---------------------------------------------------------------------------------------------- the pipeline
+
+TEXT_DIM = 16
+PROMPT = "a red circle"
+
+
+def _perturb(model, seed, scale=0.05):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * scale)
+    return model.eval()
+
+
+def tiny_unet(in_channels=4, out_channels=4, text=True, seed=0, **temporal):
+    """A two-block `UNet3DModel` on 4x4 latents (8x8 pixels through the tiny VAE), random weights everywhere."""
+    torch.manual_seed(seed)
+    config = dict(
+        sample_size=4, in_channels=in_channels, out_channels=out_channels, block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D" if text else "DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D" if text else "UpBlock2D"),
+        mid_block_type="UNetMidBlock2DCrossAttn" if text else None, layers_per_block=1, attention_head_dim=2,
+        cross_attention_dim=TEXT_DIM, norm_num_groups=4, temporal_attention_head_dim=4,
+    )  # fmt: skip
+    config.update(temporal)
+    return _perturb(UNet3DModel(**config), seed + 1)
+
+
+def make_pipe(interpolation=True, super_resolution=True, space="latent", vae=None):
+    from conftest import tiny_clip_text_models, tiny_vae
+    from diffusers import DDIMScheduler
+
+    from diffusers_video import MagicVideoPipeline
+
+    tokenizer, text_encoder = tiny_clip_text_models(TEXT_DIM, 16)
+    keyframe_unet = tiny_unet(
+        temporal_layout="parallel", temporal_conv=False, scalar_conditions=("fps",), **MAGICVIDEO
+    )
+    sr_channels = 4 if space == "latent" else 3
+    pipe = MagicVideoPipeline(
+        vae=vae or tiny_vae(),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=keyframe_unet,
+        scheduler=DDIMScheduler(),
+        interpolation_unet=tiny_unet(9, 4, seed=10, scalar_conditions=("fps",)) if interpolation else None,
+        super_resolution_unet=tiny_unet(
+            2 * sr_channels,
+            sr_channels,
+            text=False,
+            seed=20,
+            temporal_attention=None,
+            scalar_conditions=("noise_aug_level", "fps"),
+        )
+        if super_resolution
+        else None,  # fmt: skip
+        super_resolution_space=space,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return make_pipe()
+
+
+def run(pipe, seed=0, **kwargs):
+    arguments = dict(prompt=PROMPT, num_keyframes=3, num_inference_steps=2, guidance_scale=4.0, output_type="latent")
+    arguments["generator"] = torch.Generator().manual_seed(seed)
+    arguments.update(kwargs)
+    return pipe(**arguments).frames
+
+
+def _inputs_of(unet):
+    """Records the positional and keyword inputs of every call of `unet`; returns (records, handle)."""
+    records = []
+    handle = unet.register_forward_pre_hook(lambda m, args, kwargs: records.append((args, kwargs)), with_kwargs=True)
+    return records, handle
+
+
+def test_each_stage_makes_its_frames_and_sizes(pipe):
+    assert run(pipe, stages=["keyframes"]).shape == (1, 4, 3, 4, 4)  # 3 keyframes of 4x4 latents (8x8 pixels)
+    assert run(pipe, stages=["keyframes", "interpolation"]).shape == (1, 4, 5, 4, 4)  # (3 - 1) * 2 + 1
+    assert run(pipe, stages=["keyframes", "interpolation"], interpolation_factors=4).shape == (1, 4, 9, 4, 4)
+    assert run(pipe, stages=["keyframes", "interpolation"], interpolation_factors=[2, 2]).shape == (1, 4, 9, 4, 4)
+    assert run(pipe, num_frames=9, interpolation_factors=4).shape == (1, 4, 9, 8, 8)  # all stages: SR x2
+    frames = run(pipe, output_type="np", num_videos_per_prompt=2)
+    assert frames.shape == (2, 5, 16, 16, 3) and 0 <= frames.min() and frames.max() <= 1  # 8x8 px -> 16x16 px
+
+
+def test_interpolation_places_the_keyframes_at_their_indices_and_keeps_them(pipe):
+    g = torch.Generator().manual_seed(3)
+    keyframes = torch.randn(2, 4, 3, 4, 4, generator=g)
+    records, handle = _inputs_of(pipe.interpolation_unet)
+    try:
+        out = run(pipe, prompt=[PROMPT, "a blue square"], keyframes=keyframes, stages=["interpolation"],
+                  interpolation_factors=4)  # fmt: skip
+    finally:
+        handle.remove()
+    assert out.shape == (2, 4, 9, 4, 4)
+    assert torch.equal(out[:, :, ::4], keyframes)  # the given frames, unchanged, at indices 0, 4, 8
+    sample = records[0][0][0]  # (B * (n - 1) segments, 2 C + 1, f + 1, h, w); no guidance: one pass per step
+    assert sample.shape == (4, 9, 5, 4, 4)
+    context, mask = sample[:, 4:8], sample[:, 8:]
+    for video in range(2):
+        for segment in range(2):
+            row = video * 2 + segment
+            assert torch.equal(context[row, :, 0], keyframes[video, :, segment])  # left neighbour at index 0
+            assert torch.equal(context[row, :, 4], keyframes[video, :, segment + 1])  # right neighbour at index f
+    assert torch.equal(context[:, :, 1:4], torch.zeros_like(context[:, :, 1:4]))
+    assert torch.equal(mask[:, 0, [0, 4]], torch.ones_like(mask[:, 0, [0, 4]]))
+    assert torch.equal(mask[:, 0, 1:4], torch.zeros_like(mask[:, 0, 1:4]))
+    # the segments are the neighbours' only conditioning: the last keyframe changes only the second segment
+    changed = keyframes.clone()
+    changed[:, :, 2] += 1.0
+    out_changed = run(pipe, prompt=[PROMPT, "a blue square"], keyframes=changed, stages=["interpolation"],
+                      interpolation_factors=4)  # fmt: skip
+    assert torch.equal(out_changed[:, :, :4], out[:, :, :4])
+    assert (out_changed[:, :, 5:8] - out[:, :, 5:8]).abs().amax(dim=(0, 1, 3, 4)).min() > 1e-3
+
+
+def test_super_resolution_reads_the_upsampled_video_and_the_augmentation_level(pipe):
+    g = torch.Generator().manual_seed(4)
+    keyframes = torch.randn(1, 4, 3, 4, 4, generator=g)
+    records, handle = _inputs_of(pipe.super_resolution_unet)
+    try:
+        out = run(pipe, keyframes=keyframes, stages=["super_resolution"], noise_aug_level=0.0, fps=6.0)
+    finally:
+        handle.remove()
+    assert out.shape == (1, 4, 3, 8, 8)
+    sample, kwargs = records[0][0][0], records[0][1]
+    # level 0: the conditioning is the bilinear upsampling itself (Imagen Video's SSR conditioning)
+    upsampled = torch.nn.functional.interpolate(keyframes[0].transpose(0, 1), scale_factor=2, mode="bilinear")
+    torch.testing.assert_close(sample[0, 4:], upsampled.transpose(0, 1), rtol=0, atol=1e-6)
+    assert kwargs["scalar_conds"] == {"noise_aug_level": 0.0, "fps": 6.0}
+    assert kwargs["encoder_hidden_states"] is None  # a fully convolutional SR UNet reads no text
+    other = run(pipe, keyframes=keyframes + 1.0, stages=["super_resolution"], noise_aug_level=0.0, fps=6.0)
+    assert (other - out).abs().max() > 1e-3
+
+
+def test_every_stage_is_told_the_frame_rate_of_the_frames_it_makes(pipe):
+    hooks = {name: _inputs_of(pipe.stage_unet(name)) for name in ("keyframes", "interpolation", "super_resolution")}
+    try:
+        run(pipe, fps=4.0, interpolation_factors=[2, 4], guidance_scale=1.0)
+    finally:
+        for _, handle in hooks.values():
+            handle.remove()
+    rates = {
+        name: sorted({kwargs["scalar_conds"]["fps"] for _, kwargs in records}) for name, (records, _) in hooks.items()
+    }
+    assert rates == {"keyframes": [4.0], "interpolation": [8.0, 32.0], "super_resolution": [32.0]}
+
+
+def test_one_denoising_step_of_the_keyframe_model_is_causal(pipe):
+    g = torch.Generator().manual_seed(5)
+    latents = torch.randn(1, 4, 5, 4, 4, generator=g)
+    changed = latents.clone()
+    changed[:, :, 3] += 1.0
+    arguments = dict(stages=["keyframes"], num_keyframes=5, num_inference_steps=1, guidance_scale=4.0)
+    out, out_changed = run(pipe, latents=latents, **arguments), run(pipe, latents=changed, **arguments)
+    assert torch.equal(out[:, :, :3], out_changed[:, :, :3])
+    assert (out[:, :, 3:] - out_changed[:, :, 3:]).abs().amax(dim=(0, 1, 3, 4)).min() > 0
+
+
+def test_a_seed_gives_the_same_video_and_one_generator_per_video_gives_each_its_own(pipe):
+    first, again, other = run(pipe, seed=0, output_type="np"), run(pipe, seed=0, output_type="np"), run(pipe, seed=1)
+    assert np.array_equal(first, again) and not np.array_equal(run(pipe, seed=0), other)
+    generators = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    both = pipe(prompt=[PROMPT, PROMPT], num_keyframes=3, num_inference_steps=2, guidance_scale=4.0, eta=0.5,
+                output_type="latent", generator=generators).frames  # fmt: skip
+    alone = pipe(prompt=PROMPT, num_keyframes=3, num_inference_steps=2, guidance_scale=4.0, eta=0.5,
+                 output_type="latent", generator=torch.Generator().manual_seed(1)).frames  # fmt: skip
+    torch.testing.assert_close(both[1:], alone, rtol=0, atol=1e-4 * alone.abs().max().item())
+
+
+def test_callbacks_see_every_stage_and_offloading_keeps_the_result(pipe):
+    seen = []
+
+    def callback(p, i, t, kwargs):
+        seen.append((p.stage, i, tuple(kwargs["latents"].shape)))
+        return {}
+
+    expected = run(pipe, callback_on_step_end=callback)
+    assert seen == [
+        ("keyframes", 0, (1, 4, 3, 4, 4)), ("keyframes", 1, (1, 4, 3, 4, 4)),
+        ("interpolation", 0, (2, 4, 3, 4, 4)), ("interpolation", 1, (2, 4, 3, 4, 4)),
+        ("super_resolution", 0, (1, 4, 5, 8, 8)), ("super_resolution", 1, (1, 4, 5, 8, 8)),
+    ]  # fmt: skip
+    offloaded = make_pipe()
+    offloaded.enable_model_cpu_offload(device="cpu")
+    hooked = {name for name, model in offloaded.components.items() if hasattr(model, "_hf_hook")}
+    assert hooked == {"text_encoder", "unet", "interpolation_unet", "super_resolution_unet", "vae"}
+    assert torch.equal(run(offloaded), expected)
+
+
+def test_save_and_load_round_trip_and_pixel_super_resolution_with_the_video_vae(tmp_path):
+    from conftest import tiny_vae
+
+    from diffusers_video import AutoencoderKLVideo, MagicVideoPipeline
+
+    pipe = make_pipe(interpolation=False, space="pixel", vae=AutoencoderKLVideo.from_vae2d(tiny_vae()).eval())
+    expected = run(pipe, output_type="pt")
+    assert expected.shape == (1, 3, 3, 16, 16)  # 3 keyframes, decoded to 8x8, upsampled in pixels to 16x16
+    pipe.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["interpolation_unet"] == [None, None] and index["super_resolution_space"] == "pixel"
+    loaded = MagicVideoPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.interpolation_unet is None and isinstance(loaded.vae, AutoencoderKLVideo)
+    torch.testing.assert_close(run(loaded, output_type="pt"), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"interpolation_factors": 3}, ValueError, "`interpolation_factors` must each be one of (2, 4) but are [3]"),
+        ({"num_frames": 8}, ValueError, "`num_frames`=8 does not fit `interpolation_factors` [2]"),
+        ({"num_keyframes": 40}, ValueError, "`num_keyframes` is 40 but the keyframe model `unet` makes at most"),
+        ({"num_keyframes": 1}, ValueError, "`num_keyframes` must be at least 2 to interpolate"),
+        ({"height": 20, "width": 16}, ValueError, "`height` and `width` have to be positive multiples of 8"),
+        ({"fps": 0}, ValueError, "`fps` (frames per second of the keyframes) must be a number > 0 but is 0"),
+        ({"fps": -2.0}, ValueError, "must be a number > 0 but is -2.0"),
+        ({"noise_aug_level": 1.5}, ValueError, "`noise_aug_level` must lie in [0, 1] but is 1.5"),
+        ({"stages": ["keyframes", "deblurring"]}, ValueError, "`stages` must be a list of names from"),
+        ({"stages": ["interpolation"]}, ValueError, "without the keyframe stage, pass the `keyframes` latents"),
+        ({"stages": ["keyframes"], "interpolation_factors": 2}, ValueError, "the interpolation stage does not run"),
+        ({"interpolation_num_inference_steps": 0}, ValueError, "`interpolation_num_inference_steps` must be in"),
+        ({"super_resolution_guidance_scale": -1.0}, ValueError, "`super_resolution_guidance_scale` must be >= 0"),
+        ({"latents": torch.zeros(1, 4, 2, 4, 4)}, ValueError, "`latents` must have shape (1, 4, 3, 4, 4)"),
+        (
+            {"keyframes": torch.zeros(1, 4, 3, 2, 2), "height": 16, "width": 16},
+            ValueError,
+            "an output of 16x16 needs (4, 4)",
+        ),
+        ({"output_type": "gif"}, ValueError, "`output_type` must be one of"),
+        ({"prompt": None}, ValueError, "Pass either `prompt` or `prompt_embeds`"),
+        ({"generator": [torch.Generator()] * 3}, ValueError, "`generator` is a list of 3 generators"),
+        ({"eta": 2.0}, ValueError, "`eta` must be at most 1"),
+    ],
+)
+def test_bad_input_is_refused_before_any_model_runs(pipe, kwargs, error, message):
+    records = [_inputs_of(module) for module in (pipe.text_encoder, pipe.unet, pipe.interpolation_unet)]
+    try:
+        with pytest.raises(error) as raised:
+            run(pipe, **kwargs)
+    finally:
+        for _, handle in records:
+            handle.remove()
+    assert message in str(raised.value)
+    assert not any(calls for calls, _ in records)
+
+
+def test_components_whose_channels_do_not_fit_their_conditioning_are_refused(pipe):
+    from diffusers_video import MagicVideoPipeline
+
+    components = {name: getattr(pipe, name) for name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")}
+    with pytest.raises(ValueError, match="so it needs in_channels=9 and out_channels=4, but has in_channels=8"):
+        MagicVideoPipeline(**components, interpolation_unet=tiny_unet(8, 4))
+    with pytest.raises(ValueError, match="in latent space .* needs in_channels=8 and out_channels=4, but has in_ch"):
+        MagicVideoPipeline(**components, super_resolution_unet=tiny_unet(9, 4, text=False, temporal_attention=None))
+    with pytest.raises(ValueError, match="`super_resolution_factor` must be an integer >= 2 but is 1"):
+        MagicVideoPipeline(**components, super_resolution_factor=1)
+    with pytest.raises(ValueError, match="`interpolation_unet` has scalar conditions \\['noise_aug_level'\\]"):
+        MagicVideoPipeline(**components, interpolation_unet=tiny_unet(9, 4, scalar_conditions=("noise_aug_level",)))

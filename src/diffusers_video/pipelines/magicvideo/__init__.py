@@ -1,0 +1,3 @@
+from .pipeline_magicvideo import MagicVideoPipeline
+
+__all__ = ["MagicVideoPipeline"]
