@@ -1,7 +1,9 @@
-"""`diffusers-video generate`: a video from any diffusers-video pipeline, from a folder or a Hub repo id.
+"""`diffusers-video generate`: videos from any diffusers-video pipeline, from a folder or a Hub repo id.
 
     diffusers-video generate --pipeline PATH_OR_REPO_ID --prompt "a red circle moving right" --output video.mp4
     diffusers-video generate --pipeline imagen_video "a red circle moving right" --steps 8 --guidance_scale 4,4,1,1
+    diffusers-video generate --pipeline PATH_OR_REPO_ID --prompts prompts.txt --output_dir videos/
+    accelerate launch --num_processes 2 -m diffusers_video.cli generate --pipeline ... --prompts prompts.jsonl ...
 
 Loads the pipeline class named in the folder's model_index.json (downloading a repo id into the Hub cache first;
 `--local_files_only` reads the cache only), generates one video with a progress bar, and writes it as MP4 (needs
@@ -12,13 +14,27 @@ pipeline's defaults.
 `--pipeline` also takes the name of a committed demo pipeline, a folder relative to the repository root (run from
 there): `videofusion` (pipelines/videofusion/demo) or `imagen_video` (pipelines/imagen_video/demo). The prompt can be
 given as `--prompt` or as the last argument. A cascade (ImagenVideoPipeline) takes `--steps` and `--guidance_scale`
-per stage, comma-separated, base first (one number is used for every stage).
+per stage, comma-separated, base first (one number is used for every stage). `--lora PATH_OR_REPO_ID` loads a
+LoRA (`pytorch_lora_weights.safetensors`, see `diffusers_video.pipelines.lora`) first, at `--lora_scale`.
+
+Many prompts: `--prompts FILE` (a text file, one prompt per line, blank lines and lines starting with # skipped; or a
+`.jsonl` file, one object per line with "prompt" and optionally "seed", "negative_prompt", "num_frames", "height",
+"width", "steps", "guidance_scale") writes one video per prompt into `--output_dir` as `<index>.mp4` (or `.gif`, by
+`--format`), prompt `i` (from 0) seeded `--seed + i` unless its line gives a seed, and `index.jsonl` there, one line
+per video: index, prompt, seed, file and the options of its line. A video already in the folder is skipped, so a rerun
+resumes an interrupted batch. Under `accelerate launch` the prompts are split between the processes
+(`PartialState.split_between_processes`; on CPU, `accelerate launch --multi_gpu --num_processes N` or torchrun starts
+them and they use gloo); every video depends only on its own line and seed, so the files are those of one process.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import inspect
+import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +45,16 @@ from ..pipelines.pipeline_utils import VideoDiffusionPipeline
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _FORMATS = (".mp4", ".gif")
+INDEX_FILE = "index.jsonl"
+# The keys a `--prompts` JSONL line may have besides "prompt" and "seed", and the option each one stands for.
+LINE_OPTIONS = {
+    "negative_prompt": "negative_prompt",
+    "num_frames": "num_frames",
+    "height": "height",
+    "width": "width",
+    "steps": "steps",
+    "guidance_scale": "guidance_scale",
+}
 
 # The committed demo pipelines that `--pipeline NAME` loads, relative to the repository root (where commands run).
 DEMO_PIPELINES = {
@@ -72,7 +98,14 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--fps", type=int, default=8, help="frames per second of the file (default: 8)")
-    parser.add_argument("--output", default="video.mp4", help="the file to write, .mp4 or .gif (default: video.mp4)")
+    parser.add_argument("--output", default=None, help="the file to write, .mp4 or .gif (default: video.mp4)")
+    parser.add_argument(
+        "--prompts", default=None, metavar="FILE", help="many prompts: a text file (one per line) or a .jsonl file"
+    )
+    parser.add_argument("--output_dir", "--output-dir", default=None, help="where `--prompts` videos go")
+    parser.add_argument("--format", choices=("mp4", "gif"), default="mp4", help="file type of `--prompts` videos")
+    parser.add_argument("--lora", default=None, metavar="PATH_OR_REPO_ID", help="load this LoRA into the pipeline")
+    parser.add_argument("--lora_scale", "--lora-scale", type=float, default=1.0, help="its weight (default: 1)")
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="weights dtype (default: float32)")
     parser.add_argument("--revision", default=None, help="branch, tag or commit of a Hub repo (default: main)")
@@ -220,15 +253,89 @@ def _device(name: str | None) -> torch.device:
     return device
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run `generate` from parsed arguments; returns the exit code."""
-    output = Path(args.output)
-    if output.suffix.lower() not in _FORMATS:
-        raise ValueError(f"`--output` must end in .mp4 or .gif but is {args.output!r}.")
-    if args.fps < 1:
-        raise ValueError(f"`--fps` must be at least 1 but is {args.fps}.")
-    check_writable(output.absolute().parent)  # before the pipeline is loaded
-    device = _device(args.device)
+@dataclass
+class PromptJob:
+    """One video of a `--prompts` batch: its position in the file, prompt, seed and the options of its line."""
+
+    index: int
+    prompt: str
+    seed: int
+    options: dict = field(default_factory=dict)
+
+    def file_name(self, extension: str) -> str:
+        return f"{self.index:05d}.{extension}"
+
+
+def read_prompts(path: str | os.PathLike, seed: int = 0) -> list[PromptJob]:
+    """The jobs of a `--prompts` file: a text file, one prompt per line (blank lines and `#` comments skipped), or a
+    `.jsonl` file of objects with "prompt" and optionally "seed" and the keys of `LINE_OPTIONS`.
+
+    Prompt `i` (counting prompts, from 0) is seeded `seed + i` unless its line gives a "seed".
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: no prompt, or a line that is not a JSON object with a string "prompt", an integer "seed" >= 0 and
+            known keys (the message names the line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"`--prompts` {str(path)!r} does not exist.")
+    jobs = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or (path.suffix != ".jsonl" and line.lstrip().startswith("#")):
+            continue
+        where = f"line {number} of '{path}'"
+        if path.suffix != ".jsonl":
+            jobs.append(PromptJob(len(jobs), line.strip(), seed + len(jobs)))
+            continue
+        try:
+            values = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{where} is not valid JSON ({error.msg}): {line[:80]!r}.") from None
+        if not isinstance(values, dict) or not isinstance(values.get("prompt"), str) or not values["prompt"].strip():
+            raise ValueError(f'{where} must be a JSON object with a non-empty "prompt" string but is {line[:80]!r}.')
+        unknown = sorted(set(values) - {"prompt", "seed", *LINE_OPTIONS})
+        if unknown:
+            raise ValueError(
+                f"{where} has unknown keys {unknown}; known are {sorted({'prompt', 'seed', *LINE_OPTIONS})}."
+            )
+        own_seed = values.get("seed", seed + len(jobs))
+        if isinstance(own_seed, bool) or not isinstance(own_seed, int) or own_seed < 0:
+            raise ValueError(f'{where}: "seed" must be an integer >= 0 but is {own_seed!r}.')
+        options = {key: values[key] for key in LINE_OPTIONS if key in values}
+        jobs.append(PromptJob(len(jobs), values["prompt"].strip(), own_seed, options))
+    if not jobs:
+        raise ValueError(f"`--prompts` '{path}' holds no prompt.")
+    return jobs
+
+
+def job_arguments(args: argparse.Namespace, job: PromptJob) -> argparse.Namespace:
+    """The command line of one job: `args` with the job's prompt, seed and line options."""
+    job_args = copy.copy(args)
+    job_args.prompt, job_args.prompt_argument, job_args.seed = job.prompt, None, job.seed
+    for key, value in job.options.items():
+        if key in ("steps", "guidance_scale") and isinstance(value, list):
+            value = ",".join(str(v) for v in value)  # per stage, as on the command line
+        setattr(job_args, LINE_OPTIONS[key], str(value) if key in ("steps", "guidance_scale") else value)
+    return job_args
+
+
+def write_index(output_dir: Path, jobs: list[PromptJob], extension: str) -> Path:
+    """Write `index.jsonl`: one line per video of `jobs` that exists in `output_dir`, in prompt order."""
+    lines = []
+    for job in jobs:
+        name = job.file_name(extension)
+        if (output_dir / name).is_file():
+            line = {"index": job.index, "prompt": job.prompt, "seed": job.seed, "file": name, **job.options}
+            lines.append(json.dumps(line))
+    temporary = output_dir / f".{INDEX_FILE}.partial"
+    temporary.write_text("".join(line + "\n" for line in lines))
+    os.replace(temporary, output_dir / INDEX_FILE)
+    return output_dir / INDEX_FILE
+
+
+def load_pipeline(args: argparse.Namespace) -> VideoDiffusionPipeline:
+    """The pipeline of `--pipeline` (with `--lora` loaded), in `--dtype`; a load failure as one-line ValueError."""
     if args.no_progress:  # also the loading bars of diffusers and transformers
         import diffusers.utils.logging
         import transformers.utils.logging
@@ -247,10 +354,84 @@ def run(args: argparse.Namespace) -> int:
         first_line = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
         shown = repr(args.pipeline) if source == args.pipeline else f"{args.pipeline!r} ('{source}')"
         raise ValueError(f"cannot load `--pipeline` {shown}: {first_line}") from error
+    if getattr(args, "lora", None):
+        try:
+            pipeline.load_lora_weights(args.lora, adapter_name="lora", local_files_only=args.local_files_only or None)
+        except OSError as error:
+            raise ValueError(f"cannot load `--lora` {args.lora!r}: {str(error).splitlines()[0]}") from error
+        pipeline.set_adapters("lora", args.lora_scale)
+    return pipeline
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `generate` from parsed arguments; returns the exit code."""
+    if getattr(args, "prompts", None) is not None:
+        return run_batch(args)
+    if getattr(args, "output_dir", None) is not None:
+        raise ValueError(f"`--output_dir` ({args.output_dir!r}) goes with `--prompts`; one video takes `--output`.")
+    args.output = args.output if args.output is not None else "video.mp4"
+    output = Path(args.output)
+    if output.suffix.lower() not in _FORMATS:
+        raise ValueError(f"`--output` must end in .mp4 or .gif but is {args.output!r}.")
+    if args.fps < 1:
+        raise ValueError(f"`--fps` must be at least 1 but is {args.fps}.")
+    check_writable(output.absolute().parent)  # before the pipeline is loaded
+    device = _device(args.device)
+    pipeline = load_pipeline(args)
     kwargs = call_arguments(pipeline, args)
     pipeline = pipeline.to(device)
     pipeline.set_progress_bar_config(disable=args.no_progress)
     video = _first_video(pipeline(**kwargs).frames)
     write_video(video, output, args.fps)
     print(f"wrote {output} ({len(video)} frames of {video.shape[1]}x{video.shape[2]}, seed {args.seed})")
+    return 0
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    """`generate --prompts FILE --output_dir DIR`: one video per prompt, split between the processes of `accelerate
+    launch`, skipping videos that exist; then `index.jsonl`. Returns the exit code."""
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+
+    given = [name for name in ("prompt", "prompt_argument", "output") if getattr(args, name) is not None]
+    if given:
+        option = "PROMPT" if given[0] == "prompt_argument" else f"--{given[0]}"
+        raise ValueError(f"`--prompts` writes one video per line into `--output_dir`: leave out `{option}`.")
+    if args.output_dir is None:
+        raise ValueError("`--prompts` needs `--output_dir`, the folder the videos go into.")
+    if args.fps < 1:
+        raise ValueError(f"`--fps` must be at least 1 but is {args.fps}.")
+    jobs = read_prompts(args.prompts, args.seed)
+    output_dir = Path(args.output_dir)
+    # on a machine without CUDA (or with `--device cpu`) the processes of `accelerate launch` / torchrun talk over gloo
+    on_cpu = not torch.cuda.is_available() or (args.device is not None and torch.device(args.device).type == "cpu")
+    state = PartialState(cpu=on_cpu)
+    if state.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        check_writable(output_dir.absolute())
+    state.wait_for_everyone()
+    todo = [job for job in jobs if not (output_dir / job.file_name(args.format)).is_file()]
+    if todo:
+        pipeline = load_pipeline(args)
+        job_kwargs = [call_arguments(pipeline, job_arguments(args, job)) for job in todo]  # every line checked first
+        device = _device(args.device) if args.device is not None else state.device
+        pipeline = pipeline.to(device)
+        pipeline.set_progress_bar_config(disable=True)  # one bar per process, over its videos
+        with state.split_between_processes(list(zip(todo, job_kwargs))) as mine:
+            if state.num_processes > 1:
+                print(f"process {state.process_index + 1}/{state.num_processes}: {len(mine)} of {len(todo)} videos")
+            bar = tqdm(
+                mine, desc=f"generate [{state.process_index + 1}/{state.num_processes}]", unit="video",
+                position=state.process_index, disable=args.no_progress,
+            )  # fmt: skip
+            for job, kwargs in bar:
+                target = output_dir / job.file_name(args.format)
+                partial = target.with_name(f".{target.stem}.partial{target.suffix}")
+                write_video(_first_video(pipeline(**kwargs).frames), partial, args.fps)
+                os.replace(partial, target)  # a video in the folder is always complete
+    state.wait_for_everyone()
+    if state.is_main_process:
+        write_index(output_dir, jobs, args.format)
+        skipped = len(jobs) - len(todo)
+        print(f"wrote {len(todo)} videos to {output_dir} ({skipped} already there), index in {INDEX_FILE}")
     return 0
