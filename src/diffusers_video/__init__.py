@@ -20,7 +20,6 @@ from .pipelines.i2vgen_xl.pipeline_i2vgen_xl_cascade import I2VGenXLCascadePipel
 from .pipelines.i2vgen_xl.pipeline_video_refiner import VideoRefinerPipeline
 from .pipelines.imagen_video.pipeline_imagen_video import ImagenVideoPipeline, ImagenVideoPipelineOutput
 from .pipelines.magicvideo.pipeline_magicvideo import MagicVideoPipeline
-from .pipelines.magicvideo.pipeline_magicvideo import MagicVideoPipeline
 from .pipelines.pipeline_utils import VideoPipelineOutput
 from .pipelines.videofusion.pipeline_videofusion import VideoFusionPipeline
 from .schedulers.scheduling_decomposed import DecomposedNoiseScheduler, DecomposedNoiseSchedulerOutput
@@ -36,7 +35,6 @@ __all__ = [
     "VDistilledSchedulerOutput",
     "ImagenVideoPipeline",
     "ImagenVideoPipelineOutput",
-    "MagicVideoPipeline",
     "MagicVideoPipeline",
     "VideoFusionPipeline",
     "VideoPipelineOutput",
