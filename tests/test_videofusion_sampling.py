@@ -19,6 +19,7 @@ from diffusers import (
     EulerDiscreteScheduler,
     UniPCMultistepScheduler,
 )
+from diffusers.utils import logging as diffusers_logging
 from test_pipeline_videofusion import SIZE, make_pipe, run
 
 from diffusers_video.pipelines.videofusion.extension import (
@@ -169,8 +170,6 @@ def test_step_noise_is_decomposed_like_the_initial_noise(name):
 def test_a_scheduler_that_draws_its_own_step_noise_is_named_in_a_warning(caplog):
     pipe = zero_snr_pipe()
     pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
-    from diffusers.utils import logging as diffusers_logging
-
     diffusers_logging.enable_propagation()
     try:
         with caplog.at_level("WARNING"):

@@ -7,13 +7,43 @@ negative ones None without guidance. The negative prompt follows one policy ever
 
 from __future__ import annotations
 
+import re
+
 import torch
 from diffusers.utils import logging
 from transformers import CLIPTextModel, CLIPTokenizer, T5EncoderModel, T5Tokenizer
 
 logger = logging.get_logger(__name__)
 
-__all__ = ["encode_clip_prompt", "encode_t5_prompt"]
+__all__ = ["CLOSED_VOCABULARY_SIZE", "encode_clip_prompt", "encode_t5_prompt", "unknown_words", "warn_unknown_words"]
+
+CLOSED_VOCABULARY_SIZE = 2000
+"""A tokenizer with at most this many tokens is a closed vocabulary (e.g. the moving-shapes demos' 94-204 tokens),
+built so that every word it knows is one token: a word it splits into pieces is a word it does not know."""
+
+
+def unknown_words(tokenizer, text: str) -> list[str]:
+    """The words of `text` a closed-vocabulary tokenizer does not know (split into several pieces), in order.
+
+    An open-vocabulary tokenizer (CLIP's 49,408 tokens, T5's 32,100) represents any word with sub-word pieces, so it
+    knows every word and this returns `[]`.
+    """
+    if not isinstance(text, str) or len(tokenizer) > CLOSED_VOCABULARY_SIZE:
+        return []
+    words = dict.fromkeys(re.findall(r"[a-z]+", text.lower()))
+    return [word for word in words if len(tokenizer.tokenize(word)) != 1]
+
+
+def warn_unknown_words(tokenizer, prompts: str | list[str] | None, name: str = "prompt") -> None:
+    """Logs a warning naming the words of `prompts` a closed-vocabulary tokenizer does not know: the text encoder
+    reads them as unrelated letters, so they steer nothing (a moving-shapes demo knows its world's 39 words)."""
+    texts = [prompts] if isinstance(prompts, str) else list(prompts or [])
+    unknown = list(dict.fromkeys(word for text in texts for word in unknown_words(tokenizer, text)))
+    if unknown:
+        logger.warning(
+            f"`{name}` has words the tokenizer's {len(tokenizer)}-token vocabulary does not know, which the text"
+            f" encoder reads as unrelated pieces: {', '.join(repr(word) for word in unknown)}."
+        )
 
 
 # Adapted from diffusers.pipelines.deprecated.text_to_video_synthesis.pipeline_text_to_video_synth
@@ -62,6 +92,7 @@ def encode_clip_prompt(
         batch_size = prompt_embeds.shape[0]
 
     if prompt_embeds is None:
+        warn_unknown_words(tokenizer, prompt)
         text_inputs = tokenizer(
             prompt,
             padding="max_length",
@@ -132,6 +163,7 @@ def encode_clip_prompt(
         else:
             uncond_tokens = negative_prompt
 
+        warn_unknown_words(tokenizer, uncond_tokens, "negative_prompt")
         max_length = prompt_embeds.shape[1]
         uncond_input = tokenizer(
             uncond_tokens,
@@ -195,6 +227,7 @@ def encode_t5_prompt(
         ).last_hidden_state
 
     if prompt_embeds is None:
+        warn_unknown_words(tokenizer, prompt)
         prompt_embeds = encode([prompt] if isinstance(prompt, str) else list(prompt))
     batch_size = prompt_embeds.shape[0]
     dtype = text_encoder.dtype if text_encoder is not None else prompt_embeds.dtype
@@ -206,6 +239,7 @@ def encode_t5_prompt(
             negative_prompt = [""] * batch_size
         elif isinstance(negative_prompt, str):
             negative_prompt = [negative_prompt] * batch_size
+        warn_unknown_words(tokenizer, negative_prompt, "negative_prompt")
         negative_prompt_embeds = encode(list(negative_prompt))
     negative_prompt_embeds = negative_prompt_embeds.to(device=device, dtype=dtype)
     negative_prompt_embeds = negative_prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0)
