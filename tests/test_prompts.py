@@ -1,13 +1,16 @@
-"""Prompt words a closed-vocabulary tokenizer (the moving-shapes demos') does not know are named in a warning."""
+"""What a newcomer gets wrong is named in a warning: prompt words a closed-vocabulary tokenizer (the moving-shapes
+demos') does not know, and float16 models on the CPU."""
 
 from __future__ import annotations
 
 import logging
 
 import pytest
+import torch
 from diffusers.utils import logging as diffusers_logging
 from transformers import AutoTokenizer, CLIPTokenizer
 
+from diffusers_video import VideoFusionPipeline
 from diffusers_video.data.shapes import ShapesWorld
 from diffusers_video.pipelines.prompts import CLOSED_VOCABULARY_SIZE, unknown_words, warn_unknown_words
 
@@ -49,3 +52,17 @@ def test_the_warning_names_the_unknown_words_of_prompts_and_negative_prompts(cap
     assert len(messages) == 2
     assert "`prompt` has words" in messages[0] and "'orange', 'blob'" in messages[0] and "204-token" in messages[0]
     assert "`negative_prompt`" in messages[1] and "'blurry'" in messages[1]
+
+
+def test_float16_on_the_cpu_is_named_in_a_warning(caplog):
+    pipe = VideoFusionPipeline.from_pretrained("pipelines/videofusion/demo", torch_dtype=torch.float32)
+    diffusers_logging.enable_propagation()
+    try:
+        with caplog.at_level(logging.WARNING):
+            pipe.to(torch.bfloat16)
+            assert "float16 on the CPU" not in caplog.text
+            pipe.to(torch.float16)
+    finally:
+        diffusers_logging.disable_propagation()
+    message = next(record.getMessage() for record in caplog.records if "float16 on the CPU" in record.getMessage())
+    assert message.startswith("vae, text_encoder, residual_unet, base_unet are float16 on the CPU")
