@@ -317,3 +317,29 @@ def test_cli_refuses_a_bad_folder_in_one_line(diffusers_folder, tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "Unexpected key `bogus.weight`" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_lora_file_loads_into_the_base_unet_and_unloads_exactly(pipes, tmp_path):
+    """A LoRA whose keys are prefixed `unet.` (as `diffusers-video train` writes it) adapts the base UNet."""
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from diffusers_video.pipelines.lora import VideoLoraLoaderMixin
+
+    _, ours = pipes
+    adapted, _ = converted(make_i2vgen_unet())
+    adapted.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    with torch.no_grad():
+        for name, param in adapted.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.2, generator=torch.Generator().manual_seed(0))
+    VideoLoraLoaderMixin.save_lora_weights(tmp_path, {"unet": get_peft_model_state_dict(adapted)})
+    call = dict(image=an_image(), prompt="a circle", height=16, width=16, num_frames=2, num_inference_steps=2)
+    reference = ours(**call, generator=torch.Generator().manual_seed(0)).frames
+    ours.load_lora_weights(tmp_path, adapter_name="motion")
+    try:
+        assert ours.get_list_adapters() == {"unet": ["motion"]}
+        assert np.abs(ours(**call, generator=torch.Generator().manual_seed(0)).frames - reference).max() > 1e-3
+    finally:
+        ours.unload_lora_weights()
+    np.testing.assert_array_equal(ours(**call, generator=torch.Generator().manual_seed(0)).frames, reference)

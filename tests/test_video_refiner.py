@@ -177,7 +177,7 @@ def test_bad_input_is_refused_before_any_model_runs(pipes, monkeypatch, override
         ours(**{**dict(prompt="a circle", video=a_video(), num_inference_steps=2), **overrides})
 
 
-def test_cascade_refines_after_the_base_stage(pipes):
+def test_cascade_refines_after_the_base_stage(pipes, tmp_path):
     """The cascade with a refiner: `refine=False` is the base stage alone; the refiner runs its SDEdit steps at its
     size, with its own checks."""
     from test_i2vgen_xl import an_image, converted, make_i2vgen_unet, tiny_image_encoder
@@ -203,10 +203,14 @@ def test_cascade_refines_after_the_base_stage(pipes):
         callback_on_step_end=lambda pipe, i, t, kwargs: steps.append(i) or kwargs,
     ).frames  # fmt: skip
     assert refined.shape == (1, 2, 32, 32, 3) and steps == [0, 1, 2, 3, 4, 0, 1, 2]
+    cascade.save_pretrained(tmp_path / "cascade")
+    loaded = I2VGenXLCascadePipeline.from_pretrained(tmp_path / "cascade")
+    loaded.set_progress_bar_config(disable=True)
+    again = loaded(**call, refiner_height=32, refiner_width=32, generator=torch.Generator().manual_seed(0)).frames
+    assert isinstance(loaded.refiner_unet, UNet3DModel) and np.abs(again - refined).max() <= 1e-5
     with pytest.raises(ValueError, match="`refiner_strength` must be a number in"):
         cascade(**call, refiner_strength=0)
     with pytest.raises(ValueError, match="`refiner_guidance_rescale` must be a number in"):
         cascade(**call, refiner_guidance_rescale=2)
     with pytest.raises(ValueError, match="`refiner_height` and `refiner_width` have to be"):
         cascade(**call, refiner_height=30, refiner_width=32)
-    assert isinstance(cascade.refiner_unet, UNet3DModel)
