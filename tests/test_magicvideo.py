@@ -503,3 +503,23 @@ def test_components_whose_channels_do_not_fit_their_conditioning_are_refused(pip
         MagicVideoPipeline(**components, super_resolution_factor=1)
     with pytest.raises(ValueError, match="`interpolation_unet` has scalar conditions \\['noise_aug_level'\\]"):
         MagicVideoPipeline(**components, interpolation_unet=tiny_unet(9, 4, scalar_conditions=("noise_aug_level",)))
+
+
+@pytest.mark.usefixtures("one_thread_and_fresh_accelerate")
+def test_the_keyframe_recipe_trains_a_magicvideo_pipeline_folder(tmp_path):
+    from pathlib import Path
+
+    from diffusers_video import MagicVideoPipeline
+    from diffusers_video.training import TrainingConfig, train
+
+    root = Path(__file__).resolve().parents[1]
+    config = TrainingConfig.from_json_file(root / "pipelines" / "magicvideo" / "train_keyframes.json")
+    config = config.with_overrides({
+        "output_dir": str(tmp_path), "max_train_steps": 2, "train_batch_size": 2, "data.num_samples": 4,
+        "model.pretrained_model_name_or_path": str(root / "pipelines" / "shapes_sd"),
+    })  # fmt: skip
+    train(config)
+    pipe = MagicVideoPipeline.from_pretrained(tmp_path / "final")
+    assert pipe.unet.config.frame_adaptor == "conv" and pipe.unet.config.temporal_layout == "parallel"
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe("a red circle moving right", num_keyframes=4, num_inference_steps=2).frames.shape == (1, 4, 32, 32, 3)
