@@ -64,6 +64,24 @@ def test_inflated_magicvideo_unet_equals_the_image_unet_frame_by_frame(unet2d, l
     assert all(torch.equal(value, state3d[key]) for key, value in unet2d.state_dict().items())
 
 
+def test_stable_diffusion_weights_load_by_name_into_a_magicvideo_unet(unet2d, tmp_path):
+    from diffusers_video.conversion import sd
+
+    unet2d.save_pretrained(tmp_path / "sd" / "unet")
+    options = dict(temporal_layout="parallel", temporal_conv=False, scalar_conditions=("fps",), **MAGICVIDEO)
+    summary = sd.convert(tmp_path / "sd", tmp_path / "converted", temporal_config=options)
+    converted = UNet3DModel.from_pretrained(tmp_path / "converted").eval()
+    inflated = UNet3DModel.from_pretrained_2d(str(tmp_path / "sd"), **options).eval()
+    assert summary.temporal_parameters == sum(p.numel() for n, p in converted.named_parameters() if "frame_ad" in n
+                                              or "temp_att" in n or "scalar_emb" in n)  # fmt: skip
+    sample, timestep, text = _inputs()
+    conds = {"fps": torch.tensor([8.0, 24.0])}
+    with torch.no_grad():
+        expected = _frame_by_frame(unet2d, sample, timestep, text)
+        for model in (converted, inflated):
+            assert (model(sample, timestep, text, scalar_conds=conds).sample - expected).abs().max() <= 1e-5
+
+
 def test_conv_adaptors_sit_after_each_resnet_convolution_and_are_the_identity_at_init(unet2d):
     unet3d = UNet3DModel.from_unet2d(unet2d, frame_adaptor="conv").eval()
     blocks = [*unet3d.down_blocks, unet3d.mid_block, *unet3d.up_blocks]
