@@ -7,8 +7,8 @@
     diffusers-video convert video-refiner --checkpoint ./zeroscope_v2_XL --output_dir ./video-refiner
 
 Each converter has its own options (`... convert sd --help`). The conversions are `diffusers_video.conversion.sd`,
-`diffusers_video.conversion.modelscope`, `diffusers_video.conversion.svd_decoder`, `diffusers_video.conversion.i2vgen_xl`
-and `diffusers_video.conversion.video_refiner`; the scripts of the repository's
+`diffusers_video.conversion.modelscope`, `diffusers_video.conversion.svd_decoder`,
+`diffusers_video.conversion.i2vgen_xl` and `diffusers_video.conversion.video_refiner`; the scripts of the repository's
 `conversion_scripts/` run the same command lines ([`converter_main`]). A bad input is one line on stderr, `<prog>: error: <message>`, and exit status 1, with
 nothing written.
 """
@@ -161,7 +161,9 @@ def convert_i2vgen_xl(args: argparse.Namespace) -> i2vgen_xl.I2VGenXLConversionS
 
 def convert_video_refiner(args: argparse.Namespace) -> video_refiner.RefinerConversionSummary:
     """Run `conversion.video_refiner.convert` with the options of `convert video-refiner`."""
-    return video_refiner.convert(args.checkpoint, args.output_dir, variant=args.variant, allow_pickle=args.allow_pickle)
+    return video_refiner.convert(
+        args.checkpoint, args.output_dir, variant=args.variant, allow_pickle=args.allow_pickle
+    )
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,8 @@ CONVERTERS = {
         script="convert_i2vgen_xl.py",
         help="diffusers' I2VGenXLPipeline / I2VGenXLUNet -> I2VGenXLCascadePipeline / UNet3DModel + content encoder",
         description=(
-            f"Convert a diffusers {i2vgen_xl.PIPELINE_CLASS_NAME} folder (the public ali-vilab/i2vgen-xl layout) into an "
+            f"Convert a diffusers {i2vgen_xl.PIPELINE_CLASS_NAME} folder (the public ali-vilab/i2vgen-xl layout) into "
+            "an "
             f"I2VGenXLCascadePipeline folder, or an {i2vgen_xl.UNET_CLASS_NAME} folder into unet/ (UNet3DModel) and "
             "content_encoder/ (I2VGenXLContentEncoder) folders, with the same outputs. Works offline."
         ),

@@ -150,8 +150,8 @@ def i2vgen_xl_config_to_unet3d(config: Mapping[str, Any]) -> dict[str, Any]:
         )
     if len(c["up_block_types"]) != len(c["down_block_types"]):
         raise ConversionError(
-            f"An {UNET_CLASS_NAME} with `up_block_types={c['up_block_types']!r}` cannot be converted: it needs one per "
-            f"down block ({len(c['down_block_types'])})."
+            f"An {UNET_CLASS_NAME} with `up_block_types={c['up_block_types']!r}` cannot be converted: it needs one "
+            f"per down block ({len(c['down_block_types'])})."
         )
     modelscope_config = {
         "_class_name": "UNet3DConditionModel",

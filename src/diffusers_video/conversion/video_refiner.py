@@ -1,4 +1,6 @@
-"""diffusers' `VideoToVideoSDPipeline` (zeroscope-XL, ModelScope video-to-video) -> `VideoRefinerPipeline`: [`convert`].
+"""diffusers' `VideoToVideoSDPipeline` (zeroscope-XL, ModelScope's video-to-video) -> `VideoRefinerPipeline`.
+
+[`convert`] does it.
 
 The source folder has the components of ModelScope's text-to-video pipeline (`unet/` a `UNet3DConditionModel`,
 `vae/`, `text_encoder/`, `tokenizer/`, `scheduler/`) under `model_index.json`'s `VideoToVideoSDPipeline`. The UNet

@@ -1,4 +1,4 @@
-"""`I2VGenXLContentEncoder`: I2VGen-XL's image conditioning, the paper's "two hierarchical encoders" (arXiv 2311.04145).
+"""`I2VGenXLContentEncoder`: I2VGen-XL's image conditioning (arXiv 2311.04145, the "two hierarchical encoders").
 
 I2VGen-XL conditions its video UNet on the input image in three ways. diffusers' `I2VGenXLUNet` computes all three
 inside the UNet at every denoising step; none of them depends on the noisy sample or the timestep, so here they are a

@@ -18,7 +18,7 @@ import PIL.Image
 import torch
 from diffusers.image_processor import VaeImageProcessor
 
-__all__ = ["check_image", "clip_pixel_values", "crop_to_cover", "image_batch_size", "to_pil_images", "vae_pixels"]
+__all__ = ["check_image", "clip_pixel_values", "crop_to_cover", "to_pil_images", "vae_pixels"]
 
 
 def _describe(image: Any) -> str:
@@ -84,11 +84,6 @@ def check_image(image: Any) -> int:
     if len(sizes) > 1:
         raise ValueError(f"The images of `image` must all have one size but have the sizes {sorted(sizes)} (W, H).")
     return count
-
-
-def image_batch_size(image: Any) -> int:
-    """The number of images of a checked `image` argument."""
-    return check_image(image)
 
 
 def to_pil_images(image: Any) -> list[PIL.Image.Image]:

@@ -44,21 +44,23 @@ def check_components(vae, content_encoder, unet, refiner_unet, refiner_scheduler
             f"`content_encoder` must be an I2VGenXLContentEncoder but is a {type(content_encoder).__name__}."
         )
     latent = vae.config.latent_channels
-    expected_in = latent + content_encoder.config.conditioning_channels
+    conditioning = content_encoder.config.conditioning_channels
+    expected_in = latent + conditioning
     if unet.config.in_channels != expected_in or unet.config.out_channels != latent:
         raise ValueError(
             f"`unet` has `in_channels`={unet.config.in_channels} and `out_channels`={unet.config.out_channels}, but "
-            f"the VAE's {latent} latent channels plus the content encoder's {content_encoder.config.conditioning_channels}"
-            f" conditioning channels need {expected_in} and {latent}."
+            f"the VAE's {latent} latent channels plus the content encoder's {conditioning} conditioning channels need "
+            f"{expected_in} and {latent}."
         )
     if content_encoder.config.latent_channels != latent:
         raise ValueError(
-            f"`content_encoder` reads {content_encoder.config.latent_channels} latent channels but the VAE has {latent}."
+            f"`content_encoder` reads {content_encoder.config.latent_channels} latent channels but the VAE has "
+            f"{latent}."
         )
     if content_encoder.config.cross_attention_dim != unet.config.cross_attention_dim:
         raise ValueError(
-            f"`content_encoder` makes tokens of width {content_encoder.config.cross_attention_dim} but `unet` attends to"
-            f" width {unet.config.cross_attention_dim}."
+            f"`content_encoder` makes tokens of width {content_encoder.config.cross_attention_dim} but `unet` attends "
+            f"to width {unet.config.cross_attention_dim}."
         )
     if "fps" not in unet.config.scalar_conditions:
         raise ValueError(
@@ -88,8 +90,8 @@ def check_components(vae, content_encoder, unet, refiner_unet, refiner_scheduler
 def check_call_inputs(
     pipe: Any, prompt, image, height, width, target_fps, num_frames, num_inference_steps, guidance_scale,
     negative_prompt, eta, num_videos_per_prompt, decode_chunk_size, generator, latents, prompt_embeds,
-    negative_prompt_embeds, output_type, cross_attention_kwargs, clip_skip, refine, refiner_height, refiner_width,
-    refiner_strength, refiner_num_inference_steps, refiner_guidance_scale, refiner_guidance_rescale,
+    negative_prompt_embeds, output_type, cross_attention_kwargs, clip_skip, refine, refiner_prompt, refiner_height,
+    refiner_width, refiner_strength, refiner_num_inference_steps, refiner_guidance_scale, refiner_guidance_rescale,
     refiner_noise_mode, callback_on_step_end, callback_on_step_end_tensor_inputs,
 ) -> bool:  # fmt: skip
     """The checks of `I2VGenXLCascadePipeline.__call__` (height and width defaulted); returns whether the refiner
@@ -137,6 +139,15 @@ def check_call_inputs(
             )
         refiner_size = pipe.refiner_size(refiner_height, refiner_width, height, width)
         check_size(*refiner_size, pipe.size_multiple(pipe.refiner_unet), ("refiner_height", "refiner_width"))
+        if refiner_prompt is not None and not (
+            isinstance(refiner_prompt, str)
+            or (isinstance(refiner_prompt, list) and all(isinstance(p, str) for p in refiner_prompt))
+        ):
+            raise TypeError(f"`refiner_prompt` must be None, a string or a list of strings but is {refiner_prompt!r}.")
+        if isinstance(refiner_prompt, list) and len(refiner_prompt) != batch_size:
+            raise ValueError(
+                f"`refiner_prompt` has {len(refiner_prompt)} prompts but there are {batch_size}: give one per prompt."
+            )
         check_strength(refiner_strength, "refiner_strength")
         steps = num_inference_steps if refiner_num_inference_steps is None else refiner_num_inference_steps
         check_positive_int(steps, "refiner_num_inference_steps")

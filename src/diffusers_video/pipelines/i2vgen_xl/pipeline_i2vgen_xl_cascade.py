@@ -122,7 +122,7 @@ class I2VGenXLCascadePipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         return height * self.vae_scale_factor, width * self.vae_scale_factor
 
     def default_size(self, height: int | None, width: int | None) -> tuple[int, int]:
-        """Missing `height` / `width`: the saved defaults, else the base UNet's `sample_size` times the VAE's factor."""
+        """Missing `height` / `width`: the saved defaults, else the UNet's `sample_size` times the VAE's factor."""
         fallback = (self.config.get("default_height"), self.config.get("default_width"))
         if None in fallback:
             fallback = self._sample_size(self.unet) or (None, None)
@@ -292,8 +292,8 @@ class I2VGenXLCascadePipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         refining = check_call_inputs(
             self, prompt, image, height, width, target_fps, num_frames, num_inference_steps, guidance_scale,
             negative_prompt, eta, num_videos_per_prompt, decode_chunk_size, generator, latents, prompt_embeds,
-            negative_prompt_embeds, output_type, cross_attention_kwargs, clip_skip, refine, refiner_height,
-            refiner_width, refiner_strength, refiner_num_inference_steps, refiner_guidance_scale,
+            negative_prompt_embeds, output_type, cross_attention_kwargs, clip_skip, refine, refiner_prompt,
+            refiner_height, refiner_width, refiner_strength, refiner_num_inference_steps, refiner_guidance_scale,
             refiner_guidance_rescale, refiner_noise_mode, callback_on_step_end, callback_on_step_end_tensor_inputs,
         )  # fmt: skip
         guidance = check_guidance_scale(guidance_scale, num_inference_steps)

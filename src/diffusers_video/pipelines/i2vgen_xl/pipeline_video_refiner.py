@@ -163,23 +163,22 @@ class VideoRefinerPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         pixels, is_latents = preprocess_video(video, latent_channels)
         if pixels.shape[0] not in (1, batch_size):
             raise ValueError(
-                f"`video` holds {pixels.shape[0]} videos but there are {batch_size} prompts: pass one video, or one per"
-                " prompt."
+                f"`video` holds {pixels.shape[0]} videos but there are {batch_size} prompts: pass one video, or one "
+                "per prompt."
             )
+        scale = self.vae_scale_factor
+        size = (height, width) if height is not None else tuple(pixels.shape[-2:])
         if is_latents:
-            size = (pixels.shape[-2] * self.vae_scale_factor, pixels.shape[-1] * self.vae_scale_factor)
+            size = (pixels.shape[-2] * scale, pixels.shape[-1] * scale)
             if height is not None and (height, width) != size:
                 raise ValueError(
                     f"`video` holds latents of a {size[0]}x{size[1]} video, which cannot be resized to `height` x "
                     f"`width` = {height}x{width}: pass frames, or latents of that size."
                 )
-        size = (height, width) if height is not None else tuple(pixels.shape[-2:])
-        if is_latents:
-            size = (pixels.shape[-2] * self.vae_scale_factor, pixels.shape[-1] * self.vae_scale_factor)
         check_size(*size, self.size_multiple)
         num_frames = pixels.shape[2]
         check_video_memory(
-            [((batch_size, latent_channels, num_frames, size[0] // 8, size[1] // 8), 4),
+            [((batch_size, latent_channels, num_frames, size[0] // scale, size[1] // scale), 4),
              ((batch_size, 3, num_frames, *size), 4)],
             {"video": f"{num_frames} frames", "height": size[0], "width": size[1]}, self._execution_device, batch_size,
         )  # fmt: skip

@@ -25,13 +25,14 @@ from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 from diffusers.utils.torch_utils import randn_tensor
 from diffusers.video_processor import VideoProcessor
 
-from ...guidance import apply_guidance, scheduler_alpha_sigma
+from ...guidance import GuidanceSchedule, apply_guidance, scheduler_alpha_sigma
 from ...schedulers.diffusion_math import prediction_to_x0_eps
 from ..checks import is_number
 from ..denoising import denoise
 
 __all__ = [
     "NOISE_MODES",
+    "LastSteps",
     "TimestepWindow",
     "check_guidance_rescale",
     "check_noise_mode",
@@ -40,7 +41,10 @@ __all__ = [
     "encode_video",
     "frame_major_noise",
     "preprocess_video",
+    "refine_latents",
+    "resize_video",
     "sdedit_timesteps",
+    "step_noise_kwargs",
 ]
 
 NOISE_MODES = ("fresh", "ddim_inversion")
@@ -270,6 +274,18 @@ def ddim_invert(
     return sample
 
 
+class LastSteps(GuidanceSchedule):
+    """The guidance of the last steps of a schedule: SDEdit runs steps `skipped ... n - 1` of `guidance`'s `n`, so its
+    step `i` of `n - skipped` has the weight of step `i + skipped` (a constant weight is unchanged)."""
+
+    def __init__(self, guidance: GuidanceSchedule, skipped: int):
+        super().__init__(guidance.guidance_rescale)
+        self.guidance, self.skipped = guidance, skipped
+
+    def scale(self, step_index: int, num_steps: int) -> float:
+        return self.guidance.scale(step_index + self.skipped, num_steps + self.skipped)
+
+
 def refine_latents(
     pipe: Any,
     unet: Any,
@@ -290,8 +306,8 @@ def refine_latents(
     callback_on_step_end_tensor_inputs: list[str],
     latents: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """SDEdit: noise clean `video_latents` to the first of the last `strength` part of the schedule (fresh noise or DDIM
-    inversion), or start from the given noisy `latents`, and denoise them with `unet` over the remaining steps.
+    """SDEdit: noise clean `video_latents` to the first of the last `strength` part of the schedule (fresh noise or
+    DDIM inversion), or start from the given noisy `latents`, and denoise them with `unet` over the remaining steps.
 
     Args:
         pipe (`DenoisingPipelineMixin`): The pipeline (its guidance state, interrupt flag and callbacks).
@@ -337,12 +353,9 @@ def refine_latents(
             output = apply_guidance(uncond, cond, pipe.guidance_scale, guidance_rescale)
         return output
 
-    class _Shifted:  # the guidance schedule's steps are those of the full schedule: SDEdit runs its last ones
-        def scale(self, i: int, n: int) -> float:
-            return guidance.scale(i + skipped, n + skipped)
-
     return denoise(
-        pipe, window, latents, predict, num_inference_steps=steps, guidance=_Shifted(), progress_bar=progress_bar,
+        pipe, window, latents, predict, num_inference_steps=steps, guidance=LastSteps(guidance, skipped),
+        progress_bar=progress_bar,
         generator=generator, eta=eta, step_kwargs=step_noise_kwargs(scheduler, eta, generator),
         callback_on_step_end=callback_on_step_end,
         callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, tensors=tensors,
