@@ -41,7 +41,7 @@ LR_SCHEDULERS = tuple(s.value for s in SchedulerType)
 # Settings that say where and how long a run goes or how often it saves, not what it learns: changing them between a
 # checkpoint and its resumption is expected, so they are left out of the config hash.
 _HASH_EXCLUDED = ("output_dir", "resume_from_checkpoint", "checkpointing_steps", "checkpoints_total_limit")
-_HASH_EXCLUDED_DATA = ("num_workers",)
+_HASH_EXCLUDED_DATA = ("num_workers", "cache_dir")
 
 
 @dataclass
@@ -49,8 +49,10 @@ class DataConfig:
     """What the model trains on.
 
     Args:
-        path (`str | None`, defaults to None): A video folder (`metadata.jsonl` + `.npy` clips, see
-            `training.data.VideoFolderDataset`); None trains on the procedural moving-shapes world.
+        path (`str | None`, defaults to None): A folder of video files (`.mp4`, `.webm`, `.mov`, `.gif`, ...) and
+            images with captions in `metadata.jsonl` or a (WebVid-style) CSV, decoded and sampled as
+            `training.video_files` says; or of `.npy` clips at the training size listed in `metadata.jsonl`, used as
+            they are (`training.data.VideoFolderDataset`). None trains on the procedural moving-shapes world.
         height (`int`, defaults to 32): Frame height in pixels.
         width (`int`, defaults to 32): Frame width in pixels.
         num_frames (`int`, defaults to 8): Frames per video; 1 trains an image model on still frames.
@@ -60,7 +62,14 @@ class DataConfig:
             `slow_travel`, `fast_travel`, `background_phrase`).
         num_workers (`int`, defaults to 0): `DataLoader` worker processes.
         cache_latents (`bool`, defaults to False): Encode every item once with the VAE before training (latent
-            space only).
+            space only); for video files the latents are written as safetensors shards that later runs reuse.
+        frame_stride (`int`, defaults to 1): Video files: take every `frame_stride`-th frame of a clip.
+        fps (`float | None`, defaults to None): Video files: take frames at this rate of the clip's own time
+            instead of by `frame_stride`.
+        captions (`str | None`, defaults to None): Video files: the captions file in (or relative to) `path`, a
+            `metadata.jsonl` or a CSV; None finds `metadata.jsonl`, `metadata.csv` or the only `.csv`.
+        cache_dir (`str | None`, defaults to None): Where video files' latent caches go; None uses
+            `<path>/.latent_cache`.
     """
 
     path: str | None = None
@@ -71,6 +80,10 @@ class DataConfig:
     world: dict = field(default_factory=dict)
     num_workers: int = 0
     cache_latents: bool = False
+    frame_stride: int = 1
+    fps: float | None = None
+    captions: str | None = None
+    cache_dir: str | None = None
 
     def __post_init__(self):
         _check_types(self, "data.")
@@ -79,6 +92,9 @@ class DataConfig:
         _check_int("data.num_frames", self.num_frames, 1)
         _check_int("data.num_samples", self.num_samples, 1)
         _check_int("data.num_workers", self.num_workers, 0)
+        _check_int("data.frame_stride", self.frame_stride, 1)
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError(f"`data.fps` must be > 0 or None but is {self.fps}.")
         reserved = sorted({"height", "width", "num_frames"} & set(self.world))
         if reserved:
             raise ValueError(

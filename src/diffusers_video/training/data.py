@@ -19,6 +19,7 @@ import torch
 
 from ..data.shapes import ShapesDataset, ShapesWorld, image_to_tensor, video_to_tensor
 from .config import DataConfig
+from .video_files import CLIP_EXTENSIONS, VideoFileDataset, encode_frames
 
 # Frames of the clips that still images are taken from when training an image model (`num_frames == 1`).
 _IMAGE_SOURCE_FRAMES = 8
@@ -59,23 +60,6 @@ def split_batch(batch_size: int, image_fraction: float, num_frames: int) -> tupl
             "`train_batch_size` or `image_fraction`."
         )
     return batch_size - images, images
-
-
-@torch.no_grad()
-def encode_frames(vae, pixels: torch.Tensor) -> torch.Tensor:
-    """Encode videos `(B, 3, F, H, W)` in [-1, 1] frame by frame: `(B, c, F, h, w)` scaled latents.
-
-    As `ShapesDataset.cache_latents` does: the posterior mode, `(z - shift_factor) * scaling_factor`, so training
-    on cached latents and on latents encoded on the fly is the same.
-    """
-    batch, channels, frames, height, width = pixels.shape
-    flat = pixels.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, height, width)  # (B*F, 3, H, W)
-    parameter = next(vae.parameters())
-    dist = vae.encode(flat.to(device=parameter.device, dtype=parameter.dtype)).latent_dist
-    z = dist.mode() if hasattr(dist, "mode") else dist.mean
-    shift = getattr(vae.config, "shift_factor", None) or 0.0
-    z = (z - shift) * vae.config.scaling_factor  # (B*F, c, h, w)
-    return z.reshape(batch, frames, *z.shape[1:]).permute(0, 2, 1, 3, 4)  # (B, c, F, h, w)
 
 
 class VideoFolderDataset(torch.utils.data.Dataset):
@@ -161,14 +145,30 @@ def build_datasets(
 ) -> dict[str, torch.utils.data.Dataset]:
     """The datasets a run draws from: "video" when it has videos, "image" when it has still images."""
     kinds = [kind for kind, count in (("video", num_videos), ("image", num_images)) if count > 0]
-    if data.path is not None:
+    if data.path is not None and _is_npy_folder(data):
         return {
             kind: VideoFolderDataset(data.path, data.height, data.width, data.num_frames, mode=kind, seed=seed)
+            for kind in kinds
+        }
+    if data.path is not None:  # video (and image) files, decoded and sampled (`training.video_files`)
+        options = dict(frame_stride=data.frame_stride, fps=data.fps, captions=data.captions, cache_dir=data.cache_dir)
+        return {
+            kind: VideoFileDataset(data.path, data.height, data.width, data.num_frames, kind, seed, **options)
             for kind in kinds
         }
     frames = data.num_frames if data.num_frames > 1 else _IMAGE_SOURCE_FRAMES
     world = ShapesWorld(height=data.height, width=data.width, num_frames=frames, **data.world)
     return {kind: ShapesDataset(num_samples=data.num_samples, world=world, seed=seed, mode=kind) for kind in kinds}
+
+
+def _is_npy_folder(data: DataConfig) -> bool:
+    """A folder of `.npy` clips at the training size listed in `metadata.jsonl`, with no sampling option set: the
+    original layout (`VideoFolderDataset`, clips used as they are)."""
+    metadata = Path(data.path) / "metadata.jsonl"
+    if data.captions is not None or data.frame_stride != 1 or data.fps is not None or not metadata.is_file():
+        return False
+    names = [json.loads(line).get("file_name", "") for line in metadata.read_text().splitlines() if line.strip()]
+    return bool(names) and all(Path(str(name)).suffix in CLIP_EXTENSIONS for name in names)
 
 
 class TrainingItems(torch.utils.data.Dataset):
@@ -195,7 +195,9 @@ class TrainingItems(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[int, str]) -> dict:
         position, kind = key
         dataset = self.datasets[kind]
-        item = dataset[self.dataset_index(position, len(dataset))]
+        index = self.dataset_index(position, len(dataset))
+        # a decoded video's start (or frame) is drawn per sample position (`VideoFileDataset.item`)
+        item = dataset.item(index, position) if hasattr(dataset, "item") else dataset[index]
         if "latents" in item:
             x, latent = item["latents"], True
         else:

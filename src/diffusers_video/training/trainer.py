@@ -74,6 +74,7 @@ from .run_log import LOG_NAME, TrainingState, truncate_log
 logger = get_logger(__name__)
 
 FINAL_NAME = "final"
+DATA_REPORT_NAME = "data_report.json"
 
 
 def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
@@ -230,6 +231,8 @@ class Trainer:
         self.checkpointed = {"lr_scheduler": self.lr_scheduler, "loop_state": self.state}  # JSON + safetensors
         self.checkpointed.update({"ema": self.ema} if self.ema is not None else {})  # not accelerate's pickles
         self.datasets = build_datasets(config.data, config.seed, self.num_videos, self.num_images)
+        # unreadable files of a video folder (`training.video_files`): skipped, and reported in `data_report.json`
+        self.skipped_files = sorted({line for d in self.datasets.values() for line in getattr(d, "skipped", [])})
         self.run_id = uuid.uuid4().hex[:12]
         self.steps_per_second: float | None = None
         # Parts of the loss a `training_loss` reports (detached scalars, e.g. VideoFusion's base and residual
@@ -431,6 +434,14 @@ class Trainer:
         if accelerator.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             checkpointing.remove_temporary_folders(self.output_dir)
+            if config.data.path is not None:
+                used = {kind: len(dataset) for kind, dataset in self.datasets.items()}
+                report = {"path": config.data.path, "items": used, "skipped": self.skipped_files}
+                (self.output_dir / DATA_REPORT_NAME).write_text(json.dumps(report, indent=1) + "\n")
+                if self.skipped_files:
+                    logger.warning(
+                        f"Skipped {len(self.skipped_files)} unreadable data files (see {DATA_REPORT_NAME})."
+                    )
         accelerator.wait_for_everyone()
         resume = checkpointing.resolve_resume(config.resume_from_checkpoint, self.output_dir)
         if resume is not None:
