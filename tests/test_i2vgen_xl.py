@@ -343,3 +343,26 @@ def test_a_lora_file_loads_into_the_base_unet_and_unloads_exactly(pipes, tmp_pat
     finally:
         ours.unload_lora_weights()
     np.testing.assert_array_equal(ours(**call, generator=torch.Generator().manual_seed(0)).frames, reference)
+
+
+def test_a_batch_pairs_each_prompt_with_its_image(pipes):
+    """Two prompts, two images, two videos each: every video is the one its prompt and image make alone (the VAE's
+    posterior is made near-deterministic, so that the image latent does not depend on the draw)."""
+    _, ours = pipes
+    images, prompts = [an_image(seed=0), an_image(seed=1)], ["a circle", "a square"]
+    latents = torch.randn(4, 4, 2, 8, 8, generator=torch.Generator().manual_seed(5))
+    call = dict(height=16, width=16, num_frames=2, num_inference_steps=2, guidance_scale=3.0)
+    bias = ours.vae.quant_conv.bias
+    saved = bias.detach().clone()
+    with torch.no_grad():
+        bias[4:] = -100.0  # log-variance clamped to -30: std 3e-7
+    try:
+        batch = ours(image=images, prompt=prompts, num_videos_per_prompt=2, latents=latents, **call).frames
+        assert batch.shape == (4, 2, 16, 16, 3)
+        for video, index in enumerate([0, 0, 1, 1]):
+            alone = ours(image=images[index], prompt=prompts[index], latents=latents[video : video + 1], **call)
+            assert np.abs(alone.frames[0] - batch[video]).max() <= 1e-4
+        assert np.abs(batch[0] - batch[2]).max() > 1e-3
+    finally:
+        with torch.no_grad():
+            bias.copy_(saved)
