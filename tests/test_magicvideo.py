@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_sd21_unet2d_config
+from diffusers.models.resnet import ResnetBlock2D
 
 from diffusers_video import UNet3DModel
-from diffusers_video.models.frame_adaptors import ConvFrameAdaptors
+from diffusers_video.models.frame_adaptors import AdaptedResnetBlock2D, ConvFrameAdaptors
 from diffusers_video.models.unet_3d import temporal_parameter_names
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -86,7 +87,10 @@ def test_conv_adaptors_sit_after_each_resnet_convolution_and_are_the_identity_at
     unet3d = UNet3DModel.from_unet2d(unet2d, frame_adaptor="conv").eval()
     blocks = [*unet3d.down_blocks, unet3d.mid_block, *unet3d.up_blocks]
     resnets = [resnet for block in blocks for resnet in block.resnets]
-    adaptors = [adaptor for block in blocks for adaptor in block.frame_adaptors]
+    adaptors = [resnet.frame_adaptors for resnet in resnets]
+    assert all(isinstance(r, AdaptedResnetBlock2D) for r in resnets) and not any(
+        hasattr(b, "frame_adaptors") for b in blocks
+    )
     # one pair per resnet: 4 x 2 down + 2 mid + 4 x 3 up = 22 resnets, 44 adaptors, one per 2D convolution
     assert len(resnets) == len(adaptors) == 22
     assert sum(isinstance(m, ConvFrameAdaptors) for m in unet3d.modules()) == 22
@@ -97,19 +101,22 @@ def test_conv_adaptors_sit_after_each_resnet_convolution_and_are_the_identity_at
     expected = sum(2 * 2 * unet3d.config.max_frames * r.conv1.out_channels for r in resnets)
     assert sum(p.numel() for a in adaptors for p in a.parameters()) == expected
 
-    resnet, adaptor = unet3d.down_blocks[1].resnets[0], unet3d.down_blocks[1].frame_adaptors[0]  # has a shortcut
+    resnet = unet3d.down_blocks[1].resnets[0]  # 16 -> 32 channels: it has a shortcut convolution
     g = torch.Generator().manual_seed(0)
     x = torch.randn(B * F, resnet.in_channels, 8, 8, generator=g)
     temb = torch.randn(B * F, resnet.time_emb_proj.in_features, generator=g)
     with torch.no_grad():
-        assert torch.equal(adaptor(resnet, x, temb, F), resnet(x, temb))  # identity at init, bit for bit
+        plain = ResnetBlock2D.forward(resnet, x, temb)  # diffusers' own forward
+        assert torch.equal(resnet(x, temb, F), plain)  # identity at init, bit for bit
+        assert torch.equal(resnet(x, temb), plain)  # without frames: exactly ResnetBlock2D
 
 
 def test_conv_adaptors_modulate_each_convolution_output_per_frame(unet2d):
     """Against diffusers' own `ResnetBlock2D.forward`, with the modulation put on `conv1` and `conv2` by hooks."""
     unet3d = UNet3DModel.from_unet2d(unet2d, frame_adaptor="conv").eval()
     _randomize_temporal(unet3d, scale=0.5)
-    resnet, adaptor = unet3d.down_blocks[1].resnets[0], unet3d.down_blocks[1].frame_adaptors[0]
+    resnet = unet3d.down_blocks[1].resnets[0]
+    adaptor = resnet.frame_adaptors
 
     def modulate(layer):
         def hook(module, args, output):  # output (B*F, C, H, W); frame f of video b is row b * F + f
@@ -129,7 +136,7 @@ def test_conv_adaptors_modulate_each_convolution_output_per_frame(unet2d):
         for handle in handles:
             handle.remove()
         plain = resnet(x, temb)
-        out = adaptor(resnet, x, temb, F)
+        out = resnet(x, temb, F)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
     assert (out - plain).abs().max() > 1e-2  # the adaptors do change the resnet
 

@@ -7,10 +7,11 @@ so a few per-frame parameters that move the features' mean and variance take the
 Whether `S` and `B` are scalars or per channel the paper does not say; here they are per frame and channel.
 
 - `FrameAdaptor`: one such modulation, `x_f * (1 + scale_f) + shift_f`, identity at init (`scale = shift = 0`).
-- `ConvFrameAdaptors`: the two adaptors of one spatial resnet, after its `conv1` and after its `conv2`
-  (`UNet3DModel(frame_adaptor="conv")`), with the resnet's forward written out so that the resnet keeps the
-  parameter names of diffusers' `ResnetBlock2D` (Stable Diffusion weights load unrenamed). `frame_adaptor=True` is
-  the coarser variant that existed first: one adaptor after each whole resnet.
+- `AdaptedResnetBlock2D`: diffusers' `ResnetBlock2D` with the two adaptors of `ConvFrameAdaptors`, after its
+  `conv1` and after its `conv2` (`UNet3DModel(frame_adaptor="conv")`); the resnet keeps the parameter names of
+  `ResnetBlock2D` (Stable Diffusion weights load unrenamed), and being the module that is called, it keeps working
+  with diffusers' and accelerate's hooks (offloading, device maps, layerwise casting). `frame_adaptor=True` is the
+  coarser variant that existed first: one adaptor after each whole resnet.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
-__all__ = ["ConvFrameAdaptors", "FrameAdaptor"]
+__all__ = ["AdaptedResnetBlock2D", "ConvFrameAdaptors", "FrameAdaptor"]
 
 
 class FrameAdaptor(nn.Module):
@@ -50,11 +51,7 @@ class FrameAdaptor(nn.Module):
 
 
 class ConvFrameAdaptors(nn.Module):
-    """A `FrameAdaptor` after each 2D convolution of one spatial resnet (`conv1` and `conv2`), and that resnet's
-    forward with them.
-
-    The 1x1 `conv_shortcut` (a channel projection of the skip path, only where the channel count changes) has no
-    adaptor: it is not one of the resnet's spatial convolutions.
+    """The two `FrameAdaptor`s of one spatial resnet: `conv1` after its first convolution, `conv2` after its second.
 
     Args:
         channels (`int`): The resnet's output channels (those of both convolutions' outputs).
@@ -67,47 +64,65 @@ class ConvFrameAdaptors(nn.Module):
         self.conv1 = FrameAdaptor(channels, max_frames)
         self.conv2 = FrameAdaptor(channels, max_frames)
 
-    # Adapted from diffusers.models.resnet.ResnetBlock2D.forward (diffusers 0.42.1), with `self.conv1` and
-    # `self.conv2` applied after the resnet's convolutions of the same names; without the up/down-sampling branches
-    # (the video blocks never build resnets with them) and the deprecated `scale` argument
-    def forward(
-        self, resnet: ResnetBlock2D, input_tensor: torch.Tensor, temb: torch.Tensor | None, num_frames: int
-    ) -> torch.Tensor:
-        """`resnet(input_tensor, temb)` with an adaptor after each convolution; `(B*F, C, H, W)` in and out."""
-        if resnet.upsample is not None or resnet.downsample is not None:
+
+class AdaptedResnetBlock2D(ResnetBlock2D):
+    """diffusers' `ResnetBlock2D` with MagicVideo's frame adaptors after its two convolutions (`frame_adaptors`).
+
+    The resnet's own parameters keep `ResnetBlock2D`'s names (Stable Diffusion weights load unrenamed); the adaptors
+    add `frame_adaptors.conv1.{scale,shift}` and `frame_adaptors.conv2.{scale,shift}`. Called without `num_frames`
+    (a single frame: still images in joint training) it is exactly `ResnetBlock2D`. The 1x1 `conv_shortcut` (a
+    channel projection of the skip path, only where the channel count changes) has no adaptor: it is not one of the
+    resnet's spatial convolutions.
+
+    Args:
+        max_frames (`int`, defaults to 32): Frames the adaptors have parameters for.
+        **kwargs: The arguments of `ResnetBlock2D` (without up- or down-sampling).
+    """
+
+    def __init__(self, *, max_frames: int = 32, **kwargs):
+        super().__init__(**kwargs)
+        if self.upsample is not None or self.downsample is not None:
             raise ValueError("Convolution frame adaptors support resnets without up- or down-sampling.")
-        hidden_states = resnet.norm1(input_tensor)
-        hidden_states = resnet.nonlinearity(hidden_states)
-        hidden_states = resnet.conv1(hidden_states)
-        hidden_states = self.conv1(hidden_states, num_frames)  # S * Conv2d(z) + B, per frame
+        self.frame_adaptors = ConvFrameAdaptors(self.conv2.out_channels, max_frames)
 
-        if resnet.time_emb_proj is not None:
-            if not resnet.skip_time_act:
-                temb = resnet.nonlinearity(temb)
-            temb = resnet.time_emb_proj(temb)[:, :, None, None]
+    # Adapted from diffusers.models.resnet.ResnetBlock2D.forward (diffusers 0.42.1), with the frame adaptors applied
+    # after `conv1` and `conv2`; without the up/down-sampling branches (refused above) and the deprecated `scale`
+    def forward(self, input_tensor: torch.Tensor, temb: torch.Tensor | None, num_frames: int | None = None):
+        """`(B*F, C, H, W)` in and out; with `num_frames`, an adaptor after each convolution."""
+        if num_frames is None:
+            return super().forward(input_tensor, temb)
+        hidden_states = self.norm1(input_tensor)
+        hidden_states = self.nonlinearity(hidden_states)
+        hidden_states = self.conv1(hidden_states)
+        hidden_states = self.frame_adaptors.conv1(hidden_states, num_frames)  # S * Conv2d(z) + B, per frame
 
-        if resnet.time_embedding_norm == "default":
+        if self.time_emb_proj is not None:
+            if not self.skip_time_act:
+                temb = self.nonlinearity(temb)
+            temb = self.time_emb_proj(temb)[:, :, None, None]
+
+        if self.time_embedding_norm == "default":
             if temb is not None:
                 hidden_states = hidden_states + temb
-            hidden_states = resnet.norm2(hidden_states)
-        elif resnet.time_embedding_norm == "scale_shift":
+            hidden_states = self.norm2(hidden_states)
+        elif self.time_embedding_norm == "scale_shift":
             if temb is None:
                 raise ValueError(
-                    f" `temb` should not be None when `time_embedding_norm` is {resnet.time_embedding_norm}"
+                    f" `temb` should not be None when `time_embedding_norm` is {self.time_embedding_norm}"
                 )
             time_scale, time_shift = torch.chunk(temb, 2, dim=1)
-            hidden_states = resnet.norm2(hidden_states)
+            hidden_states = self.norm2(hidden_states)
             hidden_states = hidden_states * (1 + time_scale) + time_shift
         else:
-            hidden_states = resnet.norm2(hidden_states)
+            hidden_states = self.norm2(hidden_states)
 
-        hidden_states = resnet.nonlinearity(hidden_states)
-        hidden_states = resnet.dropout(hidden_states)
-        hidden_states = resnet.conv2(hidden_states)
-        hidden_states = self.conv2(hidden_states, num_frames)  # S * Conv2d(z) + B, per frame
+        hidden_states = self.nonlinearity(hidden_states)
+        hidden_states = self.dropout(hidden_states)
+        hidden_states = self.conv2(hidden_states)
+        hidden_states = self.frame_adaptors.conv2(hidden_states, num_frames)  # S * Conv2d(z) + B, per frame
 
-        if resnet.conv_shortcut is not None:
-            if resnet.training:
+        if self.conv_shortcut is not None:
+            if self.training:
                 input_tensor = input_tensor.contiguous()
-            input_tensor = resnet.conv_shortcut(input_tensor)
-        return (input_tensor + hidden_states) / resnet.output_scale_factor
+            input_tensor = self.conv_shortcut(input_tensor)
+        return (input_tensor + hidden_states) / self.output_scale_factor

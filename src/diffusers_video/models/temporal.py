@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
-from .frame_adaptors import ConvFrameAdaptors, FrameAdaptor
+from .frame_adaptors import AdaptedResnetBlock2D, ConvFrameAdaptors, FrameAdaptor
 from .temporal_attention import (
     TemporalAttnProcessor2_0,
     TemporalSelfAttention,
@@ -50,6 +50,7 @@ __all__ = [
     "MODELSCOPE_INPUT_HEADS",
     "TEMPORAL_ATTENTION_TYPES",
     "TEMPORAL_CONV_PADDINGS",
+    "AdaptedResnetBlock2D",
     "ConvFrameAdaptors",
     "FrameAdaptor",
     "FrameConv3d",

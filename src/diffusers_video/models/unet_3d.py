@@ -150,6 +150,7 @@ class UNet3DModel(
     _no_split_modules = [
         "BasicTransformerBlock",
         "ResnetBlock2D",
+        "AdaptedResnetBlock2D",
         "TemporalConv",
         "TemporalAttention",
         "ModelScopeTemporalConv",

@@ -5,8 +5,8 @@ arguments diffusers' `CrossAttnDownBlock2D`, `DownBlock2D`, `UNetMidBlock2DCross
 `UpBlock2D` and `CrossAttnUpBlock2D` use, so their parameter names and shapes match `UNet2DConditionModel` and Stable
 Diffusion weights load without renaming. The temporal layers sit beside them under their own names:
 `temp_convs` (one after each resnet), `temp_attentions` (one after each spatial transformer) and `frame_adaptors`
-(one after each resnet, or, with `frame_adaptor="conv"`, one pair per resnet applied after each of its two
-convolutions). Everything runs on `(batch * frames, channels, height, width)`; temporal layers are told `num_frames`
+(one after each resnet; with `frame_adaptor="conv"` the resnets are `AdaptedResnetBlock2D`s instead, whose own
+`frame_adaptors` follow each of their two convolutions). Everything runs on `(batch * frames, channels, height, width)`; temporal layers are told `num_frames`
 and are skipped when it is 1 (still images in joint image-video training).
 
 Temporal layouts: "default" runs each spatial transformer, then its temporal attention (`z -> T(S(z))`); "parallel"
@@ -30,7 +30,7 @@ from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from torch import nn
 
 from .temporal import (
-    ConvFrameAdaptors,
+    AdaptedResnetBlock2D,
     FrameAdaptor,
     ModelScopeTemporalConv,
     ModelScopeTemporalTransformer,
@@ -104,6 +104,14 @@ def _temporal_attention(options: TemporalOptions, channels: int) -> nn.Module:
     )
 
 
+def _spatial_resnet(options: TemporalOptions, **kwargs) -> ResnetBlock2D:
+    """diffusers' `ResnetBlock2D`, or with `frame_adaptor="conv"` the same resnet with MagicVideo's adaptors after its
+    convolutions (`AdaptedResnetBlock2D`: same parameter names, plus `frame_adaptors`)."""
+    if options.frame_adaptor == "conv":
+        return AdaptedResnetBlock2D(max_frames=options.max_frames, **kwargs)
+    return ResnetBlock2D(**kwargs)
+
+
 def _temporal_layers(options: TemporalOptions, channels: int, num_resnets: int, num_attentions: int) -> dict:
     """The temporal ModuleLists of one block (empty lists are left out so no empty keys reach the config)."""
     layers = {}
@@ -113,11 +121,7 @@ def _temporal_layers(options: TemporalOptions, channels: int, num_resnets: int, 
         layers["temp_attentions"] = nn.ModuleList(
             _temporal_attention(options, channels) for _ in range(num_attentions)
         )
-    if options.frame_adaptor == "conv":
-        layers["frame_adaptors"] = nn.ModuleList(
-            ConvFrameAdaptors(channels, options.max_frames) for _ in range(num_resnets)
-        )
-    elif options.frame_adaptor:
+    if options.frame_adaptor is True:  # "conv": the adaptors live in the resnets (`_spatial_resnet`)
         layers["frame_adaptors"] = nn.ModuleList(
             FrameAdaptor(channels, options.max_frames) for _ in range(num_resnets)
         )
@@ -155,11 +159,11 @@ class _VideoBlock(nn.Module):
     ) -> torch.Tensor:
         temporal = num_frames > 1 or self.single_frame_temporal
         if temporal and self.conv_adaptors:  # MagicVideo: an adaptor after each of the resnet's convolutions
-            hidden_states = self._call(self.frame_adaptors[i], self.resnets[i], hidden_states, temb, num_frames)
+            hidden_states = self._call(self.resnets[i], hidden_states, temb, num_frames)
         else:
             hidden_states = self._call(self.resnets[i], hidden_states, temb)
         if temporal:
-            if hasattr(self, "frame_adaptors") and not self.conv_adaptors:
+            if hasattr(self, "frame_adaptors"):
                 hidden_states = self._call(self.frame_adaptors[i], hidden_states, num_frames)
             if hasattr(self, "temp_convs"):
                 conv = self.temp_convs[i]
@@ -258,7 +262,8 @@ class VideoDownBlock(_VideoBlock):
         if isinstance(transformer_layers_per_block, int):
             transformer_layers_per_block = [transformer_layers_per_block] * num_layers
         self.resnets = nn.ModuleList(
-            ResnetBlock2D(
+            _spatial_resnet(
+                temporal,
                 in_channels=in_channels if i == 0 else out_channels,
                 out_channels=out_channels,
                 temb_channels=temb_channels,
@@ -354,7 +359,8 @@ class VideoMidBlock(_VideoBlock):
         # diffusers builds UNetMidBlock2DCrossAttn with one (attention, resnet) layer and UNetMidBlock2D with none.
         num_layers = 1 if has_attention else 0
         self.resnets = nn.ModuleList(
-            ResnetBlock2D(
+            _spatial_resnet(
+                temporal,
                 in_channels=in_channels,
                 out_channels=in_channels,
                 temb_channels=temb_channels,
@@ -440,7 +446,8 @@ class VideoUpBlock(_VideoBlock):
         if isinstance(transformer_layers_per_block, int):
             transformer_layers_per_block = [transformer_layers_per_block] * num_layers
         self.resnets = nn.ModuleList(
-            ResnetBlock2D(
+            _spatial_resnet(
+                temporal,
                 in_channels=(prev_output_channel if i == 0 else out_channels)
                 + (in_channels if i == num_layers - 1 else out_channels),
                 out_channels=out_channels,

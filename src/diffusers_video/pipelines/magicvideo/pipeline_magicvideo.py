@@ -140,17 +140,19 @@ class MagicVideoPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         """The stage being run ("keyframes", "interpolation", "super_resolution"), for callbacks; None outside a call."""
         return self._stage
 
+    def _stage_component(self, stage: str, kind: str) -> Any:
+        if stage not in STAGES:
+            raise ValueError(f"`stage` must be one of {STAGES} but is {stage!r}.")
+        name = kind if stage == "keyframes" else f"{stage}_{kind}"
+        return getattr(self, name, None)
+
     def stage_unet(self, stage: str) -> UNet3DModel | None:
-        """The model of a stage of `STAGES`."""
-        return {"keyframes": self.unet, "interpolation": self.interpolation_unet}.get(
-            stage, self.super_resolution_unet
-        )
+        """The model of a stage of `STAGES` ("keyframes": `unet`, else `<stage>_unet`), or None."""
+        return self._stage_component(stage, "unet")
 
     def stage_scheduler(self, stage: str) -> SchedulerMixin:
         """The scheduler of a stage: its own, or a new one from `scheduler`'s config (schedulers hold a call's state)."""
-        own = {"keyframes": self.scheduler, "interpolation": self.interpolation_scheduler}.get(
-            stage, self.super_resolution_scheduler
-        )
+        own = self._stage_component(stage, "scheduler")
         if own is None:
             own = type(self.scheduler).from_config(self.scheduler.config)
         return own
