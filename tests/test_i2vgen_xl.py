@@ -334,7 +334,9 @@ def test_a_lora_file_loads_into_the_base_unet_and_unloads_exactly(pipes, tmp_pat
             if "lora_B" in name:
                 param.normal_(0, 0.2, generator=torch.Generator().manual_seed(0))
     VideoLoraLoaderMixin.save_lora_weights(tmp_path, {"unet": get_peft_model_state_dict(adapted)})
-    call = dict(image=an_image(), prompt="a circle", height=16, width=16, num_frames=2, num_inference_steps=2)
+    call = dict(
+        image=an_image(), prompt="a circle", height=16, width=16, num_frames=2, num_inference_steps=2, output_type="np"
+    )
     reference = ours(**call, generator=torch.Generator().manual_seed(0)).frames
     ours.load_lora_weights(tmp_path, adapter_name="motion")
     try:
@@ -351,7 +353,7 @@ def test_a_batch_pairs_each_prompt_with_its_image(pipes):
     _, ours = pipes
     images, prompts = [an_image(seed=0), an_image(seed=1)], ["a circle", "a square"]
     latents = torch.randn(4, 4, 2, 8, 8, generator=torch.Generator().manual_seed(5))
-    call = dict(height=16, width=16, num_frames=2, num_inference_steps=2, guidance_scale=3.0)
+    call = dict(height=16, width=16, num_frames=2, num_inference_steps=2, guidance_scale=3.0, output_type="np")
     bias = ours.vae.quant_conv.bias
     saved = bias.detach().clone()
     with torch.no_grad():

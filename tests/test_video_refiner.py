@@ -115,6 +115,19 @@ def test_guidance_rescale_equals_a_loop_of_diffusers_pieces(pipes):
     assert np.abs(frames - plain).max() > 1e-3  # the rescale changed something
 
 
+def test_the_older_callback_is_called_as_diffusers_calls_it(pipes):
+    theirs, ours = pipes
+    calls = {"theirs": [], "ours": []}
+    for name, pipe in (("theirs", theirs), ("ours", ours)):
+        pipe(
+            "a circle", a_video(), 0.8, 5, 7.5, generator=torch.Generator().manual_seed(0), callback_steps=2,
+            callback=lambda step, t, latents, name=name: calls[name].append((step, int(t), latents.clone())),
+        )  # fmt: skip
+    assert [c[:2] for c in calls["ours"]] == [c[:2] for c in calls["theirs"]] == [(0, 799), (2, 399)]
+    for (*_, mine), (*_, reference) in zip(calls["ours"], calls["theirs"]):
+        assert (mine - reference).abs().max() <= 1e-4
+
+
 def test_ddim_inversion_of_an_exact_model_is_undone_by_ddim_sampling():
     """An epsilon model that knows the true noise: inversion gives `alpha x0 + sigma eps`, DDIM maps it back."""
     scheduler = refiner_scheduler(prediction_type="epsilon", rescale_betas_zero_snr=False)
@@ -192,7 +205,9 @@ def test_cascade_refines_after_the_base_stage(pipes, tmp_path):
     plain = I2VGenXLCascadePipeline(**base)
     cascade = I2VGenXLCascadePipeline(**base, refiner_unet=refiner.unet, refiner_scheduler=refiner.scheduler)
     steps = []
-    call = dict(image=an_image(), prompt="a circle", height=16, width=16, num_frames=2, num_inference_steps=5)
+    call = dict(
+        image=an_image(), prompt="a circle", height=16, width=16, num_frames=2, num_inference_steps=5, output_type="np"
+    )
     for pipe in (plain, cascade):
         pipe.set_progress_bar_config(disable=True)
     expected = plain(**call, generator=torch.Generator().manual_seed(0)).frames

@@ -218,7 +218,7 @@ class I2VGenXLCascadePipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         latents: torch.Tensor | None = None,
         prompt_embeds: torch.Tensor | None = None,
         negative_prompt_embeds: torch.Tensor | None = None,
-        output_type: str = "np",
+        output_type: str = "pil",
         return_dict: bool = True,
         cross_attention_kwargs: dict[str, Any] | None = None,
         clip_skip: int | None = 1,
@@ -259,7 +259,8 @@ class I2VGenXLCascadePipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
                 first, then the initial noise (then the refiner's draws).
             latents (`torch.Tensor`, *optional*): Initial noise `(B * n, C, F, h, w)` of the base stage.
             prompt_embeds, negative_prompt_embeds (`torch.Tensor`, *optional*): Text embeddings instead of prompts.
-            output_type (`str`, defaults to "np"): "np", "pt", "pil" or "latent".
+            output_type (`str`, defaults to "pil"): "pil" (diffusers' `I2VGenXLPipeline` default), "np", "pt" or
+                "latent".
             return_dict (`bool`, defaults to True): Return a [`VideoPipelineOutput`] instead of a tuple.
             cross_attention_kwargs (`dict`, *optional*): Passed to the attention processors of both UNets.
             clip_skip (`int`, *optional*, defaults to 1): CLIP layers to skip (1: the penultimate layer, VGen's

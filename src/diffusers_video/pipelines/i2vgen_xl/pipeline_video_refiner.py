@@ -53,7 +53,7 @@ from .refine import (
     resize_video,
 )
 
-__all__ = ["VideoRefinerPipeline", "check_size"]
+__all__ = ["VideoRefinerPipeline", "check_size", "with_step_callback"]
 
 
 def check_size(height: Any, width: Any, multiple: int, names: tuple[str, str] = ("height", "width")) -> None:
@@ -69,6 +69,31 @@ def check_size(height: Any, width: Any, multiple: int, names: tuple[str, str] = 
             f"`{names[0]}` and `{names[1]}` have to be positive multiples of {multiple} (the VAE's and the UNet's "
             f"downsampling) but are {height!r} and {width!r}."
         )
+
+
+def with_step_callback(
+    callback: Callable[[int, int, torch.Tensor], None],
+    callback_steps: int,
+    order: int,
+    callback_on_step_end: Callable | None,
+    tensor_inputs: list[str],
+) -> tuple[Callable, list[str]]:
+    """A `callback_on_step_end` that runs `callback_on_step_end` (with the tensors it asked for) and then diffusers'
+    older `callback(step, timestep, latents)` at every `callback_steps`-th step, with the latents it left.
+
+    Returns:
+        `tuple[Callable, list[str]]`: The combined callback and the tensors it needs ("latents" added).
+    """
+
+    def combined(pipe: Any, i: int, t: torch.Tensor, tensors: dict) -> dict:
+        outputs = dict(tensors)
+        if callback_on_step_end is not None:
+            outputs.update(callback_on_step_end(pipe, i, t, {name: tensors[name] for name in tensor_inputs}))
+        if i % callback_steps == 0:
+            callback(i // order, t, outputs["latents"])
+        return outputs
+
+    return combined, sorted({*tensor_inputs, "latents"})
 
 
 class VideoRefinerPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
@@ -200,6 +225,8 @@ class VideoRefinerPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         negative_prompt_embeds: torch.Tensor | None = None,
         output_type: str = "np",
         return_dict: bool = True,
+        callback: Callable[[int, int, torch.Tensor], None] | None = None,
+        callback_steps: int = 1,
         cross_attention_kwargs: dict[str, Any] | None = None,
         clip_skip: int | None = None,
         guidance_rescale: float = 0.0,
@@ -235,6 +262,9 @@ class VideoRefinerPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
             prompt_embeds, negative_prompt_embeds (`torch.Tensor`, *optional*): Text embeddings instead of prompts.
             output_type (`str`, defaults to "np"): "np", "pt", "pil" or "latent".
             return_dict (`bool`, defaults to True): Return a [`VideoPipelineOutput`] instead of a tuple.
+            callback (`Callable`, *optional*): diffusers' older callback, `callback(step, timestep, latents)` every
+                `callback_steps` steps (as `VideoToVideoSDPipeline` calls it); prefer `callback_on_step_end`.
+            callback_steps (`int`, defaults to 1): How often `callback` is called.
             cross_attention_kwargs (`dict`, *optional*): Passed to the attention processors.
             clip_skip (`int`, *optional*): CLIP layers to skip (1: the penultimate layer, then the final layer norm).
             guidance_rescale (`float`, defaults to 0.0): Rescale of the guided prediction towards the conditional
@@ -257,6 +287,10 @@ class VideoRefinerPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
             callback_on_step_end, callback_on_step_end_tensor_inputs
         )
         check_bool(return_dict, "return_dict")
+        if callback is not None and not callable(callback):
+            raise TypeError(f"`callback` must be callable but is {callback!r}.")
+        if not is_int(callback_steps) or callback_steps < 1:
+            raise ValueError(f"`callback_steps` has to be a positive integer but is {callback_steps!r}.")
         # 1. check inputs, before any model runs
         pixels, is_latents = self.check_inputs(
             prompt, video, strength, num_inference_steps, guidance_scale, negative_prompt, eta, generator, latents,
@@ -296,7 +330,15 @@ class VideoRefinerPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         else:
             latents = latents.to(device)
 
-        # 4. SDEdit
+        # 4. SDEdit (diffusers' older `callback` after `callback_on_step_end`, from the same step)
+        if callback is not None:
+            callback_on_step_end, callback_on_step_end_tensor_inputs = with_step_callback(
+                callback,
+                callback_steps,
+                self.scheduler.order,
+                callback_on_step_end,
+                callback_on_step_end_tensor_inputs,
+            )
         steps = min(max(int(num_inference_steps * strength), 1), num_inference_steps)
         with self.progress_bar(total=steps) as progress_bar:
             latents = refine_latents(
