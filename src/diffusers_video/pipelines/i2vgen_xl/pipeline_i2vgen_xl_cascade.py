@@ -264,7 +264,8 @@ class I2VGenXLCascadePipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
             return_dict (`bool`, defaults to True): Return a [`VideoPipelineOutput`] instead of a tuple.
             cross_attention_kwargs (`dict`, *optional*): Passed to the attention processors of both UNets.
             clip_skip (`int`, *optional*, defaults to 1): CLIP layers to skip (1: the penultimate layer, VGen's
-                choice, then the final layer norm); None for the last layer.
+                choice, then the final layer norm) for the prompt and the negative prompt, in both stages; None for the
+                last layer.
             refine (`bool`, defaults to True): Run the refinement stage when the pipeline has a refiner.
             refiner_prompt (`str` or `list[str]`, *optional*): The refiner's prompt (the paper's "additional brief
                 text"); the base prompt (or `prompt_embeds`) when not given.
@@ -400,9 +401,11 @@ class I2VGenXLCascadePipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         guided = any(guidance.needs_unconditional(i, steps) for i in range(steps))
         if refiner_prompt is not None:
             prompt, prompt_embeds = refiner_prompt, None
-        text, negative = encode_clip_prompt(
-            self.tokenizer, self.text_encoder, prompt, device, num_videos_per_prompt, guided, negative_prompt,
-            prompt_embeds, negative_prompt_embeds, clip_skip, dtype=self.refiner_unet.dtype,
+        # the base's text layer: I2VGen-XL reads the penultimate layer of OpenCLIP-H (`clip_skip=1`), which ModelScope's
+        # video refiners were trained on too (their diffusers folders hold the text encoder cut after that layer)
+        text, negative = self.encode_prompt(
+            prompt, device, num_videos_per_prompt, guided, negative_prompt, prompt_embeds, negative_prompt_embeds,
+            clip_skip,
         )  # fmt: skip
         video = decode_latents(self.vae, latents, decode_chunk_size)  # (B, 3, F, H, W) in [-1, 1]
         height, width = self.refiner_size(refiner_height, refiner_width, height, width)
