@@ -548,3 +548,44 @@ def test_the_keyframe_recipe_trains_a_magicvideo_pipeline_folder(tmp_path):
     assert pipe.unet.config.frame_adaptor == "conv" and pipe.unet.config.temporal_layout == "parallel"
     pipe.set_progress_bar_config(disable=True)
     assert pipe("a red circle moving right", num_keyframes=4, num_inference_steps=2).frames.shape == (1, 4, 32, 32, 3)
+
+
+@pytest.mark.usefixtures("one_thread_and_fresh_accelerate")
+def test_the_interpolation_recipe_trains_on_masked_end_frames_and_plugs_into_the_pipeline(tmp_path, pipe):
+    from pathlib import Path
+
+    from diffusers_video import MagicVideoPipeline
+    from diffusers_video.training import TrainingConfig
+    from diffusers_video.training.magicvideo import MagicVideoInterpolationTrainer
+
+    root = Path(__file__).resolve().parents[1]
+    config = TrainingConfig.from_json_file(root / "pipelines" / "magicvideo" / "train_interpolation.json")
+    config = config.with_overrides({
+        "output_dir": str(tmp_path), "max_train_steps": 2, "train_batch_size": 4, "data.num_samples": 4,
+        "model.pretrained_model_name_or_path": str(root / "pipelines" / "shapes_sd"),
+    })  # fmt: skip
+    trainer = MagicVideoInterpolationTrainer(config, context_dropout=0.5)
+    clean = torch.randn(16, 4, 3, 8, 8)
+    condition = trainer.conditioning({"positions": torch.arange(16)}, clean)  # (B, C + 1, 3, h, w)
+    kept = condition.flatten(1).abs().amax(1) > 0
+    assert 0 < int(kept.sum()) < 16  # context dropout 0.5: some samples keep their end frames, others not
+    for sample in range(16):
+        if kept[sample]:
+            assert torch.equal(condition[sample, :4, 0], clean[sample, :, 0])  # end frames at their indices
+            assert torch.equal(condition[sample, :4, 2], clean[sample, :, 2])
+            assert torch.equal(condition[sample, 4, :, 0, 0], torch.tensor([1.0, 0.0, 1.0]))  # the mask
+            assert not condition[sample, :4, 1].any()
+    final = trainer.train()
+
+    interpolation_unet = UNet3DModel.from_pretrained(final / "unet")
+    assert interpolation_unet.config.in_channels == 9
+    stand_in = trainer.components  # the Stable Diffusion stand-in's text encoder, tokenizer and VAE
+    trained = MagicVideoPipeline(
+        vae=stand_in.vae, text_encoder=stand_in.text_encoder, tokenizer=stand_in.tokenizer,
+        unet=UNet3DModel.from_pretrained_2d(str(root / "pipelines" / "shapes_sd"), **MAGICVIDEO),
+        scheduler=pipe.scheduler, interpolation_unet=interpolation_unet,
+    )  # fmt: skip
+    trained.set_progress_bar_config(disable=True)
+    keyframes = torch.randn(1, 4, 3, 8, 8)
+    out = run(trained, keyframes=keyframes, stages=["interpolation"], fps=8.0)  # the model was trained at fps 16
+    assert out.shape == (1, 4, 5, 8, 8) and torch.equal(out[:, :, ::2], keyframes)
