@@ -368,3 +368,18 @@ def test_a_batch_pairs_each_prompt_with_its_image(pipes):
     finally:
         with torch.no_grad():
             bias.copy_(saved)
+
+
+def test_the_content_encoder_loads_strictly(converted_folder, tmp_path):
+    folder = tmp_path / "content_encoder"
+    I2VGenXLContentEncoder.from_pretrained(converted_folder / "content_encoder").save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "num_image_token": 4}))
+    with pytest.raises(ValueError, match="`num_image_token` in .* is not a config key of I2VGenXLContentEncoder"):
+        I2VGenXLContentEncoder.from_pretrained(folder)
+    (folder / "config.json").write_text(json.dumps(config))
+    weights = load_file(folder / "diffusion_pytorch_model.safetensors")
+    weights.pop("context_embedding.0.bias")
+    save_file(weights, folder / "diffusion_pytorch_model.safetensors")
+    with pytest.raises(ValueError, match=r"missing weights \['context_embedding.0.bias'\]"):
+        I2VGenXLContentEncoder.from_pretrained(folder)

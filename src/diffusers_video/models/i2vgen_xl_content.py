@@ -24,6 +24,8 @@ the public weights). Parameter names are those of diffusers' `I2VGenXLUNet`, so 
 
 from __future__ import annotations
 
+import inspect
+import os
 from dataclasses import dataclass
 
 import torch
@@ -177,6 +179,39 @@ class I2VGenXLContentEncoder(SafeFolderMixin, ModelMixin, ConfigMixin):
             nn.SiLU(),
             nn.Linear(hidden_dim, cross_attention_dim * num_image_tokens),
         )
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> I2VGenXLContentEncoder:
+        """`ModelMixin.from_pretrained`, strictly: a config key the class does not take (see `_dict_from_json_file`),
+        or weights that are not exactly those of the config's model, are a `ValueError` naming them (diffusers only
+        warns).
+
+        Args:
+            pretrained_model_name_or_path (`str` or `os.PathLike`): A folder or Hub repo id.
+            kwargs: Those of `ModelMixin.from_pretrained` (`subfolder`, `torch_dtype`, `output_loading_info`, ...).
+        """
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
+        where = os.path.join(os.fspath(pretrained_model_name_or_path), kwargs.get("subfolder") or "")
+        unexpected, missing = sorted(info["unexpected_keys"]), sorted(info["missing_keys"])
+        if unexpected or missing:
+            raise ValueError(
+                f"The weights of {where} do not fit the I2VGenXLContentEncoder its config describes: unexpected "
+                f"weights {unexpected[:4]} ({len(unexpected)}), missing weights {missing[:4]} ({len(missing)})."
+            )
+        return (model, info) if output_loading_info else model
+
+    @classmethod
+    def _dict_from_json_file(cls, json_file: str | os.PathLike) -> dict:
+        config = super()._dict_from_json_file(json_file)
+        expected = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        unknown = sorted(key for key in config if not key.startswith("_") and key not in expected)
+        if unknown:
+            raise ValueError(
+                f"{', '.join(f'`{key}`' for key in unknown)} in {os.fspath(json_file)} "
+                f"{'is not a config key' if len(unknown) == 1 else 'are not config keys'} of I2VGenXLContentEncoder."
+            )
+        return config
 
     @property
     def num_latent_tokens(self) -> int:
