@@ -439,6 +439,15 @@ def test_a_seed_gives_the_same_video_and_one_generator_per_video_gives_each_its_
     torch.testing.assert_close(both[1:], alone, rtol=0, atol=1e-4 * alone.abs().max().item())
 
 
+def test_embeddings_and_decode_chunks_give_the_same_frames(pipe):
+    expected = run(pipe, output_type="pt", negative_prompt="a blue square")
+    embeds, negative = pipe.encode_prompt(PROMPT, torch.device("cpu"), 1, True, "a blue square")
+    from_embeds = run(pipe, prompt=None, prompt_embeds=embeds, negative_prompt_embeds=negative, output_type="pt")
+    assert torch.equal(from_embeds, expected)
+    chunked = run(pipe, output_type="pt", negative_prompt="a blue square", decode_chunk_size=2)
+    torch.testing.assert_close(chunked, expected, rtol=0, atol=1e-6)
+
+
 def test_callbacks_see_every_stage_and_offloading_keeps_the_result(pipe):
     seen = []
 
