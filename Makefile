@@ -14,7 +14,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[test,video,train]"
+	$(BIN)/python -m pip install --quiet -e ".[test,video,train,app]"
 	touch $(STAMP)
 
 demo: $(STAMP)
