@@ -315,6 +315,25 @@ def test_training_a_lora_trains_only_the_adapters_and_resumes_exactly(tmp_path):
     np.testing.assert_array_equal(generate(pipe), reference)
 
 
+def test_a_videofusion_run_trains_a_lora_of_the_residual_generator(tmp_path):
+    from diffusers_video.training.videofusion import VideoFusionComponents
+
+    pipe = videofusion(base=True)
+    residual, base = copy.deepcopy(pipe.residual_unet), copy.deepcopy(pipe.base_unet)
+    base_before = {name: p.clone() for name, p in base.state_dict().items()}
+    parts = VideoFusionComponents(
+        **vars(components(residual, pipe.vae, (pipe.tokenizer, pipe.text_encoder))),
+        base_unet=base, base_prediction_type="epsilon",
+    )  # fmt: skip
+    run = lora_config(tmp_path, 2, videofusion={"train_base": False}, checkpointing_steps=None)
+    final = train(run, parts)
+    assert all(torch.equal(base.state_dict()[k], v) for k, v in base_before.items())  # the base stays frozen
+    reference = generate(pipe)
+    pipe.load_lora_weights(final, adapter_name="residual")
+    assert pipe.get_list_adapters() == {"residual_unet": ["residual"]}  # `unet.` keys: the video UNet
+    assert np.abs(generate(pipe) - reference).max() > 0
+
+
 def colour_folder(folder: Path, colour: str, count: int, size: int) -> Path:
     """A `.npy` training folder of moving-shapes clips of one colour (every shape and direction)."""
     world = ShapesWorld(height=size, width=size, num_frames=FRAMES)
