@@ -1,7 +1,7 @@
 """`diffusers-video app`: the Gradio demo served on a loopback port and driven in headless Debian chromium over the
 Chrome DevTools protocol (a websocket; no selenium, no driver binary): type a prompt, press Generate, wait for the
-video, fetch the MP4 the page serves and decode it, take a screenshot; bad input shows a message in the page, not a
-traceback. Without chromium or Gradio the browser test is skipped, saying which is missing (CI installs both)."""
+video, fetch the MP4 the page serves and decode it, take a screenshot, see the progress bar count the steps; bad
+input shows a message in the page, not a traceback. Without chromium or Gradio the browser test is skipped, saying which is missing (CI installs both)."""
 
 from __future__ import annotations
 
@@ -115,6 +115,9 @@ def test_the_form_follows_the_pipeline_and_the_verdict_reads_the_scorer(pipeline
     values = {"prompt": "a red circle", "seed": 0, "steps": 0, "guidance_scale": 5.0, "num_frames": FRAMES}
     with pytest.raises(ValueError, match="num_inference_steps"):
         generate(pipe, values, 8, pipeline_folder)
+    calls = []
+    path, _, said = generate(pipe, {**values, "steps": 2}, 8, pipeline_folder, lambda *a: calls.append(a))
+    assert calls == [(1, 2), (2, 2)] and Path(path).suffix == ".mp4" and said.startswith("**Scorer:**")
     with pytest.raises(ValueError, match="Write a prompt first"):
         generate(pipe, {**values, "prompt": " ", "steps": 1}, 8, pipeline_folder)
 
@@ -179,9 +182,16 @@ def test_the_app_in_a_real_browser(pipeline_folder, tmp_path):
 
         # a word the moving-shapes world does not know: the video, and the scorer's reason instead of a verdict
         page.js("document.querySelectorAll('.toast-close').forEach(b => b.click())")
-        page.type_into("#steps input", "1")
+        page.type_into("#steps input", "100")
         page.type_into("#prompt textarea", "a purple blob moving right")
         page.js("document.querySelector('#generate').click()")
+        shown = _wait_for(
+            lambda: "/100 steps" in (page.js("(document.querySelector('.progress-text') || {}).innerText") or ""),
+            60,
+            "the progress bar to count the steps",
+            interval=0.05,
+        )  # fmt: skip  (while it runs: "12/100 steps | 0.3s")
+        assert shown
         reason = _wait_for(
             lambda: (page.js("document.querySelector('#verdict').innerText") or "").count("cannot score"), 120,
             "the scorer's reason",

@@ -92,8 +92,11 @@ def verdict(video: np.ndarray, prompt: str) -> str:
     return f"**Scorer:** {summary} ({', '.join(parts)}; temporal consistency {score.temporal_consistency:.2f})"
 
 
-def generate(pipeline, values: dict, fps: int, folder: Path) -> tuple[str, str, str]:
-    """One video for the form's `values`: `(mp4 path, mp4 path, verdict)`; bad input raises `ValueError`."""
+def generate(pipeline, values: dict, fps: int, folder: Path, progress=None) -> tuple[str, str, str]:
+    """One video for the form's `values`: `(mp4 path, mp4 path, verdict)`; bad input raises `ValueError`.
+
+    `progress(done, total)` is called after every denoising step (through the pipeline's `callback_on_step_end`;
+    `total` counts the steps of every stage, None when the pipeline picks the steps itself)."""
     per_stage = getattr(pipeline, "num_stages", None) is not None
     prompt = (values.get("prompt") or "").strip()
     if not prompt:
@@ -109,6 +112,16 @@ def generate(pipeline, values: dict, fps: int, folder: Path) -> tuple[str, str, 
         steps=_text(values.get("steps"), per_stage, int), guidance_scale=_text(values.get("guidance_scale"), per_stage),
     )  # fmt: skip
     kwargs = call_arguments(pipeline, args)
+    if progress is not None and "callback_on_step_end" in inspect.signature(pipeline.__call__).parameters:
+        steps = kwargs.get("num_inference_steps")
+        total = sum(steps) if isinstance(steps, list) else steps
+        done = iter(range(1, 1 << 30))
+
+        def on_step_end(pipe, step, timestep, callback_kwargs):
+            progress(next(done), total)
+            return {}
+
+        kwargs["callback_on_step_end"] = on_step_end
     video = _first_video(pipeline(**kwargs).frames)  # (F, H, W, 3) in [0, 1]
     output = folder / f"video_{len(list(folder.glob('*.mp4'))):05d}_seed{seed}.mp4"
     write_video(video, output, fps)
@@ -176,10 +189,14 @@ def build_app(pipeline, title: str, fps: int = 8):
                 scored = gr.Markdown(elem_id="verdict")
         names = list(fields)
 
-        def on_generate(*values, progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (gradio's own idiom)
+        def on_generate(*values, progress=gr.Progress()):  # noqa: B008 (gradio's own idiom)
             progress(0, desc="generating")
+
+            def step_done(done: int, total: int | None) -> None:
+                progress((done, total), desc="denoising", unit="steps")
+
             try:
-                return generate(pipeline, dict(zip(names, values)), fps, folder)
+                return generate(pipeline, dict(zip(names, values)), fps, folder, step_done)
             except (ValueError, TypeError) as error:  # the user's input: one line in the page, no traceback
                 raise gr.Error(str(error), print_exception=False) from None
 
