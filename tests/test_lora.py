@@ -207,6 +207,27 @@ def test_a_file_with_two_components_loads_each_part_into_its_own(tmp_path):
     assert targets and all(name.endswith(("attn1.to_q", "attn2.to_v")) for name in targets)
 
 
+def test_text_encoder_keys_load_into_the_text_encoder_and_unet_cannot_be_given_twice(lora_folder):
+    from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
+
+    pipe = videofusion()
+    adapted = copy.deepcopy(pipe.text_encoder)
+    adapted = inject_adapter_in_model(
+        LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False), adapted
+    )
+    state = {f"text_encoder.{k}": v for k, v in get_peft_model_state_dict(adapted).items()}
+    reference = generate(pipe)
+    pipe.load_lora_weights(state, adapter_name="words")
+    assert pipe.get_list_adapters() == {"text_encoder": ["words"]}
+    assert np.abs(generate(pipe) - reference).max() > 1e-3
+    pipe.unload_lora_weights()
+    np.testing.assert_array_equal(generate(pipe), reference)
+    both = {**load_file(lora_folder / LORA_WEIGHT_NAME)}
+    both.update({k.replace("unet.", "residual_unet.", 1): v for k, v in list(both.items())})
+    with pytest.raises(ValueError, match="both 'unet' and 'residual_unet', which are the same component"):
+        pipe.load_lora_weights(both)
+
+
 def test_imagen_video_stages_take_their_own_prefix_and_unet_means_the_base_stage():
     tokenizer = build_t5_tokenizer(model_max_length=8)
     text_encoder = build_t5_text_encoder(len(tokenizer), d_model=TEXT_DIM, num_layers=1)

@@ -222,10 +222,8 @@ class VideoLoraLoaderMixin(LoraBaseMixin):
                 f"of {type(self).__name__}: its keys must start with one of {loadable}"
                 + (f" (or 'unet', which loads into `{unet_target}`)." if unet_target else ".")
             )
-        both = UNET_PREFIX in {key.partition(".")[0] for key in state_dict} and unet_target in {
-            key.partition(".")[0] for key in state_dict if unet_target != UNET_PREFIX
-        }
-        if both:
+        prefixes = {key.partition(".")[0] for key in state_dict}
+        if unet_target not in (None, UNET_PREFIX) and {UNET_PREFIX, unet_target} <= prefixes:
             raise ValueError(
                 f"The LoRA {_describe(source)} has keys for both 'unet' and '{unet_target}', which are the same "
                 f"component of {type(self).__name__}."
