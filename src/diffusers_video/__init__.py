@@ -13,6 +13,7 @@ module of the package imports it.
 __version__ = "0.1.0.dev0"
 
 from . import hub  # noqa: F401 (imported for its effect: it registers the Hub publisher)
+from .models.flow_upsampler import FlowTemporalUpsampler, FlowTemporalUpsamplerOutput
 from .models.i2vgen_xl_content import I2VGenXLContentEncoder, I2VGenXLContentEncoderOutput
 from .models.unet_3d import UNet3DModel, UNet3DModelOutput
 from .models.video_vae import AutoencoderKLVideo
@@ -27,6 +28,8 @@ from .schedulers.scheduling_v_distilled import VDistilledScheduler, VDistilledSc
 
 __all__ = [
     "AutoencoderKLVideo",
+    "FlowTemporalUpsampler",
+    "FlowTemporalUpsamplerOutput",
     "UNet3DModel",
     "UNet3DModelOutput",
     "DecomposedNoiseScheduler",

@@ -1,3 +1,4 @@
+from .flow_upsampler import FlowTemporalUpsampler, FlowTemporalUpsamplerOutput
 from .frame_adaptors import AdaptedResnetBlock2D, ConvFrameAdaptors, FrameAdaptor
 from .i2vgen_xl_content import I2VGenXLContentEncoder, I2VGenXLContentEncoderOutput
 from .temporal import TemporalAttention, TemporalConv
@@ -8,6 +9,8 @@ __all__ = [
     "AdaptedResnetBlock2D",
     "AutoencoderKLVideo",
     "ConvFrameAdaptors",
+    "FlowTemporalUpsampler",
+    "FlowTemporalUpsamplerOutput",
     "FrameAdaptor",
     "I2VGenXLContentEncoder",
     "I2VGenXLContentEncoderOutput",
