@@ -16,6 +16,7 @@ from diffusers_video.training import (
 )
 from diffusers_video.training.distillation import DistillationTrainer
 from diffusers_video.training.imagen_video import ImagenVideoDistillationTrainer, ImagenVideoTrainer
+from diffusers_video.training.magicvideo import MagicVideoInterpolationTrainer
 from diffusers_video.training.registry import register_trainer, registered_class
 
 
@@ -24,6 +25,7 @@ def test_the_paper_trainers_are_registered_by_section():
         "videofusion": VideoFusionTrainer,
         "imagen_video": ImagenVideoTrainer,
         "video_vae": VideoVAETrainer,
+        "magicvideo": MagicVideoInterpolationTrainer,
     }
     assert DISTILLATION_TRAINERS == {"imagen_video": ImagenVideoDistillationTrainer}
     assert VideoFusionTrainer.config_section == "videofusion" and Trainer.config_section is None
@@ -41,8 +43,8 @@ def test_registered_class_follows_the_section_a_config_sets():
 
 
 def test_register_trainer_refuses_unknown_sections_and_a_second_class():
-    with pytest.raises(ValueError, match="`magicvideo` is not a section of TrainingConfig"):
-        register_trainer("magicvideo")
+    with pytest.raises(ValueError, match="`make_a_video` is not a section of TrainingConfig"):
+        register_trainer("make_a_video")
     with pytest.raises(ValueError, match="VideoFusionTrainer is already registered for the `videofusion` section"):
         register_trainer("videofusion")(type("OtherTrainer", (Trainer,), {}))
     assert TRAINERS["videofusion"] is VideoFusionTrainer

@@ -1,17 +1,26 @@
 """Training: the accelerate training loop (`train`), progressive distillation (`distill`), VideoFusion's joint
 base/residual training (a `videofusion` config section), the stages of an Imagen Video cascade (an `imagen_video`
-config section), a temporal-aware VAE decoder (a `video_vae` config section), configs, checkpoints.
+config section), a temporal-aware VAE decoder (a `video_vae` config section), MagicVideo's interpolation model (a
+`magicvideo` config section), configs, checkpoints.
 
 See docs/training.md and docs/distillation.md for the command lines and the config keys. The paper modules
-(`training.videofusion`, `training.imagen_video`, `training.video_vae`) are imported here on purpose: importing them
-registers their trainers for their config sections (`training.registry`), which is how `train` and `distill` find
-them.
+(`training.videofusion`, `training.imagen_video`, `training.video_vae`, `training.magicvideo`) are imported here on
+purpose: importing them registers their trainers for their config sections (`training.registry`), which is how
+`train` and `distill` find them.
 """
 
-from . import imagen_video, video_vae, videofusion  # noqa: F401 (imported to register their trainers)
+from . import imagen_video, magicvideo, video_vae, videofusion  # noqa: F401 (imported to register their trainers)
 from .checkpointing import latest_checkpoint, list_checkpoints, read_marker
 from .components import TrainingComponents, load_components, save_components
-from .config import DataConfig, ImagenVideoConfig, ModelConfig, TrainingConfig, VideoFusionConfig, VideoVAEConfig
+from .config import (
+    DataConfig,
+    ImagenVideoConfig,
+    MagicVideoConfig,
+    ModelConfig,
+    TrainingConfig,
+    VideoFusionConfig,
+    VideoVAEConfig,
+)
 from .data import VideoFolderDataset
 from .distillation import DistillationConfig, distill
 from .objectives import OBJECTIVES, TrainingNoise, sample_training_noise
@@ -25,6 +34,7 @@ __all__ = [
     "DataConfig",
     "DistillationConfig",
     "ImagenVideoConfig",
+    "MagicVideoConfig",
     "ModelConfig",
     "OBJECTIVES",
     "TRAINERS",

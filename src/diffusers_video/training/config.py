@@ -30,6 +30,7 @@ from typing import Any
 from diffusers.optimization import SchedulerType
 
 from ..pipelines.imagen_video.cascade import StageSpec  # the cascade's own definition, shared with sampling
+from .magicvideo_config import MagicVideoConfig, check_magicvideo_config
 from .objectives import LOSS_WEIGHTINGS, TIMESTEP_BIAS_STRATEGIES
 from .video_vae_config import VideoVAEConfig
 
@@ -42,6 +43,7 @@ LR_SCHEDULERS = tuple(s.value for s in SchedulerType)
 # checkpoint and its resumption is expected, so they are left out of the config hash.
 _HASH_EXCLUDED = ("output_dir", "resume_from_checkpoint", "checkpointing_steps", "checkpoints_total_limit")
 _HASH_EXCLUDED_DATA = ("num_workers", "cache_dir")
+_SECTION_NAMES = ("data", "model", "videofusion", "imagen_video", "video_vae", "magicvideo", "lora")
 
 
 @dataclass
@@ -324,6 +326,8 @@ class TrainingConfig:
             `model` as a plain text-to-video model.
         video_vae (`VideoVAEConfig | None`, defaults to None): Train a temporal-aware VAE decoder (an
             `AutoencoderKLVideo` inflated from the model's VAE) on pixel clips, the encoder frozen.
+        magicvideo (`MagicVideoConfig | None`, defaults to None): Train MagicVideo's interpolation model on segments
+            whose end frames are given (see `training.magicvideo`).
         lora (`LoraTrainingConfig | None`, defaults to None): Train LoRA adapters on the UNet instead of the UNet
             (with `videofusion`: on the residual generator, `videofusion.train_base` false); None trains the weights.
     """
@@ -361,6 +365,7 @@ class TrainingConfig:
     videofusion: VideoFusionConfig | None = None
     imagen_video: ImagenVideoConfig | None = None
     video_vae: VideoVAEConfig | None = None
+    magicvideo: MagicVideoConfig | None = None
     lora: LoraTrainingConfig | None = None
 
     def __post_init__(self):
@@ -374,6 +379,8 @@ class TrainingConfig:
             self.imagen_video = _from_dict(ImagenVideoConfig, self.imagen_video, "imagen_video.")
         if isinstance(self.video_vae, dict):
             self.video_vae = _from_dict(VideoVAEConfig, self.video_vae, "video_vae.")
+        if isinstance(self.magicvideo, dict):
+            self.magicvideo = _from_dict(MagicVideoConfig, self.magicvideo, "magicvideo.")
         if isinstance(self.lora, dict):
             self.lora = _from_dict(LoraTrainingConfig, self.lora, "lora.")
         _check_types(self, "")
@@ -441,6 +448,8 @@ class TrainingConfig:
             self._check_imagen_video()
         if self.video_vae is not None:
             self._check_video_vae()
+        if self.magicvideo is not None:
+            check_magicvideo_config(self)
         if self.lora is not None:
             self._check_lora()
 
@@ -607,7 +616,7 @@ def _diff_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[s
     keys = []
     for key in sorted(set(a) | set(b)):
         sections = isinstance(a.get(key), dict) and isinstance(b.get(key), dict)
-        if not prefix and key in ("data", "model", "videofusion", "imagen_video", "video_vae", "lora") and sections:
+        if not prefix and key in _SECTION_NAMES and sections:
             keys += _diff_keys(a[key], b[key], f"{key}.")
         elif a.get(key) != b.get(key):
             keys.append(f"{prefix}{key}")

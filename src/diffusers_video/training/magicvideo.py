@@ -10,8 +10,9 @@ The keyframe model needs no trainer of its own (the generic `Trainer` inflates a
 case (Make-A-Video's and Video LDM's masked interpolation; MagicVideo's paper does not say how its interpolation
 network is conditioned).
 
-This trainer is not registered for a `TrainingConfig` section yet (that needs a `magicvideo` section in
-`training/config.py`): run it from Python with [`train_interpolation`].
+The trainer is registered for the `magicvideo` section of `TrainingConfig` (`MagicVideoConfig`, whose
+`context_dropout` it reads), so `diffusers-video train --config pipelines/magicvideo/train_interpolation.json` and
+`train(config)` run it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from ..pipelines.magicvideo.stages import INTERPOLATION_FACTORS, interpolation_c
 from .components import TrainingComponents
 from .config import TrainingConfig
 from .data import sample_generator
+from .magicvideo_config import MagicVideoConfig
+from .registry import register_trainer
 from .trainer import Trainer
 
 __all__ = ["CONTEXT_STREAM", "DEFAULT_CONTEXT_DROPOUT", "MagicVideoInterpolationTrainer", "train_interpolation"]
@@ -33,26 +36,31 @@ CONTEXT_STREAM = 26
 """Third key of the per-sample generators of the context dropout, apart from the diffusion noise's `(seed, position)`
 generators and Imagen Video's augmentation stream."""
 
-DEFAULT_CONTEXT_DROPOUT = 0.1
+DEFAULT_CONTEXT_DROPOUT = MagicVideoConfig.context_dropout
 """Fraction of the samples whose context (the given frames and their mask) is dropped."""
 
 
+@register_trainer("magicvideo")
 class MagicVideoInterpolationTrainer(Trainer):
     """Trains an interpolation UNet on segments of `factor + 1` frames whose end frames are given.
 
     Args:
         config (`TrainingConfig`): The run; `data.num_frames - 1` is the interpolation factor (2 or 4), and
-            `image_fraction` must be 0 (a still image has no frames to interpolate).
+            `image_fraction` must be 0 (a still image has no frames to interpolate). Its `magicvideo` section (or
+            the section's defaults when it is unset) gives the context dropout.
         components (`TrainingComponents`, *optional*): Models to train instead of those `config.model` loads.
-        context_dropout (`float`, defaults to 0.1): Fraction of the samples trained without context, in [0, 1].
+        context_dropout (`float | None`, defaults to None): Fraction of the samples trained without context, in
+            [0, 1]; None takes `config.magicvideo.context_dropout`.
     """
 
     def __init__(
         self,
         config: TrainingConfig,
         components: TrainingComponents | None = None,
-        context_dropout: float = DEFAULT_CONTEXT_DROPOUT,
+        context_dropout: float | None = None,
     ):
+        if context_dropout is None:
+            context_dropout = (config.magicvideo or MagicVideoConfig()).context_dropout
         factor = config.data.num_frames - 1
         if factor not in INTERPOLATION_FACTORS:
             raise ValueError(
@@ -94,7 +102,7 @@ class MagicVideoInterpolationTrainer(Trainer):
 def train_interpolation(
     config: TrainingConfig,
     components: TrainingComponents | None = None,
-    context_dropout: float = DEFAULT_CONTEXT_DROPOUT,
+    context_dropout: float | None = None,
 ) -> Path:
     """Trains an interpolation UNet (see [`MagicVideoInterpolationTrainer`]); returns the final folder, whose `unet/`
     is the pipeline's `interpolation_unet`."""
