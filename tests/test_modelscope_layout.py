@@ -255,7 +255,10 @@ def test_inflating_an_image_unet_into_the_modelscope_layout_starts_as_the_image_
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"temporal_layout": "zeroscope"}, "`temporal_layout` must be one of ('default', 'modelscope') but is"),
+        (
+            {"temporal_layout": "zeroscope"},
+            "`temporal_layout` must be one of ('default', 'modelscope', 'parallel') but is 'zeroscope'.",
+        ),
         ({"temporal_layout": "modelscope"}, "`frame_position_encoding` must be None"),
         (
             {"temporal_layout": "modelscope", "frame_position_encoding": None},

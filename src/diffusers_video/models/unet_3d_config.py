@@ -267,12 +267,7 @@ def check_temporal_layout(
 ) -> None:  # fmt: skip
     """The temporal layout and, for ModelScope's, the options it can take."""
     if temporal_layout not in TEMPORAL_LAYOUTS:
-        # the layouts of the first version, then the later one (tests/test_modelscope_layout.py reads this wording)
-        *first, later = TEMPORAL_LAYOUTS
-        raise ValueError(
-            f"`temporal_layout` must be one of {tuple(first)} but is {temporal_layout!r}; or {later!r} (MagicVideo's "
-            "spatial and temporal attention side by side)."
-        )
+        raise ValueError(f"`temporal_layout` must be one of {TEMPORAL_LAYOUTS} but is {temporal_layout!r}.")
     if temporal_layout != "modelscope":
         return
     if temporal_conv_padding != "same":
