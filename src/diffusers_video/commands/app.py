@@ -206,12 +206,12 @@ def build_app(pipeline, title: str, fps: int = 8):
 
 def run(args: argparse.Namespace) -> int:
     """Load the pipeline and serve the demo until interrupted; returns the exit code."""
-    try:
-        import gradio  # noqa: F401
-    except ImportError as error:
-        raise ValueError('`diffusers-video app` needs Gradio: `pip install "diffusers-video[app]"`.') from error
     if not 0 < args.port < 65536:
         raise ValueError(f"`--port` must be in 1..65535 but is {args.port}.")
+    try:
+        import gradio  # optional
+    except ImportError as error:
+        raise ValueError('`diffusers-video app` needs Gradio: `pip install "diffusers-video[app]"`.') from error
     args.no_progress = False
     pipeline = load_pipeline(args).to(_device(args.device))
     pipeline.set_progress_bar_config(leave=False)

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from ..folders import INDEX_NAME, check_writable
+from ..pipelines.loading import is_repo_id
 from ..pipelines.pipeline_utils import VideoDiffusionPipeline
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -355,6 +356,8 @@ def load_pipeline(args: argparse.Namespace) -> VideoDiffusionPipeline:
         shown = repr(args.pipeline) if source == args.pipeline else f"{args.pipeline!r} ('{source}')"
         raise ValueError(f"cannot load `--pipeline` {shown}: {first_line}") from error
     if getattr(args, "lora", None):
+        if not os.path.exists(args.lora) and not is_repo_id(args.lora):
+            raise FileNotFoundError(f"`--lora` {args.lora!r} is neither an existing file or folder nor a Hub repo id.")
         try:
             pipeline.load_lora_weights(args.lora, adapter_name="lora", local_files_only=args.local_files_only or None)
         except OSError as error:
