@@ -355,6 +355,46 @@ def test_temporal_options_reach_the_config_and_keep_the_2d_model(sd21_unet, sd21
     assert_equals_frame_by_frame(unet3d, sd21_unet, extra_channels=2, scalar_conds=conds)
 
 
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (  # MagicVideo's keyframe model: adaptors after each convolution, directed attention beside spatial attention
+            ["--frame_adaptor", "conv", "--temporal_layout", "parallel", "--temporal_conv_padding", "causal",
+             "--temporal_attention", "directed"],
+            {"frame_adaptor": "conv", "temporal_layout": "parallel", "temporal_conv_padding": "causal",
+             "temporal_attention": "directed"},
+        ),
+        (["--frame_adaptor", "resnet"], {"frame_adaptor": True, "temporal_layout": "default"}),
+        (["--frame_adaptor", "none"], {"frame_adaptor": False}),
+        (
+            ["--temporal_layout", "modelscope", "--frame_position_encoding", "none", "--temporal_attention_head_dim", 8],
+            {"temporal_layout": "modelscope", "frame_adaptor": False, "temporal_conv_padding": "same"},
+        ),
+    ],
+)  # fmt: skip
+def test_frame_adaptor_layout_and_padding_reach_the_config_and_keep_the_2d_model(
+    options, expected, sd21_unet, sd21_files, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    code, stdout, stderr = run(["--checkpoint", sd21_files["unet"], "--output_dir", out, *options], capsys)
+    assert code == 0, stderr
+    saved = json.loads((out / "config.json").read_text())
+    assert {key: saved[key] for key in expected} == expected
+    for key, value in expected.items():
+        assert f"{key}={value}" in stdout  # the summary shows them
+    unet3d = UNet3DModel.from_pretrained(out).eval()
+    adaptors = [name for name, _ in unet3d.named_parameters() if "adaptor" in name]
+    if expected.get("frame_adaptor") == "conv":  # two per resnet (after conv1 and conv2), none outside the resnets
+        resnets = [name for name, _ in unet3d.named_modules() if name.split(".")[-2:-1] == ["resnets"]]
+        assert len(adaptors) == 2 * 2 * len(resnets) and all(".resnets." in name for name in adaptors)
+    elif expected.get("frame_adaptor") is True:  # one per resnet, beside it in the block
+        resnets = [name for name, _ in unet3d.named_modules() if name.split(".")[-2:-1] == ["resnets"]]
+        assert len(adaptors) == 2 * len(resnets) and not any(".resnets." in name for name in adaptors)
+    else:
+        assert not adaptors
+    assert_equals_frame_by_frame(unet3d, sd21_unet)
+
+
 def test_no_temporal_attention_and_dtype(sd21_files, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["--checkpoint", sd21_files["pipeline"], "--output_dir", out, "--temporal_attention", "none"]

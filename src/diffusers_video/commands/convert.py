@@ -22,14 +22,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..conversion import i2vgen_xl, modelscope, sd, svd_decoder, video_refiner
-from ..models.temporal import FRAME_POSITION_ENCODINGS, TEMPORAL_ATTENTION_TYPES
+from ..models.temporal import FRAME_POSITION_ENCODINGS, TEMPORAL_ATTENTION_TYPES, TEMPORAL_CONV_PADDINGS
+from ..models.unet_3d_blocks import TEMPORAL_LAYOUTS
 from . import PROG
 
 # Options of `UNet3DModel.from_unet2d` that `convert sd` takes (absent unless given: UNet3DModel's defaults apply).
 TEMPORAL_OPTIONS = (
     "temporal_attention", "temporal_attention_head_dim", "temporal_conv", "temporal_conv_kernel_size",
-    "frame_position_encoding", "max_frames", "frame_adaptor", "scalar_conditions", "in_channels",
+    "frame_position_encoding", "max_frames", "frame_adaptor", "scalar_conditions", "in_channels", "temporal_layout",
+    "temporal_conv_padding",
 )  # fmt: skip
+# `--frame_adaptor` choices -> `UNet3DModel(frame_adaptor=...)`; a bare `--frame_adaptor` (its first, on/off spelling)
+# is "resnet".
+FRAME_ADAPTOR_CHOICES = {"none": False, "resnet": True, "conv": "conv"}
 
 
 def add_sd_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,8 +67,19 @@ def add_sd_arguments(parser: argparse.ArgumentParser) -> None:
     )
     temporal.add_argument("--max_frames", type=int, default=argparse.SUPPRESS)
     temporal.add_argument(
-        "--frame_adaptor", action="store_true", default=argparse.SUPPRESS, help="MagicVideo's per-frame adaptors."
-    )
+        "--frame_adaptor", nargs="?", const="resnet", choices=list(FRAME_ADAPTOR_CHOICES), default=argparse.SUPPRESS,
+        help="MagicVideo's per-frame scales and shifts: after each spatial resnet ('resnet'; a bare --frame_adaptor), "
+        "after each 2D convolution of the resnets ('conv', the paper's), or none.",
+    )  # fmt: skip
+    temporal.add_argument(
+        "--temporal_layout", choices=TEMPORAL_LAYOUTS, default=argparse.SUPPRESS,
+        help="Where the temporal layers sit: after the spatial ones ('default'), ModelScope's blocks ('modelscope'), "
+        "or temporal attention beside spatial attention, z + S(z) + T(z) ('parallel', MagicVideo's).",
+    )  # fmt: skip
+    temporal.add_argument(
+        "--temporal_conv_padding", choices=TEMPORAL_CONV_PADDINGS, default=argparse.SUPPRESS,
+        help="Temporal convolutions centred ('same') or over past frames only ('causal', for directed models).",
+    )  # fmt: skip
     temporal.add_argument(
         "--scalar_conditions", nargs="+", metavar="NAME", default=argparse.SUPPRESS,
         help="Extra scalar conditions added to the time embedding, e.g. fps noise_aug.",
@@ -75,8 +91,10 @@ def add_sd_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def temporal_config_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The `from_unet2d` arguments given on the command line ("none" -> None)."""
+    """The `from_unet2d` arguments given on the command line ("none" -> None, `--frame_adaptor` by its choice)."""
     config = {name: getattr(args, name) for name in TEMPORAL_OPTIONS if hasattr(args, name)}
+    if "frame_adaptor" in config:
+        config["frame_adaptor"] = FRAME_ADAPTOR_CHOICES[config["frame_adaptor"]]
     for name in ("temporal_attention", "frame_position_encoding"):
         if config.get(name) == "none":
             config[name] = None

@@ -68,7 +68,7 @@ class ConversionSummary:
             "in_channels", "out_channels", "block_out_channels", "layers_per_block", "down_block_types",
             "up_block_types", "attention_head_dim", "cross_attention_dim", "use_linear_projection", "upcast_attention",
             "temporal_conv", "temporal_attention", "frame_position_encoding", "max_frames", "frame_adaptor",
-            "scalar_conditions",
+            "scalar_conditions", "temporal_layout", "temporal_conv_padding",
         )  # fmt: skip
         lines = [
             f"Converted {self.source} ({self.source_format}) -> {self.output_dir}",
