@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import tempfile
 from pathlib import Path
 
@@ -208,6 +209,7 @@ def run(args: argparse.Namespace) -> int:
     """Load the pipeline and serve the demo until interrupted; returns the exit code."""
     if not 0 < args.port < 65536:
         raise ValueError(f"`--port` must be in 1..65535 but is {args.port}.")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline by default: no usage reports
     try:
         import gradio  # optional
     except ImportError as error:
