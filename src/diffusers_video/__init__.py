@@ -23,6 +23,7 @@ from .pipelines.imagen_video.pipeline_imagen_video import ImagenVideoPipeline, I
 from .pipelines.magicvideo.pipeline_magicvideo import MagicVideoPipeline
 from .pipelines.pipeline_utils import VideoPipelineOutput
 from .pipelines.videofusion.pipeline_videofusion import VideoFusionPipeline
+from .pipelines.videogen.pipeline_videogen import VideoGenPipeline
 from .schedulers.scheduling_decomposed import DecomposedNoiseScheduler, DecomposedNoiseSchedulerOutput
 from .schedulers.scheduling_v_distilled import VDistilledScheduler, VDistilledSchedulerOutput
 
@@ -40,6 +41,7 @@ __all__ = [
     "ImagenVideoPipelineOutput",
     "MagicVideoPipeline",
     "VideoFusionPipeline",
+    "VideoGenPipeline",
     "VideoPipelineOutput",
     "I2VGenXLContentEncoder",
     "I2VGenXLContentEncoderOutput",

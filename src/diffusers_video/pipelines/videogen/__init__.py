@@ -1,0 +1,3 @@
+from .pipeline_videogen import VideoGenPipeline
+
+__all__ = ["VideoGenPipeline"]
