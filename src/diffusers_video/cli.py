@@ -27,6 +27,7 @@ _COMMAND_MODULES = [
     "diffusers_video.commands.imagen_video",
     "diffusers_video.commands.videofusion",
     "diffusers_video.commands.stand_in",
+    "diffusers_video.commands.stand_in_image",
     "diffusers_video.commands.app",
 ]
 

@@ -9,7 +9,7 @@ purpose: importing them registers their trainers for their config sections (`tra
 `train` and `distill` find them.
 """
 
-from . import imagen_video, magicvideo, video_vae, videofusion  # noqa: F401 (imported to register their trainers)
+from . import i2vgen_xl, imagen_video, magicvideo, video_vae, videofusion  # noqa: F401 (imported to register their trainers)
 from .checkpointing import latest_checkpoint, list_checkpoints, read_marker
 from .components import TrainingComponents, load_components, save_components
 from .config import (

@@ -30,6 +30,7 @@ from typing import Any
 from diffusers.optimization import SchedulerType
 
 from ..pipelines.imagen_video.cascade import StageSpec  # the cascade's own definition, shared with sampling
+from .i2vgen_xl_config import I2VGenXLConfig, check_i2vgen_xl_config
 from .magicvideo_config import MagicVideoConfig, check_magicvideo_config
 from .objectives import LOSS_WEIGHTINGS, TIMESTEP_BIAS_STRATEGIES
 from .video_vae_config import VideoVAEConfig
@@ -43,7 +44,7 @@ LR_SCHEDULERS = tuple(s.value for s in SchedulerType)
 # checkpoint and its resumption is expected, so they are left out of the config hash.
 _HASH_EXCLUDED = ("output_dir", "resume_from_checkpoint", "checkpointing_steps", "checkpoints_total_limit")
 _HASH_EXCLUDED_DATA = ("num_workers", "cache_dir")
-_SECTION_NAMES = ("data", "model", "videofusion", "imagen_video", "video_vae", "magicvideo", "lora")
+_SECTION_NAMES = ("data", "model", "videofusion", "imagen_video", "video_vae", "magicvideo", "lora", "i2vgen_xl")
 
 
 @dataclass
@@ -326,6 +327,9 @@ class TrainingConfig:
             `model` as a plain text-to-video model.
         video_vae (`VideoVAEConfig | None`, defaults to None): Train a temporal-aware VAE decoder (an
             `AutoencoderKLVideo` inflated from the model's VAE) on pixel clips, the encoder frozen.
+        i2vgen_xl (`I2VGenXLConfig | None`, defaults to None): Train a stage of I2VGen-XL (the image-to-video base
+            stage with its content encoder, or the refiner) saved as an `I2VGenXLCascadePipeline` (see
+            `training.i2vgen_xl`).
         magicvideo (`MagicVideoConfig | None`, defaults to None): Train MagicVideo's interpolation model on segments
             whose end frames are given (see `training.magicvideo`).
         lora (`LoraTrainingConfig | None`, defaults to None): Train LoRA adapters on the UNet instead of the UNet
@@ -367,6 +371,7 @@ class TrainingConfig:
     video_vae: VideoVAEConfig | None = None
     magicvideo: MagicVideoConfig | None = None
     lora: LoraTrainingConfig | None = None
+    i2vgen_xl: I2VGenXLConfig | None = None
 
     def __post_init__(self):
         if isinstance(self.data, dict):
@@ -383,6 +388,8 @@ class TrainingConfig:
             self.magicvideo = _from_dict(MagicVideoConfig, self.magicvideo, "magicvideo.")
         if isinstance(self.lora, dict):
             self.lora = _from_dict(LoraTrainingConfig, self.lora, "lora.")
+        if isinstance(self.i2vgen_xl, dict):
+            self.i2vgen_xl = _from_dict(I2VGenXLConfig, self.i2vgen_xl, "i2vgen_xl.")
         _check_types(self, "")
         _check_int("seed", self.seed, 0)
         for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps"):
@@ -452,6 +459,8 @@ class TrainingConfig:
             check_magicvideo_config(self)
         if self.lora is not None:
             self._check_lora()
+        if self.i2vgen_xl is not None:
+            check_i2vgen_xl_config(self)
 
     def _check_lora(self) -> None:
         if self.freeze_spatial:
