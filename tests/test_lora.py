@@ -355,9 +355,9 @@ def test_a_videofusion_run_trains_a_lora_of_the_residual_generator(tmp_path):
     assert np.abs(generate(pipe) - reference).max() > 0
 
 
-def colour_folder(folder: Path, colour: str, count: int, size: int) -> Path:
+def colour_folder(folder: Path, colour: str, count: int, size: int, frames: int = FRAMES) -> Path:
     """A `.npy` training folder of moving-shapes clips of one colour (every shape and direction)."""
-    world = ShapesWorld(height=size, width=size, num_frames=FRAMES)
+    world = ShapesWorld(height=size, width=size, num_frames=frames)
     folder.mkdir(parents=True)
     lines = []
     for i in range(count):
