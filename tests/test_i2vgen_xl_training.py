@@ -181,6 +181,50 @@ def test_overfitting_a_fixed_batch_lowers_the_first_frame_conditioned_error(mode
     assert after < 0.5 * before, (before, after)
 
 
+def test_the_trainer_conditions_as_the_pipeline_samples(model_folder, tmp_path):
+    """The text and CLIP-image embeddings the UNet trains on are those the saved pipeline gives it for the same
+    caption and first frame (clip_skip 1; the image through PIL, cropped, resized and normalised)."""
+    from diffusers_video.pipelines.i2vgen_xl.images import clip_pixel_values, to_pil_images
+
+    trainer = I2VGenXLTrainer(base_config(tmp_path, model_folder))
+    pipe, c = trainer.cascade_pipeline(), trainer.components
+    captions = ["a red circle moving left", "a blue square moving up quickly"]
+    expected, _ = pipe.encode_prompt(captions, torch.device("cpu"), 1, False, clip_skip=1)
+    assert torch.allclose(trainer.encode_prompts(captions), expected, atol=1e-6)
+    last_layer, _ = pipe.encode_prompt(captions, torch.device("cpu"), 1, False, clip_skip=None)
+    assert not torch.allclose(expected, last_layer, atol=1e-3)  # the choice of layer matters
+    frames = torch.stack([torch.from_numpy(an_image(i)).permute(2, 0, 1) for i in range(2)])  # (2, 3, H, W) in [0, 1]
+    with torch.no_grad():
+        pixels = clip_pixel_values(to_pil_images(frames), SIZE, c.feature_extractor)
+        reference = c.image_encoder(pixel_values=pixels).image_embeds
+    assert torch.allclose(trainer.image_embeds(frames * 2 - 1), reference, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("condition_dropout", "image_embed_dropout", "caption_kept", "embeds_kept"),
+    [(0.0, 0.0, True, True), (1.0, 0.0, False, False), (0.0, 1.0, True, False)],
+)
+def test_condition_dropout_is_the_pipelines_unconditional_branch(
+    model_folder, tmp_path, condition_dropout, image_embed_dropout, caption_kept, embeds_kept
+):
+    """Dropping the condition empties the caption and zeroes the CLIP embedding together (the image latent stays);
+    `image_embed_dropout` zeroes the CLIP embedding alone."""
+    config = base_config(
+        tmp_path, model_folder, condition_dropout=condition_dropout, image_fraction=0.0,
+        i2vgen_xl={"image_embed_dropout": image_embed_dropout},
+    )  # fmt: skip
+    trainer = I2VGenXLTrainer(config)
+    seen = []
+    trainer.model = lambda inputs: seen.extend(inputs) or [torch.zeros_like(i["sample"]) for i in inputs]
+    parts = next(iter(trainer._data_loader()))
+    trainer.training_loss(parts)
+    (part,) = seen
+    empty = trainer.encode_prompts([""] * 2)
+    assert torch.equal(part["text"], empty) != caption_kept
+    assert bool((part["image_embeds"].abs().sum(dim=1) > 0).all()) == embeds_kept
+    assert torch.equal(part["image_latent"], trainer.model_inputs(parts["video"])[:, :, 0])  # never dropped
+
+
 # ------------------------------------------------------------------------------------------- kill and resume
 
 
