@@ -172,3 +172,23 @@ def test_two_processes_write_the_videos_of_one(pipeline_folder, tmp_path):
     assert "process 1/2: 2 of 3 videos" in result.stdout and "process 2/2: 1 of 3 videos" in result.stdout
     for name in ("00000.gif", "00001.gif", "00002.gif", "index.jsonl"):
         assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+
+
+def test_a_cascade_takes_per_stage_steps_and_guidance_per_line(tmp_path, capsys):
+    from test_cli import cascade_folder
+
+    folder = cascade_folder.__wrapped__(type("Factory", (), {"mktemp": lambda self, name: tmp_path / name})())
+    lines = [
+        {"prompt": "a red circle moving right", "seed": 3, "steps": [2, 1], "guidance_scale": [4, 1]},
+        {"prompt": "a red circle moving right", "seed": 3, "steps": [2, 1], "guidance_scale": 4},
+        {"prompt": "a red circle moving right", "steps": [2, 1, 1]},
+    ]
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", lines[:2])
+    command = ["generate", "--pipeline", str(folder), "--prompts", str(prompts), "--output_dir", str(tmp_path / "out")]
+    assert main([*command, "--format", "gif", "--no_progress"]) == 0
+    one, two = (gif_frames(tmp_path / "out" / f"0000{i}.gif") for i in (0, 1))
+    assert one.shape == two.shape == (8, 16, 16, 3)
+    assert not np.array_equal(one, two)  # the same seed; guidance 4 then 1 against 4 twice: each line's own options
+    write_jsonl(prompts, lines[2:])
+    assert main([*command, "--no_progress"]) == 1  # three numbers for two stages, before any video
+    assert "num_inference_steps" in capsys.readouterr().err
