@@ -232,3 +232,29 @@ def test_the_default_length_is_the_trained_clip_length():
     pipe.register_to_config(num_frames=4)
     assert run(pipe, num_frames=None).shape[2] == 4
     assert pipe.default_size() == (4, SIZE, SIZE)
+
+
+def test_later_windows_run_the_last_share_of_the_schedule_from_the_frames_already_made():
+    pipe = make_pipe(with_base=False)
+    calls = []
+    forward = pipe.residual_unet.forward
+
+    def recording(sample, timestep, *args, **kwargs):
+        calls.append((int(timestep), sample[1:].clone()))
+        return forward(sample, timestep, *args, **kwargs)
+
+    pipe.residual_unet.forward = recording
+    noise = torch.randn(1, 4, 6, LATENT, LATENT, generator=torch.Generator().manual_seed(5))
+    video = run(pipe, num_frames=6, window_size=4, window_overlap=2, latents=noise, num_inference_steps=4,
+                window_strength=0.5)  # fmt: skip
+    assert extension_windows(6, 4, 2) == [(0, 4, 0), (2, 6, 2)]
+    timesteps = pipe.scheduler.timesteps.tolist()
+    assert [t for t, _ in calls] == timesteps + timesteps[2:]  # the second window skips the first half
+    # its first input: the given frames, then copies of the last one, noised with its noise to the start level
+    start = pipe.scheduler.add_noise(
+        torch.cat([video[:, :, 2:4], video[:, :, 3:4].expand(-1, -1, 2, -1, -1)], dim=2), noise[:, :, 2:6],
+        torch.tensor([timesteps[2]]),
+    )  # fmt: skip
+    torch.testing.assert_close(calls[4][1], start, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="`window_strength` must be a number in \\(0, 1\\] but is 0"):
+        run(pipe, num_frames=6, window_size=4, window_strength=0)

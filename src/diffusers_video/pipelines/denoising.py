@@ -116,6 +116,7 @@ def denoise(
     callback_on_step_end_tensor_inputs: list[str] | None = None,
     tensors: MutableMapping[str, torch.Tensor] | None = None,
     before_step: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    start_step: int = 0,
 ) -> torch.Tensor:
     """Runs `scheduler.timesteps` (set by the caller) from `latents` and returns the final latents.
 
@@ -142,26 +143,31 @@ def denoise(
             `prompt_embeds`); updated in place.
         before_step (`Callable`, *optional*): `before_step(i, t, latents)` -> the latents step `i` starts from (e.g.
             frames given by an earlier window, noised to `t`); called before `scale_model_input`.
+        start_step (`int`, defaults to 0): Skip the first `start_step` timesteps (SDEdit: `latents` are already noised
+            to `scheduler.timesteps[start_step]`); `i` counts from `start_step`, the index into `scheduler.timesteps`.
 
     Returns:
         `torch.Tensor`: The denoised latents.
     """
-    timesteps = scheduler.timesteps
+    timesteps = scheduler.timesteps[start_step:]
+    if start_step and hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start_step)  # as diffusers' image-to-image pipelines start a scheduler late
     tensors = {} if tensors is None else tensors
     names = list(callback_on_step_end_tensor_inputs or [])
     pipe._num_timesteps = len(timesteps)
     base_kwargs = extra_step_kwargs(scheduler, generator, eta)
     # diffusers counts a step when the scheduler's `order` model calls that make it are done
-    num_warmup_steps = len(timesteps) - num_inference_steps * scheduler.order
+    num_timesteps = len(scheduler.timesteps)
+    num_warmup_steps = num_timesteps - num_inference_steps * scheduler.order
     override: float | None = None  # a weight set by a callback (e.g. SDCFGCutoffCallback) for the remaining steps
 
-    for i, t in enumerate(timesteps):
+    for i, t in enumerate(timesteps, start=start_step):
         if pipe.interrupt:
             continue
         if override is not None:
             weight = override
         elif guidance is not None:
-            weight = guidance.scale(guidance_step_index(i, len(timesteps), num_inference_steps), num_inference_steps)
+            weight = guidance.scale(guidance_step_index(i, num_timesteps, num_inference_steps), num_inference_steps)
         else:
             weight = 1.0
         pipe._guidance_scale = weight
@@ -190,7 +196,7 @@ def denoise(
                 override = pipe._guidance_scale if pipe._guidance_scale > 1.0 else 1.0
 
         if progress_bar is not None and (
-            i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % scheduler.order == 0)
+            i == num_timesteps - 1 or ((i + 1) > num_warmup_steps and (i + 1) % scheduler.order == 0)
         ):
             progress_bar.update()
     return latents

@@ -19,7 +19,13 @@ import torch
 
 from .windows import frame_windows
 
-__all__ = ["ExtensionWindow", "default_extension_overlap", "extension_windows", "replace_given_frames"]
+__all__ = [
+    "ExtensionWindow",
+    "default_extension_overlap",
+    "extension_windows",
+    "replace_given_frames",
+    "start_from_given_frames",
+]
 
 
 def default_extension_overlap(window_size: int) -> int:
@@ -77,3 +83,31 @@ def replace_given_frames(
         return latents
 
     return before_step
+
+
+def start_from_given_frames(
+    scheduler, given: torch.Tensor, noise: torch.Tensor, strength: float, num_inference_steps: int
+) -> tuple[int, torch.Tensor]:
+    """`(start_step, latents)` of a window that runs the last `strength` of the schedule (SDEdit, Meng et al. 2022).
+
+    With `strength` 1 the window starts from its noise at the first step. Below 1 it starts at step
+    `num_inference_steps - round(strength * num_inference_steps)` from the given frames followed by copies of the last
+    one, noised with the window's noise to that step's level: the new frames inherit the background and the shape,
+    and the remaining steps move the shape on.
+
+    Args:
+        scheduler: The window's scheduler, after `set_timesteps(num_inference_steps)`.
+        given (`torch.Tensor`): The clean latents of the given frames, `(B, C, G, h, w)`.
+        noise (`torch.Tensor`): The window's noise, `(B, C, W, h, w)`, `W > G`.
+        strength (`float`): In (0, 1].
+        num_inference_steps (`int`): The steps of the full schedule.
+    """
+    start_step = min(num_inference_steps - round(strength * num_inference_steps), num_inference_steps - 1)
+    if start_step <= 0:
+        return 0, noise * scheduler.init_noise_sigma
+    new = noise.shape[2] - given.shape[2]
+    initial = torch.cat([given, given[:, :, -1:].expand(-1, -1, new, -1, -1)], dim=2).to(noise.dtype)
+    timestep = scheduler.timesteps[start_step * getattr(scheduler, "order", 1)]
+    return start_step * getattr(scheduler, "order", 1), scheduler.add_noise(
+        initial, noise, timestep.reshape(1).expand(noise.shape[0])
+    )

@@ -51,6 +51,7 @@ def check_call_inputs(
     window_size: int | None,
     window_overlap: int | None,
     window_mode: str,
+    window_strength: float,
     callback_on_step_end: Callable | None,
     callback_on_step_end_tensor_inputs: list[str] | None,
 ) -> None:
@@ -123,6 +124,12 @@ def check_call_inputs(
         raise ValueError(f"`window_overlap` must be an integer >= 0 but is {window_overlap!r}.")
     if window_mode not in WINDOW_MODES:
         raise ValueError(f"`window_mode` must be one of {WINDOW_MODES} but is {window_mode!r}.")
+    if (
+        not isinstance(window_strength, (int, float))
+        or isinstance(window_strength, bool)
+        or not 0 < window_strength <= 1
+    ):
+        raise ValueError(f"`window_strength` must be a number in (0, 1] but is {window_strength!r}.")
     resolved_size, resolved_overlap = pipe._resolve_windows(window_size, window_overlap, window_mode)
     if resolved_size is not None and resolved_overlap >= resolved_size:
         raise ValueError(

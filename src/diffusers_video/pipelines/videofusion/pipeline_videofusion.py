@@ -44,7 +44,7 @@ from ..denoising import DenoisingPipelineMixin, callback_tensor_inputs, denoise
 from ..pipeline_utils import VideoDiffusionPipeline, VideoPipelineOutput, decode_latents, postprocess_video
 from ..prompts import encode_clip_prompt
 from .components import BASE_PREDICTION_TYPES, check_components
-from .extension import default_extension_overlap, extension_windows, replace_given_frames
+from .extension import default_extension_overlap, extension_windows, replace_given_frames, start_from_given_frames
 from .inputs import check_call_inputs
 from .schedulers import injects_noise, model_input_levels, takes_variance_noise, warn_if_independent_step_noise
 from .windows import frame_windows, predict_over_windows, window_blend_weights
@@ -250,22 +250,9 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         negative_prompt_embeds: torch.Tensor | None = None,
         clip_skip: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        r"""Encodes the prompt as `TextToVideoSDPipeline.encode_prompt` does (see [`encode_clip_prompt`]).
-
-        Args:
-            prompt (`str` or `list[str]`, *optional*): The prompt or prompts to encode.
-            device (`torch.device`): Device of the embeddings.
-            num_images_per_prompt (`int`): Videos per prompt; the embeddings are repeated this many times.
-            do_classifier_free_guidance (`bool`): Whether to also return unconditional embeddings.
-            negative_prompt (`str` or `list[str]`, *optional*): What not to generate; "" when not given.
-            prompt_embeds (`torch.Tensor`, *optional*): Pre-computed text embeddings instead of `prompt`.
-            negative_prompt_embeds (`torch.Tensor`, *optional*): Pre-computed negative embeddings.
-            clip_skip (`int`, *optional*): Number of final CLIP layers to skip (1 uses the pre-final layer).
-
-        Returns:
-            `tuple[torch.Tensor, torch.Tensor | None]`: `(prompt_embeds, negative_prompt_embeds)`, each
-            `(batch * num_images_per_prompt, tokens, dim)`; the negative ones are None without guidance.
-        """
+        r"""Encodes the prompt as `TextToVideoSDPipeline.encode_prompt` does: `(prompt_embeds, negative_prompt_embeds)`,
+        each `(batch * num_images_per_prompt, tokens, dim)`, the negative ones None without guidance (see
+        [`encode_clip_prompt`] for the arguments)."""
         return encode_clip_prompt(
             self.tokenizer,
             self.text_encoder,
@@ -394,6 +381,7 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         window_size: int | None = None,
         window_overlap: int | None = None,
         window_mode: str = "extend",
+        window_strength: float = 1.0,
         callback_on_step_end: Callable[[DiffusionPipeline, int, torch.Tensor, dict], dict]
         | PipelineCallback
         | MultiPipelineCallbacks
@@ -440,6 +428,9 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
                 at every step, noised to the step's level), so the motion goes on; the progress bar and the callback
                 then run once per window. "blend": all windows at every step, their predictions crossfaded in the
                 shared frames (VideoFusion's base generator still runs once per step on the video's key frame).
+            window_strength (`float`, defaults to 1.0): For "extend", the share of the schedule a later window runs, in
+                (0, 1]: below 1 its new frames start as copies of the last given frame noised to that level (SDEdit),
+                which carries the background and the shape over; 1 starts them from noise.
             callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*): Called
                 after each step as `callback_on_step_end(pipe, step_index, timestep, callback_kwargs)` with the tensors
                 named in `callback_on_step_end_tensor_inputs`; the tensors of the dict it returns replace them.
@@ -467,7 +458,8 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         self.check_inputs(
             prompt, height, width, num_frames, num_inference_steps, guidance_scale, negative_prompt,
             num_videos_per_prompt, eta, generator, latents, prompt_embeds, negative_prompt_embeds, output_type,
-            cross_attention_kwargs, decode_chunk_size, window_size, window_overlap, window_mode, callback_on_step_end,
+            cross_attention_kwargs, decode_chunk_size, window_size, window_overlap, window_mode, window_strength,
+            callback_on_step_end,
             callback_on_step_end_tensor_inputs,
         )  # fmt: skip
         guidance = check_guidance_scale(guidance_scale, num_inference_steps)
@@ -508,15 +500,18 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
                     batch_size * num_videos_per_prompt, frames, height, width, ratios, prompt_embeds.dtype, device,
                     generator, None if latents is None else latents[:, :, start:end],
                 )  # fmt: skip
-                before_step = None
+                before_step, start_step, window_latents = None, 0, noise * self.scheduler.init_noise_sigma
                 if given:
                     known = made[:, :, start : start + given]
                     before_step = replace_given_frames(known, noise[:, :, :given], self.scheduler.add_noise)
+                    start_step, window_latents = start_from_given_frames(
+                        self.scheduler, known, noise, window_strength, num_inference_steps
+                    )
                 blend = frame_windows(frames, window_size, window_overlap) if long_video and not extend else None
                 window_latents = self._denoise_window(
-                    noise * self.scheduler.init_noise_sigma, ratios, tensors, guidance, num_inference_steps, eta,
-                    generator, blend, cross_attention_kwargs, progress_bar, callback_on_step_end,
-                    callback_on_step_end_tensor_inputs, before_step,
+                    window_latents, ratios, tensors, guidance, num_inference_steps, eta, generator, blend,
+                    cross_attention_kwargs, progress_bar, callback_on_step_end, callback_on_step_end_tensor_inputs,
+                    before_step, start_step,
                 )  # fmt: skip
                 if given:
                     window_latents[:, :, :given] = known.to(window_latents.dtype)
@@ -540,6 +535,7 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
     def _denoise_window(
         self, latents, ratios, tensors, guidance, num_inference_steps, eta, generator, blend_windows,
         cross_attention_kwargs, progress_bar, callback_on_step_end, callback_on_step_end_tensor_inputs, before_step,
+        start_step=0,
     ) -> torch.Tensor:  # fmt: skip
         """Denoises the latents `(B, C, W, h, w)` of one window (the whole video when it fits in one) with the
         frame ratios `ratios`; `blend_windows` are the blended windows of `window_mode="blend"` (None: one call)."""
@@ -591,5 +587,5 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
             progress_bar=progress_bar, generator=generator, eta=eta, step_kwargs=step_kwargs,
             callback_on_step_end=callback_on_step_end,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, tensors=tensors,
-            before_step=before_step,
+            before_step=before_step, start_step=start_step,
         )  # fmt: skip
