@@ -1,0 +1,161 @@
+"""Training VideoGen's models: the true motion of the moving-shapes world, the flow upsampler's trainer, the
+reference-conditioned video UNet and the latent super-resolution UNet, through their recipes on the stand-in.
+
+The true flows are checked against the world's own renderer: warping the rendered frames with them gives back the
+rendered middle frame (exactly where a shape moves by whole pixels). Each recipe trains a few steps on the stand-in
+(`pipelines/shapes_sd`) and its result loads into `VideoGenPipeline`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import read_train_log
+
+import diffusers_video.training.videogen  # noqa: F401 (registers the trainer for the `videogen` section)
+from diffusers_video import FlowTemporalUpsampler, UNet3DModel, VideoGenPipeline
+from diffusers_video.data.shapes import ShapeObject, ShapesScene, ShapesWorld
+from diffusers_video.data.shapes_captions import ShapeSpec
+from diffusers_video.models.flow_upsampler import backward_warp
+from diffusers_video.pipelines.imagen_video.cascade import StageSpec, downsample_for_condition, upsample_condition
+from diffusers_video.training import TrainingConfig, train
+from diffusers_video.training.videogen import FlowUpsamplerTrainer, VideoGenTrainer, true_middle_flows
+
+pytestmark = pytest.mark.usefixtures("one_thread_and_fresh_accelerate")
+
+ROOT = Path(__file__).resolve().parents[1]
+STAND_IN = str(ROOT / "pipelines" / "shapes_sd")
+
+
+def _recipe(name, tmp_path, **overrides):
+    config = TrainingConfig.from_json_file(ROOT / "pipelines" / "videogen" / f"train_{name}.json")
+    values = {"output_dir": str(tmp_path), "model.pretrained_model_name_or_path": STAND_IN, "data.num_samples": 8,
+              "data.cache_latents": False, "checkpointing_steps": None, **overrides}  # fmt: skip
+    return config.with_overrides(values)
+
+
+def _warp_pairs(video, flows):
+    """Both neighbours of each middle time warped with `flows` `(P, 4, H, W)`: `video` `(F, C, H, W)`, frames two
+    apart given."""
+    given = video[::2]
+    return backward_warp(given[:-1], flows[:, :2]), backward_warp(given[1:], flows[:, 2:])
+
+
+@pytest.mark.parametrize("direction", ["right", "left", "up", "down"])
+def test_true_flows_of_whole_pixel_motion_warp_the_rendered_frames_onto_the_middle_frame(direction):
+    # 32 px, 9 frames, travel 0.25: 1 px per frame, so frames two apart are +-1 px from the middle time
+    square = ShapeObject(ShapeSpec("red", "square", direction, "slow"), size=0.25, start=(0.5, 0.5), travel=0.25,
+                         rgb=(0.9, 0.1, 0.1))  # fmt: skip
+    scene = ShapesScene((square,), "plain", (0.05, 0.05, 0.05, 0.0), "a red square", "a red square", 0.0)
+    video = torch.from_numpy(ShapesWorld(height=32, width=32, num_frames=9).render(scene)).permute(0, 3, 1, 2)
+    flows = true_middle_flows(scene, 9, 32, 32, stride=2)  # (4, 4, 32, 32)
+    assert flows.shape == (4, 4, 32, 32)
+    moving = flows[:, 2:].abs().sum(1) > 0
+    interior = flows[:, 2:].abs().sum(1) == 1  # a whole pixel of motion: the shape covers the pixel fully
+    assert interior.any() and not flows.permute(0, 2, 3, 1)[~moving].any()  # the static background does not move
+    torch.testing.assert_close(flows[:, :2], -flows[:, 2:], rtol=0, atol=0)
+    warped0, warped1 = _warp_pairs(video, flows)
+    middle = video[1::2]
+    error = torch.minimum((warped0 - middle).abs().amax(1), (warped1 - middle).abs().amax(1))  # (P, H, W)
+    # where the flow is exact (background, or a shape covering the pixel fully) one of the warps is the middle frame
+    assert error[~moving | interior].max() < 1e-4
+    # with the better warp at each pixel (what the learned mask is for), far better than blending the neighbours
+    blend = (video[0:-1:2] + video[2::2]) / 2
+    assert error.mean() < 0.1 * (blend - middle).abs().amax(1).mean()
+
+
+@pytest.mark.slow
+def test_a_flow_upsampler_learns_from_the_true_motion(tmp_path):
+    """About 30 s on one CPU thread: 150 steps of batch 8 (the flow error falls from 0.032 to 0.023 latent pixels)."""
+    config = _recipe("flow_upsampler", tmp_path, max_train_steps=150, train_batch_size=8, learning_rate=0.003,
+                     lr_warmup_steps=0, ema_decay=None, **{"data.num_frames": 5, "data.num_samples": 64})  # fmt: skip
+    train(config)
+    log = read_train_log(tmp_path)
+    for name, ratio in (("flow", 0.85), ("reconstruction", 0.6)):
+        first, last = np.mean([line[name] for line in log[:5]]), np.mean([line[name] for line in log[-5:]])
+        assert last < ratio * first, (name, first, last)
+
+
+def test_the_flow_upsampler_recipe_supervises_each_clip_with_its_own_motion(tmp_path):
+    config = _recipe("flow_upsampler", tmp_path, max_train_steps=2, train_batch_size=4,
+                     **{"data.num_frames": 5, "videogen.pixel_loss_weight": 0.5})  # fmt: skip
+    trainer = VideoGenTrainer(config)
+    assert isinstance(trainer, FlowUpsamplerTrainer)
+    part = next(iter(trainer._data_loader()))["video"]  # pixels (no cached latents)
+    flows = trainer.true_flows(part, 32, 32)  # at the pixel size: (B, 4, 2, 32, 32)
+    assert flows.shape == (4, 4, 2, 32, 32)
+    errors, blends = [], []
+    for clip, flow in zip(part["x"], flows):  # each clip warped with the flows of the scene at its position
+        video = clip.transpose(0, 1)  # (F, 3, H, W)
+        warped0, warped1 = _warp_pairs(video, flow.transpose(0, 1))
+        middle = video[1::2]
+        errors.append(torch.minimum((warped0 - middle).abs(), (warped1 - middle).abs()).mean())
+        blends.append(((video[0:-1:2] + video[2::2]) / 2 - middle).abs().mean())
+    ratios = [float(e / b) for e, b in zip(errors, blends)]
+    assert max(ratios) < 0.5, ratios  # another clip's motion would not explain this clip's middle frames
+
+    final = trainer.train()
+    log = read_train_log(tmp_path)
+    assert len(log) == 2 and {"reconstruction", "flow", "pixel"} <= set(log[0])
+    model = FlowTemporalUpsampler.from_pretrained(final / "flow_upsampler")
+    assert model.config.in_channels == 4 and list(model.config.block_out_channels) == [32, 64]
+    assert not torch.equal(model.flow_out.weight, torch.zeros_like(model.flow_out.weight))  # it trained
+
+
+def test_the_video_recipe_conditions_on_the_first_frame_and_saves_a_pipeline_that_samples_from_text(tmp_path):
+    config = _recipe("video", tmp_path, max_train_steps=2, train_batch_size=2,
+                     **{"data.num_frames": 4, "videogen.reference_dropout": 0.5})  # fmt: skip
+    trainer = VideoGenTrainer(config)
+    clean = torch.randn(16, 4, 4, 8, 8)
+    reference = trainer.conditioning({"positions": torch.arange(16)}, clean)  # (B, C, F, h, w)
+    kept = reference.flatten(1).abs().amax(1) > 0
+    assert 0 < int(kept.sum()) < 16  # dropout 0.5
+    for sample in range(16):
+        for frame in range(4):
+            expected = clean[sample, :, 0] if kept[sample] else torch.zeros_like(clean[sample, :, 0])
+            assert torch.equal(reference[sample, :, frame], expected)
+    again = trainer.conditioning({"positions": torch.arange(16)}, clean)
+    assert torch.equal(again, reference)  # a function of (seed, position): a resumed run drops the same ones
+
+    final = trainer.train()
+    pipe = VideoGenPipeline.from_pretrained(final)
+    assert pipe.unet.config.in_channels == 8 and pipe.image_unet is not None and pipe.flow_upsampler is None
+    pipe.set_progress_bar_config(disable=True)
+    frames = pipe("a red circle moving right", num_frames=4, num_inference_steps=2).frames  # from text alone
+    assert frames.shape == (1, 4, 32, 32, 3)
+
+
+def test_the_super_resolution_recipe_conditions_on_the_upsampled_latents(tmp_path):
+    config = _recipe("super_resolution", tmp_path, max_train_steps=1, train_batch_size=2,
+                     **{"data.num_frames": 2, "data.height": 32, "data.width": 32, "videogen.noise_aug_max": 0.0})  # fmt: skip
+    trainer = VideoGenTrainer(config)
+    clean = torch.randn(2, 4, 2, 8, 8)
+    condition = trainer.conditioning({"positions": torch.arange(2)}, clean)
+    spec = StageSpec("ssr", 2)
+    torch.testing.assert_close(condition, upsample_condition(downsample_for_condition(clean, spec), spec))
+    conds = trainer.unet_kwargs({"positions": torch.arange(2)}, 2)["scalar_conds"]
+    assert torch.equal(conds["noise_aug_level"], torch.zeros(2))
+    final = trainer.train()
+    unet = UNet3DModel.from_pretrained(final / "unet")
+    assert unet.config.in_channels == 8 and list(unet.config.scalar_conditions) == ["noise_aug_level"]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"data.num_frames": 4}, "`data.num_frames` must be odd and >= 3 with `videogen.stage` 'flow_upsampler'"),
+        ({"model.pipeline_class": "VideoGenPipeline"}, "`model.pipeline_class` must be one of (None,)"),
+        ({"data.path": "clips", "data.cache_latents": False}, "`videogen.flow_loss_weight` must be 0 on video files"),
+        ({"videogen.stage": "interpolation"}, "`videogen.stage` must be one of"),
+        ({"videogen.reference_dropout": 1.5}, "`videogen.reference_dropout` must be in [0, 1] but is 1.5"),
+        ({"image_fraction": 0.5}, "`image_fraction` must be 0 with `videogen.stage` 'flow_upsampler'"),
+    ],
+)
+def test_configs_that_cannot_train_a_videogen_model_are_refused(overrides, message):
+    config = TrainingConfig.from_json_file(ROOT / "pipelines" / "videogen" / "train_flow_upsampler.json")
+    with pytest.raises(ValueError) as raised:
+        config.with_overrides(overrides)
+    assert message in str(raised.value)
