@@ -214,7 +214,8 @@ def test_each_window_is_given_the_frames_already_made_noised_to_every_step():
         return forward(sample, timestep, *args, **kwargs)
 
     pipe.residual_unet.forward = recording
-    video = run(pipe, num_frames=9, window_size=4, window_overlap=2, latents=noise, num_inference_steps=2)
+    video = run(pipe, num_frames=9, window_size=4, window_overlap=2, latents=noise, num_inference_steps=2,
+                window_strength=1.0)  # fmt: skip
     plan = extension_windows(9, 4, 2)
     assert len(inputs) == 2 * len(plan)
     for index, (start, _, given) in enumerate(plan[1:], start=1):
