@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from diffusers_video.models.flow_upsampler import (
     FlowTemporalUpsampler,
@@ -135,6 +136,13 @@ def test_save_and_load_round_trip(tmp_path):
         assert torch.equal(loaded.upsample(video, 4), model.upsample(video, 4))
     for name, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], value), name
+    # strict: a weight missing from the file is an error naming it (not a head left at zero)
+    weights = tmp_path / "flow" / "diffusion_pytorch_model.safetensors"
+    state = load_file(weights)
+    del state["refine_out.bias"]
+    save_file(state, weights)
+    with pytest.raises(ValueError, match="FlowTemporalUpsampler config: missing keys `refine_out.bias`"):
+        FlowTemporalUpsampler.from_pretrained(tmp_path / "flow")
 
 
 def test_bad_input_names_the_argument_and_value():

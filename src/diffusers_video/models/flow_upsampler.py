@@ -166,6 +166,22 @@ class FlowTemporalUpsampler(SafeFolderMixin, ModelMixin, ConfigMixin):
         self.refine_out = _conv(refine_channels, 1 + in_channels)
         self.initialize_weights()
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """diffusers' `ModelMixin.from_pretrained`, but strict: a missing or unexpected weight is a `ValueError` that
+        names it (diffusers only warns, and would leave a missing head at its zero initialisation)."""
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
+        for kind in ("unexpected_keys", "missing_keys"):
+            keys = sorted(info.get(kind) or [])
+            if keys:
+                more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+                raise ValueError(
+                    f"`{pretrained_model_name_or_path}` does not hold the weights of its FlowTemporalUpsampler config: "
+                    f"{kind.replace('_', ' ')} `{keys[0]}`{more}."
+                )
+        return (model, info) if output_loading_info else model
+
     def initialize_weights(self) -> None:
         """Zero flow, mask logit and residual: a fresh model is linear blending, and exact warping given the flows."""
         for head in (self.flow_out, self.refine_out):
