@@ -14,7 +14,7 @@ from conftest import read_train_log, tiny_clip_text_models, tiny_vae
 from diffusers import DDPMScheduler, UNet2DConditionModel
 from safetensors.torch import load_file
 from test_training import run_killed_and_resumed
-from transformers import AutoTokenizer
+from transformers import AutoImageProcessor, AutoTokenizer, CLIPVisionModelWithProjection
 
 from diffusers_video import I2VGenXLCascadePipeline, I2VGenXLContentEncoder
 from diffusers_video.cli import main as cli_main
@@ -303,3 +303,16 @@ def test_image_tower_learns_the_frozen_text_towers_space():
     assert all(torch.equal(v, text_before[k]) for k, v in text_encoder.state_dict().items())
     with pytest.raises(ValueError, match=r"`projection_dim` \(32\) must equal the text encoder's width \(64\)"):
         train_image_encoder(build_image_encoder(32)[0], processor, text_encoder, tokenizer, steps=1)
+
+
+def test_stand_in_image_command_writes_the_folder_a_recipe_reads(tmp_path):
+    out = tmp_path / "image"
+    argv = ["stand-in-image", "--output_dir", str(out), "--text_folder", str(ROOT / "pipelines" / "shapes_sd")]
+    small = ["--steps", "2", "--batch_size", "8", "--num_pairs", "16", "--patch_size", "8", "--hidden_size", "16"]
+    assert cli_main([*argv, *small, "--num_layers", "1"]) == 0
+    summary = json.loads((out / "image_encoder_summary.json").read_text())
+    assert summary["steps"] == 2 and 0 < summary["heldout_after"]["chance"] < 0.2
+    image_encoder = CLIPVisionModelWithProjection.from_pretrained(out / "image_encoder")
+    assert image_encoder.config.projection_dim == 64  # the text tower's width
+    assert AutoImageProcessor.from_pretrained(out / "feature_extractor").crop_size["height"] == 32
+    assert cli_main([*argv, "--patch_size", "5"]) == 1  # 32 is no multiple of 5: one line, exit status 1
