@@ -188,6 +188,37 @@ def test_the_image_model_makes_the_reference_from_the_prompt(pipe):
     assert not torch.equal(run(pipe, prompt="a blue square"), run(pipe))
 
 
+def test_super_resolution_reads_the_upsampled_base_latents_and_the_augmentation_level(pipe):
+    base_records, base_handle = _inputs_of(pipe.unet)
+    records, handle = _inputs_of(pipe.super_resolution_unet)
+    seen = []
+    try:
+        run(pipe, temporal_upsampling=1, noise_aug_level=0.0,
+            callback_on_step_end=lambda p, i, t, kw: seen.append((p.stage, kw["latents"].clone())) or {})  # fmt: skip
+    finally:
+        base_handle.remove(), handle.remove()
+    base = [latents for stage, latents in seen if stage == "base"][-1]  # (1, 4, 3, 4, 4)
+    sample, kwargs = records[0][0][0], records[0][1]
+    assert sample.shape == (1, 8, 3, 8, 8) and kwargs["scalar_conds"] == {"noise_aug_level": 0.0}
+    frames = base[0].transpose(0, 1)  # (F, C, h, w)
+    upsampled = torch.nn.functional.interpolate(frames, scale_factor=2, mode="bilinear").transpose(0, 1)
+    torch.testing.assert_close(sample[0, 4:], upsampled, rtol=0, atol=1e-6)  # level 0: the upsampling itself
+    assert kwargs["encoder_hidden_states"] is None and len(base_records) == 2
+
+
+def test_diffusers_cfg_cutoff_callback_switches_text_guidance_off(pipe):
+    from diffusers.callbacks import SDCFGCutoffCallback
+
+    records, handle = _inputs_of(pipe.unet)
+    try:
+        run(pipe, num_inference_steps=4, reference_latents=torch.zeros(1, 4, 4, 4), super_resolution=False,
+            temporal_upsampling=1, callback_on_step_end=SDCFGCutoffCallback(cutoff_step_ratio=0.5))  # fmt: skip
+    finally:
+        handle.remove()
+    # diffusers sets the weight in the callback of step int(4 * 0.5) = 2: steps 0-2 guided, step 3 conditional alone
+    assert [args[0].shape[0] for args, _ in records] == [2, 2, 2, 1]
+
+
 def test_a_seed_gives_the_same_video_and_one_generator_per_video_gives_each_its_own(pipe):
     first, again = run(pipe, output_type="np"), run(pipe, output_type="np")
     assert np.array_equal(first, again) and not torch.equal(run(pipe, seed=0), run(pipe, seed=1))

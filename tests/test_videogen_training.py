@@ -120,12 +120,17 @@ def test_the_video_recipe_conditions_on_the_first_frame_and_saves_a_pipeline_tha
     again = trainer.conditioning({"positions": torch.arange(16)}, clean)
     assert torch.equal(again, reference)  # a function of (seed, position): a resumed run drops the same ones
 
+    part = next(iter(trainer._data_loader()))["video"]  # a batch of the run (pixels: no cached latents)
     final = trainer.train()
     pipe = VideoGenPipeline.from_pretrained(final)
     assert pipe.unet.config.in_channels == 8 and pipe.image_unet is not None and pipe.flow_upsampler is None
     pipe.set_progress_bar_config(disable=True)
     frames = pipe("a red circle moving right", num_frames=4, num_inference_steps=2).frames  # from text alone
     assert frames.shape == (1, 4, 32, 32, 3)
+    # the pipeline encodes a reference image as the trainer encodes a clip's first frame
+    with torch.no_grad():
+        first_frames = trainer.model_inputs(part)[:, :, 0]  # (B, 4, 8, 8)
+        torch.testing.assert_close(pipe.encode_reference(part["x"][:, :, 0]), first_frames, rtol=0, atol=1e-6)
 
 
 def test_the_super_resolution_recipe_conditions_on_the_upsampled_latents(tmp_path):
