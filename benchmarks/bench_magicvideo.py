@@ -259,7 +259,7 @@ class PassCounter:
 
     def __init__(self, module: torch.nn.Module):
         self.calls = self.frames = 0
-        self.hook = module.register_forward_pre_hook(self._count, with_kwargs=True)
+        self.hook = module.register_forward_pre_hook(self._count, with_kwargs=True)  # `.hook.remove()` stops it
 
     def _count(self, _module, args, kwargs):
         sample = args[0] if args else kwargs["sample"]  # (B, C, F, H, W)
@@ -280,28 +280,33 @@ def run_speed(args: argparse.Namespace) -> dict:
     ways = {
         "every_frame": dict(num_keyframes=args.speed_frames, stages=["keyframes"]),
         "keyframes_interpolation": dict(
-            num_keyframes=args.speed_keyframes, interpolation_factors=factors, stages=["keyframes", "interpolation"]
+            num_keyframes=args.speed_keyframes,
+            interpolation_factors=factors,
+            stages=["keyframes", "interpolation"],
+            interpolation_num_inference_steps=args.interpolation_steps,
         ),
     }
     result = {
         "frames": args.speed_frames, "keyframes": args.speed_keyframes, "factors": factors, "steps": args.speed_steps,
         "latent_size": args.speed_size, "widths": args.speed_widths, "repeats": args.repeats,
+        "interpolation_steps": args.interpolation_steps,
     }  # fmt: skip
-    for name, options in ways.items():
-        frames = pipe("a red circle moving right", **common, **options, generator=torch.Generator().manual_seed(0))
-        if frames.frames.shape[1] != args.speed_frames:
-            raise ValueError(
-                f"`{name}` made {frames.frames.shape[1]} frames, not `--speed-frames` {args.speed_frames}."
-            )
-        passes = {stage: counter.take() for stage, counter in counters.items()}  # the warm-up call's passes
-        seconds = []
-        for _ in range(args.repeats):
+    prompt = "a red circle moving right"
+    seconds: dict[str, list[float]] = {name: [] for name in ways}
+    for name, options in ways.items():  # a warm-up call of each, whose UNet passes are counted
+        frames = pipe(prompt, **common, **options, generator=torch.Generator().manual_seed(0)).frames
+        if frames.shape[1] != args.speed_frames:
+            raise ValueError(f"`{name}` made {frames.shape[1]} frames, not `--speed-frames` {args.speed_frames}.")
+        result[name] = {"unet_passes": {stage: counter.take() for stage, counter in counters.items()}}
+    for counter in counters.values():
+        counter.hook.remove()
+    for _ in range(args.repeats):  # the two ways take turns, so that both see the same load of a shared machine
+        for name, options in ways.items():
             start = time.perf_counter()
-            pipe("a red circle moving right", **common, **options, generator=torch.Generator().manual_seed(0))
-            seconds.append(time.perf_counter() - start)
-        for counter in counters.values():
-            counter.take()
-        result[name] = {"seconds_per_video": statistics.median(seconds), "unet_passes": passes}
+            pipe(prompt, **common, **options, generator=torch.Generator().manual_seed(0))
+            seconds[name].append(time.perf_counter() - start)
+    for name in ways:
+        result[name]["seconds_per_video"] = statistics.median(seconds[name])
     result["time_ratio"] = (
         result["every_frame"]["seconds_per_video"] / result["keyframes_interpolation"]["seconds_per_video"]
     )
@@ -359,7 +364,11 @@ def run_trained(args: argparse.Namespace) -> dict:
         keyframes = (args.num_frames - 1) // math.prod(factors) + 1
         runs = {
             "every_frame": {"num_keyframes": args.num_frames, "stages": ["keyframes"]},
-            "keyframes_interpolation": {"num_keyframes": keyframes, "interpolation_factors": factors},
+            "keyframes_interpolation": {
+                "num_keyframes": keyframes,
+                "interpolation_factors": factors,
+                "interpolation_num_inference_steps": args.interpolation_steps,
+            },
         }
         result = {"command": args.command, "num_frames": args.num_frames, "keyframes": keyframes, "factors": factors}
         for name, extra in runs.items():
@@ -389,6 +398,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--speed-steps", type=int, default=10)
     parser.add_argument("--speed-size", type=int, default=16, help="speed: latent size")
     parser.add_argument("--speed-widths", default="32,64", help="speed: the tiny UNets' block widths")
+    parser.add_argument("--interpolation-steps", type=int, default=None, help="default: those of the keyframes")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--guidance-scale", type=float, default=9.0)
     for name in ("directed", "bidirectional", "pretrained", "baseline", "keyframes", "interpolation", "video-vae"):

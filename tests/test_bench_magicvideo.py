@@ -64,7 +64,7 @@ def test_the_untrained_parts_run_at_a_tiny_size_and_count_the_unet_passes(tmp_pa
     result = bench.main(
         ["--preset", "tiny", "--size", "16", "--frames", "4", "--steps", "3", "--speed-frames", str(frames),
          "--speed-keyframes", str(keyframes), "--factors", "4", "--speed-steps", str(steps), "--speed-size", "4",
-         "--speed-widths", "8,16", "--repeats", "1", "--json", str(out)]
+         "--speed-widths", "8,16", "--interpolation-steps", "1", "--repeats", "1", "--json", str(out)]
     )  # fmt: skip
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
 
@@ -87,16 +87,16 @@ def test_the_untrained_parts_run_at_a_tiny_size_and_count_the_unet_passes(tmp_pa
     speed = result["speed"]
     every, interpolated = speed["every_frame"]["unet_passes"], speed["keyframes_interpolation"]["unet_passes"]
     # classifier-free guidance (scale 9) doubles the keyframe batch; interpolation runs unguided (scale 1), one
-    # segment of factor + 1 frames per pair of neighbouring keyframes
+    # segment of factor + 1 frames per pair of neighbouring keyframes, for its own number of steps (1)
     assert every == {
         "keyframes": {"calls": steps, "frames": steps * 2 * frames},
         "interpolation": {"calls": 0, "frames": 0},
     }
     assert interpolated == {
         "keyframes": {"calls": steps, "frames": steps * 2 * keyframes},
-        "interpolation": {"calls": steps, "frames": steps * (keyframes - 1) * 5},
+        "interpolation": {"calls": 1, "frames": (keyframes - 1) * 5},
     }
-    assert speed["frame_pass_ratio"] == (2 * frames) / (2 * keyframes + (keyframes - 1) * 5)
+    assert speed["frame_pass_ratio"] == (steps * 2 * frames) / (steps * 2 * keyframes + (keyframes - 1) * 5)
     assert speed["every_frame"]["seconds_per_video"] > 0 and speed["time_ratio"] > 0
 
 
