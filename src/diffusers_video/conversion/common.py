@@ -1,24 +1,84 @@
 """What the conversions share: the error they raise for a bad input, how they name keys in it, reading the safetensors
-weights of a diffusers model folder, and the atomic write of their output folder."""
+weights of a diffusers model folder, a pipeline folder converted in memory ([`ConvertedPipeline`]: what the folder
+writers save and what `from_pretrained` loads), and the atomic write of their output folder."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ..folders import read_json
+from ..folders import INDEX_NAME, read_json
 
-__all__ = ["ConversionError", "first_keys", "read_safetensors", "safetensors_files", "write_atomically"]
+__all__ = [
+    "ConversionError",
+    "ConvertedPipeline",
+    "first_keys",
+    "read_safetensors",
+    "safetensors_files",
+    "write_atomically",
+]
 
 
 class ConversionError(ValueError):
     """A problem with the user's input (paths, flags, a checkpoint that does not fit): reported as one line."""
+
+
+@dataclass
+class ConvertedPipeline:
+    """A diffusers pipeline folder converted in memory into one of this package's pipelines.
+
+    The folder converters (`diffusers-video convert ...`) save it with [`write`]; `from_pretrained` of our pipelines
+    loads the copied components from the source folder and takes `models` as they are (`pipelines.foreign_folders`):
+    one conversion, two destinations.
+
+    Args:
+        source (`Path`): The source pipeline folder.
+        source_class (`str`): Its pipeline class (`model_index.json`'s `_class_name`), e.g. "TextToVideoSDPipeline".
+        index (`dict`): The converted pipeline's `model_index.json`.
+        models (`dict[str, Any]`): The converted components (models on the CPU in the source's dtype, schedulers), by
+            their names in `index`.
+        copied (`list[str]`): The components taken from the source folder as they are (same name, same files).
+        tensors (`dict[str, int]`): Number of converted tensors per converted model, for the summaries.
+    """
+
+    source: Path
+    source_class: str
+    index: dict[str, Any]
+    models: dict[str, Any]
+    copied: list[str]
+    tensors: dict[str, int] = field(default_factory=dict)
+
+    def write(self, folder: Path) -> None:
+        """Saves the converted pipeline into the (empty) `folder`: the converted models as safetensors, the copied
+        components' folders byte for byte, and `model_index.json`."""
+        for name, model in self.models.items():
+            if hasattr(model, "state_dict"):
+                model.save_pretrained(folder / name, safe_serialization=True)
+            else:
+                model.save_pretrained(folder / name)
+        for name in self.copied:
+            shutil.copytree(self.source / name, folder / name)
+        (folder / INDEX_NAME).write_text(json.dumps(self.index, indent=2, sort_keys=True) + "\n")
+
+    def description(self) -> str:
+        """One line: what was converted into what, and what was taken as it is."""
+        target = self.index["_class_name"]
+        converted = ", ".join(
+            f"{name} -> {type(model).__name__}" + (f" ({self.tensors[name]} tensors)" if name in self.tensors else "")
+            for name, model in self.models.items()
+        )
+        return (
+            f"Converted {self.source_class} -> {target} in memory: {converted}; as they are: {', '.join(self.copied)}."
+        )
 
 
 def first_keys(keys: list[str]) -> str:

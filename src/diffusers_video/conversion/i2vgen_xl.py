@@ -29,8 +29,6 @@ The command line is `diffusers-video convert i2vgen-xl` (`commands/convert.py`),
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +41,7 @@ from accelerate import init_empty_weights
 from ..folders import INDEX_NAME, read_json
 from ..models.i2vgen_xl_content import I2VGenXLContentEncoder
 from ..models.unet_3d import UNet3DModel
-from .common import ConversionError, first_keys, write_atomically
+from .common import ConversionError, ConvertedPipeline, first_keys, write_atomically
 from .modelscope import expected_unet3d_shapes, load_unet_weights, unet3d_condition_config_to_unet3d
 
 __all__ = [
@@ -52,8 +50,10 @@ __all__ = [
     "check_i2vgen_xl_pipeline_folder",
     "convert",
     "convert_i2vgen_xl_unet_folder",
+    "convert_in_memory",
     "i2vgen_xl_config_to_content_encoder",
     "i2vgen_xl_config_to_unet3d",
+    "i2vgen_xl_unet_folder_to_models",
     "split_i2vgen_xl_state_dict",
 ]
 
@@ -254,6 +254,27 @@ def split_i2vgen_xl_state_dict(
     return unet, content
 
 
+def i2vgen_xl_unet_folder_to_models(
+    unet_folder: Path, variant: str | None = None, allow_pickle: bool = False, vgen_image_path: bool = False
+) -> tuple[UNet3DModel, I2VGenXLContentEncoder]:
+    """Convert an `I2VGenXLUNet` folder into a `UNet3DModel` and an `I2VGenXLContentEncoder` in memory (on the CPU,
+    in the weights' dtype)."""
+    config = read_json(unet_folder / "config.json")
+    unet_weights, content_weights = split_i2vgen_xl_state_dict(
+        load_unet_weights(unet_folder, variant, allow_pickle), config, vgen_image_path
+    )
+    models = []
+    for model_class, model_config, weights in (
+        (UNet3DModel, i2vgen_xl_config_to_unet3d(config), unet_weights),
+        (I2VGenXLContentEncoder, i2vgen_xl_config_to_content_encoder(config), content_weights),
+    ):
+        with init_empty_weights():
+            model = model_class(**model_config)
+        model.load_state_dict(weights, strict=True, assign=True)
+        models.append(model)
+    return models[0], models[1]
+
+
 def convert_i2vgen_xl_unet_folder(
     unet_folder: Path,
     unet_output: Path,
@@ -267,19 +288,10 @@ def convert_i2vgen_xl_unet_folder(
     Returns:
         `(UNet tensors, content encoder tensors)`.
     """
-    config = read_json(unet_folder / "config.json")
-    unet_weights, content_weights = split_i2vgen_xl_state_dict(
-        load_unet_weights(unet_folder, variant, allow_pickle), config, vgen_image_path
-    )
-    for model_class, model_config, weights, output in (
-        (UNet3DModel, i2vgen_xl_config_to_unet3d(config), unet_weights, unet_output),
-        (I2VGenXLContentEncoder, i2vgen_xl_config_to_content_encoder(config), content_weights, content_encoder_output),
-    ):
-        with init_empty_weights():
-            model = model_class(**model_config)
-        model.load_state_dict(weights, strict=True, assign=True)
-        model.save_pretrained(output, safe_serialization=True)
-    return len(unet_weights), len(content_weights)
+    unet, encoder = i2vgen_xl_unet_folder_to_models(unet_folder, variant, allow_pickle, vgen_image_path)
+    unet.save_pretrained(unet_output, safe_serialization=True)
+    encoder.save_pretrained(content_encoder_output, safe_serialization=True)
+    return len(unet.state_dict()), len(encoder.state_dict())
 
 
 def check_i2vgen_xl_pipeline_folder(folder: Path) -> dict[str, list]:
@@ -298,6 +310,47 @@ def check_i2vgen_xl_pipeline_folder(folder: Path) -> dict[str, list]:
         if not (folder / name).is_dir():
             raise ConversionError(f"`{folder}` has no `{name}/` folder.")
     return index
+
+
+def convert_in_memory(
+    checkpoint: str | Path,
+    *,
+    variant: str | None = None,
+    allow_pickle: bool = False,
+    vgen_image_path: bool = False,
+) -> ConvertedPipeline:
+    """Convert an `I2VGenXLPipeline` folder into an `I2VGenXLCascadePipeline` (no refiner) in memory (what `convert`
+    saves).
+
+    Args:
+        checkpoint (`str | Path`): The pipeline folder.
+        variant (`str | None`): Weights variant of the UNet, e.g. "fp16".
+        allow_pickle (`bool`, defaults to False): Allow pickled UNet weights (`.bin`).
+        vgen_image_path (`bool`, defaults to False): Reproduce VGen's original UNet rather than diffusers'.
+
+    Returns:
+        `ConvertedPipeline`: `unet` (a `UNet3DModel`) and `content_encoder` (an `I2VGenXLContentEncoder`) converted;
+        the VAE, text and image encoders, tokenizer, feature extractor and scheduler to be taken as they are.
+    """
+    checkpoint = Path(checkpoint)
+    index = check_i2vgen_xl_pipeline_folder(checkpoint)
+    unet, encoder = i2vgen_xl_unet_folder_to_models(checkpoint / "unet", variant, allow_pickle, vgen_image_path)
+    # diffusers resolves a class of a library it does not know through the module that defines it
+    new_index = {
+        "_class_name": TARGET_PIPELINE,
+        "_diffusers_version": diffusers.__version__,
+        "unet": [UNet3DModel.__module__, UNet3DModel.__name__],
+        "content_encoder": [I2VGenXLContentEncoder.__module__, I2VGenXLContentEncoder.__name__],
+        "refiner_unet": [None, None],
+        "refiner_scheduler": [None, None],
+        # the size diffusers' `I2VGenXLPipeline` makes by default (the public weights were trained at it)
+        "default_height": 704,
+        "default_width": 1280,
+        **{name: list(index[name]) for name in COPIED_COMPONENTS},
+    }
+    models = {"unet": unet, "content_encoder": encoder}
+    tensors = {name: len(model.state_dict()) for name, model in models.items()}
+    return ConvertedPipeline(checkpoint, PIPELINE_CLASS_NAME, new_index, models, list(COPIED_COMPONENTS), tensors)
 
 
 def convert(
@@ -330,43 +383,26 @@ def convert(
             f"--checkpoint `{checkpoint}` is a file; expected an {PIPELINE_CLASS_NAME} or {UNET_CLASS_NAME} folder."
         )
     if (checkpoint / INDEX_NAME).is_file():
-        index = check_i2vgen_xl_pipeline_folder(checkpoint)
+        converted = convert_in_memory(
+            checkpoint, variant=variant, allow_pickle=allow_pickle, vgen_image_path=vgen_image_path
+        )
         summary = I2VGenXLConversionSummary(str(checkpoint), PIPELINE_CLASS_NAME, str(output_dir))
-        unet_folder = checkpoint / "unet"
+        summary.unet_tensors, summary.content_encoder_tensors = converted.tensors.values()
+        summary.copied = list(converted.copied)
+        write = converted.write
     elif (checkpoint / "config.json").is_file():
-        index = None
         summary = I2VGenXLConversionSummary(str(checkpoint), UNET_CLASS_NAME, str(output_dir))
-        unet_folder = checkpoint
+
+        def write(folder: Path) -> None:
+            summary.unet_tensors, summary.content_encoder_tensors = convert_i2vgen_xl_unet_folder(
+                checkpoint, folder / "unet", folder / "content_encoder", variant, allow_pickle, vgen_image_path
+            )
+
     else:
         raise ConversionError(
             f"`{checkpoint}` is neither an {PIPELINE_CLASS_NAME} folder (model_index.json) nor an {UNET_CLASS_NAME} "
             "folder (config.json)."
         )
     summary.vgen_image_path = vgen_image_path
-
-    def write(folder: Path) -> None:
-        summary.unet_tensors, summary.content_encoder_tensors = convert_i2vgen_xl_unet_folder(
-            unet_folder, folder / "unet", folder / "content_encoder", variant, allow_pickle, vgen_image_path
-        )
-        if index is None:
-            return
-        for name in COPIED_COMPONENTS:
-            shutil.copytree(checkpoint / name, folder / name)
-            summary.copied.append(name)
-        # diffusers resolves a class of a library it does not know through the module that defines it
-        new_index = {
-            "_class_name": TARGET_PIPELINE,
-            "_diffusers_version": diffusers.__version__,
-            "unet": [UNet3DModel.__module__, UNet3DModel.__name__],
-            "content_encoder": [I2VGenXLContentEncoder.__module__, I2VGenXLContentEncoder.__name__],
-            "refiner_unet": [None, None],
-            "refiner_scheduler": [None, None],
-            # the size diffusers' `I2VGenXLPipeline` makes by default (the public weights were trained at it)
-            "default_height": 704,
-            "default_width": 1280,
-            **{name: list(index[name]) for name in COPIED_COMPONENTS},
-        }
-        (folder / INDEX_NAME).write_text(json.dumps(new_index, indent=2, sort_keys=True) + "\n")
-
     write_atomically(output_dir, write)
     return summary

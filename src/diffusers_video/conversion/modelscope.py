@@ -27,9 +27,7 @@ imported here (this package sits just above the models and schedulers). The comm
 from __future__ import annotations
 
 import inspect
-import json
 import re
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,18 +42,27 @@ from ..folders import INDEX_NAME, read_json
 from ..models.temporal import MODELSCOPE_INPUT_HEADS
 from ..models.unet_3d import UNet3DModel
 from ..schedulers.scheduling_decomposed import DecomposedNoiseScheduler
-from .common import ConversionError, first_keys, read_safetensors, safetensors_files, write_atomically
+from .common import (
+    ConversionError,
+    ConvertedPipeline,
+    first_keys,
+    read_safetensors,
+    safetensors_files,
+    write_atomically,
+)
 
 __all__ = [
     "ConversionSummary",
     "check_pipeline_folder",
     "convert",
+    "convert_pipeline_in_memory",
     "convert_unet3d_condition_state_dict",
     "convert_unet_folder",
     "ddim_config_to_decomposed",
     "expected_unet3d_shapes",
     "load_unet_weights",
     "unet3d_condition_config_to_unet3d",
+    "unet_folder_to_unet3d",
     "write_atomically",
 ]
 
@@ -335,14 +342,8 @@ def load_unet_weights(folder: Path, variant: str | None = None, allow_pickle: bo
     )
 
 
-def convert_unet_folder(
-    unet_folder: Path, output_folder: Path, variant: str | None = None, allow_pickle: bool = False
-) -> tuple[int, dict[str, Any]]:
-    """Convert a `UNet3DConditionModel` folder and save the `UNet3DModel` in `output_folder` (safetensors).
-
-    Returns:
-        `(number of tensors, UNet3DModel config)`.
-    """
+def unet_folder_to_unet3d(unet_folder: Path, variant: str | None = None, allow_pickle: bool = False) -> UNet3DModel:
+    """Convert a `UNet3DConditionModel` folder into a `UNet3DModel` in memory (on the CPU, in the weights' dtype)."""
     config = read_json(unet_folder / "config.json")
     class_name = config.get("_class_name", UNET_CLASS_NAME)
     if class_name != UNET_CLASS_NAME:
@@ -352,8 +353,24 @@ def convert_unet_folder(
     with init_empty_weights():
         model = UNet3DModel(**unet3d_config)
     model.load_state_dict(weights, strict=True, assign=True)
+    return model
+
+
+def convert_unet_folder(
+    unet_folder: Path, output_folder: Path, variant: str | None = None, allow_pickle: bool = False
+) -> tuple[int, dict[str, Any]]:
+    """Convert a `UNet3DConditionModel` folder and save the `UNet3DModel` in `output_folder` (safetensors).
+
+    Returns:
+        `(number of tensors, UNet3DModel config)`.
+    """
+    model = unet_folder_to_unet3d(unet_folder, variant, allow_pickle)
     model.save_pretrained(output_folder, safe_serialization=True)
-    return len(weights), unet3d_config
+    return len(model.state_dict()), _public_config(model)
+
+
+def _public_config(model: UNet3DModel) -> dict[str, Any]:
+    return {key: value for key, value in model.config.items() if not key.startswith("_")}
 
 
 # ------------------------------------------------------------------------------------------------------ the scheduler
@@ -403,6 +420,14 @@ def ddim_config_to_decomposed(config: Mapping[str, Any]) -> tuple[dict[str, Any]
 # ----------------------------------------------------------------------------------------------------- the whole
 
 
+def _wrong_component(folder: Path, name: str, found: Any, entry: tuple[str, str]) -> str:
+    """The error for a component of another class: it names the class found and the class that loads it."""
+    message = f"`{folder / INDEX_NAME}` has `{name}`: {found!r}, expected {list(entry)}"
+    if isinstance(found, list) and len(found) == 2 and isinstance(found[1], str):
+        message += f": a {found[1]} is not converted; load it with `{found[1]}.from_pretrained`"
+    return message + "."
+
+
 def check_pipeline_folder(folder: Path) -> None:
     """Refuse a pipeline folder that is not a `TextToVideoSDPipeline` with the usual components."""
     index = read_json(folder / INDEX_NAME)
@@ -413,10 +438,53 @@ def check_pipeline_folder(folder: Path) -> None:
     for name, entry in expected.items():
         found = index.get(name)
         if not isinstance(found, list) or tuple(found) != entry:
-            raise ConversionError(f"`{folder / INDEX_NAME}` has `{name}`: {found!r}, expected {list(entry)}.")
+            raise ConversionError(_wrong_component(folder, name, found, entry))
     for name in (*COPIED_COMPONENTS, "unet", "scheduler"):
         if not (folder / name).is_dir():
             raise ConversionError(f"`{folder}` has no `{name}/` folder.")
+
+
+def convert_pipeline_in_memory(
+    checkpoint: str | Path, *, variant: str | None = None, allow_pickle: bool = False
+) -> ConvertedPipeline:
+    """Convert a `TextToVideoSDPipeline` folder into a `VideoFusionPipeline` in memory (what `convert` saves).
+
+    Args:
+        checkpoint (`str | Path`): The pipeline folder.
+        variant (`str | None`): Weights variant of the UNet, e.g. "fp16".
+        allow_pickle (`bool`, defaults to False): Allow pickled UNet weights (`.bin`).
+
+    Returns:
+        `ConvertedPipeline`: `residual_unet` (a `UNet3DModel`) and `scheduler` (a `DecomposedNoiseScheduler`) converted;
+        `vae`, `text_encoder` and `tokenizer` to be taken from the folder as they are.
+
+    Raises:
+        `ValueError`: naming what does not fit (another pipeline or component class, a key the map does not know).
+    """
+    checkpoint = Path(checkpoint)
+    check_pipeline_folder(checkpoint)
+    decomposed_config, _ = ddim_config_to_decomposed(read_json(checkpoint / "scheduler" / "scheduler_config.json"))
+    unet = unet_folder_to_unet3d(checkpoint / "unet", variant, allow_pickle)
+    # diffusers resolves a class of a library it does not know through the module that defines it, so the entries
+    # name modules, as `DiffusionPipeline.save_pretrained` writes them.
+    index = {
+        "_class_name": "VideoFusionPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "base_prediction_type": "epsilon",
+        "base_unet": [None, None],
+        "residual_unet": [UNet3DModel.__module__, UNet3DModel.__name__],
+        "scheduler": [DecomposedNoiseScheduler.__module__, DecomposedNoiseScheduler.__name__],
+        **{name: list(entry) for name, entry in COPIED_COMPONENTS.items()},
+    }
+    models = {"residual_unet": unet, "scheduler": DecomposedNoiseScheduler(**decomposed_config)}
+    return ConvertedPipeline(
+        checkpoint,
+        PIPELINE_CLASS_NAME,
+        index,
+        models,
+        list(COPIED_COMPONENTS),
+        {"residual_unet": len(unet.state_dict())},
+    )
 
 
 def convert(
@@ -443,33 +511,20 @@ def convert(
         )
 
     if (checkpoint / INDEX_NAME).is_file():
-        check_pipeline_folder(checkpoint)
-        scheduler_config = read_json(checkpoint / "scheduler" / "scheduler_config.json")
-        decomposed_config, ignored = ddim_config_to_decomposed(scheduler_config)
+        converted = convert_pipeline_in_memory(checkpoint, variant=variant, allow_pickle=allow_pickle)
+        unet = converted.models["residual_unet"]
         summary = ConversionSummary(
-            str(checkpoint), PIPELINE_CLASS_NAME, str(output_dir), 0, {}, scheduler_config["_class_name"], ignored
+            str(checkpoint),
+            PIPELINE_CLASS_NAME,
+            str(output_dir),
+            converted.tensors["residual_unet"],
+            _public_config(unet),
         )
-
-        def write(folder: Path) -> None:
-            summary.unet_tensors, summary.unet_config = convert_unet_folder(
-                checkpoint / "unet", folder / "residual_unet", variant, allow_pickle
-            )
-            DecomposedNoiseScheduler(**decomposed_config).save_pretrained(folder / "scheduler")
-            for name in COPIED_COMPONENTS:
-                shutil.copytree(checkpoint / name, folder / name)
-                summary.copied.append(name)
-            # diffusers resolves a class of a library it does not know through the module that defines it, so the
-            # entries name modules, as `DiffusionPipeline.save_pretrained` writes them.
-            index = {
-                "_class_name": "VideoFusionPipeline",
-                "_diffusers_version": diffusers.__version__,
-                "base_prediction_type": "epsilon",
-                "base_unet": [None, None],
-                "residual_unet": [UNet3DModel.__module__, UNet3DModel.__name__],
-                "scheduler": [DecomposedNoiseScheduler.__module__, DecomposedNoiseScheduler.__name__],
-                **{name: list(entry) for name, entry in COPIED_COMPONENTS.items()},
-            }
-            (folder / INDEX_NAME).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        scheduler_config = read_json(checkpoint / "scheduler" / "scheduler_config.json")
+        summary.scheduler = scheduler_config["_class_name"]
+        summary.ignored_scheduler_keys = ddim_config_to_decomposed(scheduler_config)[1]
+        summary.copied = list(converted.copied)
+        write = converted.write
 
     elif (checkpoint / "config.json").is_file():
         summary = ConversionSummary(str(checkpoint), UNET_CLASS_NAME, str(output_dir), 0, {})

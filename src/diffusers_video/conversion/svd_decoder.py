@@ -20,6 +20,7 @@ SVD's mid block holds `layers_per_block` resnets but runs only the first two (ar
 from __future__ import annotations
 
 import inspect
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from typing import Any
 import torch
 from accelerate import init_empty_weights
 from diffusers import AutoencoderKLTemporalDecoder
+from huggingface_hub import snapshot_download
 
 from ..folders import read_json
 from ..models.video_vae import AutoencoderKLVideo
@@ -185,15 +187,60 @@ def find_svd_vae_folder(folder: Path, subfolder: str | None = None) -> Path:
     raise ConversionError(f"`{folder}` is not an {SVD_CLASS_NAME} folder or SVD pipeline folder: no {where}.")
 
 
-def read_svd_vae(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """The config and weights (single or sharded safetensors) of a diffusers VAE folder."""
+def read_svd_vae(folder: Path, variant: str | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The config and weights (single or sharded safetensors, `variant` e.g. "fp16") of a diffusers VAE folder."""
     config = read_json(folder / "config.json")
-    files = safetensors_files(folder, WEIGHTS_NAME)
+    stem = f"{WEIGHTS_NAME}.{variant}" if variant else WEIGHTS_NAME
+    files = safetensors_files(folder, stem)
     if files is None:
         found = sorted(path.name for path in folder.glob(f"{WEIGHTS_NAME}*"))
         hint = f" (found {found}; pickled weights are not read: save them as safetensors)" if found else ""
-        raise ConversionError(f"`{folder}` has no `{WEIGHTS_NAME}.safetensors`{hint}.")
+        raise ConversionError(f"`{folder}` has no `{stem}.safetensors`{hint}.")
     return config, read_safetensors(files)
+
+
+def svd_vae_folder_to_video_vae(vae_folder: Path, variant: str | None = None) -> AutoencoderKLVideo:
+    """Convert an `AutoencoderKLTemporalDecoder` folder into an `AutoencoderKLVideo` in memory (on the CPU, in the
+    weights' dtype); keys are checked strictly (`svd_decoder_state_dict_to_video_vae`)."""
+    config, weights = read_svd_vae(vae_folder, variant)
+    our_config, state_dict = svd_decoder_state_dict_to_video_vae(weights, config)
+    model = AutoencoderKLVideo(**our_config)  # not on the meta device: a buffer outside the state dict stays real
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    return model
+
+
+def load_svd_decoder(
+    pretrained_model_name_or_path: str | os.PathLike,
+    *,
+    subfolder: str | None = None,
+    variant: str | None = None,
+    torch_dtype: torch.dtype | None = None,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool | None = None,
+    token: str | bool | None = None,
+    force_download: bool = False,
+) -> AutoencoderKLVideo:
+    """An `AutoencoderKLTemporalDecoder` folder or Hub repo (its `subfolder`, e.g. "vae" of an SVD repo) as an
+    `AutoencoderKLVideo`, converted in memory: what `AutoencoderKLVideo.from_pretrained` calls for such a folder.
+
+    A repo id fetches only `config.json` and the safetensors weights of the variant into the Hub cache (as diffusers
+    does; `local_files_only=True` reads the cache alone). The model is float32 unless `torch_dtype` says otherwise,
+    as diffusers loads models.
+    """
+    path = Path(pretrained_model_name_or_path)
+    if not path.is_dir():
+        prefix = f"{subfolder}/" if subfolder else ""
+        stem = f"{WEIGHTS_NAME}.{variant}" if variant else WEIGHTS_NAME
+        path = Path(
+            snapshot_download(
+                os.fspath(pretrained_model_name_or_path), revision=revision, cache_dir=cache_dir, token=token,
+                local_files_only=bool(local_files_only), force_download=force_download,
+                allow_patterns=[f"{prefix}config.json", f"{prefix}{stem}.safetensors", f"{prefix}{stem}.safetensors*"],
+            )
+        )  # fmt: skip
+    model = svd_vae_folder_to_video_vae(path / (subfolder or ""), variant)
+    return torch.nn.Module.to(model, torch_dtype or torch.float32).eval()
 
 
 def convert_svd_decoder(
@@ -215,12 +262,11 @@ def convert_svd_decoder(
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise ConversionError(f"`{output_dir}` already exists and is not an empty folder.")
     vae_folder = find_svd_vae_folder(folder, subfolder)
-    config, weights = read_svd_vae(vae_folder)
-    our_config, state_dict = svd_decoder_state_dict_to_video_vae(weights, config)
-    model = AutoencoderKLVideo(**our_config)
-    model.load_state_dict(state_dict, strict=True)
-    dtype = state_dict["quant_conv.weight"].dtype
-    if dtype != model.dtype:
-        model = torch.nn.Module.to(model, dtype)
+    model = svd_vae_folder_to_video_vae(vae_folder)
     write_atomically(output_dir, lambda folder: model.save_pretrained(folder, safe_serialization=True))
-    return SVDDecoderConversion(str(vae_folder), str(output_dir), len(weights), dict(model.config))
+    tensors = len(model.state_dict()) - 2  # post_quant_conv's weight and bias are added, not converted
+    return SVDDecoderConversion(str(vae_folder), str(output_dir), tensors, dict(model.config))
+
+
+# `AutoencoderKLVideo.from_pretrained` converts such folders through this (the models layer cannot import this one)
+AutoencoderKLVideo.register_foreign_loader(SVD_CLASS_NAME, load_svd_decoder)

@@ -13,8 +13,6 @@ arguments. The command line is `diffusers-video convert video-refiner`, also run
 
 from __future__ import annotations
 
-import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +21,16 @@ import diffusers
 
 from ..folders import INDEX_NAME, read_json
 from ..models.unet_3d import UNet3DModel
-from .common import ConversionError, write_atomically
-from .modelscope import COPIED_COMPONENTS, UNET_CLASS_NAME, convert_unet_folder
+from .common import ConversionError, ConvertedPipeline, write_atomically
+from .modelscope import COPIED_COMPONENTS, UNET_CLASS_NAME, _wrong_component, unet_folder_to_unet3d
 
-__all__ = ["PIPELINE_CLASS_NAMES", "RefinerConversionSummary", "check_refiner_source_folder", "convert"]
+__all__ = [
+    "PIPELINE_CLASS_NAMES",
+    "RefinerConversionSummary",
+    "check_refiner_source_folder",
+    "convert",
+    "convert_in_memory",
+]
 
 # The diffusers pipelines whose folders hold a text-conditioned ModelScope UNet a refiner can use.
 PIPELINE_CLASS_NAMES = ("VideoToVideoSDPipeline", "TextToVideoSDPipeline")
@@ -66,7 +70,7 @@ def check_refiner_source_folder(folder: Path) -> dict[str, Any]:
     for name, entry in {**COPIED_COMPONENTS, "unet": ("diffusers", UNET_CLASS_NAME)}.items():
         found = index.get(name)
         if not isinstance(found, list) or tuple(found) != entry:
-            raise ConversionError(f"`{folder / INDEX_NAME}` has `{name}`: {found!r}, expected {list(entry)}.")
+            raise ConversionError(_wrong_component(folder, name, found, entry))
     scheduler = index.get("scheduler")
     if not isinstance(scheduler, list) or len(scheduler) != 2 or scheduler[0] != "diffusers":
         raise ConversionError(
@@ -78,6 +82,37 @@ def check_refiner_source_folder(folder: Path) -> dict[str, Any]:
         if not (folder / name).is_dir():
             raise ConversionError(f"`{folder}` has no `{name}/` folder.")
     return index
+
+
+def convert_in_memory(
+    checkpoint: str | Path, *, variant: str | None = None, allow_pickle: bool = False
+) -> ConvertedPipeline:
+    """Convert a `VideoToVideoSDPipeline` (or `TextToVideoSDPipeline`) folder into a `VideoRefinerPipeline` in memory
+    (what `convert` saves).
+
+    Args:
+        checkpoint (`str | Path`): The pipeline folder.
+        variant (`str | None`): Weights variant of the UNet, e.g. "fp16".
+        allow_pickle (`bool`, defaults to False): Allow pickled UNet weights (`.bin`).
+
+    Returns:
+        `ConvertedPipeline`: `unet` converted (a `UNet3DModel`); `vae`, `text_encoder`, `tokenizer` and `scheduler`
+        to be taken from the folder as they are.
+    """
+    checkpoint = Path(checkpoint)
+    index = check_refiner_source_folder(checkpoint)
+    unet = unet_folder_to_unet3d(checkpoint / "unet", variant, allow_pickle)
+    new_index = {
+        "_class_name": TARGET_PIPELINE,
+        "_diffusers_version": diffusers.__version__,
+        "unet": [UNet3DModel.__module__, UNet3DModel.__name__],
+        "scheduler": list(index["scheduler"]),
+        **{name: list(entry) for name, entry in COPIED_COMPONENTS.items()},
+    }
+    copied = [*COPIED_COMPONENTS, "scheduler"]
+    return ConvertedPipeline(
+        checkpoint, index["_class_name"], new_index, {"unet": unet}, copied, {"unet": len(unet.state_dict())}
+    )
 
 
 def convert(
@@ -100,25 +135,13 @@ def convert(
         raise ConversionError(f"--checkpoint `{checkpoint}` {what}; expected a VideoToVideoSDPipeline folder.")
     if not (checkpoint / INDEX_NAME).is_file():
         raise ConversionError(f"`{checkpoint}` has no {INDEX_NAME}: it is not a diffusers pipeline folder.")
-    index = check_refiner_source_folder(checkpoint)
-    summary = RefinerConversionSummary(str(checkpoint), index["_class_name"], str(output_dir))
-    summary.scheduler = index["scheduler"][1]
-
-    def write(folder: Path) -> None:
-        summary.unet_tensors, summary.unet_config = convert_unet_folder(
-            checkpoint / "unet", folder / "unet", variant, allow_pickle
-        )
-        for name in (*COPIED_COMPONENTS, "scheduler"):
-            shutil.copytree(checkpoint / name, folder / name)
-            summary.copied.append(name)
-        new_index = {
-            "_class_name": TARGET_PIPELINE,
-            "_diffusers_version": diffusers.__version__,
-            "unet": [UNet3DModel.__module__, UNet3DModel.__name__],
-            "scheduler": list(index["scheduler"]),
-            **{name: list(entry) for name, entry in COPIED_COMPONENTS.items()},
-        }
-        (folder / INDEX_NAME).write_text(json.dumps(new_index, indent=2, sort_keys=True) + "\n")
+    converted = convert_in_memory(checkpoint, variant=variant, allow_pickle=allow_pickle)
+    summary = RefinerConversionSummary(str(checkpoint), converted.source_class, str(output_dir))
+    summary.scheduler = converted.index["scheduler"][1]
+    summary.unet_tensors = converted.tensors["unet"]
+    summary.unet_config = {k: v for k, v in converted.models["unet"].config.items() if not k.startswith("_")}
+    summary.copied = list(converted.copied)
+    write = converted.write
 
     write_atomically(output_dir, write)
     return summary

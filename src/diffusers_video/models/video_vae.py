@@ -36,6 +36,7 @@ this module: `temporal_parameter_names` lists the parameters `from_vae2d` adds.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -45,6 +46,7 @@ from diffusers.models.attention import AttentionMixin
 from diffusers.models.autoencoders.vae import AutoencoderMixin, DecoderOutput, DiagonalGaussianDistribution, Encoder
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import logging
 from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
 
@@ -59,6 +61,9 @@ TEMPORAL_CONFIG_KEYS = (
     "frame_position_encoding",
     "max_frames",
 )
+# Loaders of other VAE classes' folders, by class name (`register_foreign_loader`).
+_FOREIGN_LOADERS: dict[str, Callable[..., AutoencoderKLVideo]] = {}
+logger = logging.get_logger(__name__)
 # Parameter-name prefixes of the layers that `from_vae2d` adds.
 TEMPORAL_PREFIXES = (
     "decoder.mid_block_temporal.",
@@ -166,7 +171,31 @@ class AutoencoderKLVideo(SafeFolderMixin, ModelMixin, AttentionMixin, Autoencode
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         """diffusers' `ModelMixin.from_pretrained`, but strict: a missing or unexpected weight is a `ValueError` that
-        names it (diffusers only warns, and would leave a missing temporal layer at its initial value)."""
+        names it (diffusers only warns, and would leave a missing temporal layer at its initial value).
+
+        A folder or repo of another model class with a registered loader is converted in memory, with one line logged:
+        Stable Video Diffusion's `AutoencoderKLTemporalDecoder` (a VAE folder, or an SVD repo with `subfolder="vae"`;
+        `diffusers_video.conversion.svd_decoder`, strict key map). `subfolder`, `variant`, `torch_dtype`, `revision`,
+        `cache_dir`, `local_files_only` and `token` mean what they mean in diffusers. Any other class is refused with a
+        `ValueError` naming it.
+        """
+        found = _saved_class_name(pretrained_model_name_or_path, kwargs)
+        if found is not None and found != cls.__name__:
+            load = _FOREIGN_LOADERS.get(found)
+            if load is None:
+                raise ValueError(
+                    f"`{pretrained_model_name_or_path}` holds a {found}, not an {cls.__name__}: load it with "
+                    f"`{found}.from_pretrained` (AutoencoderKLVideo converts {sorted(_FOREIGN_LOADERS)} folders)."
+                )
+            names = ("subfolder", "variant", "revision", "cache_dir", "local_files_only", "token", "force_download")
+            options = {key: kwargs[key] for key in names if key in kwargs}
+            model = load(pretrained_model_name_or_path, torch_dtype=kwargs.get("torch_dtype"), **options)
+            logger.warning(
+                f"Converted {pretrained_model_name_or_path}"
+                + (f" ({kwargs['subfolder']})" if kwargs.get("subfolder") else "")
+                + f" ({found}) -> {cls.__name__} in memory; save_pretrained writes it in {cls.__name__}'s format."
+            )
+            return (model, {}) if kwargs.get("output_loading_info") else model
         output_loading_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
         for kind in ("unexpected_keys", "missing_keys"):
@@ -178,6 +207,13 @@ class AutoencoderKLVideo(SafeFolderMixin, ModelMixin, AttentionMixin, Autoencode
                     f"{kind.replace('_', ' ')} `{keys[0]}`{more}."
                 )
         return (model, info) if output_loading_info else model
+
+    @classmethod
+    def register_foreign_loader(cls, class_name: str, load: Callable[..., AutoencoderKLVideo]) -> None:
+        """Lets `from_pretrained` load folders of the model class `class_name` with `load(path_or_repo_id, *,
+        torch_dtype, subfolder, variant, revision, cache_dir, local_files_only, token, force_download)`. The
+        conversions register themselves (a layer above this one); registering a name again replaces its loader."""
+        _FOREIGN_LOADERS[class_name] = load
 
     # ------------------------------------------------------------------ inflation
 
@@ -425,3 +461,17 @@ def _check_config(up_block_types, block_out_channels, norm_num_groups, temporal_
 def temporal_parameter_names(model: AutoencoderKLVideo) -> list[str]:
     """Names of the parameters that `from_vae2d` adds (the decoder's temporal layers)."""
     return [name for name, _ in model.named_parameters() if name.startswith(TEMPORAL_PREFIXES)]
+
+
+def _saved_class_name(pretrained_model_name_or_path, kwargs: dict) -> str | None:
+    """`_class_name` of the model config that `from_pretrained` would read (fetched into the Hub cache for a repo id);
+    None when there is none to read, which `ModelMixin.from_pretrained` then reports in its own words."""
+    names = ("subfolder", "revision", "cache_dir", "local_files_only", "token", "force_download")
+    try:
+        config = AutoencoderKLVideo.load_config(
+            pretrained_model_name_or_path, **{key: kwargs[key] for key in names if key in kwargs}
+        )
+    except (OSError, ValueError):
+        return None
+    name = config.get("_class_name") if isinstance(config, dict) else None
+    return name if isinstance(name, str) else None
