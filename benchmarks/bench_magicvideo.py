@@ -36,6 +36,8 @@ scored by `data.quality.evaluate_pipeline` on held-out captions of the moving-sh
         --interpolation runs/magicvideo_interpolation/final
     # pre-training on CLIP image embeddings vs none, at the same caption budget
     python benchmarks/bench_magicvideo.py pretraining --pretrained DIR --baseline DIR
+    # frame adaptors vs temporal convolutions: two keyframe folders, the same budget (the quality half of `adaptor`)
+    python benchmarks/bench_magicvideo.py adaptors --adaptors DIR --temporal-convs DIR
 """
 
 from __future__ import annotations
@@ -58,7 +60,13 @@ from diffusers_video.models.frame_adaptors import FrameAdaptor
 from diffusers_video.testing_utils import tiny_clip_text_models
 
 PARTS = ("flops", "adaptor", "speed")
-TRAINED = ("directed", "decoder", "interpolation", "pretraining")
+# The comparisons of two keyframe folders: command -> the options that name them.
+TRAINED_PAIRS = {
+    "directed": ("directed", "bidirectional"),
+    "adaptors": ("adaptors", "temporal_convs"),
+    "pretraining": ("pretrained", "baseline"),
+}
+TRAINED = (*TRAINED_PAIRS, "decoder", "interpolation")
 
 # Stable Diffusion 2.1's UNet (865M parameters) and VAE; MagicVideo's temporal options.
 SD21_UNET = dict(
@@ -348,10 +356,8 @@ def run_trained(args: argparse.Namespace) -> dict:
         num_frames=args.num_frames, call_kwargs={"guidance_scale": args.guidance_scale},
     )  # fmt: skip
     sides = {}
-    if args.command == "directed":
-        sides = {"directed": _load(args.directed, device), "bidirectional": _load(args.bidirectional, device)}
-    elif args.command == "pretraining":
-        sides = {"pretrained": _load(args.pretrained, device), "baseline": _load(args.baseline, device)}
+    if args.command in TRAINED_PAIRS:
+        sides = {name: _load(getattr(args, name), device) for name in TRAINED_PAIRS[args.command]}
     elif args.command == "decoder":
         video_vae = AutoencoderKLVideo.from_pretrained(args.video_vae)
         sides = {  # the same latents (the same seeds), two decoders
@@ -401,8 +407,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--interpolation-steps", type=int, default=None, help="default: those of the keyframes")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--guidance-scale", type=float, default=9.0)
-    for name in ("directed", "bidirectional", "pretrained", "baseline", "keyframes", "interpolation", "video-vae"):
-        parser.add_argument(f"--{name}", default=None, help="a trained folder")
+    folders = [name for pair in TRAINED_PAIRS.values() for name in pair] + ["keyframes", "interpolation", "video_vae"]
+    for name in folders:
+        parser.add_argument(f"--{name.replace('_', '-')}", default=None, help="a trained folder")
     parser.add_argument("--num-samples", type=int, default=64)
     parser.add_argument(
         "--num-frames",
@@ -419,7 +426,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown parts {unknown}; choose from {list(PARTS)}")
     needs = {
-        "directed": ("directed", "bidirectional"), "pretraining": ("pretrained", "baseline"),
+        **TRAINED_PAIRS,
         "decoder": ("keyframes", "video_vae"), "interpolation": ("keyframes", "interpolation"),
     }.get(args.command, ())  # fmt: skip
     missing = [f"--{name.replace('_', '-')}" for name in needs if getattr(args, name) is None]

@@ -119,6 +119,11 @@ def test_the_trained_comparisons_score_both_sides_of_trained_folders(tmp_path):
     # the identity inflation of the image VAE decodes the same latents as the image VAE
     flicker = [result[side]["background_flicker"]["mean"] for side in ("image_decoder", "video_vae")]
     assert flicker[0] == pytest.approx(flicker[1], abs=1e-4)
+    folder = str(tmp_path / "keyframes")
+    result = bench.main(["adaptors", *common, "--adaptors", folder, "--temporal-convs", folder, "--num-frames", "5"])
+    assert result["adaptors"] == result["temporal_convs"] | {
+        "seconds_per_video": result["adaptors"]["seconds_per_video"]
+    }
 
 
 @pytest.mark.parametrize(
@@ -126,6 +131,7 @@ def test_the_trained_comparisons_score_both_sides_of_trained_folders(tmp_path):
     [
         (["directed", "--directed", "a"], "give --bidirectional"),
         (["decoder"], "give --keyframes and --video-vae"),
+        (["adaptors", "--temporal-convs", "a"], "give --adaptors"),
         (["--parts", "flops,nope"], "unknown parts"),
     ],
 )
