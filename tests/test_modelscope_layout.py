@@ -493,3 +493,22 @@ def test_script_exit_code_in_a_subprocess(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"convert_modelscope_to_videofusion.py: error: --checkpoint `{tmp_path / 'none'}` does not exist."
     ]
+
+
+def test_a_permuted_non_contiguous_input_gives_the_contiguous_result():
+    # latents encoded frame by frame and permuted to (B, C, F, H, W) are a non-contiguous view; the temporal
+    # transformer's group norm kernel needs contiguous memory
+    torch.manual_seed(0)
+    unet = UNet3DModel(
+        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        norm_num_groups=4, cross_attention_dim=8, attention_head_dim=2, temporal_layout="modelscope",
+        temporal_attention_head_dim=4, frame_position_encoding=None,
+    ).eval()  # fmt: skip
+    frames = torch.randn(1, 3, 4, 8, 8)  # (B, F, C, H, W)
+    permuted = frames.permute(0, 2, 1, 3, 4)
+    assert not permuted.is_contiguous()
+    text = torch.randn(1, 3, 8)
+    with torch.no_grad():
+        expected = unet(permuted.contiguous(), 5, encoder_hidden_states=text).sample
+        torch.testing.assert_close(unet(permuted, 5, encoder_hidden_states=text).sample, expected)

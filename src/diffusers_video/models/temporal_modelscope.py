@@ -309,7 +309,7 @@ class ModelScopeTemporalTransformer(nn.Module):
         # Per frame and group, with torch's fast GroupNorm kernel, then pooled over the frames (all equally large):
         # variance = mean of the variances + variance of the means.
         _, mean, rstd = torch.native_group_norm(
-            frames.to(compute_dtype).reshape(batch * num_frames, channels, pixels),
+            frames.to(compute_dtype).reshape(batch * num_frames, channels, pixels).contiguous(),  # the kernel needs it
             None, None, batch * num_frames, channels, pixels, groups, 0.0,
         )  # fmt: skip
         mean, var = mean.view(batch, num_frames, groups), rstd.view(batch, num_frames, groups).pow(-2)
