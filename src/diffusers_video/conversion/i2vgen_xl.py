@@ -271,7 +271,7 @@ def i2vgen_xl_unet_folder_to_models(
         with init_empty_weights():
             model = model_class(**model_config)
         model.load_state_dict(weights, strict=True, assign=True)
-        models.append(model)
+        models.append(model.eval())  # as diffusers' `from_pretrained` returns models
     return models[0], models[1]
 
 

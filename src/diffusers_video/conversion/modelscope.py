@@ -347,13 +347,16 @@ def unet_folder_to_unet3d(unet_folder: Path, variant: str | None = None, allow_p
     config = read_json(unet_folder / "config.json")
     class_name = config.get("_class_name", UNET_CLASS_NAME)
     if class_name != UNET_CLASS_NAME:
-        raise ConversionError(f"`{unet_folder / 'config.json'}` describes a {class_name}, not a {UNET_CLASS_NAME}.")
+        raise ConversionError(
+            f"`{unet_folder / 'config.json'}` describes a {class_name}, not a {UNET_CLASS_NAME}: a {class_name} is not "
+            f"converted; load it with `{class_name}.from_pretrained`."
+        )
     unet3d_config = unet3d_condition_config_to_unet3d(config)
     weights = convert_unet3d_condition_state_dict(load_unet_weights(unet_folder, variant, allow_pickle), config)
     with init_empty_weights():
         model = UNet3DModel(**unet3d_config)
     model.load_state_dict(weights, strict=True, assign=True)
-    return model
+    return model.eval()  # as diffusers' `from_pretrained` returns models
 
 
 def convert_unet_folder(

@@ -206,7 +206,7 @@ def svd_vae_folder_to_video_vae(vae_folder: Path, variant: str | None = None) ->
     our_config, state_dict = svd_decoder_state_dict_to_video_vae(weights, config)
     model = AutoencoderKLVideo(**our_config)  # not on the meta device: a buffer outside the state dict stays real
     model.load_state_dict(state_dict, strict=True, assign=True)
-    return model
+    return model.eval()  # as diffusers' `from_pretrained` returns models
 
 
 def load_svd_decoder(
@@ -240,7 +240,7 @@ def load_svd_decoder(
             )
         )  # fmt: skip
     model = svd_vae_folder_to_video_vae(path / (subfolder or ""), variant)
-    return torch.nn.Module.to(model, torch_dtype or torch.float32).eval()
+    return torch.nn.Module.to(model, torch_dtype or torch.float32)
 
 
 def convert_svd_decoder(

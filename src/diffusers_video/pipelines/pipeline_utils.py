@@ -40,6 +40,7 @@ from ..folders import (
 )
 from ..models.video_vae import AutoencoderKLVideo
 from .checks import check_decode_chunk_size, check_output_type
+from .foreign_folders import foreign_folder
 from .loading import check_pipeline_folder, download_pipeline, is_repo_id, shadow_folder
 from .lora import VideoLoraLoaderMixin
 from .remote_code import PIPELINE_SHIM, write_remote_code_files
@@ -236,6 +237,10 @@ class VideoDiffusionPipeline(VideoLoraLoaderMixin, DiffusionPipeline):
         `save_pretrained` writes (imports from `diffusers_video`), so loading never runs code from the folder.
         Pickled weights (a component with `.bin`/`.ckpt`/... files and no safetensors) load only with
         `allow_pickle=True`.
+        The diffusers folder or repo of a public checkpoint (`TextToVideoSDPipeline` for `VideoFusionPipeline`,
+        `VideoToVideoSDPipeline` for `VideoRefinerPipeline`, `I2VGenXLPipeline` for `I2VGenXLCascadePipeline`) is
+        converted in memory with the conversion scripts' strict key maps, and one line is logged
+        (`pipelines.foreign_folders`).
 
         Raises:
             FileNotFoundError: neither a folder nor an existing (or cached) repo, or no `model_index.json`.
@@ -264,8 +269,13 @@ class VideoDiffusionPipeline(VideoLoraLoaderMixin, DiffusionPipeline):
             raise FileNotFoundError(f"'{path}' is neither an existing folder nor a Hub repo id ('namespace/name').")
         else:
             folder = cls.download(path, **{**kwargs, "use_safetensors": False if allow_pickle else True})
-        with cls._folder_components_context(folder), pickles_allowed(allow_pickle):
-            loads_any = cls.pipeline_classes() if cls is VideoDiffusionPipeline else None
+        loads_any = cls.pipeline_classes() if cls is VideoDiffusionPipeline else None
+        # a diffusers folder of a public checkpoint (TextToVideoSDPipeline, ...) is converted in memory
+        foreign = foreign_folder(
+            folder, cls, kwargs, source=path, allow_pickle=allow_pickle, pipeline_classes=loads_any
+        )
+        with foreign as (folder, converted), cls._folder_components_context(folder), pickles_allowed(allow_pickle):
+            kwargs.update(converted)
             pipeline_class, has_shims = check_pipeline_folder(folder, cls, skip=kwargs, pipeline_classes=loads_any)
             if not has_shims:
                 pipeline = super(VideoDiffusionPipeline, pipeline_class).from_pretrained(folder, **kwargs)
