@@ -496,7 +496,7 @@ def test_script_exit_code_in_a_subprocess(tmp_path):
 
 
 def test_a_permuted_non_contiguous_input_gives_the_contiguous_result():
-    # latents encoded frame by frame and permuted to (B, C, F, H, W) are a non-contiguous view; the temporal
+    # a channels-last video permuted to (B, C, F, H, W) makes conv_in give channels-last frames; the temporal
     # transformer's group norm kernel needs contiguous memory
     torch.manual_seed(0)
     unet = UNet3DModel(
@@ -505,8 +505,8 @@ def test_a_permuted_non_contiguous_input_gives_the_contiguous_result():
         norm_num_groups=4, cross_attention_dim=8, attention_head_dim=2, temporal_layout="modelscope",
         temporal_attention_head_dim=4, frame_position_encoding=None,
     ).eval()  # fmt: skip
-    frames = torch.randn(1, 3, 4, 8, 8)  # (B, F, C, H, W)
-    permuted = frames.permute(0, 2, 1, 3, 4)
+    frames = torch.randn(1, 3, 8, 8, 4)  # (B, F, H, W, C): channels last in memory, as an image batch may be
+    permuted = frames.permute(0, 4, 1, 2, 3)  # (B, C, F, H, W)
     assert not permuted.is_contiguous()
     text = torch.randn(1, 3, 8)
     with torch.no_grad():
