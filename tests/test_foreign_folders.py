@@ -48,6 +48,7 @@ TINY_UNET3D = dict(
     up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
 )  # fmt: skip
 CONVERTED = "in memory"  # in the one line `from_pretrained` logs when it converts
+WEIGHTS = [("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"), ("text_encoder", "model")]
 T2V, V2V, I2V, SVD = "user/text-to-video-ms", "user/zeroscope-xl", "user/i2vgen-xl", "user/svd"
 
 
@@ -304,15 +305,27 @@ def test_a_diffusers_repo_loads_by_repo_id_with_the_frames_of_diffusers_pipeline
     assert np.array_equal(cached["frames"], result["frames"])
 
 
-def test_variant_dtype_and_revision_behave_as_in_diffusers(hub, references):
-    fp16 = hub.worker.call(load_by_repo_id, "t2v", T2V, variant="fp16", torch_dtype=torch.float32)
+def _fetched_weights(hub, since: int) -> set[str]:
+    paths = [path for method, path in hub.server.requests[since:] if method == "GET" and "/resolve/" in path]
+    return {path.split("/resolve/", 1)[1].split("/", 1)[1] for path in paths if "safetensors" in path}
+
+
+def test_variant_dtype_and_revision_behave_as_in_diffusers(hub, references, tmp_path):
+    since = len(hub.server.requests)
+    fp16 = hub.worker.call(
+        load_by_repo_id, "t2v", T2V, variant="fp16", torch_dtype=torch.float32, cache_dir=str(tmp_path / "fp16")
+    )
+    # only the variant's weights are downloaded, as diffusers does
+    assert _fetched_weights(hub, since) == {f"{c}/{n}.fp16.safetensors" for c, n in WEIGHTS}
     assert np.abs(fp16["frames"] - references["t2v-fp16"]).max() <= 1e-4  # diffusers' frames from the fp16 files
     assert not np.array_equal(references["t2v-fp16"], references["t2v"])  # ... which are other weights
     assert set(fp16["dtypes"].values()) == {"torch.float32"}  # the converted models too
     half = hub.worker.call(load_by_repo_id, "t2v", T2V, variant="fp16", torch_dtype=torch.bfloat16)
     assert set(half["dtypes"]) == {"vae", "text_encoder", "residual_unet"}
     assert set(half["dtypes"].values()) == {"torch.bfloat16"}
-    pinned = hub.worker.call(load_by_repo_id, "t2v", T2V, revision=hub.commits[T2V])
+    since = len(hub.server.requests)
+    pinned = hub.worker.call(load_by_repo_id, "t2v", T2V, revision=hub.commits[T2V], cache_dir=str(tmp_path / "32"))
+    assert _fetched_weights(hub, since) == {f"{c}/{n}.safetensors" for c, n in WEIGHTS}
     assert np.abs(pinned["frames"] - references["t2v"]).max() <= 1e-4
     error = hub.worker.call(load_error, "t2v", T2V, revision="0" * 40)
     assert error[0] == "FileNotFoundError" and T2V in error[1]

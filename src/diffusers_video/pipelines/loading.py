@@ -39,7 +39,14 @@ from ..folders import (
 )
 from .remote_code import check_remote_code_files, remote_code_files
 
-__all__ = ["check_pipeline_folder", "check_safetensors", "download_pipeline", "is_repo_id", "shadow_folder"]
+__all__ = [
+    "check_pipeline_folder",
+    "check_safetensors",
+    "download_pipeline",
+    "is_repo_id",
+    "other_variants",
+    "shadow_folder",
+]
 
 # What `download_pipeline` never fetches: pickled weights (unless `use_safetensors=False`) and formats we never load.
 _NEVER_LOADED = ["*.msgpack", "*.onnx", "*.pb", "*.h5"]
@@ -234,6 +241,54 @@ def _hub_error(repo_id: str, revision: str | None, error: Exception) -> Exceptio
     return OSError(f"Could not download '{repo_id}' from the Hub: {first_line}")
 
 
+_WEIGHT_STEMS = ("diffusion_pytorch_model", "model", "pytorch_model")
+_NOT_A_VARIANT = {"safetensors", "bin", "index", "json", "of"}
+
+
+def _weights_variant(name: str) -> tuple[bool, str | None]:
+    """Whether the file `name` holds weights (or their shard index), and its variant ("fp16" in
+    `diffusion_pytorch_model.fp16.safetensors`, `model.safetensors.index.fp16.json`, ...; None for none)."""
+    tokens = name.replace("-", ".").split(".")
+    if tokens[0] not in _WEIGHT_STEMS or not ({"safetensors", "bin"} & set(tokens)):
+        return False, None
+    rest = [token for token in tokens[1:] if token not in _NOT_A_VARIANT and not token.isdigit()]
+    return True, rest[0] if rest else None
+
+
+def other_variants(files: Iterable[str], variant: str | None) -> list[str]:
+    """The weights files among the repo's `files` that diffusers would not load for `variant`: in each folder that has
+    weights of `variant`, all other weights; elsewhere the weights of any variant when plain ones exist."""
+    by_folder: dict[str, list[tuple[str, str | None]]] = {}
+    for file in files:
+        is_weights, found = _weights_variant(file.rsplit("/", 1)[-1])
+        if is_weights:
+            by_folder.setdefault(file.rsplit("/", 1)[0] if "/" in file else "", []).append((file, found))
+    skipped = []
+    for weights in by_folder.values():
+        variants = {found for _, found in weights}
+        if variant in variants or None in variants:
+            wanted = variant if variant in variants else None
+            skipped.extend(file for file, found in weights if found != wanted)
+        # else: only other variants; they are kept, and diffusers says what it cannot load
+    return skipped
+
+
+def _repo_files(
+    repo_id: str, commit: str, cache_dir: str | os.PathLike | None, local_files_only: bool, token: str | bool | None
+) -> list[str]:
+    """The files of the repo at `commit`: asked of the Hub, or offline the listing `huggingface_hub` cached with the
+    snapshot (the one it checks a cached snapshot against), or none when it has not."""
+    from huggingface_hub import HfApi, constants, get_cached_repo_tree
+    from huggingface_hub.errors import CachedRepoTreeNotFoundError
+
+    if local_files_only or constants.HF_HUB_OFFLINE:
+        try:
+            return [entry.path for entry in get_cached_repo_tree(repo_id, revision=commit, cache_dir=cache_dir)]
+        except CachedRepoTreeNotFoundError:
+            return []
+    return [sibling.rfilename for sibling in HfApi().model_info(repo_id, revision=commit, token=token).siblings or []]
+
+
 def download_pipeline(
     repo_id: str,
     *,
@@ -244,13 +299,16 @@ def download_pipeline(
     token: str | bool | None = None,
     use_safetensors: bool | None = None,
     skip_components: Iterable[str] = (),
+    variant: str | None = None,
 ) -> str:
     """Downloads a pipeline repo into the Hub cache (or finds it there) and returns the snapshot folder.
 
     Fetches `model_index.json`, then in one `snapshot_download` pinned to the same commit: the top-level JSON, the
     shims, the card, and the folders of the components `model_index.json` names (except `skip_components` and absent
-    ones). Pickled weights are skipped unless `use_safetensors=False`. With `local_files_only=True` (or
-    `HF_HUB_OFFLINE=1`) only the cache is read.
+    ones). Pickled weights are skipped unless `use_safetensors=False`; of the weights variants, only those diffusers
+    loads for `variant` (`other_variants`: the `variant` files where a folder has them, else the plain ones), which
+    takes one listing of the repo's files. With `local_files_only=True` (or `HF_HUB_OFFLINE=1`) only the cache is
+    read.
 
     Raises:
         FileNotFoundError: the repo, the revision or its `model_index.json` does not exist, or it is not cached when
@@ -274,6 +332,7 @@ def download_pipeline(
             if library is not None and name not in skipped
         ]
         ignore = list(_NEVER_LOADED) + ([] if use_safetensors is False else [f"*{s}" for s in PICKLE_SUFFIXES])
+        ignore += other_variants(_repo_files(repo_id, commit, cache_dir, local_files_only, token), variant)
         folder = snapshot_download(
             repo_id,
             revision=commit if re.fullmatch(r"[0-9a-f]{40}", commit) else revision,

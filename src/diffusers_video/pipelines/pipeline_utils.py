@@ -212,7 +212,8 @@ class VideoDiffusionPipeline(VideoLoraLoaderMixin, DiffusionPipeline):
 
         Args:
             pretrained_model_name (`str`): A Hub repo id.
-            kwargs: `revision`, `cache_dir`, `force_download`, `local_files_only`, `token`, `use_safetensors`;
+            kwargs: `revision`, `cache_dir`, `force_download`, `local_files_only`, `token`, `use_safetensors`,
+                `variant`;
                 components passed as keywords (e.g. `base_unet=None`) are not downloaded. Other keywords of
                 `from_pretrained` are ignored here.
         """
@@ -225,6 +226,7 @@ class VideoDiffusionPipeline(VideoLoraLoaderMixin, DiffusionPipeline):
             token=kwargs.get("token"),
             use_safetensors=kwargs.get("use_safetensors"),
             skip_components=kwargs.keys(),
+            variant=kwargs.get("variant"),
         )
 
     @classmethod
