@@ -38,7 +38,14 @@ from hub_server import HubServer, HubWorker
 from safetensors.torch import load_file, save_file
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from diffusers_video import AutoencoderKLVideo, I2VGenXLCascadePipeline, VideoFusionPipeline, VideoRefinerPipeline
+from diffusers_video import (
+    AutoencoderKLVideo,
+    DecomposedNoiseScheduler,
+    I2VGenXLCascadePipeline,
+    VideoFusionPipeline,
+    VideoRefinerPipeline,
+)
+from diffusers_video.pipelines.pipeline_utils import VideoDiffusionPipeline
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 PROMPT = "a red circle moving right"
@@ -340,6 +347,15 @@ def test_the_vae_of_a_stable_video_diffusion_repo_loads_as_autoencoder_kl_video(
     requests = len(hub.server.requests)
     cached = hub.worker.call(load_vae_by_repo_id, SVD, subfolder="vae", local_files_only=True)
     assert len(hub.server.requests) == requests and torch.equal(cached["decoded"], result["decoded"])
+
+
+def test_the_base_class_picks_our_class_and_a_component_passed_is_not_converted(folders):
+    assert type(VideoDiffusionPipeline.from_pretrained(folders["v2v"])) is VideoRefinerPipeline
+    scheduler = DecomposedNoiseScheduler(base_noise_ratio=0.3)
+    pipe = VideoFusionPipeline.from_pretrained(folders["t2v"], scheduler=scheduler, dtype=torch.bfloat16)
+    assert pipe.scheduler is scheduler and pipe.residual_unet.dtype == pipe.vae.dtype == torch.bfloat16
+    vae = AutoencoderKLVideo.from_pretrained(folders["svd"] / "vae", dtype=torch.bfloat16)
+    assert vae.dtype == torch.bfloat16
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -175,7 +175,7 @@ class AutoencoderKLVideo(SafeFolderMixin, ModelMixin, AttentionMixin, Autoencode
 
         A folder or repo of another model class with a registered loader is converted in memory, with one line logged:
         Stable Video Diffusion's `AutoencoderKLTemporalDecoder` (a VAE folder, or an SVD repo with `subfolder="vae"`;
-        `diffusers_video.conversion.svd_decoder`, strict key map). `subfolder`, `variant`, `torch_dtype`, `revision`,
+        `diffusers_video.conversion.svd_decoder`, strict key map). `subfolder`, `variant`, `dtype`/`torch_dtype`, `revision`,
         `cache_dir`, `local_files_only` and `token` mean what they mean in diffusers. Any other class is refused with a
         `ValueError` naming it.
         """
@@ -189,7 +189,8 @@ class AutoencoderKLVideo(SafeFolderMixin, ModelMixin, AttentionMixin, Autoencode
                 )
             names = ("subfolder", "variant", "revision", "cache_dir", "local_files_only", "token", "force_download")
             options = {key: kwargs[key] for key in names if key in kwargs}
-            model = load(pretrained_model_name_or_path, torch_dtype=kwargs.get("torch_dtype"), **options)
+            dtype = kwargs.get("dtype") if kwargs.get("dtype") is not None else kwargs.get("torch_dtype")
+            model = load(pretrained_model_name_or_path, torch_dtype=dtype, **options)
             logger.warning(
                 f"Converted {pretrained_model_name_or_path}"
                 + (f" ({kwargs['subfolder']})" if kwargs.get("subfolder") else "")
