@@ -15,9 +15,11 @@ from diffusers_video.training import (
     VideoVAETrainer,
 )
 from diffusers_video.training.distillation import DistillationTrainer
+from diffusers_video.training.i2vgen_xl import I2VGenXLTrainer
 from diffusers_video.training.imagen_video import ImagenVideoDistillationTrainer, ImagenVideoTrainer
 from diffusers_video.training.magicvideo import MagicVideoInterpolationTrainer
 from diffusers_video.training.registry import register_trainer, registered_class
+from diffusers_video.training.videogen import VideoGenTrainer
 
 
 def test_the_paper_trainers_are_registered_by_section():
@@ -26,6 +28,8 @@ def test_the_paper_trainers_are_registered_by_section():
         "imagen_video": ImagenVideoTrainer,
         "video_vae": VideoVAETrainer,
         "magicvideo": MagicVideoInterpolationTrainer,
+        "i2vgen_xl": I2VGenXLTrainer,
+        "videogen": VideoGenTrainer,
     }
     assert DISTILLATION_TRAINERS == {"imagen_video": ImagenVideoDistillationTrainer}
     assert VideoFusionTrainer.config_section == "videofusion" and Trainer.config_section is None

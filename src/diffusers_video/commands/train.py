@@ -22,7 +22,8 @@ from accelerate import PartialState
 
 from ..folders import check_writable
 from ..training import TrainingConfig, train
-from ..training.config import _matches, config_fields
+from ..training.config import config_fields
+from ..training.config_checks import _matches
 
 _RESUME_KEY = "resume_from_checkpoint"
 

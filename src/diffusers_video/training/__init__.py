@@ -4,12 +4,13 @@ config section), a temporal-aware VAE decoder (a `video_vae` config section), Ma
 `magicvideo` config section), configs, checkpoints.
 
 See docs/training.md and docs/distillation.md for the command lines and the config keys. The paper modules
-(`training.videofusion`, `training.imagen_video`, `training.video_vae`, `training.magicvideo`) are imported here on
+(`training.videofusion`, `training.imagen_video`, `training.video_vae`, `training.magicvideo`,
+`training.i2vgen_xl`, `training.videogen`) are imported here on
 purpose: importing them registers their trainers for their config sections (`training.registry`), which is how
 `train` and `distill` find them.
 """
 
-from . import i2vgen_xl, imagen_video, magicvideo, video_vae, videofusion  # noqa: F401 (imported to register their trainers)
+from . import i2vgen_xl, imagen_video, magicvideo, video_vae, videofusion, videogen  # noqa: F401 (imported to register their trainers)
 from .checkpointing import latest_checkpoint, list_checkpoints, read_marker
 from .components import TrainingComponents, load_components, save_components
 from .config import (
