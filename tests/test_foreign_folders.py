@@ -358,6 +358,17 @@ def test_the_base_class_picks_our_class_and_a_component_passed_is_not_converted(
     assert vae.dtype == torch.bfloat16
 
 
+def test_an_i2vgen_xl_folder_takes_a_refiner_and_saves_it_in_our_format(folders, tmp_path):
+    refiner = VideoRefinerPipeline.from_pretrained(folders["v2v"])  # zeroscope XL, converted too
+    pipe = I2VGenXLCascadePipeline.from_pretrained(
+        folders["i2v"], refiner_unet=refiner.unet, refiner_scheduler=refiner.scheduler
+    )
+    assert pipe.refiner_unet is refiner.unet and pipe.refiner_scheduler is refiner.scheduler
+    pipe.save_pretrained(tmp_path / "cascade")
+    reloaded = I2VGenXLCascadePipeline.from_pretrained(tmp_path / "cascade")
+    assert torch.equal(reloaded.refiner_unet.conv_in.weight, refiner.unet.conv_in.weight)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Bad input (local folders: no Hub needed)
 # ---------------------------------------------------------------------------------------------------------------------
