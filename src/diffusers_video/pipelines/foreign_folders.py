@@ -112,7 +112,7 @@ def foreign_folder(
     target = _DEFAULT_TARGETS.get(found) if pipeline_classes is not None else pipeline_class.__name__
     convert = CONVERTED_FOLDERS.get(target or "", {}).get(found)
     if convert is None:
-        loaders = sorted(f"{source_class} ({ours_})" for ours_, m in CONVERTED_FOLDERS.items() for source_class in m)
+        loaders = sorted(f"{theirs} ({mine})" for mine, sources in CONVERTED_FOLDERS.items() for theirs in sources)
         raise ValueError(
             f"'{Path(folder) / INDEX_NAME}' holds a {found}, not a {pipeline_class.__name__}: load it with "
             f"`{found}.from_pretrained`"
@@ -125,7 +125,7 @@ def foreign_folder(
     models = {
         name: torch.nn.Module.to(model, _target_dtype(kwargs, name)) if isinstance(model, torch.nn.Module) else model
         for name, model in converted.models.items()
-        if name not in kwargs  # a component the user passes is not converted
+        if name not in kwargs  # a component the user passes wins over the converted one
     }
     with tempfile.TemporaryDirectory(prefix="diffusers-video-converted-") as temporary:
         shadow = Path(temporary)
