@@ -381,7 +381,7 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         window_size: int | None = None,
         window_overlap: int | None = None,
         window_mode: str = "extend",
-        window_strength: float = 0.8,
+        window_strength: float = 0.6,
         callback_on_step_end: Callable[[DiffusionPipeline, int, torch.Tensor, dict], dict]
         | PipelineCallback
         | MultiPipelineCallbacks
@@ -428,7 +428,7 @@ class VideoFusionPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
                 at every step, noised to the step's level), so the motion goes on; the progress bar and the callback
                 then run once per window. "blend": all windows at every step, their predictions crossfaded in the
                 shared frames (VideoFusion's base generator still runs once per step on the video's key frame).
-            window_strength (`float`, defaults to 0.8): For "extend", the share of the schedule a later window runs, in
+            window_strength (`float`, defaults to 0.6): For "extend", the share of the schedule a later window runs, in
                 (0, 1]: below 1 its new frames start as copies of the last given frame noised to that level (SDEdit),
                 which carries the background and the shape over; 1 starts them from noise.
             callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*): Called
