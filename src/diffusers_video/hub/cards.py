@@ -141,22 +141,33 @@ def _scores_section(result: dict[str, Any]) -> str:
         )
         if text
     )
-    rows = ["| metric | value | 95% interval |", "|---|---|---|"]
+    truth = result.get("ground_truth") or {}  # the world's own renders of the same scenes: each measure's floor
+
+    def floor(key: str, field: str, digits: int) -> str:
+        entry = truth.get(key)
+        return f"{entry[field]:.{digits}f}" if isinstance(entry, dict) and entry.get(field) is not None else ""
+
+    rows = ["| metric | value | 95% interval | ground truth |", "|---|---|---|---|"]
     for key, label in ACCURACY_METRICS:
         entry = scores.get(key)
         if isinstance(entry, dict) and entry.get("accuracy") is not None:
-            rows.append(f"| {label} | {entry['accuracy']:.3f} | {entry['ci_low']:.3f}-{entry['ci_high']:.3f} |")
-    for key, label in MEAN_METRICS:
+            rows.append(
+                f"| {label} | {entry['accuracy']:.3f} | {entry['ci_low']:.3f}-{entry['ci_high']:.3f} |"
+                f" {floor(key, 'accuracy', 3)} |"
+            )
+    for key, label in MEAN_METRICS:  # 4 decimals: path deviations are fractions of the frame near 1e-3
         entry = scores.get(key)
         if isinstance(entry, dict) and entry.get("mean") is not None:
-            rows.append(f"| {label} | {entry['mean']:.3f} | {entry['ci_low']:.3f}-{entry['ci_high']:.3f} |")
+            rows.append(
+                f"| {label} | {entry['mean']:.4f} | {entry['ci_low']:.4f}-{entry['ci_high']:.4f} | {floor(key, 'mean', 4)} |"
+            )
     if result.get("fsd") is not None:
         rows.append(
-            f"| FSD against {result.get('num_real', '?')} real clips (lower is better) | {result['fsd']:.3f} | |"
+            f"| FSD against {result.get('num_real', '?')} real clips (lower is better) | {result['fsd']:.3f} | | |"
         )
     if result.get("seconds_per_video") is not None:
         device = f" ({result['device']})" if result.get("device") else ""
-        rows.append(f"| seconds per video{device} | {result['seconds_per_video']:.3f} | |")
+        rows.append(f"| seconds per video{device} | {result['seconds_per_video']:.3f} | | |")
     return (
         "## Evaluation: the moving-shapes world\n\n"
         "Scored by diffusers-video's `ShapesScorer` on held-out captions (attribute combinations never seen in "
