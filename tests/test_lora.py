@@ -278,8 +278,6 @@ def test_bad_lora_files_are_refused_with_what_is_wrong(lora_folder):
             LoraTrainingConfig(**bad)
     with pytest.raises(ValueError, match="`lora` and `freeze_spatial`"):
         TrainingConfig(freeze_spatial=True, lora={})
-    with pytest.raises(ValueError, match="videofusion.train_base"):
-        TrainingConfig(lora={}, videofusion={})
 
 
 # ------------------------------------------------------------------------------------------------------ training
@@ -353,6 +351,33 @@ def test_a_videofusion_run_trains_a_lora_of_the_residual_generator(tmp_path):
     pipe.load_lora_weights(final, adapter_name="residual")
     assert pipe.get_list_adapters() == {"residual_unet": ["residual"]}  # `unet.` keys: the video UNet
     assert np.abs(generate(pipe) - reference).max() > 0
+
+
+def test_a_videofusion_lora_with_train_base_adapts_both_generators(tmp_path):
+    # the base generator draws the key frame (its colour, its shape): a LoRA meant to change those must adapt it too
+    from diffusers_video.training.videofusion import VideoFusionComponents
+
+    pipe = videofusion(base=True)
+    residual, base = copy.deepcopy(pipe.residual_unet), copy.deepcopy(pipe.base_unet)
+    base_before = {name: p.clone() for name, p in base.state_dict().items()}
+    parts = VideoFusionComponents(
+        **vars(components(residual, pipe.vae, (pipe.tokenizer, pipe.text_encoder))),
+        base_unet=base, base_prediction_type="epsilon",
+    )  # fmt: skip
+    final = train(lora_config(tmp_path, 2, videofusion={"train_base": True}, checkpointing_steps=None), parts)
+    weights = load_file(final / LORA_WEIGHT_NAME)
+    assert {key.split(".")[0] for key in weights} == {"unet", "base_unet"}
+    assert any(v.abs().sum() > 0 for k, v in weights.items() if k.startswith("base_unet.") and "lora_B" in k)
+    unadapted = {k: v for k, v in base.state_dict().items() if "lora_" not in k}
+    for name, value in base_before.items():  # the base's own weights stay as they were: only its adapter trained
+        assert torch.equal(unadapted.get(name, unadapted.get(name.replace(".weight", ".base_layer.weight").replace(
+            ".bias", ".base_layer.bias"))), value), name  # fmt: skip
+    reference = generate(pipe)
+    pipe.load_lora_weights(final, adapter_name="both")
+    assert pipe.get_list_adapters() == {"residual_unet": ["both"], "base_unet": ["both"]}
+    assert np.abs(generate(pipe) - reference).max() > 0
+    pipe.unload_lora_weights()  # diffusers' unloading of an image UNet's adapter restores it to float rounding
+    np.testing.assert_allclose(generate(pipe), reference, atol=1e-5, rtol=0)
 
 
 def colour_folder(folder: Path, colour: str, count: int, size: int, frames: int = FRAMES) -> Path:

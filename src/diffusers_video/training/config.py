@@ -335,7 +335,8 @@ class TrainingConfig:
         magicvideo (`MagicVideoConfig | None`, defaults to None): Train MagicVideo's interpolation model on segments
             whose end frames are given (see `training.magicvideo`).
         lora (`LoraTrainingConfig | None`, defaults to None): Train LoRA adapters on the UNet instead of the UNet
-            (with `videofusion`: on the residual generator, `videofusion.train_base` false); None trains the weights.
+            (with `videofusion`: on the residual generator, and on the base generator too with `videofusion.train_base`);
+            None trains the weights.
         videogen (`VideoGenConfig | None`, defaults to None): Train one of VideoGen's models: the reference-conditioned
             video UNet, the latent super-resolution UNet or the flow upsampler (see `training.videogen`).
     """
@@ -476,10 +477,6 @@ class TrainingConfig:
             raise ValueError("`lora` and `freeze_spatial` cannot both be set: with `lora` only the adapters train.")
         if self.video_vae is not None:
             raise ValueError("`lora` cannot train a `video_vae` decoder: it adapts the UNet.")
-        if self.videofusion is not None and self.videofusion.train_base:
-            raise ValueError(
-                "`lora` with `videofusion` adapts the residual generator only: set `videofusion.train_base` to false."
-            )
 
     def _check_videofusion(self) -> None:
         if self.image_fraction > 0:

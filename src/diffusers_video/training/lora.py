@@ -82,8 +82,11 @@ def lora_weights(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict]:
     return state, model.peft_config[ADAPTER_NAME].to_dict()
 
 
-def save_lora(folder: str | Path, model: nn.Module, prefix: str) -> Path:
-    """Write the adapter of `model` as `folder/pytorch_lora_weights.safetensors`, its keys prefixed `prefix.`."""
-    state, metadata = lora_weights(model)
-    VideoLoraLoaderMixin.save_lora_weights(folder, {prefix: state}, {prefix: metadata})
+def save_lora(folder: str | Path, models: dict[str, nn.Module]) -> Path:
+    """Write the adapters of `models` (`{prefix: model}`, e.g. `{"unet": unet}` or VideoFusion's `{"residual_unet":
+    ..., "base_unet": ...}`) as one `folder/pytorch_lora_weights.safetensors`, each model's keys prefixed `prefix.`."""
+    states, metadata = {}, {}
+    for prefix, model in models.items():
+        states[prefix], metadata[prefix] = lora_weights(model)
+    VideoLoraLoaderMixin.save_lora_weights(folder, states, metadata)
     return Path(folder) / LORA_WEIGHT_NAME

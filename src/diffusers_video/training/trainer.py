@@ -559,6 +559,10 @@ class Trainer:
         """Where `save_final` writes the trained model: `output_dir/final` (subclasses may choose another)."""
         return self.output_dir / FINAL_NAME
 
+    def lora_models(self) -> dict[str, nn.Module]:
+        """The models whose adapters `lora` trains, by the prefix their keys are saved under."""
+        return {self.config.lora.prefix: self.components.unet}
+
     def save_model(self, folder: Path) -> None:
         """Write the model into `folder` (the temporary final folder): its components and `training_config.json`."""
         save_components(folder, self.components, self.config.model.pipeline_class)
@@ -577,7 +581,7 @@ class Trainer:
             try:
                 with checkpointing.naming_write_errors(target), checkpointing.atomic_folder(target) as temporary:
                     if self.config.lora is not None:
-                        save_lora(temporary, self.components.unet, self.config.lora.prefix)
+                        save_lora(temporary, self.lora_models())
                         self.config.to_json_file(temporary / TRAINING_CONFIG_NAME)
                     else:
                         self.save_model(temporary)

@@ -51,6 +51,7 @@ from .checkpointing import atomic_folder
 from .components import TrainingComponents, load_components, resolve_class, resolve_pipeline_class
 from .config import PREDICTION_TYPES, TrainingConfig
 from .data import sample_generator
+from .lora import add_lora
 from .objectives import (
     mean_over_samples,
     per_sample_mse,
@@ -373,11 +374,27 @@ class VideoFusionTrainer(Trainer):
         if not self.config.videofusion.train_base:
             base.requires_grad_(False).eval()
             return trainable
-        base.requires_grad_(True)
         if self.config.gradient_checkpointing:
             base.enable_gradient_checkpointing()
         base.train()
+        if self.config.lora is not None:  # adapters on the base generator too (it draws the key frame), where an
+            # image UNet has the layers: its spatial attention, not the temporal group
+            image_targets = [name for name in self.config.lora.target_modules if name != "temporal_attention"]
+            if not image_targets:
+                base.requires_grad_(False).eval()
+                return trainable
+            return trainable + add_lora(base, dataclasses.replace(self.config.lora, target_modules=image_targets))
+        base.requires_grad_(True)
         return trainable + list(base.parameters())
+
+    def lora_models(self) -> dict[str, nn.Module]:
+        """The residual generator's adapters under `lora.prefix` ("unet" loads into a pipeline's video UNet), and
+        the base generator's as `base_unet` when it trains."""
+        models = super().lora_models()
+        base = self.components.base_unet
+        if base is not None and self.config.videofusion.train_base and getattr(base, "peft_config", None):
+            models["base_unet"] = base
+        return models
 
     def build_denoiser(self) -> nn.Module:
         if self.components.base_unet is None:
