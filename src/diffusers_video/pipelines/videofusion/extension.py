@@ -14,6 +14,7 @@ video already made.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
@@ -34,17 +35,12 @@ def default_extension_overlap(window_size: int) -> int:
     return max(0, min(window_size // 2 + 1, window_size - 1))
 
 
-class ExtensionWindow(tuple):
+class ExtensionWindow(NamedTuple):
     """`(start, end, given)`: a window's frames `[start, end)`, of which the first `given` come from earlier windows."""
 
-    __slots__ = ()
-
-    def __new__(cls, start: int, end: int, given: int):
-        return super().__new__(cls, (start, end, given))
-
-    start = property(lambda self: self[0])
-    end = property(lambda self: self[1])
-    given = property(lambda self: self[2])
+    start: int
+    end: int
+    given: int
 
 
 def extension_windows(num_frames: int, window_size: int, overlap: int) -> list[ExtensionWindow]:
@@ -107,7 +103,6 @@ def start_from_given_frames(
         return 0, noise * scheduler.init_noise_sigma
     new = noise.shape[2] - given.shape[2]
     initial = torch.cat([given, given[:, :, -1:].expand(-1, -1, new, -1, -1)], dim=2).to(noise.dtype)
-    timestep = scheduler.timesteps[start_step * getattr(scheduler, "order", 1)]
-    return start_step * getattr(scheduler, "order", 1), scheduler.add_noise(
-        initial, noise, timestep.reshape(1).expand(noise.shape[0])
-    )
+    start_index = start_step * getattr(scheduler, "order", 1)  # a second-order scheduler lists two per step
+    timestep = scheduler.timesteps[start_index]
+    return start_index, scheduler.add_noise(initial, noise, timestep.reshape(1).expand(noise.shape[0]))

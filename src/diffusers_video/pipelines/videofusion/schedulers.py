@@ -26,7 +26,14 @@ from diffusers.utils import logging
 
 from ...schedulers.scheduling_decomposed import DecomposedNoiseScheduler
 
-__all__ = ["PREDICTION_TYPES", "check_scheduler", "injects_noise", "model_input_levels", "takes_variance_noise"]
+__all__ = [
+    "PREDICTION_TYPES",
+    "check_scheduler",
+    "injects_noise",
+    "model_input_levels",
+    "takes_variance_noise",
+    "warn_if_independent_step_noise",
+]
 
 logger = logging.get_logger(__name__)
 
