@@ -15,6 +15,7 @@ from diffusers_video.data.quality import (
     evaluate_pipeline,
     format_quality_table,
     infer_video_settings,
+    load_pipeline,
     score_ground_truth,
 )
 from diffusers_video.data.shapes import ShapesWorld
@@ -114,6 +115,24 @@ def test_bench_quality_runs_prints_the_table_and_writes_json(pipeline_dir, tmp_p
     assert all(
         s["prompt"] == ShapesWorld(split="heldout").scene((1, 0, i)).caption for i, s in enumerate(result["samples"])
     )
+    # The videos came from `generate --prompts` (exact arrays and an index) and score as the in-memory loop does.
+    videos_dir = tmp_path / "out" / "quality_videos"
+    index = [json.loads(line) for line in (videos_dir / "index.jsonl").read_text().splitlines()]
+    assert [(line["file"], line["seed"]) for line in index] == [("00000.npy", 1), ("00001.npy", 2), ("00002.npy", 3)]
+    pipeline = load_pipeline(pipeline_dir)
+    in_memory = evaluate_pipeline(pipeline, num_samples=3, num_inference_steps=2, seed=1, num_frames=8, num_real=8,
+                                  progress=False)  # fmt: skip
+    for key in ("scores", "ground_truth", "fsd", "samples", "num_frames", "height", "width"):
+        assert result[key] == in_memory[key], key
+    # A rerun resumes: nothing is generated again (no time to report) and the scores are the same.
+    mtimes = [(videos_dir / line["file"]).stat().st_mtime_ns for line in index]
+    assert cli.main([*argv, "--seed", "1", "--output", str(output), "--num-real", "8", "--no-progress"]) == 0
+    again = json.loads(output.read_text())
+    assert again["scores"] == result["scores"] and again["seconds_per_video"] is None
+    assert [(videos_dir / line["file"]).stat().st_mtime_ns for line in index] == mtimes
+    # Videos made with other settings are refused, not mixed in.
+    assert cli.main([*argv[:-1], "4", "--seed", "1", "--output", str(output), "--no-progress"]) == 1
+    assert "other settings" in capsys.readouterr().err
 
 
 def test_bench_quality_fails_clearly_without_a_pipeline_folder(tmp_path, capsys, bench_only):

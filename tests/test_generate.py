@@ -70,6 +70,9 @@ def test_prompt_files_text_and_jsonl(tmp_path):
     jobs = read_prompts(write_jsonl(tmp_path / "p.jsonl", PROMPTS), seed=100)
     assert [j.seed for j in jobs] == [7, 101, 102, 103]
     assert jobs[1].options == {"num_frames": 3, "steps": 1}
+    (tmp_path / "frames").mkdir()
+    jobs = read_prompts(write_jsonl(tmp_path / "frames" / "i.jsonl", [{"prompt": "x", "image": "first.png"}]))
+    assert jobs[0].options == {"image": str(tmp_path / "frames" / "first.png")}  # relative to the prompts file
 
 
 @pytest.mark.parametrize(
@@ -79,6 +82,7 @@ def test_prompt_files_text_and_jsonl(tmp_path):
         ('{"prompt": ""}', 'line 2 of .* non-empty "prompt"'),
         ('{"prompt": "x", "seed": -1}', '"seed" must be an integer >= 0 but is -1'),
         ("{prompt: x}", "line 2 of .* is not valid JSON"),
+        ('{"prompt": "x", "image": 3}', '"image" must be the name of an image file but is 3'),
     ],
 )
 def test_bad_prompt_lines_name_the_line(tmp_path, line, message):

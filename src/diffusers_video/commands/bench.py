@@ -9,17 +9,33 @@ frames), the largest step back against the motion and the steps back by more tha
 inside the shape, the background grain (mean absolute Laplacian), and how often the worst frame is the middle one;
 each next to its ground-truth floor (the world's own renders of the same captions). The same numbers, plus
 per-video results (each video's worst frame included), go to a JSON file.
+
+The videos are made by `diffusers-video generate --prompts` (the same code path): the held-out captions go into
+`prompts.jsonl` in `--videos-dir`, one per line with its seed, and every video is written there as an exact float
+array (`<index>.npy`) with `index.jsonl`. A rerun with the same settings skips the videos already there (an
+interrupted benchmark resumes), and under `accelerate launch` the captions are split between the processes; the
+scores are computed once all videos exist.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from ..data.quality import evaluate_pipeline, format_quality_table, load_pipeline
+from ..data.quality import (
+    first_frame_image,
+    format_quality_table,
+    heldout_scenes,
+    load_pipeline,
+    score_videos,
+    video_sizes,
+)
+from .generate import generate_batch
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -41,7 +57,9 @@ def register(subparsers) -> None:
     quality.add_argument(
         "--output", default="bench_quality.json", help="JSON file to write (default: bench_quality.json)"
     )
-    quality.add_argument("--batch-size", type=int, default=1, help="videos per pipeline call (default: 1)")
+    quality.add_argument(
+        "--videos-dir", default=None, help="where the videos are written (default: OUTPUT's name + _videos)"
+    )
     quality.add_argument("--guidance-scale", type=float, default=None, help="default: the pipeline's own")
     quality.add_argument("--num-frames", type=int, default=None, help="default: inferred from the pipeline")
     quality.add_argument("--height", type=int, default=None, help="default: inferred from the pipeline")
@@ -57,31 +75,85 @@ def register(subparsers) -> None:
 
 def run_quality(args: argparse.Namespace) -> int:
     """Run `bench quality` from parsed arguments; returns the exit code."""
-    for name in ("num_samples", "steps", "batch_size"):
+    for name in ("num_samples", "steps"):
         value = getattr(args, name)
         if value < 1:
             raise ValueError(f"`--{name.replace('_', '-')}` must be at least 1, but is {value}.")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    pipeline = load_pipeline(args.pipeline_dir, device=device, torch_dtype=_DTYPES[args.dtype])
-    result = evaluate_pipeline(
-        pipeline,
-        num_samples=args.num_samples,
-        num_inference_steps=args.steps,
-        seed=args.seed,
-        height=args.height,
-        width=args.width,
-        num_frames=args.num_frames,
-        batch_size=args.batch_size,
-        guidance_scale=args.guidance_scale,
+    output = Path(args.output)
+    videos_dir = Path(args.videos_dir) if args.videos_dir else output.with_name(f"{output.stem}_videos")
+    pipeline = load_pipeline(args.pipeline_dir, torch_dtype=_DTYPES[args.dtype])
+    sizes, call_settings = video_sizes(pipeline, args.height, args.width, args.num_frames)
+    world, scenes = heldout_scenes(sizes, args.num_samples, args.seed)
+    settings = {"seed": args.seed, "steps": args.steps, "guidance_scale": args.guidance_scale, **call_settings}
+    made_by = {"pipeline_dir": str(Path(args.pipeline_dir).resolve()), "dtype": args.dtype}
+    write_prompts(
+        videos_dir, world, scenes, settings, made_by, image="image" in inspect.signature(pipeline.__call__).parameters
+    )
+    batch = generate_batch(
+        argparse.Namespace(
+            prompts=str(videos_dir / "prompts.jsonl"), output_dir=str(videos_dir), format="npy", fps=8,
+            seed=args.seed, steps=args.steps, guidance_scale=args.guidance_scale, negative_prompt=None, image=None,
+            num_frames=None, height=None, width=None, device=args.device, no_progress=args.no_progress,
+        ),
+        pipeline=pipeline,
+    )  # fmt: skip
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # under `accelerate launch` the first process scores every video
+        return 0
+    videos = [np.load(videos_dir / job.file_name("npy"), allow_pickle=False) for job in batch.jobs]
+    result = score_videos(
+        videos,
+        scenes,
+        world,
+        {
+            "pipeline": type(pipeline).__name__,
+            "num_samples": args.num_samples,
+            "num_inference_steps": args.steps,
+            "seed": args.seed,
+            "guidance_scale": args.guidance_scale,
+        },
+        batch.seconds,
         num_real=args.num_real,
-        progress=not args.no_progress,
+        seed=args.seed,
+        timed_videos=batch.generated,  # those made by this run (and this process), not resumed
     )
     result["pipeline_dir"] = str(args.pipeline_dir)
-    result["device"] = str(device)
+    result["device"] = str(pipeline.device)
+    result["videos_dir"] = str(videos_dir)
     print(format_quality_table(result))
-    output = Path(args.output)
     if output.parent != Path(""):
         output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {output}")
     return 0
+
+
+def write_prompts(videos_dir: Path, world, scenes, settings: dict, made_by: dict, image: bool) -> None:
+    """`prompts.jsonl` in `videos_dir`: one line per held-out scene (caption, seed `seed + i`, size), and for an
+    image-to-video pipeline the first frame of the scene's real clip as `images/<index>.png`. `settings.json` records
+    `settings` and `made_by` (the pipeline and dtype): videos already in the folder that were made otherwise are
+    refused rather than mixed. (More samples with the same settings reuse the first ones: video `i` depends only on
+    its caption and seed.)"""
+    lines = []
+    for i, scene in enumerate(scenes):
+        line = {"prompt": scene.caption, "seed": settings["seed"] + i}
+        line.update({key: settings[key] for key in ("num_frames", "height", "width") if key in settings})
+        if image:
+            line["image"] = f"images/{i:05d}.png"
+        lines.append(json.dumps(line))
+    text = "".join(line + "\n" for line in lines)
+    recorded = videos_dir / "settings.json"
+    wanted = json.dumps({**settings, **made_by}, sort_keys=True)
+    if recorded.is_file() and recorded.read_text() != wanted:
+        raise ValueError(
+            f"`--videos-dir` '{videos_dir}' holds videos made with other settings ({recorded.read_text()}, now "
+            f"{wanted}): give another `--videos-dir` or empty it."
+        )
+    videos_dir.mkdir(parents=True, exist_ok=True)
+    if image:
+        (videos_dir / "images").mkdir(exist_ok=True)
+        for i, scene in enumerate(scenes):
+            first_frame_image(world, scene).save(videos_dir / "images" / f"{i:05d}.png")
+    (videos_dir / "prompts.jsonl").write_text(text)
+    recorded.write_text(wanted)

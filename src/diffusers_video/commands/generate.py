@@ -19,8 +19,9 @@ LoRA (`pytorch_lora_weights.safetensors`, see `diffusers_video.pipelines.lora`) 
 
 Many prompts: `--prompts FILE` (a text file, one prompt per line, blank lines and lines starting with # skipped; or a
 `.jsonl` file, one object per line with "prompt" and optionally "seed", "negative_prompt", "num_frames", "height",
-"width", "steps", "guidance_scale") writes one video per prompt into `--output_dir` as `<index>.mp4` (or `.gif`, by
-`--format`), prompt `i` (from 0) seeded `--seed + i` unless its line gives a seed, and `index.jsonl` there, one line
+"width", "steps", "guidance_scale", "image") writes one video per prompt into `--output_dir` as `<index>.mp4` (or `.gif`,
+or `.npy` by `--format`: the frames as a float32 array `(frames, height, width, 3)` in [0, 1], exactly as the pipeline
+made them, which is what `bench quality` scores), prompt `i` (from 0) seeded `--seed + i` unless its line gives a seed, and `index.jsonl` there, one line
 per video: index, prompt, seed, file and the options of its line. A video already in the folder is skipped, so a rerun
 resumes an interrupted batch. Under `accelerate launch` the prompts are split between the processes
 (`PartialState.split_between_processes`; on CPU, `accelerate launch --multi_gpu --num_processes N` or torchrun starts
@@ -34,6 +35,7 @@ import copy
 import inspect
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +57,7 @@ LINE_OPTIONS = {
     "width": "width",
     "steps": "steps",
     "guidance_scale": "guidance_scale",
+    "image": "image",
 }
 
 # The committed demo pipelines that `--pipeline NAME` loads, relative to the repository root (where commands run).
@@ -104,7 +107,9 @@ def register(subparsers) -> None:
         "--prompts", default=None, metavar="FILE", help="many prompts: a text file (one per line) or a .jsonl file"
     )
     parser.add_argument("--output_dir", "--output-dir", default=None, help="where `--prompts` videos go")
-    parser.add_argument("--format", choices=("mp4", "gif"), default="mp4", help="file type of `--prompts` videos")
+    parser.add_argument(
+        "--format", choices=("mp4", "gif", "npy"), default="mp4", help="file type of `--prompts` videos (npy: exact)"
+    )
     parser.add_argument("--lora", default=None, metavar="PATH_OR_REPO_ID", help="load this LoRA into the pipeline")
     parser.add_argument("--lora_scale", "--lora-scale", type=float, default=1.0, help="its weight (default: 1)")
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
@@ -214,11 +219,15 @@ def call_arguments(pipeline, args: argparse.Namespace) -> dict:
 
 
 def write_video(frames: np.ndarray, output: Path, fps: int) -> None:
-    """Writes `(frames, height, width, 3)` floats in [0, 1] as MP4 (imageio-ffmpeg) or GIF (PIL)."""
+    """Writes `(frames, height, width, 3)` floats in [0, 1] as MP4 (imageio-ffmpeg), GIF (PIL) or NPY (the float32
+    array itself, lossless)."""
     from diffusers.utils import export_to_gif, export_to_video
     from PIL import Image
 
     output.parent.mkdir(parents=True, exist_ok=True)
+    if output.suffix.lower() == ".npy":
+        np.save(output, np.asarray(frames, dtype=np.float32), allow_pickle=False)
+        return
     if output.suffix.lower() == ".gif":
         images = [Image.fromarray((np.clip(f, 0, 1) * 255).round().astype(np.uint8)) for f in frames]
         export_to_gif(images, str(output), fps=fps)
@@ -304,6 +313,10 @@ def read_prompts(path: str | os.PathLike, seed: int = 0) -> list[PromptJob]:
         if isinstance(own_seed, bool) or not isinstance(own_seed, int) or own_seed < 0:
             raise ValueError(f'{where}: "seed" must be an integer >= 0 but is {own_seed!r}.')
         options = {key: values[key] for key in LINE_OPTIONS if key in values}
+        if "image" in options:  # a file name, relative to the prompts file
+            if not isinstance(options["image"], str) or not options["image"]:
+                raise ValueError(f'{where}: "image" must be the name of an image file but is {options["image"]!r}.')
+            options["image"] = str(path.parent / options["image"])
         jobs.append(PromptJob(len(jobs), values["prompt"].strip(), own_seed, options))
     if not jobs:
         raise ValueError(f"`--prompts` '{path}' holds no prompt.")
@@ -393,10 +406,32 @@ def run(args: argparse.Namespace) -> int:
 def run_batch(args: argparse.Namespace) -> int:
     """`generate --prompts FILE --output_dir DIR`: one video per prompt, split between the processes of `accelerate
     launch`, skipping videos that exist; then `index.jsonl`. Returns the exit code."""
+    generate_batch(args)
+    return 0
+
+
+@dataclass
+class BatchResult:
+    """What `generate_batch` did: every job of the prompts file, how many videos this process made, and the seconds
+    it spent in the pipeline calls (loading excluded)."""
+
+    jobs: list[PromptJob]
+    generated: int
+    seconds: float
+
+
+def generate_batch(args: argparse.Namespace, pipeline=None) -> BatchResult:
+    """The batch of `generate --prompts`: checks every line, then writes the videos not already in `--output_dir`
+    (each through a partial file, so a video there is always complete) and the index.
+
+    Args:
+        args: the parsed `generate` options (`prompts`, `output_dir`, `format`, `fps`, `seed`, ...).
+        pipeline (*optional*): a loaded pipeline to use instead of loading `--pipeline` (what `bench quality` passes).
+    """
     from accelerate import PartialState
     from tqdm.auto import tqdm
 
-    given = [name for name in ("prompt", "prompt_argument", "output") if getattr(args, name) is not None]
+    given = [name for name in ("prompt", "prompt_argument", "output") if getattr(args, name, None) is not None]
     if given:
         option = "PROMPT" if given[0] == "prompt_argument" else f"--{given[0]}"
         raise ValueError(f"`--prompts` writes one video per line into `--output_dir`: leave out `{option}`.")
@@ -414,8 +449,9 @@ def run_batch(args: argparse.Namespace) -> int:
         check_writable(output_dir.absolute())
     state.wait_for_everyone()
     todo = [job for job in jobs if not (output_dir / job.file_name(args.format)).is_file()]
+    generated, seconds = 0, 0.0
     if todo:
-        pipeline = load_pipeline(args)
+        pipeline = load_pipeline(args) if pipeline is None else pipeline
         job_kwargs = [call_arguments(pipeline, job_arguments(args, job)) for job in todo]  # every line checked first
         device = _device(args.device) if args.device is not None else state.device
         pipeline = pipeline.to(device)
@@ -430,11 +466,15 @@ def run_batch(args: argparse.Namespace) -> int:
             for job, kwargs in bar:
                 target = output_dir / job.file_name(args.format)
                 partial = target.with_name(f".{target.stem}.partial{target.suffix}")
-                write_video(_first_video(pipeline(**kwargs).frames), partial, args.fps)
+                started = time.perf_counter()
+                frames = _first_video(pipeline(**kwargs).frames)
+                seconds += time.perf_counter() - started
+                write_video(frames, partial, args.fps)
                 os.replace(partial, target)  # a video in the folder is always complete
+                generated += 1
     state.wait_for_everyone()
     if state.is_main_process:
         write_index(output_dir, jobs, args.format)
         skipped = len(jobs) - len(todo)
         print(f"wrote {len(todo)} videos to {output_dir} ({skipped} already there), index in {INDEX_FILE}")
-    return 0
+    return BatchResult(jobs, generated, seconds)

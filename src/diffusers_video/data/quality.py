@@ -238,21 +238,8 @@ def evaluate_pipeline(
         raise ValueError(f"`call_kwargs` has {unknown}, which {type(pipeline).__name__}.__call__ does not take.")
     num_inference_steps = call_kwargs.pop("num_inference_steps", num_inference_steps)
     guidance_scale = call_kwargs.pop("guidance_scale", guidance_scale)
-    inferred = infer_video_settings(pipeline)
-    requested = {"height": height, "width": width, "num_frames": num_frames}
-    for name, value in requested.items():
-        if value is not None and name not in parameters:
-            raise ValueError(f"`{name}={value}` was given, but {type(pipeline).__name__}.__call__ has no `{name}`.")
-    sizes = {k: (v if v is not None else inferred[k]) for k, v in requested.items()}
-    call_settings = {k: v for k, v in sizes.items() if v is not None and k in parameters}
-    # Captions (and, for image-to-video, first frames) from the held-out split: never seen in training.
-    world = ShapesWorld(  # renders image-to-video first frames at the pipeline's size
-        height=max(sizes["height"] or 64, 8),
-        width=max(sizes["width"] or 64, 8),
-        num_frames=max(sizes["num_frames"] or 16, 2),
-        split="heldout",
-    )
-    scenes = [world.scene((seed, 0, i)) for i in range(num_samples)]
+    sizes, call_settings = video_sizes(pipeline, height, width, num_frames)
+    world, scenes = heldout_scenes(sizes, num_samples, seed)
     device = getattr(pipeline, "device", torch.device("cpu"))
     generator_device = "cpu" if device is None or torch.device(device).type == "mps" else device
 
@@ -275,18 +262,77 @@ def evaluate_pipeline(
             if guidance_scale is not None:
                 kwargs["guidance_scale"] = guidance_scale
             if "image" in parameters:
-                from PIL import Image
-
-                first = [world.render(scene, num_frames=1)[0] for scene in batch]
-                images = [Image.fromarray((f * 255).round().astype(np.uint8)) for f in first]
+                images = [first_frame_image(world, scene) for scene in batch]
                 kwargs["image"] = images if len(images) > 1 else images[0]
             output = pipeline(**kwargs)
             videos.extend(_to_videos(output.frames))
             bar.update(len(batch))
     total = time.perf_counter() - started
-    if len(videos) != num_samples:
-        raise ValueError(f"The pipeline returned {len(videos)} videos for {num_samples} prompts.")
+    settings = {
+        "pipeline": type(pipeline).__name__,
+        "num_samples": num_samples,
+        "num_inference_steps": num_inference_steps,
+        "seed": seed,
+        "batch_size": batch_size,
+        "guidance_scale": guidance_scale,
+        "call_kwargs": json.loads(json.dumps(call_kwargs, default=repr)),
+    }
+    return score_videos(videos, scenes, world, settings, total, num_real=num_real, seed=seed, scorer=scorer)
 
+
+def video_sizes(pipeline, height: int | None, width: int | None, num_frames: int | None) -> tuple[dict, dict]:
+    """The size of the videos `evaluate_pipeline` asks `pipeline` for: the given values, else the pipeline's own
+    (`infer_video_settings`). Returns `(sizes, call_settings)`: every value (`None` where unknown), and those to pass
+    to `__call__`. A value given for an argument `__call__` does not take is a `ValueError`."""
+    parameters = _call_parameters(pipeline)
+    inferred = infer_video_settings(pipeline)
+    requested = {"height": height, "width": width, "num_frames": num_frames}
+    for name, value in requested.items():
+        if value is not None and name not in parameters:
+            raise ValueError(f"`{name}={value}` was given, but {type(pipeline).__name__}.__call__ has no `{name}`.")
+    sizes = {k: (v if v is not None else inferred[k]) for k, v in requested.items()}
+    return sizes, {k: v for k, v in sizes.items() if v is not None and k in parameters}
+
+
+def heldout_scenes(sizes: dict, num_samples: int, seed: int) -> tuple[ShapesWorld, list]:
+    """The world (at the videos' size, for image-to-video first frames) and the held-out scenes `(seed, 0, i)` whose
+    captions prompt the pipeline: attribute combinations never shown in training."""
+    world = ShapesWorld(
+        height=max(sizes["height"] or 64, 8),
+        width=max(sizes["width"] or 64, 8),
+        num_frames=max(sizes["num_frames"] or 16, 2),
+        split="heldout",
+    )
+    return world, [world.scene((seed, 0, i)) for i in range(num_samples)]
+
+
+def first_frame_image(world: ShapesWorld, scene):
+    """The first frame of `scene`'s real clip as the PIL image an image-to-video pipeline is given."""
+    from PIL import Image
+
+    return Image.fromarray((world.render(scene, num_frames=1)[0] * 255).round().astype(np.uint8))
+
+
+def score_videos(
+    videos: list[np.ndarray],
+    scenes: list,
+    world: ShapesWorld,
+    settings: dict,
+    total_seconds: float,
+    num_real: int | None = None,
+    seed: int = 0,
+    scorer: ShapesScorer | None = None,
+    timed_videos: int | None = None,
+) -> dict:
+    """Score generated videos of `scenes` (see `evaluate_pipeline`, whose result this returns): `settings` (the
+    pipeline's name and call settings) first, then the scores, the ground truth, FSD and the per-video samples.
+    `total_seconds` is the time spent generating `timed_videos` of them (default: all; 0 when every video was
+    resumed from files, which leaves the time per video `None`)."""
+    if len(videos) != len(scenes):
+        raise ValueError(f"The pipeline returned {len(videos)} videos for {len(scenes)} prompts.")
+    scorer = ShapesScorer() if scorer is None else scorer
+    num_samples = len(scenes)
+    timed = num_samples if timed_videos is None else timed_videos
     scores = [scorer.score(video, scene.caption) for video, scene in zip(videos, scenes)]
     frames_out, height_out, width_out = videos[0].shape[:3]
     num_real = max(num_samples, 64) if num_real is None else num_real
@@ -295,23 +341,17 @@ def evaluate_pipeline(
         real = [world.render(world.scene((seed, 1, j)), height_out, width_out, frames_out) for j in range(num_real)]
         fsd = float(scorer.fsd(videos, real))
     return {
-        "pipeline": type(pipeline).__name__,
-        "num_samples": num_samples,
-        "num_inference_steps": num_inference_steps,
-        "seed": seed,
+        **settings,
         "height": int(height_out),
         "width": int(width_out),
         "num_frames": int(frames_out),
-        "batch_size": batch_size,
-        "guidance_scale": guidance_scale,
-        "call_kwargs": json.loads(json.dumps(call_kwargs, default=repr)),
         "caption_split": "heldout",
         "scores": scorer.aggregate(scores),
         "ground_truth": _score_renders(world, scenes, height_out, width_out, frames_out, scorer),
         "fsd": fsd,
         "num_real": num_real if fsd is not None else 0,
-        "seconds_per_video": total / num_samples,
-        "total_seconds": total,
+        "seconds_per_video": total_seconds / timed if timed else None,
+        "total_seconds": total_seconds,
         "samples": [
             {
                 "prompt": s.prompt,
@@ -384,5 +424,7 @@ def format_quality_table(result: dict) -> str:
         lines.append(f"{'worst frame, videos per index':<30}{' '.join(str(count) for count in histogram)}")
     fsd = "n/a" if result["fsd"] is None else f"{result['fsd']:.3f}"
     lines.append(f"{'FSD vs ' + str(result['num_real']) + ' real clips':<30}{fsd:>9}")
-    lines.append(f"{'seconds per video':<30}{result['seconds_per_video']:>9.3f}")
+    seconds = result["seconds_per_video"]
+    shown = f"{seconds:>9.3f}" if seconds is not None else "      n/a (every video was already made)"
+    lines.append(f"{'seconds per video':<30}{shown}")
     return "\n".join(lines)
