@@ -16,7 +16,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import load_script, tiny_clip_text_models, tiny_vae
+from conftest import assert_bfloat16_matches, load_script, tiny_clip_text_models, tiny_vae
 from diffusers import DDIMScheduler, I2VGenXLPipeline, I2VGenXLUNet
 from safetensors.torch import load_file, save_file
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
@@ -383,3 +383,18 @@ def test_the_content_encoder_loads_strictly(converted_folder, tmp_path):
     save_file(weights, folder / "diffusion_pytorch_model.safetensors")
     with pytest.raises(ValueError, match=r"missing weights \['context_embedding.0.bias'\]"):
         I2VGenXLContentEncoder.from_pretrained(folder)
+
+
+def test_bfloat16_from_pretrained_runs_the_cascade_as_float32_does(pipes, converted_folder):
+    _, ours = pipes
+    low = I2VGenXLCascadePipeline.from_pretrained(converted_folder, dtype=torch.bfloat16)
+    low.set_progress_bar_config(disable=True)
+    assert (
+        {p.dtype for p in low.unet.parameters()}
+        == {p.dtype for p in low.content_encoder.parameters()}
+        == {torch.bfloat16}
+    )
+    call = dict(image=an_image(), prompt="a red circle", height=16, width=16, num_frames=3, num_inference_steps=2,
+                guidance_scale=4.0, output_type="latent")  # fmt: skip
+    reference = ours(**call, generator=torch.Generator().manual_seed(0)).frames
+    assert_bfloat16_matches(low(**call, generator=torch.Generator().manual_seed(0)).frames, reference)

@@ -8,13 +8,14 @@ frames. Guidance rescale is checked against a denoising loop written with diffus
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_clip_text_models, tiny_vae
+from conftest import assert_bfloat16_matches, tiny_clip_text_models, tiny_vae
 from diffusers import DDIMScheduler, UNet3DConditionModel, VideoToVideoSDPipeline
 from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
 
@@ -229,3 +230,12 @@ def test_cascade_refines_after_the_base_stage(pipes, tmp_path):
         cascade(**call, refiner_guidance_rescale=2)
     with pytest.raises(ValueError, match="`refiner_height` and `refiner_width` have to be"):
         cascade(**call, refiner_height=30, refiner_width=32)
+
+
+def test_bfloat16_refines_as_float32_does(pipes):
+    _, ours = pipes
+    call = dict(prompt="a red circle", video=a_video(), strength=0.6, num_inference_steps=4, guidance_scale=4.0,
+                output_type="latent")  # fmt: skip
+    reference = ours(**call, generator=torch.Generator().manual_seed(0)).frames
+    low = copy.deepcopy(ours).to(torch.bfloat16)
+    assert_bfloat16_matches(low(**call, generator=torch.Generator().manual_seed(0)).frames, reference)

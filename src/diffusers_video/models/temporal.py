@@ -166,7 +166,8 @@ class TemporalConv(nn.Module):
         # causal: the convolution pads nothing; `forward` puts the kernel_size - 1 zero frames in front
         self.causal_padding = kernel_size - 1 if padding == "causal" else 0
         same = kernel_size // 2 if padding == "same" else 0
-        self.conv = nn.Conv3d(channels, channels, (kernel_size, 1, 1), padding=(same, 0, 0))
+        # a Conv3d (checkpoints keep its weight shape) that runs as a (k, 1) 2D convolution on (B, C, F, H*W)
+        self.conv = FrameConv3d(channels, channels, (kernel_size, 1, 1), padding=(same, 0, 0))
         # Zero output: the layer starts as the identity, so an inflated UNet equals its image UNet.
         nn.init.zeros_(self.conv.weight)
         nn.init.zeros_(self.conv.bias)
@@ -193,9 +194,9 @@ class TemporalConv(nn.Module):
             h = h * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
         h = F.silu(h)
         h = self.dropout(h)
-        h = h.reshape(batch, num_frames, channels, height, width).transpose(1, 2)  # (B, C, F, H, W)
+        h = h.reshape(batch, num_frames, channels, height * width).transpose(1, 2)  # (B, C, F, H*W)
         if self.causal_padding:
-            h = F.pad(h, (0, 0, 0, 0, self.causal_padding, 0))  # (B, C, k - 1 + F, H, W): zero frames in front
+            h = F.pad(h, (0, 0, self.causal_padding, 0))  # (B, C, k - 1 + F, H*W): zero frames in front
         h = self.conv(h)
         h = h.transpose(1, 2).reshape(batch_frames, channels, height, width)  # (B*F, C, H, W)
         return hidden_states + h
