@@ -24,8 +24,10 @@ from diffusers_video.guidance import (
     oscillating_guidance_scales,
 )
 from diffusers_video.models.temporal import TemporalAttention
-from diffusers_video.pipelines.denoising import DenoisingPipelineMixin, denoise
+from diffusers_video.pipelines.denoising import DenoisingPipelineMixin, denoise, sdedit_steps
+from diffusers_video.pipelines.i2vgen_xl.refine import sdedit_timesteps
 from diffusers_video.pipelines.imagen_video.cascade import StageSpec
+from diffusers_video.pipelines.videofusion.extension import start_from_given_frames
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -254,3 +256,17 @@ def test_a_sliced_directed_temporal_attention_stays_causal():
         out = layer(changed, num_frames=4)
     torch.testing.assert_close(out[:2], reference[:2], atol=1e-6, rtol=1e-6)
     assert (out[2:] - reference[2:]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("scheduler_class", [DDIMScheduler, HeunDiscreteScheduler])
+def test_the_refiner_and_the_videofusion_windows_start_sdedit_at_the_same_step(scheduler_class):
+    """One convention (diffusers' image-to-image one): `strength` s of n steps runs the last max(int(n s), 1)."""
+    scheduler = scheduler_class()
+    given, noise = torch.zeros(1, 1, 1, 2, 2), torch.ones(1, 1, 3, 2, 2)
+    for n in (1, 2, 7, 25, 50):
+        for strength in (0.01, 0.3, 0.5, 0.6, 0.61, 0.99, 1.0):
+            scheduler.set_timesteps(n)
+            timesteps, steps = sdedit_timesteps(scheduler, n, strength)
+            assert steps == sdedit_steps(n, strength) == min(max(int(n * strength), 1), n)
+            start, _ = start_from_given_frames(scheduler, given, noise, strength, n)
+            assert torch.equal(scheduler.timesteps[start:], timesteps), (n, strength)

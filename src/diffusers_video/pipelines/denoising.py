@@ -30,7 +30,14 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
 from ..guidance import GuidanceSchedule
 
-__all__ = ["DenoisingPipelineMixin", "callback_tensor_inputs", "denoise", "extra_step_kwargs", "guidance_step_index"]
+__all__ = [
+    "DenoisingPipelineMixin",
+    "callback_tensor_inputs",
+    "denoise",
+    "extra_step_kwargs",
+    "guidance_step_index",
+    "sdedit_steps",
+]
 
 Predict = Callable[[torch.Tensor, torch.Tensor, int, torch.Tensor], torch.Tensor]
 
@@ -90,6 +97,14 @@ def extra_step_kwargs(
     if "generator" in parameters:
         kwargs["generator"] = generator
     return kwargs
+
+
+def sdedit_steps(num_inference_steps: int, strength: float) -> int:
+    """How many of `num_inference_steps` an SDEdit start runs (Meng et al. 2022): the last `int(num_inference_steps *
+    strength)`, at least one, as diffusers' image-to-image and video-to-video pipelines count them. The one convention
+    of this package: the refiner's `strength` and VideoFusion's `window_strength` both start at step
+    `num_inference_steps - sdedit_steps(...)` (times `scheduler.order` in `scheduler.timesteps`)."""
+    return min(max(int(num_inference_steps * strength), 1), num_inference_steps)
 
 
 def guidance_step_index(step_index: int, num_timesteps: int, num_inference_steps: int) -> int:

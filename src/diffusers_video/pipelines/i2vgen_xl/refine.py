@@ -28,7 +28,7 @@ from diffusers.video_processor import VideoProcessor
 from ...guidance import GuidanceSchedule, apply_guidance, scheduler_alpha_sigma
 from ...schedulers.diffusion_math import prediction_to_x0_eps
 from ..checks import is_number
-from ..denoising import denoise
+from ..denoising import denoise, sdedit_steps
 
 __all__ = [
     "NOISE_MODES",
@@ -195,13 +195,16 @@ def frame_major_noise(
 
 
 def sdedit_timesteps(scheduler: Any, num_inference_steps: int, strength: float) -> tuple[torch.Tensor, int]:
-    """The timesteps SDEdit runs, the last `int(num_inference_steps * strength)` steps of the schedule (at least
-    one), as diffusers' image-to-image pipelines take them; sets the scheduler's begin index where it has one.
+    """The timesteps SDEdit runs, the last `sdedit_steps(num_inference_steps, strength)` steps of the schedule, as
+    diffusers' image-to-image pipelines take them; sets the scheduler's begin index where it has one.
+
+    The refiner walks them through a `TimestepWindow` rather than `denoise(start_step=...)` because, as in diffusers'
+    `VideoToVideoSDPipeline`, its callbacks and guidance see the SDEdit steps counted from 0.
 
     Returns:
         `tuple[torch.Tensor, int]`: The timesteps (`scheduler.order` per step) and the number of steps.
     """
-    steps = min(max(int(num_inference_steps * strength), 1), num_inference_steps)
+    steps = sdedit_steps(num_inference_steps, strength)
     start = (num_inference_steps - steps) * scheduler.order
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(start)

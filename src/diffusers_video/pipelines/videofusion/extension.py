@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import torch
 
+from ..denoising import sdedit_steps
 from .windows import frame_windows
 
 __all__ = [
@@ -87,7 +88,7 @@ def start_from_given_frames(
     """`(start_step, latents)` of a window that runs the last `strength` of the schedule (SDEdit, Meng et al. 2022).
 
     With `strength` 1 the window starts from its noise at the first step. Below 1 it starts at step
-    `num_inference_steps - round(strength * num_inference_steps)` from the given frames followed by copies of the last
+    `num_inference_steps - sdedit_steps(num_inference_steps, strength)` (the refiner's count) from the given frames followed by copies of the last
     one, noised with the window's noise to that step's level: the new frames inherit the background and the shape,
     and the remaining steps move the shape on.
 
@@ -98,7 +99,7 @@ def start_from_given_frames(
         strength (`float`): In (0, 1].
         num_inference_steps (`int`): The steps of the full schedule.
     """
-    start_step = min(num_inference_steps - round(strength * num_inference_steps), num_inference_steps - 1)
+    start_step = num_inference_steps - sdedit_steps(num_inference_steps, strength)
     if start_step <= 0:
         return 0, noise * scheduler.init_noise_sigma
     new = noise.shape[2] - given.shape[2]
