@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from diffusers_video import DecomposedNoiseScheduler
-from diffusers_video.schedulers.scheduling_decomposed import (
+from diffusers_video.schedulers.decomposed_noise import (
     combine_noise,
     combine_velocity,
     frame_ratios,

@@ -26,7 +26,9 @@ from diffusers_video.pipelines.videofusion.extension import (
     default_extension_overlap,
     extension_windows,
 )
-from diffusers_video.schedulers.scheduling_decomposed import key_frame_index
+from diffusers_video.schedulers.decomposed_noise import (
+    key_frame_index,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

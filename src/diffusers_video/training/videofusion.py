@@ -37,9 +37,7 @@ from torch import nn
 
 from ..folders import INDEX_NAME, TRAINING_CONFIG_NAME, read_json
 from ..models.unet_3d import UNet3DModel
-from ..schedulers.diffusion_math import prediction_to_x0_eps, velocity
-from ..schedulers.scheduling_decomposed import (
-    DecomposedNoiseScheduler,
+from ..schedulers.decomposed_noise import (
     frame_ratios,
     key_frame_index,
     remove_base_noise,
@@ -47,6 +45,8 @@ from ..schedulers.scheduling_decomposed import (
     sample_decomposed_noise,
     with_key_frame,
 )
+from ..schedulers.diffusion_math import prediction_to_x0_eps, velocity
+from ..schedulers.scheduling_decomposed import DecomposedNoiseScheduler
 from .checkpointing import atomic_folder
 from .components import TrainingComponents, load_components, resolve_class, resolve_pipeline_class
 from .config import PREDICTION_TYPES, TrainingConfig

@@ -26,10 +26,8 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from ...guidance import GuidanceSchedule, apply_guidance
 from ...models.unet_3d import UNet3DModel
 from ...models.video_vae import AutoencoderKLVideo
-from ...schedulers.diffusion_math import prediction_to_x0_eps
-from ...schedulers.scheduling_decomposed import (
+from ...schedulers.decomposed_noise import (
     BaseNoiseRatio,
-    DecomposedNoiseScheduler,
     check_base_noise_ratio,
     combine_noise,
     combine_velocity,
@@ -39,6 +37,8 @@ from ...schedulers.scheduling_decomposed import (
     sample_decomposed_noise,
     with_key_frame,
 )
+from ...schedulers.diffusion_math import prediction_to_x0_eps
+from ...schedulers.scheduling_decomposed import DecomposedNoiseScheduler
 from ..checks import check_bool, check_guidance_scale, is_int, prompt_batch_size
 from ..denoising import DenoisingPipelineMixin, callback_tensor_inputs, denoise
 from ..pipeline_utils import VideoDiffusionPipeline, VideoPipelineOutput, decode_latents, postprocess_video
