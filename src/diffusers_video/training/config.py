@@ -29,15 +29,16 @@ from typing import Any
 
 from diffusers.optimization import SchedulerType
 
-from ..pipelines.imagen_video.cascade import StageSpec  # the cascade's own definition, shared with sampling
-from .config_checks import _check_int, _check_types
+from .config_checks import PREDICTION_TYPES, _check_int, _check_types
 from .i2vgen_xl_config import I2VGenXLConfig, check_i2vgen_xl_config
+from .imagen_video_config import ImagenVideoConfig
+from .lora_config import LoraTrainingConfig
 from .magicvideo_config import MagicVideoConfig, check_magicvideo_config
 from .objectives import LOSS_WEIGHTINGS, TIMESTEP_BIAS_STRATEGIES
 from .video_vae_config import VideoVAEConfig
+from .videofusion_config import VideoFusionConfig
 from .videogen_config import VideoGenConfig
 
-PREDICTION_TYPES = ("epsilon", "v_prediction")
 MIXED_PRECISIONS = ("no", "fp16", "bf16")
 UNET_CLASSES = ("UNet3DModel", "UNet2DConditionModel")
 LR_SCHEDULERS = tuple(s.value for s in SchedulerType)
@@ -145,135 +146,6 @@ class ModelConfig:
         for name, value in self.scalar_conditions.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"`model.scalar_conditions` must map names to numbers but has {name}={value!r}.")
-
-
-@dataclass
-class LoraTrainingConfig:
-    """LoRA fine-tuning: train low-rank adapters on the UNet's attention projections, the UNet itself frozen (see
-    `training.lora`). The final folder holds `pytorch_lora_weights.safetensors`, which any diffusers-video pipeline
-    loads with `load_lora_weights`.
-
-    Args:
-        rank (`int`, defaults to 4): The adapters' rank `r`.
-        alpha (`float | None`, defaults to None): peft's `lora_alpha` (the update is scaled by `alpha / rank`); None
-            uses `rank` (scale 1).
-        target_modules (`list`, defaults to ["spatial_attention", "temporal_attention"]): The layers adapted: the
-            groups "spatial_attention" and "temporal_attention" (`to_q`, `to_k`, `to_v`, `to_out.0` of either kind of
-            attention), or module-name suffixes such as "attn2.to_k".
-        dropout (`float`, defaults to 0.0): Dropout on the adapters' input, in [0, 1).
-        prefix (`str`, defaults to "unet"): The key prefix in the LoRA file: the pipeline component it loads into.
-            "unet" loads into a pipeline's video UNet (VideoFusion's `residual_unet`, Imagen Video's base `unet_0`);
-            name another component (e.g. "unet_2" for an Imagen Video super-resolution stage) to load there.
-    """
-
-    rank: int = 4
-    alpha: float | None = None
-    target_modules: list = field(default_factory=lambda: ["spatial_attention", "temporal_attention"])
-    dropout: float = 0.0
-    prefix: str = "unet"
-
-    def __post_init__(self):
-        _check_types(self, "lora.")
-        _check_int("lora.rank", self.rank, 1)
-        if self.alpha is not None and not self.alpha > 0:
-            raise ValueError(f"`lora.alpha` must be > 0 or None but is {self.alpha}.")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"`lora.dropout` must be in [0, 1) but is {self.dropout}.")
-        if not self.target_modules or not all(isinstance(name, str) and name for name in self.target_modules):
-            raise ValueError(
-                f"`lora.target_modules` must be a non-empty list of module names or groups but is "
-                f"{self.target_modules!r}."
-            )
-        if not self.prefix.isidentifier():
-            raise ValueError(f"`lora.prefix` must be a component name such as 'unet' but is {self.prefix!r}.")
-
-
-@dataclass
-class VideoFusionConfig:
-    """VideoFusion's joint training of a base and a residual generator (see `training.videofusion`).
-
-    Setting this section (`"videofusion": {...}` in a config file, or any `--videofusion.KEY` on the command line)
-    trains VideoFusion: the `model` section gives the residual generator (a `UNet3DModel`, e.g. inflated from the
-    image model), the noise is VideoFusion's decomposed noise, and the final folder is a `VideoFusionPipeline`.
-
-    Args:
-        base_noise_ratio (`float`, defaults to 0.5): `lambda` in [0, 1], the share of each frame's noise variance that
-            is the base noise shared by the clip; with a base generator the key (middle) frame has `lambda = 1`.
-        base_model (`str | None`, defaults to None): A local folder holding `unet/` (a `UNet2DConditionModel`, e.g.
-            "pipelines/shapes_sd") and optionally `scheduler/`: the base generator. None trains no base generator:
-            the residual UNet learns the whole decomposed noise.
-        base_prediction_type (`str | None`, defaults to None): How the base generator's output reads, "epsilon" or
-            "v_prediction"; None reads it from `base_model`'s `scheduler/scheduler_config.json`.
-        train_base (`bool`, defaults to True): Train the base generator jointly with the residual one, as the paper
-            does; False keeps it frozen.
-        key_frame_residual (`bool`, defaults to False): The residual generator also learns the key frame (its target
-            there is `-sigma_t x_0^k`, the velocity of a frame whose noise is the base alone), so that the sampler takes
-            the key frame's `x_0` from the model that sees every frame instead of from the image model alone, which
-            leaves the key frame off the other frames' path. Needs v-prediction; the saved pipeline records it
-            (`key_frame_estimate="residual"`).
-    """
-
-    base_noise_ratio: float = 0.5
-    base_model: str | None = None
-    base_prediction_type: str | None = None
-    train_base: bool = True
-    key_frame_residual: bool = False
-
-    def __post_init__(self):
-        _check_types(self, "videofusion.")
-        if not 0.0 <= self.base_noise_ratio <= 1.0:  # also rejects NaN
-            raise ValueError(f"`videofusion.base_noise_ratio` must be in [0, 1] but is {self.base_noise_ratio}.")
-        if self.base_prediction_type is not None and self.base_prediction_type not in PREDICTION_TYPES:
-            raise ValueError(
-                f"`videofusion.base_prediction_type` must be one of {PREDICTION_TYPES} or None but is "
-                f"{self.base_prediction_type!r}."
-            )
-
-
-@dataclass
-class ImagenVideoConfig:
-    """One stage of an Imagen Video cascade, trained in pixel space (see `training.imagen_video`).
-
-    Setting this section (`"imagen_video": {...}` in a config file, or any `--imagen_video.KEY` on the command line)
-    trains the stage `stage` of a pixel-space cascade with v-prediction: the `data` size is the stage's *output* size,
-    and a super-resolution stage's UNet (`in_channels` 6, a "noise_aug_level" scalar condition) sees the clip brought
-    down to the previous stage's size and back up (`downsample_for_condition`, `upsample_condition`), noise-augmented
-    at a random level, concatenated to its noisy sample. The final folder is a stage folder (`stage.json` added).
-
-    Args:
-        stage (`dict`, defaults to {"kind": "base", "factor": 1}): The stage, a `StageSpec` as a dict: "base"
-            (text-to-video), "tsr" (frames x `factor`) or "ssr" (height and width x `factor`).
-        noise_aug_max (`float`, defaults to 0.5): Noise-conditioning augmentation in training: every sample's
-            conditioning is noised to a level drawn uniformly from [0, `noise_aug_max`] (cosine schedule, 0 clean,
-            1 pure noise), which the UNet is told as its "noise_aug_level" condition (`1000 * level`). In [0, 1];
-            super-resolution stages only.
-        noise_aug_level (`float`, defaults to 0.1): The fixed level at which the stage is sampled in the cascade
-            (recorded in `stage.json`) and distilled (`diffusers-video distill`). In [0, `noise_aug_max`].
-    """
-
-    stage: dict = field(default_factory=lambda: {"kind": "base", "factor": 1})
-    noise_aug_max: float = 0.5
-    noise_aug_level: float = 0.1
-
-    def __post_init__(self):
-        _check_types(self, "imagen_video.")
-        self.stage = self.stage_spec().to_dict()  # a bad stage fails here, naming the key; "factor" made explicit
-        for name in ("noise_aug_max", "noise_aug_level"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:  # also rejects NaN
-                raise ValueError(f"`imagen_video.{name}` must be in [0, 1] but is {value}.")
-        if self.stage_spec().is_super_resolution and self.noise_aug_level > self.noise_aug_max:
-            raise ValueError(
-                f"`imagen_video.noise_aug_level` ({self.noise_aug_level}) must not exceed `imagen_video.noise_aug_max` "
-                f"({self.noise_aug_max}): the stage would be sampled at a level it never trained on."
-            )
-
-    def stage_spec(self) -> StageSpec:
-        """The `StageSpec` of `stage` (a `ValueError` naming `imagen_video.stage` when it is not one)."""
-        try:
-            return StageSpec.from_dict(self.stage)
-        except ValueError as error:
-            raise ValueError(f"`imagen_video.stage` is not a valid stage ({self.stage!r}): {error}") from None
 
 
 @dataclass

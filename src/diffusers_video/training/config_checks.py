@@ -8,7 +8,9 @@ import types
 import typing
 from typing import Any
 
-__all__ = ["_check_int", "_check_types"]
+__all__ = ["PREDICTION_TYPES", "_check_int", "_check_types"]
+
+PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
