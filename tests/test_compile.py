@@ -9,9 +9,10 @@ same sample at every step, so that each step's output differs only through the t
 the first timestep in would not match eager. Backends "eager" and "aot_eager" (no code generation), tiny models,
 `torch._dynamo.reset()` around every test.
 
-Two recompilations of `UNet3DModel` are known and marked `xfail(strict=True)` (they are in files this test's author
-may not edit; see the reasons): a fresh model recompiles at the second step (the automatic feed-forward chunking sets
-an attribute inside the first compiled call), and python-number timesteps recompile at every step.
+Two recompilations of `UNet3DModel` were found this way and fixed: a fresh model recompiled at the second step (the
+automatic feed-forward chunking set an attribute inside the first compiled call; it now changes nothing while
+compiling), and python-number timesteps recompiled at every step (`scalar_tensor` used `torch.as_tensor(value)`,
+which dynamo specialises on the value; it now builds `torch.tensor([value])` as diffusers' UNets do).
 """
 
 from __future__ import annotations
@@ -122,15 +123,6 @@ def test_unet_compiles_to_one_graph_that_equals_eager_at_every_denoising_step(la
     assert min((expected[i] - expected[i + 1]).abs().max() for i in range(len(expected) - 1)) > 1e-4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=torch._dynamo.exc.RecompileError,
-    reason=(
-        "UNet3DModel.forward calls self._auto_chunk(batch * num_frames) (unet_3d.py:457), which sets "
-        "self._auto_chunk_size (unet_3d_mixins.py:318) inside the first compiled call; dynamo guards on "
-        "`self._auto_chunk_size is None` (unet_3d_mixins.py:316), so the second denoising step recompiles."
-    ),
-)
 def test_a_fresh_compiled_unet_does_not_recompile_at_the_second_step():
     model = tiny_unet(blocks=1)
     sample, text = unet_inputs()
@@ -141,17 +133,6 @@ def test_a_fresh_compiled_unet_does_not_recompile_at_the_second_step():
     assert counter.frame_count == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=torch._dynamo.exc.RecompileError,
-    reason=(
-        "scalar_tensor turns a python-number timestep into a tensor with torch.as_tensor(value) "
-        "(unet_3d_inputs.py:147), which dynamo specialises on the value (guard `timestep == 999`): every step "
-        "recompiles, and at step 9 (torch._dynamo.config.recompile_limit 8) a fullgraph compile fails hard "
-        "(FailOnRecompileLimitHit). "
-        "diffusers' UNet2DConditionModel (torch.tensor([t])) recompiles once, then treats the timestep as dynamic."
-    ),
-)
 def test_python_number_timesteps_do_not_recompile_the_unet_at_every_step():
     """Ints, then floats, as a loop over a list of numbers passes them: dynamo may compile once more when a number
     first changes (it then makes it dynamic) and once when its type changes, never at every step."""

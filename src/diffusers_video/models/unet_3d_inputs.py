@@ -144,7 +144,10 @@ def scalar_tensor(value: Any, batch: int, device: torch.device, name: str) -> to
     """A timestep-like value (number, 0-d, `(1,)` or `(batch,)` tensor) as a finite `(1,)` or `(batch,)` tensor."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.ndarray, torch.Tensor)):
         raise TypeError(f"`{name}` must be a number or a (batch,) tensor but is {value!r}.")
-    value = torch.as_tensor(value, device=device)
+    if isinstance(value, numbers.Real):  # as diffusers' UNets do: `torch.compile` traces a changing number once
+        value = torch.tensor([value], device=device)
+    else:
+        value = torch.as_tensor(value, device=device)
     if value.ndim == 0:
         value = value[None]
     if value.ndim != 1 or value.shape[0] not in (1, batch):

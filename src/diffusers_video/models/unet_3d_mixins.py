@@ -309,7 +309,11 @@ class UNet3DConveniencesMixin:
         """In inference, chunk the spatial feed-forward over at most `AUTO_CHUNK_FRAMES` frames of the batch.
 
         diffusers' chunked feed-forward needs a chunk size that divides the rows, so take the largest such divisor.
+        Under `torch.compile` nothing is changed: setting module attributes inside a compiled call would make the next
+        call fail dynamo's guards and recompile (the compiled graph keeps whatever chunking was set before).
         """
+        if torch.compiler.is_compiling():
+            return
         chunk = None
         if not torch.is_grad_enabled():
             chunk = max(d for d in range(1, min(rows, AUTO_CHUNK_FRAMES) + 1) if rows % d == 0)
