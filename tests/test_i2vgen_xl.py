@@ -23,6 +23,7 @@ from transformers import CLIPImageProcessor, CLIPTextModel, CLIPVisionConfig, CL
 
 from diffusers_video import I2VGenXLCascadePipeline, I2VGenXLContentEncoder, UNet3DModel
 from diffusers_video.cli import main as cli_main
+from diffusers_video.commands.demo import _i2vgen_xl as _i2vgen_xl_demo
 from diffusers_video.conversion.common import ConversionError
 from diffusers_video.conversion.i2vgen_xl import (
     i2vgen_xl_config_to_content_encoder,
@@ -398,3 +399,16 @@ def test_bfloat16_from_pretrained_runs_the_cascade_as_float32_does(pipes, conver
                 guidance_scale=4.0, output_type="latent")  # fmt: skip
     reference = ours(**call, generator=torch.Generator().manual_seed(0)).frames
     assert_bfloat16_matches(low(**call, generator=torch.Generator().manual_seed(0)).frames, reference)
+
+
+def test_the_demo_step_animates_the_first_frames_and_scores_them(converted_folder, tmp_path, capsys):
+    pipe = I2VGenXLCascadePipeline.from_pretrained(converted_folder)
+    pipe.register_to_config(default_height=16, default_width=16)  # converted: diffusers' 704 x 1280
+    pipe.save_pretrained(tmp_path / "small")
+    _i2vgen_xl_demo(tmp_path, tmp_path / "small", 0)
+    out = capsys.readouterr().out
+    assert "8 frames of 16x16, refined to 16x16" in out  # no refiner in this folder: the base size
+    assert out.count("first frame against the image: PSNR") == 3 and out.count("scorer sees: ") == 3
+    assert (tmp_path / "i2vgen_xl_a_red_circle_moving_right.gif").stat().st_size > 500
+    assert cli_main(["demo", "--output_dir", str(tmp_path), "--i2vgen_xl", str(tmp_path / "none_here")]) == 1
+    assert "none_here' is not a pipeline folder" in capsys.readouterr().err

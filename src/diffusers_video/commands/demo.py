@@ -8,7 +8,10 @@
 4. the committed VideoFusion demo (`pipelines/videofusion/demo`, trained on moving shapes with the stand-in as its
    base generator) generates "a red circle moving right" and two other prompts, and the scorer gives its verdict;
 5. the committed Imagen Video demo cascade (`pipelines/imagen_video/demo`: distilled 8-step stages in pixel space)
-   does the same (a folder without it is named, and the step skipped).
+   does the same (a folder without it is named, and the step skipped);
+6. the committed I2VGen-XL demo cascade (`pipelines/i2vgen_xl/demo`: base stage at 32x32, refinement to 64x64)
+   animates the first frame of a real clip of each prompt, and the scorer gives its verdict, with how closely the
+   first frame keeps the image (PSNR); skipped where the folder is missing.
 
 It writes `shapes.gif` (and `shapes.mp4` when imageio-ffmpeg is installed), `stand_in.png` and one GIF and MP4 per
 VideoFusion prompt (and Imagen Video prompt) to the output folder.
@@ -27,6 +30,7 @@ from ..data.quality import infer_video_settings
 from ..data.shapes import ShapesScorer, ShapesWorld
 from ..folders import INDEX_NAME, TRAINING_CONFIG_NAME, read_json
 from ..models.unet_3d import UNet3DModel
+from ..pipelines.i2vgen_xl.pipeline_i2vgen_xl_cascade import I2VGenXLCascadePipeline
 from ..pipelines.imagen_video.pipeline_imagen_video import ImagenVideoPipeline
 from ..pipelines.videofusion.pipeline_videofusion import VideoFusionPipeline
 from ..schedulers.scheduling_v_distilled import VDistilledScheduler
@@ -40,6 +44,8 @@ VIDEOFUSION_DEMO = Path("pipelines") / "videofusion" / "demo"
 DEMO_PROMPTS = ("a red circle moving right", "a blue square moving up slowly", "a yellow triangle moving left")
 # The distilled Imagen Video demo cascade.
 IMAGEN_VIDEO_DEMO = Path("pipelines") / "imagen_video" / "demo"
+# The I2VGen-XL demo cascade (base stage and refiner).
+I2VGEN_XL_DEMO = Path("pipelines") / "i2vgen_xl" / "demo"
 
 
 def register(subparsers) -> None:
@@ -61,6 +67,11 @@ def register(subparsers) -> None:
         "--imagen_video",
         default=None,
         help=f"the Imagen Video demo cascade folder (default: {IMAGEN_VIDEO_DEMO}; the step is skipped where that folder is missing)",
+    )
+    parser.add_argument(
+        "--i2vgen_xl",
+        default=None,
+        help=f"the I2VGen-XL demo cascade folder (default: {I2VGEN_XL_DEMO}, skipped where missing; 'none' skips it)",
     )
     parser.set_defaults(func=run)
 
@@ -275,6 +286,38 @@ def _imagen_video(output_dir: Path, folder: Path, seed: int) -> None:
     )
 
 
+def _i2vgen_xl(output_dir: Path, folder: Path, seed: int) -> None:
+    from PIL import Image
+
+    pipe = I2VGenXLCascadePipeline.from_pretrained(folder, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    trained = read_json(folder / TRAINING_CONFIG_NAME, missing_ok=True) or {}
+    num_frames = trained.get("data", {}).get("num_frames", 8)
+
+    height, width = pipe.default_size(None, None)  # what the pipeline makes when asked nothing
+    refined = pipe.refiner_size(None, None, height, width) if pipe.refiner_unet is not None else (height, width)
+    print(
+        f"6. I2VGenXLCascadePipeline.from_pretrained({str(folder)!r}): the first frame of a real clip of each prompt, "
+        f"{num_frames} frames of {height}x{width}, refined to {refined[0]}x{refined[1]}; 25 steps, guidance 4"
+    )
+    world = ShapesWorld(height=height, width=width, num_frames=num_frames)
+    scenes = [world.scene_for_prompt(prompt, seed=(seed, i)) for i, prompt in enumerate(DEMO_PROMPTS)]
+    firsts = [world.render(scene, num_frames=1)[0] for scene in scenes]
+    images = [Image.fromarray((frame * 255).round().astype(np.uint8)) for frame in firsts]
+    start = time.perf_counter()
+    base = pipe(list(DEMO_PROMPTS), image=images, num_frames=num_frames, num_inference_steps=25, guidance_scale=4.0,
+                generator=[torch.Generator().manual_seed(seed + i) for i in range(len(DEMO_PROMPTS))],
+                output_type="np", refine=False).frames  # fmt: skip
+    for first, video in zip(firsts, base):
+        error = float(np.mean((video[0] - first) ** 2))
+        print(f"   first frame against the image: PSNR {10 * np.log10(1 / max(error, 1e-10)):.1f} dB")
+    print(f"   base stage: {time.perf_counter() - start:.1f} s")
+    _sample_and_score(
+        pipe, output_dir, "i2vgen_xl", seed, scale=2, gap=4, image=images, num_frames=num_frames,
+        num_inference_steps=25, guidance_scale=4.0,
+    )  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -296,6 +339,12 @@ def run(args: argparse.Namespace) -> int:
             f"`--imagen_video` {str(imagen_video)!r} is not a pipeline folder (no model_index.json); pass the folder "
             "of an ImagenVideoPipeline."
         )
+    i2vgen_xl = Path(args.i2vgen_xl) if args.i2vgen_xl not in (None, "none") else I2VGEN_XL_DEMO
+    if args.i2vgen_xl not in (None, "none") and not (i2vgen_xl / INDEX_NAME).is_file():
+        raise FileNotFoundError(
+            f"`--i2vgen_xl` {str(i2vgen_xl)!r} is not a pipeline folder (no model_index.json); pass the folder of an "
+            "I2VGenXLCascadePipeline, or 'none'."
+        )
     _shapes_world(output_dir, args.seed, args.num_clips)
     _stand_in_images(output_dir, stand_in, args.seed)
     _inflate_and_sample(output_dir, stand_in, args.seed)
@@ -304,4 +353,10 @@ def run(args: argparse.Namespace) -> int:
         _imagen_video(output_dir, imagen_video, args.seed)
     else:
         print(f"5. no Imagen Video demo cascade at {imagen_video}: skipped")
+    if args.i2vgen_xl == "none":
+        print("6. the I2VGen-XL demo: skipped (`--i2vgen_xl none`)")
+    elif (i2vgen_xl / INDEX_NAME).is_file():
+        _i2vgen_xl(output_dir, i2vgen_xl, args.seed)
+    else:
+        print(f"6. no I2VGen-XL demo cascade at {i2vgen_xl}: skipped")
     return 0
