@@ -141,6 +141,18 @@ def test_refiner_stage_adds_its_unet_to_the_base_cascade(base_run, model_folder,
     ).frames  # fmt: skip
     assert frames.shape == (1, 2, 2 * SIZE, 2 * SIZE, 3)  # refined to the size the refiner trained at
 
+    # `i2vgen-xl assemble`: the refiner behind a base stage (here the same one), its UNets saved in float16
+    out = tmp_path / "cascade"
+    argv = ["i2vgen-xl", "assemble", "--base", str(base_run / "final"), "--output_dir", str(out)]
+    assert cli_main([*argv, "--refiner", str(final), "--fp16"]) == 0
+    assembled = I2VGenXLCascadePipeline.from_pretrained(out)
+    for name, source in (("refiner_unet", pipe.refiner_unet), ("unet", pipe.unet)):
+        state, expected = getattr(assembled, name).state_dict(), source.state_dict()
+        assert all(torch.equal(state[k], expected[k].half().float()) for k in expected), name
+    assert json.loads((out / "training_config.json").read_text())["i2vgen_xl"]["stage"] == "base"
+    assert cli_main([*argv[:-1], str(tmp_path / "again"), "--refiner", str(base_run / "final")]) == 1
+    assert not (tmp_path / "again").exists()  # "has no `refiner_unet/`", refused before writing
+
 
 # ---------------------------------------------------------------------------------------------------- it learns
 

@@ -33,6 +33,7 @@ Recipes: `pipelines/i2vgen_xl/train_base.json`, `train_refiner.json` (`diffusers
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ import torch
 from diffusers import DDIMScheduler
 from torch import nn
 
-from ..folders import INDEX_NAME, TRAINING_CONFIG_NAME, read_json
+from ..folders import INDEX_NAME, TRAINING_CONFIG_NAME, atomic_folder, read_json
 from ..models.i2vgen_xl_content import I2VGenXLContentEncoder
 from ..pipelines.i2vgen_xl import I2VGenXLCascadePipeline
 from ..pipelines.i2vgen_xl.inputs import check_components as check_cascade_components
@@ -236,7 +237,7 @@ class I2VGenXLTrainer(Trainer):
             self.components.image_encoder.requires_grad_(False).eval().to(self.accelerator.device)
 
     @staticmethod
-    def _load_base(folder: Path, components: TrainingComponents) -> I2VGenXLCascadePipeline:
+    def _load_base(folder: Path, components: TrainingComponents | None) -> I2VGenXLCascadePipeline:
         index = folder / INDEX_NAME
         if not index.is_file() or read_json(index).get("_class_name") not in (PIPELINE, ["pipeline", PIPELINE]):
             raise ValueError(
@@ -244,7 +245,7 @@ class I2VGenXLTrainer(Trainer):
                 "folder)."
             )
         base = I2VGenXLCascadePipeline.from_pretrained(folder, torch_dtype=torch.float32)
-        for name in ("text_encoder", "vae"):
+        for name in ("text_encoder", "vae") if components is not None else ():
             mine, theirs = getattr(components, name).state_dict(), getattr(base, name).state_dict()
             if mine.keys() != theirs.keys() or any(
                 not torch.equal(mine[k], theirs[k].to(mine[k].dtype)) for k in mine
@@ -393,3 +394,49 @@ class I2VGenXLTrainer(Trainer):
         `training_config.json`."""
         self.cascade_pipeline().save_pretrained(folder)
         self.config.to_json_file(folder / TRAINING_CONFIG_NAME)
+
+
+def assemble_cascade(base_folder: str | Path, refiner_folder: str | Path, output_dir: str | Path, fp16: bool = False):
+    """One `I2VGenXLCascadePipeline` folder from a base-stage folder and a refiner folder.
+
+    The refiner trains on real clips alone, so it can train while the base stage does, against an exported
+    checkpoint of the base as `i2vgen_xl.base_model` (which only lends it the shared VAE and text encoder); this puts
+    its `refiner_unet` and `refiner_scheduler` behind the finished base stage. The two must share the VAE and the text
+    encoder weight for weight.
+
+    Args:
+        base_folder (`str | Path`): The base stage's final folder (an `I2VGenXLCascadePipeline`; a refiner in it is
+            replaced).
+        refiner_folder (`str | Path`): A refiner run's final folder (a cascade with `refiner_unet/`).
+        output_dir (`str | Path`): Where the cascade goes, written atomically (an existing folder is kept if it fails).
+        fp16 (`bool`, defaults to False): Save the two UNets' weights in float16 (half the size, for committing a
+            demo); `from_pretrained` loads them back in float32.
+
+    Returns:
+        `Path`: `output_dir`, with the base's `training_config.json`.
+    """
+    base_folder, refiner_folder = Path(base_folder), Path(refiner_folder)
+    base = I2VGenXLTrainer._load_base(base_folder, None)
+    refiner = I2VGenXLTrainer._load_base(refiner_folder, None)
+    if refiner.refiner_unet is None:
+        raise ValueError(f"'{refiner_folder}' has no `refiner_unet/`: pass a refiner run's final folder.")
+    for name in ("text_encoder", "vae"):
+        mine, theirs = getattr(base, name).state_dict(), getattr(refiner, name).state_dict()
+        if mine.keys() != theirs.keys() or any(not torch.equal(mine[k], theirs[k]) for k in mine):
+            raise ValueError(
+                f"'{base_folder}/{name}' and '{refiner_folder}/{name}' differ: both stages of a cascade share it."
+            )
+    parts = {k: v for k, v in base.components.items() if k not in ("refiner_unet", "refiner_scheduler")}
+    cascade = I2VGenXLCascadePipeline(
+        **parts, refiner_unet=refiner.refiner_unet, refiner_scheduler=refiner.refiner_scheduler,
+        default_height=base.config.default_height, default_width=base.config.default_width,
+    )  # fmt: skip
+    if fp16:
+        cascade.unet.to(torch.float16)
+        cascade.refiner_unet.to(torch.float16)
+    with atomic_folder(output_dir) as temporary:
+        cascade.save_pretrained(temporary)
+        config = read_json(base_folder / TRAINING_CONFIG_NAME, missing_ok=True)
+        if config is not None:
+            (Path(temporary) / TRAINING_CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    return Path(output_dir)

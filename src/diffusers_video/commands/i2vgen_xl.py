@@ -1,0 +1,52 @@
+"""`diffusers-video i2vgen-xl`: the folders of an I2VGen-XL cascade's training.
+
+    diffusers-video i2vgen-xl assemble --base runs/i2vgen_xl_base/final --refiner runs/i2vgen_xl_refiner/final \
+        --output_dir pipelines/i2vgen_xl/demo [--fp16]
+
+`assemble` puts a refiner run's `refiner_unet/` and `refiner_scheduler/` behind a finished base stage (the refiner
+trains on real clips alone, so it can train at the same time as the base, against an exported base checkpoint): one
+`I2VGenXLCascadePipeline` folder, written atomically. See `diffusers_video.training.i2vgen_xl` and docs/i2vgen_xl.md.
+Also runs as `python -m diffusers_video.commands.i2vgen_xl ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from ..training.i2vgen_xl import assemble_cascade
+from . import standalone_main
+
+NAME = "i2vgen-xl"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        NAME,
+        help="assemble the folders of an I2VGen-XL cascade",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    assemble = sub.add_parser("assemble", help="a base-stage folder and a refiner folder as one cascade folder")
+    assemble.add_argument("--base", required=True, help="the base stage's final folder")
+    assemble.add_argument("--refiner", required=True, help="a refiner run's final folder")
+    assemble.add_argument("--output_dir", required=True)
+    assemble.add_argument("--fp16", action="store_true", help="save the two UNets' weights in float16")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `i2vgen-xl` from parsed arguments; returns the exit code."""
+    written = assemble_cascade(args.base, args.refiner, args.output_dir, fp16=args.fp16)
+    print(f"Wrote {written}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m diffusers_video.commands.i2vgen_xl ACTION ...`: `diffusers-video i2vgen-xl ACTION ...`."""
+    return standalone_main(NAME, register, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
