@@ -250,7 +250,7 @@ def test_a_pipeline_with_a_compiled_unet_makes_the_same_frames_without_recompili
             generator=torch.Generator().manual_seed(0),
         ).frames  # fmt: skip
 
-    expected = generate()  # eager (which also sets the UNet's automatic chunk size; see the xfail above)
+    expected = generate()  # eager
     original = pipe.unet
     pipe.unet = torch.compile(pipe.unet, fullgraph=True, backend=(counter := CompileCounterWithBackend("eager")))
     assert pipe.unet is not original  # the pipeline calls the compiled module
