@@ -205,7 +205,8 @@ class TrainingConfig:
             stage with its content encoder, or the refiner) saved as an `I2VGenXLCascadePipeline` (see
             `training.i2vgen_xl`).
         magicvideo (`MagicVideoConfig | None`, defaults to None): Train MagicVideo's interpolation model on segments
-            whose end frames are given (see `training.magicvideo`).
+            whose end frames are given (see `training.magicvideo`), or pre-train its keyframe model on CLIP image
+            embeddings of uncaptioned clips (`stage: "pretrain"`, see `training.magicvideo_pretrain`).
         lora (`LoraTrainingConfig | None`, defaults to None): Train LoRA adapters on the UNet instead of the UNet
             (with `videofusion`: on the residual generator, and on the base generator too with `videofusion.train_base`);
             None trains the weights.
