@@ -89,7 +89,10 @@ def test_command_line_run_trains_the_context_channels_only_when_the_context_is_k
     assert context_weights[:, :LATENT].abs().amax() > 0 and context_weights[:, LATENT].abs().amax() > 0
     assert [line["step"] for line in read_train_log(tmp_path / "kept")] == [1, 2]
     saved = json.loads((final / "training_config.json").read_text())
-    assert saved["magicvideo"] == {"stage": "interpolation", "context_dropout": 0.0}
+    assert saved["magicvideo"] == {
+        "stage": "interpolation", "context_dropout": 0.0, "image_encoder": None, "num_image_tokens": 4,
+        "caption_fraction": 0.0,
+    }  # fmt: skip
     assert not (final / "model_index.json").exists()  # the folder's unet/ is a pipeline's `interpolation_unet`
 
     dropped = UNet3DModel.from_pretrained(
@@ -103,7 +106,7 @@ def test_command_line_run_trains_the_context_channels_only_when_the_context_is_k
 @pytest.mark.parametrize(
     "values, message",
     [
-        ({"magicvideo": {"stage": "keyframes"}}, "`magicvideo.stage` must be one of \\('interpolation',\\) but is 'keyframes'"),
+        ({"magicvideo": {"stage": "keyframes"}}, "`magicvideo.stage` must be one of \\('interpolation', 'pretrain'\\) but is 'keyframes'"),
         ({"magicvideo": {"context_dropout": 1.5}}, "`magicvideo.context_dropout` must be in \\[0, 1\\] but is 1.5"),
         ({"magicvideo": {"context_dropout": True}}, "`magicvideo.context_dropout` must be of type float but is True"),
         ({"magicvideo": {"factor": 2}}, "Unknown config keys \\['magicvideo.factor'\\]"),

@@ -12,7 +12,8 @@ network is conditioned).
 
 The trainer is registered for the `magicvideo` section of `TrainingConfig` (`MagicVideoConfig`, whose
 `context_dropout` it reads), so `diffusers-video train --config pipelines/magicvideo/train_interpolation.json` and
-`train(config)` run it.
+`train(config)` run it; it hands the section's "pretrain" stage to `MagicVideoPretrainTrainer`
+(`training.magicvideo_pretrain`, the keyframe model's pre-training on CLIP image embeddings).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .components import TrainingComponents
 from .config import TrainingConfig
 from .data import sample_generator
 from .magicvideo_config import MagicVideoConfig
+from .magicvideo_pretrain import MagicVideoPretrainTrainer
 from .registry import register_trainer
 from .trainer import Trainer
 
@@ -59,6 +61,11 @@ class MagicVideoInterpolationTrainer(Trainer):
         components: TrainingComponents | None = None,
         context_dropout: float | None = None,
     ):
+        if config.magicvideo is not None and config.magicvideo.stage != "interpolation":
+            raise ValueError(
+                f"MagicVideoInterpolationTrainer trains the 'interpolation' stage but `magicvideo.stage` is "
+                f"{config.magicvideo.stage!r} (`train(config)` runs the stage's trainer)."
+            )
         if context_dropout is None:
             context_dropout = (config.magicvideo or MagicVideoConfig()).context_dropout
         factor = config.data.num_frames - 1
@@ -79,6 +86,12 @@ class MagicVideoInterpolationTrainer(Trainer):
         self.factor = factor
         self.context_dropout = float(context_dropout)
         super().__init__(config, components)
+
+    @classmethod
+    def class_for_config(cls, config: TrainingConfig) -> type:
+        """The trainer of the config's `magicvideo.stage` (see `training.registry.registered_class`)."""
+        pretrain = config.magicvideo is not None and config.magicvideo.stage == "pretrain"
+        return MagicVideoPretrainTrainer if pretrain else cls
 
     def conditioning_channels(self) -> int:
         """The given frames (the data's channels) and their mask (1)."""

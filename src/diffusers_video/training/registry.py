@@ -71,10 +71,17 @@ def register_distillation_trainer(section: str) -> Callable[[_Class], _Class]:
 def registered_class(config: TrainingConfig, registry: dict[str, type], default: type) -> type:
     """The class of `registry` registered for the section that `config` sets, or `default` when it sets none.
 
+    A registered class with a `class_for_config(config)` class method may name another class for some configs of its
+    section (`MagicVideoInterpolationTrainer` names `MagicVideoPretrainTrainer` for the "pretrain" stage).
+
     Raises:
         ValueError: `config` sets more than one registered section.
     """
     sections = [section for section in registry if getattr(config, section, None) is not None]
     if len(sections) > 1:
         raise ValueError(f"Only one of the sections {sections} can be set in a config.")
-    return registry[sections[0]] if sections else default
+    if not sections:
+        return default
+    cls = registry[sections[0]]
+    choose = getattr(cls, "class_for_config", None)
+    return choose(config) if choose is not None else cls
