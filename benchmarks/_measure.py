@@ -91,3 +91,49 @@ def median_seconds(fn: Callable[[], object], repeats: int, device: str) -> float
         sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def measure_pipeline_call(
+    call: Callable[[], object], what: str, device: str, repeats: int, frames: str | None
+) -> dict:
+    """The body of a pipeline-comparison worker: `what="memory"`, the peak memory of the first call (its output saved
+    to `frames` as .npy when given); `what="time"`, the median of `repeats` calls after a warm-up call."""
+    import numpy as np
+
+    if what == "memory":
+        outputs = []
+        peak_mb = peak_bytes(lambda: outputs.append(call()), device) / 2**20
+        if frames:
+            np.save(frames, np.asarray(outputs[0]))
+        return {"peak_mb": peak_mb}
+    call()  # warm-up
+    return {"seconds": median_seconds(call, repeats, device)}
+
+
+def compare_in_workers(script: str, argv: list[str], folder: str, rounds: int) -> dict:
+    """Peer against ours, each in fresh workers of `script`: first the peak memory and frames of one call each, then
+    `rounds` alternations of the timing workers, keeping each one's best time (to even out machine noise).
+
+    Returns:
+        `dict`: per kind ("peer", "ours"): `peak_mb`, `seconds` and `frames` (the first call's output).
+    """
+    from pathlib import Path
+
+    import numpy as np
+
+    results = {}
+    for kind in ("peer", "ours"):
+        frames_file = str(Path(folder) / f"{kind}.npy")
+        results[kind] = run_worker(script, kind, "memory", [*argv, "--_frames", frames_file])
+        results[kind]["frames"] = np.load(frames_file)
+    for _ in range(rounds):
+        for kind in ("peer", "ours"):
+            seconds = run_worker(script, kind, "time", argv)["seconds"]
+            results[kind]["seconds"] = min(results[kind].get("seconds", float("inf")), seconds)
+    return results
+
+
+def ratio_line(name: str, ratio: float, target: float) -> str:
+    """`ratio NAME: 0.73x (target <= 0.80x: meets it)`."""
+    verdict = "meets" if ratio <= target else "misses"
+    return f"ratio {name}: {ratio:.2f}x (target <= {target:.2f}x: {verdict} it)"

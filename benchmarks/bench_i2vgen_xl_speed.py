@@ -38,7 +38,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _measure import median_seconds, peak_bytes, run_worker  # benchmarks/ is on sys.path when this runs as a script
+from _measure import (  # benchmarks/ is on sys.path when this runs as a script
+    compare_in_workers,
+    measure_pipeline_call,
+    ratio_line,
+)
 
 PROMPT = "a red circle moving right"
 PARTS = ("base", "refiner")
@@ -268,7 +272,6 @@ def make_call(part: str, kind: str, folder: Path, preset: dict, decode_chunk_siz
 def measure(args: argparse.Namespace) -> dict:
     """Runs in a subprocess: one peer's peak memory over its first call (`--_what memory`, which also saves the frames
     to `--_frames`) or its median time after a warm-up call (`--_what time`)."""
-    import numpy as np
     import torch
 
     if args.threads:
@@ -276,14 +279,7 @@ def measure(args: argparse.Namespace) -> dict:
     preset = _preset(args)
     folder = Path(args._folder) / FOLDERS[args.part][args._worker]
     call = make_call(args.part, args._worker, folder, preset, args.decode_chunk_size)
-    if args._what == "memory":
-        outputs = []
-        peak_mb = peak_bytes(lambda: outputs.append(call()), args.device) / 2**20
-        if args._frames:
-            np.save(args._frames, np.asarray(outputs[0]))
-        return {"peak_mb": peak_mb}
-    call()  # warm-up
-    return {"seconds": median_seconds(call, args.repeats, args.device)}
+    return measure_pipeline_call(call, args._what, args.device, args.repeats, args._frames)
 
 
 def _preset(args: argparse.Namespace) -> dict:
@@ -294,11 +290,6 @@ def _preset(args: argparse.Namespace) -> dict:
     return preset
 
 
-def _ratio_line(name: str, ratio: float, target: float) -> str:
-    verdict = "meets" if ratio <= target else "misses"
-    return f"ratio {name}: {ratio:.2f}x (target <= {target:.2f}x: {verdict} it)"
-
-
 def run_part(args: argparse.Namespace, argv: list[str]) -> dict:
     """Build, save and convert the peer, then measure both pipelines in their own workers and print the comparison."""
     import numpy as np
@@ -306,16 +297,7 @@ def run_part(args: argparse.Namespace, argv: list[str]) -> dict:
     preset = _preset(args)
     with tempfile.TemporaryDirectory() as tmp:
         build_and_convert(args.part, preset, Path(tmp))
-        worker_argv = [*argv, "--_folder", tmp]
-        results = {}
-        for kind in ("peer", "ours"):
-            frames_file = str(Path(tmp) / f"{kind}.npy")
-            results[kind] = run_worker(__file__, kind, "memory", [*worker_argv, "--_frames", frames_file])
-            results[kind]["frames"] = np.load(frames_file)
-        for _ in range(args.rounds):  # alternate the two pipelines and keep each one's best, to even out noise
-            for kind in ("peer", "ours"):
-                seconds = run_worker(__file__, kind, "time", worker_argv)["seconds"]
-                results[kind]["seconds"] = min(results[kind].get("seconds", float("inf")), seconds)
+        results = compare_in_workers(__file__, [*argv, "--_folder", tmp], tmp, args.rounds)
 
     frames = {kind: results[kind].pop("frames") for kind in ("peer", "ours")}
     max_diff = float(np.abs(frames["ours"] - frames["peer"]).max())
@@ -354,8 +336,8 @@ def run_part(args: argparse.Namespace, argv: list[str]) -> dict:
         print(f"{NAMES[args.part][kind]:<48}{results[kind]['seconds']:>16.3f}{results[kind]['peak_mb']:>12.1f}")
     time_ratio = results["ours"]["seconds"] / results["peer"]["seconds"]
     memory_ratio = results["ours"]["peak_mb"] / results["peer"]["peak_mb"]
-    print(_ratio_line("ours/peer time", time_ratio, 0.8))
-    print(_ratio_line("ours/peer peak memory", memory_ratio, 1.0))
+    print(ratio_line("ours/peer time", time_ratio, 0.8))
+    print(ratio_line("ours/peer peak memory", memory_ratio, 1.0))
     return {
         "part": args.part,
         "preset": args.preset,

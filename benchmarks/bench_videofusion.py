@@ -35,7 +35,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _measure import median_seconds, peak_bytes, run_worker  # benchmarks/ is on sys.path when this runs as a script
+from _measure import (  # benchmarks/ is on sys.path when this runs as a script
+    compare_in_workers,
+    measure_pipeline_call,
+    ratio_line,
+    run_worker,
+)
 
 from diffusers_video.testing_utils import tiny_clip_text_models
 
@@ -181,7 +186,6 @@ def _long_call(num_frames: int, preset: dict):
 def measure(args: argparse.Namespace) -> dict:
     """Runs in a subprocess: one peer's peak memory over its first call (`--_what memory`, which also saves the frames
     to `--_frames`) or its median time after a warm-up call (`--_what time`)."""
-    import numpy as np
     import torch
 
     if args.threads:
@@ -192,14 +196,7 @@ def measure(args: argparse.Namespace) -> dict:
         call = _t2v_call(args._worker, folder, preset, args.decode_chunk_size)
     else:
         call = _long_call(preset[args._worker], preset)
-    if args._what == "memory":
-        outputs = []
-        peak_mb = peak_bytes(lambda: outputs.append(call()), args.device) / 2**20
-        if args._frames:
-            np.save(args._frames, np.asarray(outputs[0]))
-        return {"peak_mb": peak_mb}
-    call()  # warm-up
-    return {"seconds": median_seconds(call, args.repeats, args.device)}
+    return measure_pipeline_call(call, args._what, args.device, args.repeats, args._frames)
 
 
 def _preset(args: argparse.Namespace) -> dict:
@@ -208,11 +205,6 @@ def _preset(args: argparse.Namespace) -> dict:
     if args.steps is not None:
         preset["steps"] = args.steps
     return preset
-
-
-def _ratio_line(name: str, ratio: float, target: float) -> str:
-    verdict = "meets" if ratio <= target else "misses"
-    return f"ratio {name}: {ratio:.2f}x (target <= {target:.2f}x: {verdict} it)"
 
 
 def run_t2v(args: argparse.Namespace, argv: list[str]) -> dict:
@@ -226,16 +218,7 @@ def run_t2v(args: argparse.Namespace, argv: list[str]) -> dict:
         source, target = str(Path(tmp) / "text-to-video"), str(Path(tmp) / "videofusion")
         if converter.main(["--checkpoint", source, "--output_dir", target]) != 0:
             raise RuntimeError("the conversion failed (its message is above)")
-        worker_argv = [*argv, "--_folder", tmp]
-        results = {}
-        for kind in ("peer", "ours"):
-            frames_file = str(Path(tmp) / f"{kind}.npy")
-            results[kind] = run_worker(__file__, kind, "memory", [*worker_argv, "--_frames", frames_file])
-            results[kind]["frames"] = np.load(frames_file)
-        for _ in range(args.rounds):  # alternate the two pipelines and keep each one's best, to even out noise
-            for kind in ("peer", "ours"):
-                seconds = run_worker(__file__, kind, "time", worker_argv)["seconds"]
-                results[kind]["seconds"] = min(results[kind].get("seconds", float("inf")), seconds)
+        results = compare_in_workers(__file__, [*argv, "--_folder", tmp], tmp, args.rounds)
 
     frames = {kind: results[kind].pop("frames") for kind in ("peer", "ours")}
     max_diff = float(np.abs(frames["ours"] - frames["peer"]).max())
@@ -258,8 +241,8 @@ def run_t2v(args: argparse.Namespace, argv: list[str]) -> dict:
         print(f"{names[kind]:<48}{results[kind]['seconds']:>16.3f}{results[kind]['peak_mb']:>12.1f}")
     time_ratio = results["ours"]["seconds"] / results["peer"]["seconds"]
     memory_ratio = results["ours"]["peak_mb"] / results["peer"]["peak_mb"]
-    print(_ratio_line("ours/peer time", time_ratio, 0.8))
-    print(_ratio_line("ours/peer peak memory", memory_ratio, 1.0))
+    print(ratio_line("ours/peer time", time_ratio, 0.8))
+    print(ratio_line("ours/peer peak memory", memory_ratio, 1.0))
     return {"results": results, "max_abs_diff": max_diff, "time_ratio": time_ratio, "memory_ratio": memory_ratio}
 
 
@@ -288,7 +271,7 @@ def run_long(args: argparse.Namespace, argv: list[str]) -> dict:
         print(f"{label:<24}{results[kind]['seconds']:>16.3f}{results[kind]['peak_mb']:>12.1f}")
     memory_ratio = results["long"]["peak_mb"] / results["short"]["peak_mb"]
     time_ratio = results["long"]["seconds"] / results["short"]["seconds"]
-    print(_ratio_line(f"{preset['long']}/{preset['short']} frames peak memory", memory_ratio, 1.2))
+    print(ratio_line(f"{preset['long']}/{preset['short']} frames peak memory", memory_ratio, 1.2))
     print(
         f"ratio {preset['long']}/{preset['short']} frames time: {time_ratio:.2f}x "
         f"(for {preset['long'] / preset['short']:.1f}x the frames)"
