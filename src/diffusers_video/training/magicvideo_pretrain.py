@@ -48,12 +48,8 @@ from .data import TrainingItems, sample_generator
 from .magicvideo_config import PRETRAIN_PIPELINE
 from .objectives import (
     OBJECTIVES,
-    mean_over_samples,
-    per_sample_mse,
     sample_timesteps,
     sample_training_noise,
-    snr_loss_weights,
-    v_equivalent_loss_weights,
 )
 from .stand_in_image import clip_image_inputs
 from .trainer import Trainer
@@ -352,15 +348,7 @@ class MagicVideoPretrainTrainer(Trainer):
             targets.append(OBJECTIVES[config.prediction_type](scheduler, clean, noise, timesteps))
             timesteps_of_parts.append(timesteps)
         predictions = self.model(inputs)
-        losses = []
-        for prediction, target, timesteps in zip(predictions, targets, timesteps_of_parts):
-            loss = per_sample_mse(prediction, target)
-            if config.snr_gamma is not None:
-                loss = loss * snr_loss_weights(scheduler, timesteps, config.snr_gamma, config.prediction_type)
-            if config.loss_weighting == "v_equivalent":
-                loss = loss * v_equivalent_loss_weights(scheduler, timesteps)
-            losses.append(loss)
-        return mean_over_samples(losses)
+        return self.weighted_loss(predictions, targets, timesteps_of_parts)
 
     # ---------------------------------------------------------------------------------------------- final
 

@@ -398,6 +398,14 @@ class Trainer:
             targets.append(OBJECTIVES[config.prediction_type](scheduler, clean, noise, timesteps))
             timesteps_of_parts.append(timesteps)
         predictions = self.model(inputs)
+        return self.weighted_loss(predictions, targets, timesteps_of_parts)
+
+    def weighted_loss(
+        self, predictions: list[torch.Tensor], targets: list[torch.Tensor], timesteps_of_parts: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """Each part's per-sample MSE, weighted as the config says (min-SNR `snr_gamma`, `loss_weighting`), averaged
+        over all samples."""
+        config, scheduler = self.config, self.components.noise_scheduler
         losses = []
         for prediction, target, timesteps in zip(predictions, targets, timesteps_of_parts):
             loss = per_sample_mse(prediction, target)
