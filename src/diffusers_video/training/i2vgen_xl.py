@@ -246,10 +246,7 @@ class I2VGenXLTrainer(Trainer):
             )
         base = I2VGenXLCascadePipeline.from_pretrained(folder, torch_dtype=torch.float32)
         for name in ("text_encoder", "vae") if components is not None else ():
-            mine, theirs = getattr(components, name).state_dict(), getattr(base, name).state_dict()
-            if mine.keys() != theirs.keys() or any(
-                not torch.equal(mine[k], theirs[k].to(mine[k].dtype)) for k in mine
-            ):
+            if not same_weights(getattr(components, name), getattr(base, name)):
                 raise ValueError(
                     f"The refiner's {name} (from `model.pretrained_model_name_or_path`) differs from the base stage's "
                     f"('{folder}/{name}'): both stages of the cascade share it."
@@ -396,6 +393,13 @@ class I2VGenXLTrainer(Trainer):
         self.config.to_json_file(folder / TRAINING_CONFIG_NAME)
 
 
+def same_weights(mine: nn.Module, theirs: nn.Module) -> bool:
+    """Whether two models hold the same weights, key for key (`theirs` cast to `mine`'s dtypes): the check that both
+    stages of a cascade share their VAE and text encoder."""
+    a, b = mine.state_dict(), theirs.state_dict()
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k].to(a[k].dtype)) for k in a)
+
+
 def assemble_cascade(base_folder: str | Path, refiner_folder: str | Path, output_dir: str | Path, fp16: bool = False):
     """One `I2VGenXLCascadePipeline` folder from a base-stage folder and a refiner folder.
 
@@ -421,8 +425,7 @@ def assemble_cascade(base_folder: str | Path, refiner_folder: str | Path, output
     if refiner.refiner_unet is None:
         raise ValueError(f"'{refiner_folder}' has no `refiner_unet/`: pass a refiner run's final folder.")
     for name in ("text_encoder", "vae"):
-        mine, theirs = getattr(base, name).state_dict(), getattr(refiner, name).state_dict()
-        if mine.keys() != theirs.keys() or any(not torch.equal(mine[k], theirs[k]) for k in mine):
+        if not same_weights(getattr(base, name), getattr(refiner, name)):
             raise ValueError(
                 f"'{base_folder}/{name}' and '{refiner_folder}/{name}' differ: both stages of a cascade share it."
             )
