@@ -17,7 +17,8 @@ import json
 import time
 
 import torch
-from bench_unet3d import PRESETS, _build  # benchmarks/ is on sys.path when this runs as a script
+from _measure import median_seconds  # benchmarks/ is on sys.path when this runs as a script
+from bench_unet3d import PRESETS, _build
 
 
 def _inputs(preset: dict, dtype: torch.dtype):
@@ -26,15 +27,6 @@ def _inputs(preset: dict, dtype: torch.dtype):
     sample = torch.randn(1, 4, frames, size, size, generator=generator).to(dtype)
     text = torch.randn(1, 77, preset["cross_attention_dim"], generator=generator).to(dtype)
     return sample, text
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def measure(preset_name: str, dtype: torch.dtype, compiled: bool, repeats: int, layers: int) -> dict:
@@ -52,7 +44,7 @@ def measure(preset_name: str, dtype: torch.dtype, compiled: bool, repeats: int, 
     output = forward()  # compiles (or warms up)
     first = time.perf_counter() - start
     forward()
-    return {"seconds": median_seconds(forward, repeats), "first_call_seconds": first, "output": output.float()}
+    return {"seconds": median_seconds(forward, repeats, "cpu"), "first_call_seconds": first, "output": output.float()}
 
 
 def main(argv: list[str] | None = None) -> dict:
