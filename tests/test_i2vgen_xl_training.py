@@ -267,6 +267,35 @@ def test_condition_dropout_is_the_pipelines_unconditional_branch(
     assert torch.equal(part["image_latent"], trainer.model_inputs(parts["video"])[:, :, 0])  # never dropped
 
 
+def test_v_equivalent_weighting_reaches_the_base_stage_loss(model_folder, tmp_path):
+    """`loss_weighting="v_equivalent"` weights an epsilon base stage's per-sample error by `1 / alpha_bar_t`, as in
+    every other trainer (the base stage's own loss used to drop it)."""
+    from diffusers_video.training.objectives import per_sample_mse, v_equivalent_loss_weights
+
+    losses, seen = {}, []
+    for weighting in ("none", "v_equivalent"):
+        config = base_config(
+            tmp_path / weighting, model_folder, prediction_type="epsilon", loss_weighting=weighting, image_fraction=0.0
+        )
+        trainer = I2VGenXLTrainer(config)
+        trainer.model = lambda inputs: seen.extend(inputs) or [torch.zeros_like(i["sample"]) for i in inputs]
+        parts = next(iter(trainer._data_loader()))
+        losses[weighting] = trainer.training_loss(parts)
+    first, second = seen
+    assert torch.equal(first["timesteps"], second["timesteps"]) and torch.equal(first["sample"], second["sample"])
+    scheduler = trainer.components.noise_scheduler
+    noisy, timesteps = first["sample"], first["timesteps"]
+    alpha = scheduler.alphas_cumprod[timesteps].sqrt().view(-1, 1, 1, 1, 1)
+    sigma = (1 - scheduler.alphas_cumprod[timesteps]).sqrt().view(-1, 1, 1, 1, 1)
+    clean = trainer.model_inputs(parts["video"])
+    noise = (noisy - alpha * clean) / sigma  # the epsilon target, recovered from the noisy input
+    errors = per_sample_mse(torch.zeros_like(noise), noise)
+    assert torch.allclose(losses["none"], errors.mean(), rtol=1e-4)
+    expected = (errors * v_equivalent_loss_weights(scheduler, timesteps)).mean()
+    assert torch.allclose(losses["v_equivalent"], expected, rtol=1e-4)
+    assert not torch.allclose(losses["v_equivalent"], losses["none"], rtol=1e-2)
+
+
 # ------------------------------------------------------------------------------------------- kill and resume
 
 

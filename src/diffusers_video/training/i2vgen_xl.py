@@ -50,11 +50,8 @@ from .config import TrainingConfig
 from .data import sample_generator
 from .objectives import (
     OBJECTIVES,
-    mean_over_samples,
-    per_sample_mse,
     sample_timesteps,
     sample_training_noise,
-    snr_loss_weights,
 )
 from .registry import register_trainer
 from .stand_in_image import clip_image_inputs
@@ -320,7 +317,8 @@ class I2VGenXLTrainer(Trainer):
 
     def training_loss(self, parts: dict[str, dict[str, Any]]) -> torch.Tensor:
         """The base stage's loss: each sample denoised given its first frame (both encoders), its caption and fps;
-        min-SNR weighted when `snr_gamma` is set. The refiner's is the plain text-to-video loss."""
+        weighted as every trainer's (`weighted_loss`: min-SNR, `loss_weighting`). The refiner's is the plain
+        text-to-video loss."""
         if self.stage != "base":
             return super().training_loss(parts)
         config, scheduler = self.config, self.components.noise_scheduler
@@ -354,14 +352,7 @@ class I2VGenXLTrainer(Trainer):
             )
             targets.append(OBJECTIVES[config.prediction_type](scheduler, clean, noise, timesteps))
             timesteps_of_parts.append(timesteps)
-        predictions = self.model(inputs)
-        losses = []
-        for prediction, target, timesteps in zip(predictions, targets, timesteps_of_parts):
-            loss = per_sample_mse(prediction, target)
-            if config.snr_gamma is not None:
-                loss = loss * snr_loss_weights(scheduler, timesteps, config.snr_gamma, config.prediction_type)
-            losses.append(loss)
-        return mean_over_samples(losses)
+        return self.weighted_loss(self.model(inputs), targets, timesteps_of_parts)
 
     # ---------------------------------------------------------------------------------------------- final
 
