@@ -240,7 +240,7 @@ def test_the_recipes_pre_train_then_fine_tune_the_keyframe_recipes_model():
     finetune = TrainingConfig.from_json_file(RECIPES / "finetune_keyframes.json")
     assert registered_class(pretrain, TRAINERS, Trainer) is MagicVideoPretrainTrainer
     assert TRAINERS["magicvideo"] is MagicVideoInterpolationTrainer  # the section's registered class names it
-    assert pretrain.magicvideo.stage == "pretrain" and pretrain.magicvideo.image_encoder == "runs/shapes_sd_image"
+    assert pretrain.magicvideo.stage == "pretrain" and pretrain.magicvideo.image_encoder == "pipelines/shapes_sd"
     assert pretrain.model.temporal == keyframes.model.temporal and pretrain.data == keyframes.data
     assert finetune.magicvideo is None and registered_class(finetune, TRAINERS, Trainer) is Trainer
     assert (

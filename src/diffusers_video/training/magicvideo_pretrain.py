@@ -6,7 +6,7 @@ trains as the keyframe recipe trains it (the same data, UNet options and objecti
 context of each clip:
 
 - **image tokens** (an uncaptioned clip): one frame of the clip, chosen at random per sample, goes through the frozen
-  CLIP image tower (`image_encoder`, e.g. the stand-in's `runs/shapes_sd_image`, trained contrastively against the
+  CLIP image tower (`image_encoder`, e.g. the stand-in's `pipelines/shapes_sd`, trained contrastively against the
   text tower) as `I2VGenXLCascadePipeline` shows it its image (`stand_in_image.clip_image_inputs`); its
   `image_embeds` `(E,)` are mapped by a small learned `MagicVideoImageProjection` (Linear + LayerNorm, trained with
   the UNet) to `num_image_tokens` tokens of the text encoder's width, which replace the caption's embeddings;
