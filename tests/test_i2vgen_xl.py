@@ -263,6 +263,35 @@ def test_callbacks_see_every_step_and_can_stop_guidance(pipes):
     assert seen == [(0, True), (1, True), (2, False)]
 
 
+def test_replace_first_frame_keeps_the_image_latent_at_every_step_and_at_the_end(pipes):
+    """`replace_first_frame`: the UNet sees frame 0 as the image latent noised to each step's level with frame 0 of
+    the initial noise, and the video ends on the image latent itself; the other frames are denoised in its context."""
+    _, ours = pipes
+    image, noise = an_image(), torch.randn(1, 4, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    _, given = ours.encode_image(image, 16, 16, 1, 1, torch.Generator().manual_seed(0))
+    seen, forward = [], ours.unet.forward
+
+    def spy(sample, timestep, *args, **kwargs):
+        seen.append((sample[:1, :4].clone(), timestep))
+        return forward(sample, timestep, *args, **kwargs)
+
+    call = dict(image=image, prompt="a circle", height=16, width=16, num_frames=3, num_inference_steps=3,
+                guidance_scale=1.0, latents=noise, output_type="latent")  # fmt: skip
+    ours.unet.forward = spy
+    try:
+        kept = ours(**call, replace_first_frame=True, generator=torch.Generator().manual_seed(0)).frames
+        seen_kept, seen[:] = list(seen), []
+        free = ours(**call, generator=torch.Generator().manual_seed(0)).frames
+    finally:
+        del ours.unet.forward
+    assert torch.equal(kept[:, :, 0], given.to(kept.dtype))
+    assert not torch.allclose(free[:, :, 0], given, atol=1e-3)  # without it the model alone carries the image
+    for sample, t in seen_kept:
+        expected = ours.scheduler.add_noise(given[:, :, None], noise[:, :, :1], t.reshape(1))
+        torch.testing.assert_close(sample[:, :, :1], expected, atol=1e-6, rtol=0)
+    assert not torch.allclose(kept[:, :, 1:], free[:, :, 1:], atol=1e-4)
+
+
 # ------------------------------------------------------------------------------------------------ bad input
 
 
@@ -287,6 +316,7 @@ def _no_model_runs(monkeypatch, pipe):
         (dict(target_fps=-8), ValueError, "`target_fps` must be a number > 0 but is -8"),
         (dict(num_frames=0), ValueError, "`num_frames` must be an integer >= 1 but is 0"),
         (dict(refine="yes"), TypeError, "`refine` must be True or False"),
+        (dict(replace_first_frame=1), TypeError, "`replace_first_frame` must be True or False but is 1"),
     ],
 )
 def test_bad_input_is_refused_before_any_model_runs(pipes, monkeypatch, overrides, error, message):

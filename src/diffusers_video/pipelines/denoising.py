@@ -36,6 +36,7 @@ __all__ = [
     "denoise",
     "extra_step_kwargs",
     "guidance_step_index",
+    "replace_given_frames",
     "sdedit_steps",
 ]
 
@@ -113,6 +114,32 @@ def guidance_step_index(step_index: int, num_timesteps: int, num_inference_steps
     if num_timesteps == num_inference_steps:
         return step_index
     return min(step_index * num_inference_steps // num_timesteps, num_inference_steps - 1)
+
+
+def replace_given_frames(
+    given: torch.Tensor,
+    noise: torch.Tensor,
+    add_noise: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+) -> Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A `before_step(i, t, latents)` for `denoise` that sets the first frames of `latents` to `given` noised to `t`:
+    the replacement method of Ho et al. 2022 ("Video Diffusion Models", Sec. 3.1), by which VideoFusion's extension
+    windows continue the frames already made and I2VGen-XL's `replace_first_frame` keeps the image.
+
+    Args:
+        given (`torch.Tensor`): The clean latents of the given frames, `(B, C, G, h, w)`.
+        noise (`torch.Tensor`): Their noise, `(B, C, G, h, w)`: the initial noise at those frames (before the
+            scheduler's `init_noise_sigma`), so the given frames sit on the trajectory the latents started from.
+        add_noise (`Callable`): The scheduler's `add_noise(original, noise, timesteps)`.
+    """
+    count = given.shape[2]
+
+    def before_step(i: int, t: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        timesteps = t.reshape(1).expand(given.shape[0]) if isinstance(t, torch.Tensor) else t
+        latents = latents.clone()
+        latents[:, :, :count] = add_noise(given, noise, timesteps).to(latents.dtype)
+        return latents
+
+    return before_step
 
 
 def denoise(

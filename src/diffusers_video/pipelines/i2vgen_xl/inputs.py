@@ -90,7 +90,8 @@ def check_components(vae, content_encoder, unet, refiner_unet, refiner_scheduler
 def check_call_inputs(
     pipe: Any, prompt, image, height, width, target_fps, num_frames, num_inference_steps, guidance_scale,
     negative_prompt, eta, num_videos_per_prompt, decode_chunk_size, generator, latents, prompt_embeds,
-    negative_prompt_embeds, output_type, cross_attention_kwargs, clip_skip, refine, refiner_prompt, refiner_height,
+    negative_prompt_embeds, output_type, cross_attention_kwargs, clip_skip, replace_first_frame, refine, refiner_prompt,
+    refiner_height,
     refiner_width, refiner_strength, refiner_num_inference_steps, refiner_guidance_scale, refiner_guidance_rescale,
     refiner_noise_mode, callback_on_step_end, callback_on_step_end_tensor_inputs,
 ) -> bool:  # fmt: skip
@@ -127,8 +128,9 @@ def check_call_inputs(
     shape = (videos, latent, num_frames, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
     if latents is not None:
         check_latents(latents, shape, pipe.unet.dtype)
-    if not isinstance(refine, bool):
-        raise TypeError(f"`refine` must be True or False but is {refine!r}.")
+    for name, value in (("replace_first_frame", replace_first_frame), ("refine", refine)):
+        if not isinstance(value, bool):
+            raise TypeError(f"`{name}` must be True or False but is {value!r}.")
     refining = refine and pipe.refiner_unet is not None
     sizes = [(height, width)]
     if refining:

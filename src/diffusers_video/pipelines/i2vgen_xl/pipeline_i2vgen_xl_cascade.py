@@ -33,7 +33,7 @@ from ...models.i2vgen_xl_content import I2VGenXLContentEncoder
 from ...models.unet_3d import UNet3DModel
 from ...models.video_vae import AutoencoderKLVideo
 from ..checks import check_bool, check_guidance_scale, is_int, prompt_batch_size
-from ..denoising import DenoisingPipelineMixin, callback_tensor_inputs, denoise
+from ..denoising import DenoisingPipelineMixin, callback_tensor_inputs, denoise, replace_given_frames
 from ..pipeline_utils import VideoDiffusionPipeline, VideoPipelineOutput, decode_latents, postprocess_video
 from ..prompts import encode_clip_prompt
 from .images import clip_pixel_values, to_pil_images, vae_pixels
@@ -222,6 +222,7 @@ class I2VGenXLCascadePipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         return_dict: bool = True,
         cross_attention_kwargs: dict[str, Any] | None = None,
         clip_skip: int | None = 1,
+        replace_first_frame: bool = False,
         refine: bool = True,
         refiner_prompt: str | list[str] | None = None,
         refiner_height: int | None = None,
@@ -266,6 +267,12 @@ class I2VGenXLCascadePipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
             clip_skip (`int`, *optional*, defaults to 1): CLIP layers to skip (1: the penultimate layer, VGen's
                 choice, then the final layer norm) for the prompt and the negative prompt, in both stages; None for the
                 last layer.
+            replace_first_frame (`bool`, defaults to False): Keep the image as the base video's first frame: before
+                every step frame 0 of the latents is replaced by the image's latent noised to the step's level (with
+                frame 0 of the initial noise), and after the last step by the latent itself, so frame 0 decodes to the
+                VAE's reconstruction of the image and the other frames are denoised in its context (the replacement
+                method of Ho et al. 2022; not in the paper, where the model alone carries the image). The refinement
+                stage, if any, then works on that video as on any other.
             refine (`bool`, defaults to True): Run the refinement stage when the pipeline has a refiner.
             refiner_prompt (`str` or `list[str]`, *optional*): The refiner's prompt (the paper's "additional brief
                 text"); the base prompt (or `prompt_embeds`) when not given.
@@ -294,7 +301,8 @@ class I2VGenXLCascadePipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         refining = check_call_inputs(
             self, prompt, image, height, width, target_fps, num_frames, num_inference_steps, guidance_scale,
             negative_prompt, eta, num_videos_per_prompt, decode_chunk_size, generator, latents, prompt_embeds,
-            negative_prompt_embeds, output_type, cross_attention_kwargs, clip_skip, refine, refiner_prompt,
+            negative_prompt_embeds, output_type, cross_attention_kwargs, clip_skip, replace_first_frame, refine,
+            refiner_prompt,
             refiner_height, refiner_width, refiner_strength, refiner_num_inference_steps, refiner_guidance_scale,
             refiner_guidance_rescale, refiner_noise_mode, callback_on_step_end, callback_on_step_end_tensor_inputs,
         )  # fmt: skip
@@ -334,7 +342,11 @@ class I2VGenXLCascadePipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         shape = (videos, self.vae.config.latent_channels, num_frames, *image_latent.shape[-2:])
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
-        latents = latents.to(device) * self.scheduler.init_noise_sigma
+        latents = latents.to(device)
+        before_step, given = None, image_latent[:, :, None].to(latents.dtype)  # (B*n, C, 1, h, w)
+        if replace_first_frame:
+            before_step = replace_given_frames(given, latents[:, :, :1], self.scheduler.add_noise)
+        latents = latents * self.scheduler.init_noise_sigma
 
         def predict(model_input: torch.Tensor, t: torch.Tensor, i: int, sample: torch.Tensor) -> torch.Tensor:
             context = torch.cat([tensors["prompt_embeds"], image_context], dim=1)
@@ -362,7 +374,10 @@ class I2VGenXLCascadePipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
                 step_kwargs=step_noise_kwargs(self.scheduler, eta, generator),
                 callback_on_step_end=callback_on_step_end,
                 callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, tensors=tensors,
+                before_step=before_step,
             )  # fmt: skip
+            if replace_first_frame and not self.interrupt:
+                latents = torch.cat([given, latents[:, :, 1:]], dim=2)
 
             # 4. refinement: decode, resize, encode, SDEdit with the refiner
             if refining and not self.interrupt:

@@ -13,7 +13,6 @@ video already made.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -25,7 +24,6 @@ __all__ = [
     "ExtensionWindow",
     "default_extension_overlap",
     "extension_windows",
-    "replace_given_frames",
     "start_from_given_frames",
 ]
 
@@ -56,30 +54,6 @@ def extension_windows(num_frames: int, window_size: int, overlap: int) -> list[E
         plan.append(ExtensionWindow(start, end, made - start if made else 0))
         made = end
     return plan
-
-
-def replace_given_frames(
-    given: torch.Tensor,
-    noise: torch.Tensor,
-    add_noise: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
-) -> Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]:
-    """A `before_step(i, t, latents)` for `denoise` that sets the first frames of `latents` to `given` noised to `t`.
-
-    Args:
-        given (`torch.Tensor`): The clean latents of the given frames, `(B, C, G, h, w)`.
-        noise (`torch.Tensor`): Their noise, `(B, C, G, h, w)`: the window's initial noise at those frames (before the
-            scheduler's `init_noise_sigma`), so the given frames sit on the trajectory the window started from.
-        add_noise (`Callable`): The scheduler's `add_noise(original, noise, timesteps)`.
-    """
-    count = given.shape[2]
-
-    def before_step(i: int, t: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        timesteps = t.reshape(1).expand(given.shape[0]) if isinstance(t, torch.Tensor) else t
-        latents = latents.clone()
-        latents[:, :, :count] = add_noise(given, noise, timesteps).to(latents.dtype)
-        return latents
-
-    return before_step
 
 
 def start_from_given_frames(

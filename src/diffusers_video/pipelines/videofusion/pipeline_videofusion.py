@@ -40,11 +40,11 @@ from ...schedulers.decomposed_noise import (
 from ...schedulers.diffusion_math import prediction_to_x0_eps
 from ...schedulers.scheduling_decomposed import DecomposedNoiseScheduler
 from ..checks import check_bool, check_guidance_scale, is_int, prompt_batch_size
-from ..denoising import DenoisingPipelineMixin, callback_tensor_inputs, denoise
+from ..denoising import DenoisingPipelineMixin, callback_tensor_inputs, denoise, replace_given_frames
 from ..pipeline_utils import VideoDiffusionPipeline, VideoPipelineOutput, decode_latents, postprocess_video
 from ..prompts import encode_clip_prompt
 from .components import BASE_PREDICTION_TYPES, check_components
-from .extension import default_extension_overlap, extension_windows, replace_given_frames, start_from_given_frames
+from .extension import default_extension_overlap, extension_windows, start_from_given_frames
 from .inputs import check_call_inputs
 from .schedulers import injects_noise, model_input_levels, takes_variance_noise, warn_if_independent_step_noise
 from .windows import frame_windows, predict_over_windows, window_blend_weights
