@@ -141,6 +141,49 @@ def test_conv_adaptors_modulate_each_convolution_output_per_frame(unet2d):
     assert (out - plain).abs().max() > 1e-2  # the adaptors do change the resnet
 
 
+@pytest.mark.parametrize("frame_adaptor", ["conv", True])
+def test_text_modulated_adaptors_start_as_the_identity_and_scale_by_text_times_frame_position(unet2d, frame_adaptor):
+    """`frame_adaptor_text_modulation`: the inflated UNet still equals the image UNet; once the projection is set, each
+    adaptor's scale and shift of frame f are its own plus the projection of the pooled text combined with the frame
+    basis (checked against a written-out formula), different texts then give different outputs, and at init the
+    projection already has a gradient (the text-times-position path is open at first order)."""
+    from diffusers_video.models.frame_adaptors import FrameAdaptor, frame_basis
+
+    options = dict(frame_adaptor=frame_adaptor, temporal_conv=False, temporal_layout="parallel")
+    unet3d = UNet3DModel.from_unet2d(unet2d, frame_adaptor_text_modulation=True, **options).eval()
+    sample, timestep, text = _inputs()
+    with torch.no_grad():
+        assert (
+            unet3d(sample, timestep, text).sample - _frame_by_frame(unet2d, sample, timestep, text)
+        ).abs().max() <= 1e-5
+    adaptors = [m for m in unet3d.modules() if isinstance(m, FrameAdaptor)]
+    assert adaptors and all(a.cond_proj is not None for a in adaptors)
+
+    unet3d.train()
+    unet3d(sample, timestep, text).sample.square().mean().backward()
+    assert all(a.cond_proj.weight.grad.abs().max() > 0 for a in adaptors)
+
+    adaptor = adaptors[0]
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in adaptor.parameters():
+            param.copy_(torch.randn(param.shape, generator=g) * 0.3)
+        channels, frames = adaptor.scale.shape[1], F
+        x, cond = torch.randn(B * F, channels, 4, 4, generator=g), torch.randn(B, 24, generator=g)
+        coefficients = (cond @ adaptor.cond_proj.weight.T + adaptor.cond_proj.bias).reshape(B, 2 * channels, 3)
+        modulation = torch.einsum("bcp,fp->bfc", coefficients, frame_basis(frames))  # (B, F, 2C)
+        scale = adaptor.scale[:frames] + modulation[:, :, :channels]
+        shift = adaptor.shift[:frames] + modulation[:, :, channels:]
+        expected = x.reshape(B, F, channels, 16) * (1 + scale[..., None]) + shift[..., None]
+        torch.testing.assert_close(adaptor(x, F, cond), expected.reshape(x.shape), rtol=0, atol=1e-5)
+        other = adaptor(x, F, torch.randn(B, 24, generator=g))
+        assert (other - adaptor(x, F, cond)).abs().max() > 1e-2
+    with pytest.raises(ValueError, match=r"text-modulated: `cond` must be `\(batch=2, 24\)`"):
+        adaptor(x, F)
+    with pytest.raises(ValueError, match="`frame_adaptor_text_modulation=True` needs frame adaptors"):
+        UNet3DModel.from_unet2d(unet2d, frame_adaptor_text_modulation=True)
+
+
 def test_old_frame_adaptor_values_and_configs_still_load(unet2d, tmp_path):
     per_resnet = UNet3DModel.from_unet2d(unet2d, frame_adaptor=True)
     assert not any(isinstance(m, ConvFrameAdaptors) for m in per_resnet.modules())

@@ -20,7 +20,21 @@ import torch
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
-__all__ = ["AdaptedResnetBlock2D", "ConvFrameAdaptors", "FrameAdaptor"]
+__all__ = ["FRAME_BASIS", "AdaptedResnetBlock2D", "ConvFrameAdaptors", "FrameAdaptor", "frame_basis"]
+
+# Functions of the frame position that text-modulated temporal convolutions and frame adaptors combine (see
+# `frame_basis`).
+FRAME_BASIS = 3
+
+
+def frame_basis(num_frames: int, device=None, dtype=None) -> torch.Tensor:
+    """`(num_frames, 3)`: 1, the centred position `u` in [-1, 1] and `u**2 - 1/3` (zero mean over [-1, 1]) of each
+    frame. A single frame has `u = 0`."""
+    if num_frames > 1:
+        u = torch.linspace(-1.0, 1.0, num_frames, device=device, dtype=torch.float32)
+    else:
+        u = torch.zeros(1, device=device, dtype=torch.float32)
+    return torch.stack([torch.ones_like(u), u, u**2 - 1.0 / 3.0], dim=1).to(dtype)
 
 
 class FrameAdaptor(nn.Module):
@@ -29,24 +43,51 @@ class FrameAdaptor(nn.Module):
     Args:
         channels (`int`): Feature channels.
         max_frames (`int`, defaults to 32): Frames the adaptor has parameters for.
+        cond_dim (`int | None`, defaults to None): Width of a per-video condition vector `c` (the pooled text). With
+            it the scale and shift of frame `f` also depend on the text, `x_f * (1 + scale_f + scale(c, f)) + shift_f
+            + shift(c, f)`, with `scale` and `shift` linear in `c` and combining the `frame_basis` functions of the
+            frame position, as `TemporalConv(cond_dim=...)` modulates its input (ours: the paper's adaptors do not
+            read the text). The projection starts at zero, so the adaptor is still the identity at init, and its
+            gradient there, `x_f` times `c` times the frame basis, is already the product of the text and the frame
+            position that a motion word needs.
     """
 
-    def __init__(self, channels: int, max_frames: int = 32):
+    def __init__(self, channels: int, max_frames: int = 32, cond_dim: int | None = None):
         super().__init__()
         self.max_frames = max_frames
         self.scale = nn.Parameter(torch.zeros(max_frames, channels))
         self.shift = nn.Parameter(torch.zeros(max_frames, channels))
+        self.cond_dim = cond_dim
+        self.cond_proj = None
+        if cond_dim is not None:  # (scale, shift) for each of the FRAME_BASIS functions of the frame position
+            self.cond_proj = nn.Linear(cond_dim, 2 * channels * FRAME_BASIS)
+            nn.init.zeros_(self.cond_proj.weight)
+            nn.init.zeros_(self.cond_proj.bias)
 
-    def forward(self, hidden_states: torch.Tensor, num_frames: int) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, num_frames: int, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """`hidden_states` `(B*F, C, H, W)`; `cond` `(B, cond_dim)`, one per video (only with `cond_dim`)."""
         if num_frames > self.max_frames:
             raise ValueError(
                 f"`num_frames` is {num_frames} but the frame adaptor has parameters for at most {self.max_frames} "
                 "frames (`max_frames`)."
             )
         batch_frames, channels, height, width = hidden_states.shape
-        h = hidden_states.reshape(batch_frames // num_frames, num_frames, channels, height * width)  # (B, F, C, HW)
+        batch = batch_frames // num_frames
+        h = hidden_states.reshape(batch, num_frames, channels, height * width)  # (B, F, C, HW)
         scale = self.scale[:num_frames, :, None].to(h.dtype)  # (F, C, 1)
         shift = self.shift[:num_frames, :, None].to(h.dtype)
+        if self.cond_proj is not None:
+            if cond is None or cond.shape != (batch, self.cond_dim):
+                shape = None if cond is None else tuple(cond.shape)
+                raise ValueError(
+                    f"This frame adaptor is text-modulated: `cond` must be `(batch={batch}, {self.cond_dim})`, one per "
+                    f"video, but is {shape}."
+                )
+            coefficients = self.cond_proj(cond.to(h.dtype)).reshape(batch, 2 * channels, FRAME_BASIS)
+            basis = frame_basis(num_frames, h.device, h.dtype)  # (F, FRAME_BASIS)
+            modulation = torch.einsum("bcp,fp->bfc", coefficients, basis)[..., None]  # (B, F, 2C, 1)
+            scale = scale + modulation[:, :, :channels]  # (B, F, C, 1)
+            shift = shift + modulation[:, :, channels:]
         return (h * (1 + scale) + shift).reshape(batch_frames, channels, height, width)
 
 
@@ -56,13 +97,14 @@ class ConvFrameAdaptors(nn.Module):
     Args:
         channels (`int`): The resnet's output channels (those of both convolutions' outputs).
         max_frames (`int`, defaults to 32): Frames the adaptors have parameters for.
+        cond_dim (`int | None`, defaults to None): Text width of text-modulated adaptors (see `FrameAdaptor`).
     """
 
-    def __init__(self, channels: int, max_frames: int = 32):
+    def __init__(self, channels: int, max_frames: int = 32, cond_dim: int | None = None):
         super().__init__()
         self.max_frames = max_frames
-        self.conv1 = FrameAdaptor(channels, max_frames)
-        self.conv2 = FrameAdaptor(channels, max_frames)
+        self.conv1 = FrameAdaptor(channels, max_frames, cond_dim)
+        self.conv2 = FrameAdaptor(channels, max_frames, cond_dim)
 
 
 class AdaptedResnetBlock2D(ResnetBlock2D):
@@ -76,25 +118,33 @@ class AdaptedResnetBlock2D(ResnetBlock2D):
 
     Args:
         max_frames (`int`, defaults to 32): Frames the adaptors have parameters for.
+        cond_dim (`int | None`, defaults to None): Text width of text-modulated adaptors (see `FrameAdaptor`).
         **kwargs: The arguments of `ResnetBlock2D` (without up- or down-sampling).
     """
 
-    def __init__(self, *, max_frames: int = 32, **kwargs):
+    def __init__(self, *, max_frames: int = 32, cond_dim: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if self.upsample is not None or self.downsample is not None:
             raise ValueError("Convolution frame adaptors support resnets without up- or down-sampling.")
-        self.frame_adaptors = ConvFrameAdaptors(self.conv2.out_channels, max_frames)
+        self.frame_adaptors = ConvFrameAdaptors(self.conv2.out_channels, max_frames, cond_dim)
 
     # Adapted from diffusers.models.resnet.ResnetBlock2D.forward (diffusers 0.42.1), with the frame adaptors applied
     # after `conv1` and `conv2`; without the up/down-sampling branches (refused above) and the deprecated `scale`
-    def forward(self, input_tensor: torch.Tensor, temb: torch.Tensor | None, num_frames: int | None = None):
-        """`(B*F, C, H, W)` in and out; with `num_frames`, an adaptor after each convolution."""
+    def forward(
+        self,
+        input_tensor: torch.Tensor,
+        temb: torch.Tensor | None,
+        num_frames: int | None = None,
+        cond: torch.Tensor | None = None,
+    ):
+        """`(B*F, C, H, W)` in and out; with `num_frames`, an adaptor after each convolution (text-modulated adaptors
+        read `cond`, `(B, cond_dim)`)."""
         if num_frames is None:
             return super().forward(input_tensor, temb)
         hidden_states = self.norm1(input_tensor)
         hidden_states = self.nonlinearity(hidden_states)
         hidden_states = self.conv1(hidden_states)
-        hidden_states = self.frame_adaptors.conv1(hidden_states, num_frames)  # S * Conv2d(z) + B, per frame
+        hidden_states = self.frame_adaptors.conv1(hidden_states, num_frames, cond)  # S * Conv2d(z) + B, per frame
 
         if self.time_emb_proj is not None:
             if not self.skip_time_act:
@@ -119,7 +169,7 @@ class AdaptedResnetBlock2D(ResnetBlock2D):
         hidden_states = self.nonlinearity(hidden_states)
         hidden_states = self.dropout(hidden_states)
         hidden_states = self.conv2(hidden_states)
-        hidden_states = self.frame_adaptors.conv2(hidden_states, num_frames)  # S * Conv2d(z) + B, per frame
+        hidden_states = self.frame_adaptors.conv2(hidden_states, num_frames, cond)  # S * Conv2d(z) + B, per frame
 
         if self.conv_shortcut is not None:
             if self.training:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
-from .frame_adaptors import AdaptedResnetBlock2D, ConvFrameAdaptors, FrameAdaptor
+from .frame_adaptors import FRAME_BASIS, AdaptedResnetBlock2D, ConvFrameAdaptors, FrameAdaptor, frame_basis
 from .temporal_attention import (
     TemporalAttnProcessor2_0,
     TemporalSelfAttention,
@@ -104,20 +104,6 @@ def _tokens_to_frames(tokens: torch.Tensor, num_frames: int, height: int, width:
     frames = tokens.reshape(batch, height * width, num_frames, channels)  # (B, HW, F, C)
     frames = frames.permute(0, 2, 3, 1)  # (B, F, C, HW)
     return frames.reshape(batch * num_frames, channels, height, width)  # (B*F, C, H, W)
-
-
-# Functions of the frame position that text-modulated temporal convolutions combine (see `frame_basis`).
-FRAME_BASIS = 3
-
-
-def frame_basis(num_frames: int, device=None, dtype=None) -> torch.Tensor:
-    """`(num_frames, 3)`: 1, the centred position `u` in [-1, 1] and `u**2 - 1/3` (zero mean over [-1, 1]) of each
-    frame. A single frame has `u = 0`."""
-    if num_frames > 1:
-        u = torch.linspace(-1.0, 1.0, num_frames, device=device, dtype=torch.float32)
-    else:
-        u = torch.zeros(1, device=device, dtype=torch.float32)
-    return torch.stack([torch.ones_like(u), u, u**2 - 1.0 / 3.0], dim=1).to(dtype)
 
 
 class TemporalConv(nn.Module):

@@ -139,6 +139,12 @@ class UNet3DModel(
             motion word can choose *how* neighbouring frames are combined (a multiplicative interaction), which
             additive text features give only at second order. Needs `temporal_conv` and the default or parallel
             layout.
+        frame_adaptor_text_modulation (`bool`, defaults to False): The frame adaptors' per-frame scales and shifts
+            also depend on the pooled text (ours; MagicVideo's adaptors do not read the text): `x_f * (1 + scale_f +
+            scale(c, f)) + shift_f + shift(c, f)`, linear in the pooled text `c` and combining the same functions of
+            the frame position as `temporal_text_modulation`, the projection starting at zero (identity at init).
+            The text-times-frame-position path a motion word needs, for a model without temporal convolutions. Needs
+            `frame_adaptor`.
         temporal_conv_padding (`str`, defaults to "same"): Padding of the temporal convolutions over frames: "same"
             (centred: frame i sees frames i +- k//2) or "causal" (frame i sees frames i - k + 1 ... i). With
             "causal" and `temporal_attention="directed"` no layer mixes a later frame into an earlier one, so the
@@ -214,6 +220,7 @@ class UNet3DModel(
         temporal_layout: str = "default",
         temporal_text_modulation: bool = False,
         temporal_conv_padding: str = "same",
+        frame_adaptor_text_modulation: bool = False,
     ):
         check_config_values({name: value for name, value in locals().items() if name != "self"})
         super().__init__()
@@ -235,6 +242,11 @@ class UNet3DModel(
             raise ValueError(
                 "`temporal_text_modulation=True` needs temporal convolutions of the default or parallel layout, but "
                 f"`temporal_conv` is {temporal_conv!r} and `temporal_layout` is {temporal_layout!r}."
+            )
+        if frame_adaptor_text_modulation and not frame_adaptor:
+            raise ValueError(
+                "`frame_adaptor_text_modulation=True` needs frame adaptors (`frame_adaptor` True or 'conv') but "
+                f"`frame_adaptor` is {frame_adaptor!r}."
             )
         check_temporal_layout(
             temporal_layout, frame_position_encoding, temporal_attention, temporal_attention_head_dim,
@@ -259,6 +271,7 @@ class UNet3DModel(
             layout=temporal_layout,
             cross_attention_dim=cross_attention_dim if temporal_cross_attention else None,
             conv_cond_dim=cross_attention_dim if temporal_text_modulation else None,
+            adaptor_cond_dim=cross_attention_dim if frame_adaptor_text_modulation else None,
         )
 
         # input and time embedding, as in UNet2DConditionModel
@@ -388,8 +401,8 @@ class UNet3DModel(
         """The mean over tokens of `(B, T, D)` text embeddings, `(B, D)`; tokens with mask 0 are left out."""
         if encoder_hidden_states is None:
             raise ValueError(
-                "This UNet has text-modulated temporal convolutions (`temporal_text_modulation=True`): "
-                "`encoder_hidden_states` must be given."
+                "This UNet has text-modulated temporal layers (`temporal_text_modulation=True` or "
+                "`frame_adaptor_text_modulation=True`): `encoder_hidden_states` must be given."
             )
         if encoder_attention_mask is None:
             return encoder_hidden_states.mean(dim=1)
@@ -439,7 +452,7 @@ class UNet3DModel(
             emb = emb + embedding(self._embed_scalar(scalars[name], batch, sample))
         emb = emb.repeat_interleave(num_frames, dim=0)  # (B*F, D)
         pooled_text = None
-        if self.config.temporal_text_modulation:
+        if self.config.temporal_text_modulation or self.config.frame_adaptor_text_modulation:
             pooled_text = self._pool_text(encoder_hidden_states, encoder_attention_mask)  # (B, D)
         if encoder_hidden_states is not None:
             encoder_hidden_states = encoder_hidden_states.repeat_interleave(num_frames, dim=0)  # (B*F, T, D)

@@ -63,6 +63,7 @@ class TemporalOptions:
     layout: str = "default"
     cross_attention_dim: int | None = None  # text width of the temporal cross-attention; None: no text there
     conv_cond_dim: int | None = None  # text width of the text-modulated temporal convolutions; None: plain ones
+    adaptor_cond_dim: int | None = None  # text width of text-modulated frame adaptors; None: plain ones
 
     def num_heads(self, channels: int) -> int:
         if self.layout == "modelscope":
@@ -108,7 +109,7 @@ def _spatial_resnet(options: TemporalOptions, **kwargs) -> ResnetBlock2D:
     """diffusers' `ResnetBlock2D`, or with `frame_adaptor="conv"` the same resnet with MagicVideo's adaptors after its
     convolutions (`AdaptedResnetBlock2D`: same parameter names, plus `frame_adaptors`)."""
     if options.frame_adaptor == "conv":
-        return AdaptedResnetBlock2D(max_frames=options.max_frames, **kwargs)
+        return AdaptedResnetBlock2D(max_frames=options.max_frames, cond_dim=options.adaptor_cond_dim, **kwargs)
     return ResnetBlock2D(**kwargs)
 
 
@@ -123,7 +124,7 @@ def _temporal_layers(options: TemporalOptions, channels: int, num_resnets: int, 
         )
     if options.frame_adaptor is True:  # "conv": the adaptors live in the resnets (`_spatial_resnet`)
         layers["frame_adaptors"] = nn.ModuleList(
-            FrameAdaptor(channels, options.max_frames) for _ in range(num_resnets)
+            FrameAdaptor(channels, options.max_frames, options.adaptor_cond_dim) for _ in range(num_resnets)
         )
     return layers
 
@@ -159,12 +160,12 @@ class _VideoBlock(nn.Module):
     ) -> torch.Tensor:
         temporal = num_frames > 1 or self.single_frame_temporal
         if temporal and self.conv_adaptors:  # MagicVideo: an adaptor after each of the resnet's convolutions
-            hidden_states = self._call(self.resnets[i], hidden_states, temb, num_frames)
+            hidden_states = self._call(self.resnets[i], hidden_states, temb, num_frames, pooled_text)
         else:
             hidden_states = self._call(self.resnets[i], hidden_states, temb)
         if temporal:
             if hasattr(self, "frame_adaptors"):
-                hidden_states = self._call(self.frame_adaptors[i], hidden_states, num_frames)
+                hidden_states = self._call(self.frame_adaptors[i], hidden_states, num_frames, pooled_text)
             if hasattr(self, "temp_convs"):
                 conv = self.temp_convs[i]
                 if getattr(conv, "cond_dim", None) is not None:

@@ -32,6 +32,7 @@ KEYS_ADDED_LATER = {
     "temporal_layout": ("dc2b858", "default"),
     "temporal_text_modulation": ("c351964", False),
     "temporal_conv_padding": ("a6b504f", "same"),
+    "frame_adaptor_text_modulation": ("this commit", False),
 }
 """Config keys added after `UNet3DModel` was first saved (5ee6139), with the commit that added each and its default.
 
@@ -114,6 +115,7 @@ _TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "scalar_conditions": ("a list of names", _sequence_of(_is_str)),
     "temporal_layout": ("a string", _is_str),
     "temporal_text_modulation": ("True or False", _is_bool),
+    "frame_adaptor_text_modulation": ("True or False", _is_bool),
     "temporal_conv_padding": ("a string", _is_str),
 }
 

@@ -106,10 +106,10 @@ def check_text(unet: Any, encoder_hidden_states: Any, encoder_attention_mask: An
     if encoder_hidden_states is None:
         if any(getattr(b, "has_cross_attention", False) for b in [*unet.down_blocks, unet.mid_block]):
             raise ValueError("`encoder_hidden_states` is required: the UNet has cross-attention layers.")
-        if unet.config.temporal_text_modulation:
+        if unet.config.temporal_text_modulation or unet.config.frame_adaptor_text_modulation:
             raise ValueError(
-                "`encoder_hidden_states` is required: the UNet has text-modulated temporal convolutions "
-                "(`temporal_text_modulation=True`)."
+                "`encoder_hidden_states` is required: the UNet has text-modulated temporal layers "
+                "(`temporal_text_modulation=True` or `frame_adaptor_text_modulation=True`)."
             )
         if encoder_attention_mask is not None:
             raise ValueError("`encoder_attention_mask` was given without `encoder_hidden_states`.")

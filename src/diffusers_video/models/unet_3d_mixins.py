@@ -34,6 +34,7 @@ TEMPORAL_CONFIG_KEYS = (
     "scalar_conditions",
     "temporal_layout",
     "temporal_conv_padding",
+    "frame_adaptor_text_modulation",
 )
 
 # Frames per chunk of the automatic feed-forward chunking in inference (see `UNet3DModel.enable_forward_chunking`).
