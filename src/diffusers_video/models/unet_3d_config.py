@@ -32,7 +32,7 @@ KEYS_ADDED_LATER = {
     "temporal_layout": ("dc2b858", "default"),
     "temporal_text_modulation": ("c351964", False),
     "temporal_conv_padding": ("a6b504f", "same"),
-    "frame_adaptor_text_modulation": ("this commit", False),
+    "frame_adaptor_text_modulation": ("a8edb4a", False),
 }
 """Config keys added after `UNet3DModel` was first saved (5ee6139), with the commit that added each and its default.
 
