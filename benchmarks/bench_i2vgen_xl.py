@@ -14,7 +14,8 @@ its own seed, the same in every row. `ShapesScorer` reads every video. Parts (`-
   FSD against the true clips of the same scenes.
 - `refiner` (needs a folder with `refiner_unet/`): the base videos brought to the refiner's size by bilinear
   upsampling (the baseline), then refined by `VideoRefinerPipeline` (the cascade's refinement, on the same base
-  videos) at `strength` 0.4 / 0.6 / 0.8 x `guidance_rescale` 0 / 0.2. Measures: FSD against the true clips rendered at
+  videos) at `strength` 0.4 / 0.6 / 0.8 x `guidance_rescale` 0 / 0.2, with guidance `--refiner-guidance-scale`
+  (default: the base stage's). Measures: FSD against the true clips rendered at
   that size (target: refined below bilinear), high-frequency energy (the mean squared 4-neighbour Laplacian per pixel,
   next to the true clips'), all-correct accuracy.
 - `spacing`: the base stage sampled with "leading" timesteps (how the public I2VGen-XL weights were sampled: the
@@ -119,13 +120,19 @@ def animate(pipe, scenes, images, args, batch: int = 8) -> np.ndarray:
     return np.concatenate(videos)
 
 
+def refiner_guidance(args: argparse.Namespace) -> float:
+    """The refiner's guidance weight: `--refiner-guidance-scale`, else the base stage's."""
+    value = getattr(args, "refiner_guidance_scale", None)
+    return args.guidance_scale if value is None else value
+
+
 def refine(refiner: VideoRefinerPipeline, videos, scenes, height, width, strength, rescale, args, batch=8):
     out = []
     for start in range(0, len(scenes), batch):
         chunk = range(start, min(start + batch, len(scenes)))
         frames = refiner(
             [scenes[i].caption for i in chunk], video=videos[start : start + len(chunk)], strength=strength,
-            num_inference_steps=args.steps, guidance_scale=args.guidance_scale, guidance_rescale=rescale,
+            num_inference_steps=args.steps, guidance_scale=refiner_guidance(args), guidance_rescale=rescale,
             height=height, width=width, output_type="np", clip_skip=1,
             generator=[torch.Generator().manual_seed(args.seed + 10_000 + i) for i in chunk],
         ).frames  # fmt: skip
@@ -221,6 +228,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-frames", type=int, default=8)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance-scale", type=float, default=4.0)
+    parser.add_argument(
+        "--refiner-guidance-scale", type=float, default=None, help="the refiner's guidance (default: --guidance-scale)"
+    )
     parser.add_argument("--fps", type=int, default=16)
     parser.add_argument("--height", type=int, default=None, help="base size; default the folder's")
     parser.add_argument("--width", type=int, default=None)
