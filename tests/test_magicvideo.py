@@ -641,3 +641,25 @@ def test_the_interpolation_recipe_trains_on_masked_end_frames_and_plugs_into_the
     keyframes = torch.randn(1, 4, 3, 8, 8)
     out = run(trained, keyframes=keyframes, stages=["interpolation"], fps=8.0)  # the model was trained at fps 16
     assert out.shape == (1, 4, 5, 8, 8) and torch.equal(out[:, :, ::2], keyframes)
+
+
+def test_the_demo_step_generates_the_demo_prompts_at_the_trained_length_and_scores_them(tmp_path, capsys):
+    """`make demo`'s step 7 on a tiny keyframe-only folder: the clip length the folder was trained on (its
+    `training_config.json`), the three demo prompts scored, the GIFs written; a bad `--magicvideo` folder is refused in
+    one line."""
+    from diffusers_video.cli import main as cli_main
+    from diffusers_video.commands.demo import DEMO_PROMPTS
+    from diffusers_video.commands.demo import _magicvideo as magicvideo_demo
+
+    make_pipe(interpolation=False, super_resolution=False).save_pretrained(tmp_path / "small")
+    (tmp_path / "small" / "training_config.json").write_text(json.dumps({"data": {"num_frames": 3}}))
+    magicvideo_demo(tmp_path, tmp_path / "small", 0)
+    out = capsys.readouterr().out
+    assert "3 latent keyframes of 8x8" in out and out.count("scorer sees: ") == len(DEMO_PROMPTS)
+    strip = tmp_path / "magicvideo.gif"
+    assert strip.stat().st_size > 200 and (tmp_path / "magicvideo_a_red_circle_moving_right.gif").is_file()
+    import PIL.Image
+
+    assert PIL.Image.open(strip).n_frames == 3
+    assert cli_main(["demo", "--output_dir", str(tmp_path), "--magicvideo", str(tmp_path / "none_here")]) == 1
+    assert "none_here' is not a pipeline folder" in capsys.readouterr().err

@@ -11,7 +11,9 @@
    does the same (a folder without it is named, and the step skipped);
 6. the committed I2VGen-XL demo cascade (`pipelines/i2vgen_xl/demo`: base stage at 32x32, refinement to 64x64)
    animates the first frame of a real clip of each prompt, and the scorer gives its verdict, with how closely the
-   first frame keeps the image (PSNR); skipped where the folder is missing.
+   first frame keeps the image (PSNR); skipped where the folder is missing;
+7. the committed MagicVideo demo (`pipelines/magicvideo/demo`: the keyframe model) does the same as step 4; skipped where
+   the folder is missing.
 
 It writes `shapes.gif` (and `shapes.mp4` when imageio-ffmpeg is installed), `stand_in.png` and one GIF and MP4 per
 VideoFusion prompt (and Imagen Video prompt) to the output folder.
@@ -32,6 +34,7 @@ from ..folders import INDEX_NAME, TRAINING_CONFIG_NAME, read_json
 from ..models.unet_3d import UNet3DModel
 from ..pipelines.i2vgen_xl.pipeline_i2vgen_xl_cascade import I2VGenXLCascadePipeline
 from ..pipelines.imagen_video.pipeline_imagen_video import ImagenVideoPipeline
+from ..pipelines.magicvideo.pipeline_magicvideo import MagicVideoPipeline
 from ..pipelines.videofusion.pipeline_videofusion import VideoFusionPipeline
 from ..schedulers.scheduling_v_distilled import VDistilledScheduler
 from ..training.stand_in_eval import evaluation_prompts, score_single_frames
@@ -50,6 +53,8 @@ I2VGEN_XL_DEMO = Path("pipelines") / "i2vgen_xl" / "demo"
 # Video's SR stages; at guidance 4 the refiner shifts colours and FSD rises above bilinear upsampling's). Measured in
 # docs/i2vgen_xl.md, "The refiner".
 REFINER_STRENGTH, REFINER_GUIDANCE = 0.6, 1.0
+# The MagicVideo demo pipeline (the keyframe stage).
+MAGICVIDEO_DEMO = Path("pipelines") / "magicvideo" / "demo"
 
 
 def register(subparsers) -> None:
@@ -76,6 +81,11 @@ def register(subparsers) -> None:
         "--i2vgen_xl",
         default=None,
         help=f"the I2VGen-XL demo cascade folder (default: {I2VGEN_XL_DEMO}, skipped where missing; 'none' skips it)",
+    )
+    parser.add_argument(
+        "--magicvideo",
+        default=None,
+        help=f"the MagicVideo demo folder (default: {MAGICVIDEO_DEMO}, skipped where missing; 'none' skips it)",
     )
     parser.set_defaults(func=run)
 
@@ -323,6 +333,22 @@ def _i2vgen_xl(output_dir: Path, folder: Path, seed: int) -> None:
     )  # fmt: skip
 
 
+def _magicvideo(output_dir: Path, folder: Path, seed: int) -> None:
+    pipe = MagicVideoPipeline.from_pretrained(folder, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    sizes = infer_video_settings(pipe)
+    trained = read_json(folder / TRAINING_CONFIG_NAME, missing_ok=True) or {}
+    keyframes = trained.get("data", {}).get("num_frames", 8)  # the clip length the keyframe model was trained on
+    print(
+        f"7. MagicVideoPipeline.from_pretrained({str(folder)!r}): {keyframes} latent keyframes of "
+        f"{sizes['height']}x{sizes['width']} (frame adaptors with directed temporal attention), 25 steps, guidance 4"
+    )
+    _sample_and_score(
+        pipe, output_dir, "magicvideo", seed, scale=4, gap=2, num_keyframes=keyframes, height=sizes["height"],
+        width=sizes["width"], num_inference_steps=25, guidance_scale=4.0,
+    )  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -350,6 +376,12 @@ def run(args: argparse.Namespace) -> int:
             f"`--i2vgen_xl` {str(i2vgen_xl)!r} is not a pipeline folder (no model_index.json); pass the folder of an "
             "I2VGenXLCascadePipeline, or 'none'."
         )
+    magicvideo = Path(args.magicvideo) if args.magicvideo not in (None, "none") else MAGICVIDEO_DEMO
+    if args.magicvideo not in (None, "none") and not (magicvideo / INDEX_NAME).is_file():
+        raise FileNotFoundError(
+            f"`--magicvideo` {str(magicvideo)!r} is not a pipeline folder (no model_index.json); pass the folder of a "
+            "MagicVideoPipeline, or 'none'."
+        )
     _shapes_world(output_dir, args.seed, args.num_clips)
     _stand_in_images(output_dir, stand_in, args.seed)
     _inflate_and_sample(output_dir, stand_in, args.seed)
@@ -364,4 +396,10 @@ def run(args: argparse.Namespace) -> int:
         _i2vgen_xl(output_dir, i2vgen_xl, args.seed)
     else:
         print(f"6. no I2VGen-XL demo cascade at {i2vgen_xl}: skipped")
+    if args.magicvideo == "none":
+        print("7. the MagicVideo demo: skipped (`--magicvideo none`)")
+    elif (magicvideo / INDEX_NAME).is_file():
+        _magicvideo(output_dir, magicvideo, args.seed)
+    else:
+        print(f"7. no MagicVideo demo at {magicvideo}: skipped")
     return 0
