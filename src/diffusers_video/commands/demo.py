@@ -370,18 +370,12 @@ def run(args: argparse.Namespace) -> int:
             f"`--imagen_video` {str(imagen_video)!r} is not a pipeline folder (no model_index.json); pass the folder "
             "of an ImagenVideoPipeline."
         )
-    i2vgen_xl = Path(args.i2vgen_xl) if args.i2vgen_xl not in (None, "none") else I2VGEN_XL_DEMO
-    if args.i2vgen_xl not in (None, "none") and not (i2vgen_xl / INDEX_NAME).is_file():
-        raise FileNotFoundError(
-            f"`--i2vgen_xl` {str(i2vgen_xl)!r} is not a pipeline folder (no model_index.json); pass the folder of an "
-            "I2VGenXLCascadePipeline, or 'none'."
-        )
-    magicvideo = Path(args.magicvideo) if args.magicvideo not in (None, "none") else MAGICVIDEO_DEMO
-    if args.magicvideo not in (None, "none") and not (magicvideo / INDEX_NAME).is_file():
-        raise FileNotFoundError(
-            f"`--magicvideo` {str(magicvideo)!r} is not a pipeline folder (no model_index.json); pass the folder of a "
-            "MagicVideoPipeline, or 'none'."
-        )
+    optional = [  # (step, name, option value, folder, what it needs, how to run it)
+        (6, "I2VGen-XL", "i2vgen_xl", I2VGEN_XL_DEMO, "an I2VGenXLCascadePipeline", _i2vgen_xl),
+        (7, "MagicVideo", "magicvideo", MAGICVIDEO_DEMO, "a MagicVideoPipeline", _magicvideo),
+    ]
+    folders = [_optional_demo_folder(getattr(args, option), option, default, needs) for _, _, option, default, needs, _
+               in optional]  # fmt: skip
     _shapes_world(output_dir, args.seed, args.num_clips)
     _stand_in_images(output_dir, stand_in, args.seed)
     _inflate_and_sample(output_dir, stand_in, args.seed)
@@ -390,16 +384,26 @@ def run(args: argparse.Namespace) -> int:
         _imagen_video(output_dir, imagen_video, args.seed)
     else:
         print(f"5. no Imagen Video demo cascade at {imagen_video}: skipped")
-    if args.i2vgen_xl == "none":
-        print("6. the I2VGen-XL demo: skipped (`--i2vgen_xl none`)")
-    elif (i2vgen_xl / INDEX_NAME).is_file():
-        _i2vgen_xl(output_dir, i2vgen_xl, args.seed)
-    else:
-        print(f"6. no I2VGen-XL demo cascade at {i2vgen_xl}: skipped")
-    if args.magicvideo == "none":
-        print("7. the MagicVideo demo: skipped (`--magicvideo none`)")
-    elif (magicvideo / INDEX_NAME).is_file():
-        _magicvideo(output_dir, magicvideo, args.seed)
-    else:
-        print(f"7. no MagicVideo demo at {magicvideo}: skipped")
+    for (step, name, option, _, _, demo), folder in zip(optional, folders):
+        if folder is None:
+            print(f"{step}. the {name} demo: skipped (`--{option} none`)")
+        elif (folder / INDEX_NAME).is_file():
+            demo(output_dir, folder, args.seed)
+        else:
+            print(f"{step}. no {name} demo at {folder}: skipped")
     return 0
+
+
+def _optional_demo_folder(value: str | None, option: str, default: Path, needs: str) -> Path | None:
+    """The folder of an optional demo step: None for 'none', the default when not given (the step is skipped where
+    it is missing); a given folder that is not a pipeline folder is refused."""
+    if value == "none":
+        return None
+    if value is None:
+        return default
+    if not (Path(value) / INDEX_NAME).is_file():
+        raise FileNotFoundError(
+            f"`--{option}` {value!r} is not a pipeline folder (no model_index.json); pass the folder of {needs}, or "
+            "'none'."
+        )
+    return Path(value)

@@ -20,7 +20,14 @@ import torch
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
-__all__ = ["FRAME_BASIS", "AdaptedResnetBlock2D", "ConvFrameAdaptors", "FrameAdaptor", "frame_basis"]
+__all__ = [
+    "FRAME_BASIS",
+    "AdaptedResnetBlock2D",
+    "ConvFrameAdaptors",
+    "FrameAdaptor",
+    "frame_basis",
+    "text_frame_modulation",
+]
 
 # Functions of the frame position that text-modulated temporal convolutions and frame adaptors combine (see
 # `frame_basis`).
@@ -35,6 +42,24 @@ def frame_basis(num_frames: int, device=None, dtype=None) -> torch.Tensor:
     else:
         u = torch.zeros(1, device=device, dtype=torch.float32)
     return torch.stack([torch.ones_like(u), u, u**2 - 1.0 / 3.0], dim=1).to(dtype)
+
+
+def text_frame_modulation(
+    cond_proj: nn.Linear, cond: torch.Tensor | None, batch: int, num_frames: int, like: torch.Tensor, layer: str
+) -> torch.Tensor:
+    """`(B, F, 2C)`: the per-frame `(scale, shift)` of a text-modulated layer, `cond_proj(cond)` combined with the
+    `frame_basis` of the frame positions (`cond_proj` maps `(B, D)` to `2 C FRAME_BASIS`; `like` gives the dtype and
+    device). Raises a `ValueError` naming `layer` when `cond` is not `(batch, D)`."""
+    cond_dim = cond_proj.in_features
+    if cond is None or cond.shape != (batch, cond_dim):
+        shape = None if cond is None else tuple(cond.shape)
+        raise ValueError(
+            f"This {layer} is text-modulated: `cond` must be `(batch={batch}, {cond_dim})`, one per video, but is "
+            f"{shape}."
+        )
+    coefficients = cond_proj(cond.to(like.dtype)).reshape(batch, -1, FRAME_BASIS)  # (B, 2C, FRAME_BASIS)
+    basis = frame_basis(num_frames, like.device, like.dtype)  # (F, FRAME_BASIS)
+    return torch.einsum("bcp,fp->bfc", coefficients, basis)
 
 
 class FrameAdaptor(nn.Module):
@@ -77,15 +102,7 @@ class FrameAdaptor(nn.Module):
         scale = self.scale[:num_frames, :, None].to(h.dtype)  # (F, C, 1)
         shift = self.shift[:num_frames, :, None].to(h.dtype)
         if self.cond_proj is not None:
-            if cond is None or cond.shape != (batch, self.cond_dim):
-                shape = None if cond is None else tuple(cond.shape)
-                raise ValueError(
-                    f"This frame adaptor is text-modulated: `cond` must be `(batch={batch}, {self.cond_dim})`, one per "
-                    f"video, but is {shape}."
-                )
-            coefficients = self.cond_proj(cond.to(h.dtype)).reshape(batch, 2 * channels, FRAME_BASIS)
-            basis = frame_basis(num_frames, h.device, h.dtype)  # (F, FRAME_BASIS)
-            modulation = torch.einsum("bcp,fp->bfc", coefficients, basis)[..., None]  # (B, F, 2C, 1)
+            modulation = text_frame_modulation(self.cond_proj, cond, batch, num_frames, h, "frame adaptor")[..., None]
             scale = scale + modulation[:, :, :channels]  # (B, F, C, 1)
             shift = shift + modulation[:, :, channels:]
         return (h * (1 + scale) + shift).reshape(batch_frames, channels, height, width)

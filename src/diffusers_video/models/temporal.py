@@ -23,7 +23,14 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
-from .frame_adaptors import FRAME_BASIS, AdaptedResnetBlock2D, ConvFrameAdaptors, FrameAdaptor, frame_basis
+from .frame_adaptors import (
+    FRAME_BASIS,
+    AdaptedResnetBlock2D,
+    ConvFrameAdaptors,
+    FrameAdaptor,
+    frame_basis,
+    text_frame_modulation,
+)
 from .temporal_attention import (
     TemporalAttnProcessor2_0,
     TemporalSelfAttention,
@@ -167,15 +174,8 @@ class TemporalConv(nn.Module):
         batch = batch_frames // num_frames
         h = self.norm(hidden_states)  # (B*F, C, H, W): the norm is per frame
         if self.cond_proj is not None:
-            if cond is None or cond.shape != (batch, self.cond_dim):
-                shape = None if cond is None else tuple(cond.shape)
-                raise ValueError(
-                    f"This temporal convolution is text-modulated: `cond` must be `(batch={batch}, {self.cond_dim})`, "
-                    f"one per video, but is {shape}."
-                )
-            coefficients = self.cond_proj(cond.to(h.dtype)).reshape(batch, 2 * channels, FRAME_BASIS)
-            basis = frame_basis(num_frames, h.device, h.dtype)  # (F, FRAME_BASIS)
-            modulation = torch.einsum("bcp,fp->bfc", coefficients, basis).reshape(batch_frames, 2 * channels)
+            modulation = text_frame_modulation(self.cond_proj, cond, batch, num_frames, h, "temporal convolution")
+            modulation = modulation.reshape(batch_frames, 2 * channels)
             scale, shift = modulation.chunk(2, dim=1)  # (B*F, C) each
             h = h * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
         h = F.silu(h)
