@@ -156,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
             x_train, [(s.direction, s.speed) for s in specs], [(OPPOSITE[s.direction], s.speed) for s in specs]
         ),
     }
-    held_out = [ShapesWorld(height=32, width=32, num_frames=8).sample((args.seed + 99, i)) for i in range(args.eval_clips)]
+    held_out = [
+        ShapesWorld(height=32, width=32, num_frames=8).sample((args.seed + 99, i)) for i in range(args.eval_clips)
+    ]
     x_eval = encode_clips(held_out)
     eval_style = "full" if args.captions == "mixed" else args.captions  # mixed training is judged on full captions
     eval_captions = [write_caption(s, eval_style) for s in held_out]
@@ -170,7 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         gaps = {}
         for t, noise in eval_noise.items():
             timesteps = torch.full((x_eval.shape[0],), t)
-            noisy, target = scheduler.add_noise(x_eval, noise, timesteps), scheduler.get_velocity(x_eval, noise, timesteps)
+            noisy, target = (
+                scheduler.add_noise(x_eval, noise, timesteps),
+                scheduler.get_velocity(x_eval, noise, timesteps),
+            )
             correct = ((unet(noisy, timesteps, text_eval).sample - target) ** 2).mean()
             swapped = ((unet(noisy, timesteps, text_swapped).sample - target) ** 2).mean()
             gaps[t] = float(swapped / correct - 1.0)
