@@ -1,8 +1,11 @@
-"""Memory helpers shared by the benchmarks: resident-set fields and the peak memory of one call."""
+"""Helpers shared by the benchmarks: resident-set fields, the peak memory and time of one call, comparisons run in
+worker processes, and writing a result file."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 
 def rss_kb(field: str) -> int:
@@ -137,3 +140,10 @@ def ratio_line(name: str, ratio: float, target: float) -> str:
     """`ratio NAME: 0.73x (target <= 0.80x: meets it)`."""
     verdict = "meets" if ratio <= target else "misses"
     return f"ratio {name}: {ratio:.2f}x (target <= {target:.2f}x: {verdict} it)"
+
+
+def write_result(path: str | Path, result: dict) -> None:
+    """Write a benchmark's figures as indented JSON to `path`, creating its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")

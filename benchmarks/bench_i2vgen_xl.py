@@ -29,11 +29,11 @@ import argparse
 import contextlib
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _measure import write_result  # benchmarks/ is on sys.path when this runs as a script
 from diffusers import DDIMScheduler
 
 from diffusers_video import I2VGenXLCascadePipeline, VideoRefinerPipeline
@@ -258,8 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args)
     print(markdown(result))
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+        write_result(args.output, result)
     return 0
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _measure import write_result  # benchmarks/ is on sys.path when this runs as a script
 
 from diffusers_video import VideoFusionPipeline
 from diffusers_video.data.metrics import wilson_interval
@@ -96,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run(args)
     if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=2) + "\n")
+        write_result(args.output, result)
     return 0
 
 

@@ -55,6 +55,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _measure import write_result  # benchmarks/ is on sys.path when this runs as a script
 from diffusers import AutoencoderKL
 
 from diffusers_video import AutoencoderKLVideo, FlowTemporalUpsampler, VideoGenPipeline
@@ -674,8 +675,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = run(args)
     print(markdown(result))
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+        write_result(args.output, result)
     return result
 
 

@@ -82,7 +82,6 @@ class FrameAdaptor(nn.Module):
         self.max_frames = max_frames
         self.scale = nn.Parameter(torch.zeros(max_frames, channels))
         self.shift = nn.Parameter(torch.zeros(max_frames, channels))
-        self.cond_dim = cond_dim
         self.cond_proj = None
         if cond_dim is not None:  # (scale, shift) for each of the FRAME_BASIS functions of the frame position
             self.cond_proj = nn.Linear(cond_dim, 2 * channels * FRAME_BASIS)

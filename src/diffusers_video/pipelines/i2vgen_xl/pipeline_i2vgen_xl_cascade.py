@@ -343,8 +343,9 @@ class I2VGenXLCascadePipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
         latents = latents.to(device)
-        before_step, given = None, image_latent[:, :, None].to(latents.dtype)  # (B*n, C, 1, h, w)
+        before_step = None
         if replace_first_frame:
+            given = image_latent[:, :, None].to(latents.dtype)  # (B*n, C, 1, h, w): frame 0 is the image
             before_step = replace_given_frames(given, latents[:, :, :1], self.scheduler.add_noise)
         latents = latents * self.scheduler.init_noise_sigma
 
