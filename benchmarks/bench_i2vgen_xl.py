@@ -37,7 +37,7 @@ from _measure import write_result  # benchmarks/ is on sys.path when this runs a
 from diffusers import DDIMScheduler
 
 from diffusers_video import I2VGenXLCascadePipeline, VideoRefinerPipeline
-from diffusers_video.data.metrics import wilson_interval
+from diffusers_video.data.metrics import psnr, wilson_interval
 from diffusers_video.data.shapes import ShapesWorld
 from diffusers_video.data.shapes_scorer import ShapesScorer
 
@@ -71,12 +71,6 @@ def heldout_scenes(num_samples: int, num_frames: int, height: int, width: int, s
     scenes = [world.scene((seed, 25, i)) for i in range(num_samples)]
     clips = np.stack([world.render(scene) for scene in scenes])
     return scenes, clips[:, 0], clips
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of images in [0, 1] (infinite when equal)."""
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
 
 
 def high_frequency_energy(videos: np.ndarray) -> float:

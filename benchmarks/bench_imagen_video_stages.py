@@ -44,7 +44,7 @@ from bench_imagen_video_table import (
 )
 
 from diffusers_video import ImagenVideoPipeline
-from diffusers_video.data.metrics import wilson_interval
+from diffusers_video.data.metrics import psnr, wilson_interval
 from diffusers_video.data.shapes_scorer import ShapesScorer
 
 MODELS = ("student", "teacher")
@@ -72,12 +72,6 @@ def parse_indices(text: str, num_samples: int) -> list[int]:
             f"`--indices` must be distinct integers in [0, {num_samples}) (`--num-samples`), but is {text!r}."
         )
     return indices
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two videos in [0, 1]; infinite when they are equal."""
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
 
 
 def summarise(scores: list, reference: list | None, videos: list, reference_videos: list | None) -> dict:

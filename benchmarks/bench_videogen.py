@@ -59,7 +59,7 @@ from _measure import write_result  # benchmarks/ is on sys.path when this runs a
 from diffusers import AutoencoderKL
 
 from diffusers_video import AutoencoderKLVideo, FlowTemporalUpsampler, VideoGenPipeline
-from diffusers_video.data.metrics import wilson_interval
+from diffusers_video.data.metrics import psnr, wilson_interval
 from diffusers_video.data.quality import heldout_scenes as quality_scenes
 from diffusers_video.data.quality import score_videos
 from diffusers_video.data.shapes import ShapesWorld
@@ -111,12 +111,6 @@ def mean_or_infinite(values) -> dict:
 def scaled(entry: dict, factor: float) -> dict:
     """A `mean_interval` entry in other units (`mean`, `ci_low`, `ci_high` times `factor`)."""
     return {k: (v * factor if k != "n" and v is not None else v) for k, v in entry.items()}
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of images in [0, 1] (infinite when they are equal)."""
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 def end_point_error(flows: torch.Tensor, true: torch.Tensor) -> tuple[float, float | None]:

@@ -285,6 +285,15 @@ def test_frechet_distance_matches_the_closed_form():
         frechet_distance(a[:1], b)
 
 
+def test_psnr_is_the_log_of_the_inverse_mean_squared_error_and_infinite_for_equal_inputs():
+    from diffusers_video.data.metrics import psnr
+
+    a = np.random.RandomState(0).rand(2, 4, 4, 3)
+    assert psnr(a, a) == math.inf
+    assert psnr(a, a + 0.1) == pytest.approx(20.0, abs=1e-9)  # mse 0.01
+    assert psnr(np.zeros(8, np.float32), np.full(8, 0.5, np.float16)) == pytest.approx(10 * math.log10(4), abs=1e-9)
+
+
 def test_fsd_is_near_zero_for_real_clips_and_grows_with_blur_and_frame_shuffling(scorer):
     world = ShapesWorld(32, 32, 8)
     real_a, _ = world.videos(100, seed=505)

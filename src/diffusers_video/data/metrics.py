@@ -1,4 +1,4 @@
-"""Statistics for benchmarks: binomial confidence intervals and the Fréchet distance between feature sets."""
+"""Statistics for benchmarks: binomial confidence intervals, the Fréchet distance between feature sets, and PSNR."""
 
 from __future__ import annotations
 
@@ -66,4 +66,10 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     return max(0.0, mean_term + float(np.trace(cov_a) + np.trace(cov_b) - 2 * cross))
 
 
-__all__ = ["Z95", "frechet_distance", "wilson_interval"]
+def psnr(a, b) -> float:
+    """PSNR in dB of two images or videos with values in [0, 1] (compared in float64); infinite when they are equal."""
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+
+
+__all__ = ["Z95", "frechet_distance", "psnr", "wilson_interval"]
