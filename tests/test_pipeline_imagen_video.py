@@ -15,7 +15,7 @@ from diffusers import DDIMScheduler, DiffusionPipeline, EulerDiscreteScheduler
 
 from diffusers_video import ImagenVideoPipeline, ImagenVideoPipelineOutput, UNet3DModel, VDistilledScheduler
 from diffusers_video.folders import class_name_of
-from diffusers_video.guidance import ScheduledGuidance
+from diffusers_video.guidance import DynamicThresholding, ScheduledGuidance
 from diffusers_video.pipelines.imagen_video.cascade import (
     NOISE_AUG_CONDITION,
     StageSpec,
@@ -337,6 +337,50 @@ def test_distilled_student_stage_runs_one_pass_per_step(text_models):
         run(pipe, num_frames=2, num_inference_steps=3)
 
 
+def test_restart_noises_the_finished_stage_once_and_returns_the_clean_prediction(text_models):
+    # a stage that restarts at t: one more UNet call, at t, on alpha_t x + sigma_t n of the finished video, and the
+    # stage's output is that call's x0 (v-prediction: x0 = alpha z - sigma v); the generator's next draw is n
+    scheduler = VDistilledScheduler(noise_schedule="continuous_cosine", distillation_base_steps=8)
+    student = tiny_unet(seed=5, conditions=("guidance_scale",))
+    pipe = make_pipe(text_models, [("base", student, scheduler)])
+    seen = []
+    student.register_forward_hook(
+        lambda m, args, kwargs, out: seen.append((args[0].clone(), float(args[1]), out.sample.clone())),
+        with_kwargs=True,
+    )
+
+    def go(**kwargs):
+        return run(pipe, num_frames=2, num_inference_steps=4, guidance_scale=3.0, **kwargs).frames
+
+    plain = go(dynamic_thresholding_percentile=None)
+    assert len(seen) == 4
+    restarted = go(dynamic_thresholding_percentile=None, restart_timestep=125.0)
+    assert len(seen) == 4 + 5
+    torch.testing.assert_close(seen[-2][0], seen[3][0])  # the same loop before the restart
+    z, t, v = seen[-1]
+    assert t == 125.0
+    alpha, sigma = scheduler.alpha_sigma(125.0)
+    generator = torch.Generator().manual_seed(0)
+    torch.randn(plain.shape, generator=generator)  # the initial noise, then the restart's
+    noise = torch.randn(plain.shape, generator=generator)
+    torch.testing.assert_close(z, alpha * plain + sigma * noise)
+    torch.testing.assert_close(restarted, alpha * z - sigma * v)
+    assert not torch.allclose(restarted, plain, atol=1e-3)
+    # the restart's prediction is thresholded as every step's is
+    thresholded = go(dynamic_thresholding_percentile=0.6, restart_timestep=125.0)
+    z, _, v = seen[-1]
+    x0 = alpha * z - sigma * v
+    assert (x0.abs() > 1).any()  # so the threshold acts
+    torch.testing.assert_close(thresholded, DynamicThresholding(0.6).threshold_x0(x0))
+    # 0 is no restart, bit for bit; the scheduler's config is the default, and the call overrides it
+    assert torch.equal(go(dynamic_thresholding_percentile=None, restart_timestep=0), plain)
+    pipe.scheduler_0 = VDistilledScheduler.from_config(scheduler.config, restart_timestep=125.0)
+    assert torch.equal(go(dynamic_thresholding_percentile=None), restarted)
+    assert torch.equal(go(dynamic_thresholding_percentile=None, restart_timestep=0), plain)
+    with pytest.raises(ValueError, match=r"restart_timestep` of stage `0` must be in \[0, 1000\) but is 1000"):
+        go(restart_timestep=1000)
+
+
 def test_fully_convolutional_sr_stage_runs_above_its_training_size(text_models):
     sr = tiny_unet(sr=True, attention=False, seed=6)  # sample_size 8, no attention
     pipe = make_pipe(
@@ -433,6 +477,10 @@ def test_save_load_round_trip(tmp_path, text_models):
         ({"dynamic_thresholding_percentile": 0.0}, r"stage 0 must be in \(0, 1\] or None but is 0.0"),
         ({"dynamic_thresholding_percentile": {1: 1.5}}, r"stage 1 must be in \(0, 1\] or None but is 1.5"),
         ({"num_inference_steps": 0}, "integer >= 1 but is 0"),
+        ({"restart_timestep": -1}, r"restart_timestep` of stage `0` must be in \[0, 1000\) but is -1"),
+        ({"restart_timestep": {2: 31.5}}, "stage `2` must be an integer on a discrete noise schedule but is 31.5"),
+        ({"restart_timestep": "late"}, "stage `0` must be a number in \\[0, 1000\\) but is 'late'"),
+        ({"restart_timestep": True}, "stage `0` must be a number in \\[0, 1000\\) but is True"),
         ({"guidance_scale": -1.0}, "must be a number >= 0 but is -1.0"),
         ({"guidance": "wavy"}, "'wavy'"),
         ({"guidance": ScheduledGuidance([3.0, 2.0, 1.0])}, "stage 0 does not fit its 2 steps"),

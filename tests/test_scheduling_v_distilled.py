@@ -364,3 +364,20 @@ def test_other_bad_input():
         dynamic_threshold(randn(*SHAPE), percentile=0.0)
     with pytest.raises(ValueError, match="`s` must be less noisy than `t`"):
         distillation_target(randn(*SHAPE), (0.6, 0.8), randn(*SHAPE), (0.6, 0.8))
+
+
+def test_restart_timestep_is_checked_and_saved(tmp_path):
+    for value, message in [
+        (-1.0, r"`restart_timestep` must be in \[0, 1000\) but is -1.0"),
+        (1000, r"`restart_timestep` must be in \[0, 1000\) but is 1000"),
+        (float("nan"), r"`restart_timestep` must be in \[0, 1000\) but is nan"),
+        ("31", r"`restart_timestep` must be a number in \[0, 1000\) but is '31'"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            VDistilledScheduler(noise_schedule="continuous_cosine", restart_timestep=value)
+    with pytest.raises(ValueError, match="integer on a discrete noise schedule but is 31.25"):
+        VDistilledScheduler(restart_timestep=31.25)
+    scheduler = VDistilledScheduler(noise_schedule="continuous_cosine", restart_timestep=31.25)
+    scheduler.save_pretrained(tmp_path)
+    assert VDistilledScheduler.from_pretrained(tmp_path).config.restart_timestep == 31.25
+    assert VDistilledScheduler().config.restart_timestep is None  # no restart unless a folder records one

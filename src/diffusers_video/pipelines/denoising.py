@@ -28,7 +28,8 @@ from typing import Any
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
-from ..guidance import GuidanceSchedule
+from ..guidance import GuidanceSchedule, scheduler_alpha_sigma
+from ..schedulers.diffusion_math import prediction_to_x0_eps
 
 __all__ = [
     "DenoisingPipelineMixin",
@@ -37,6 +38,8 @@ __all__ = [
     "extra_step_kwargs",
     "guidance_step_index",
     "replace_given_frames",
+    "restart",
+    "scheduler_restart_timestep",
     "sdedit_steps",
 ]
 
@@ -242,3 +245,43 @@ def denoise(
         ):
             progress_bar.update()
     return latents
+
+
+def scheduler_restart_timestep(scheduler: Any, value: float | None) -> float | None:
+    """The timestep a stage restarts its finished sample at (see [`restart`]): `value` when given, else the
+    scheduler's `restart_timestep` config (a `VDistilledScheduler` of a few-step student may record one); None when
+    neither is set or it is 0 (a restart at the clean end changes nothing)."""
+    if value is None:
+        value = getattr(scheduler, "config", {}).get("restart_timestep")
+    return None if value is None or float(value) == 0.0 else float(value)
+
+
+def restart(
+    scheduler: Any, sample: torch.Tensor, predict: Predict, timestep: float, noise: torch.Tensor
+) -> torch.Tensor:
+    """Restart sampling's last jump (Xu et al. 2023, https://huggingface.co/papers/2306.14878): the finished `sample`
+    noised back to `timestep` with fresh `noise`, `x_t = alpha_t sample + sigma_t noise`, and the model's clean
+    prediction there. One model call, at the guidance weight `pipe.guidance_scale` holds.
+
+    A few-step sampler ends on the clean prediction of its last step, made at a high noise level; where that
+    prediction carries high-frequency errors (the grain of a progressively distilled student), a prediction at a low
+    level, from an input the model was trained on, removes them while keeping what the sample shows.
+
+    Args:
+        scheduler: The stage's scheduler (its `alpha_sigma` or `alphas_cumprod`, `scale_model_input` and
+            `config.prediction_type`).
+        sample (`torch.Tensor`): The finished sample `(B, C, F, H, W)`.
+        predict (`Callable`): The stage's `predict(model_input, t, i, sample)` (`i` is -1: no step of the schedule).
+        timestep (`float`): The timestep to restart at, in the scheduler's units.
+        noise (`torch.Tensor`): Standard normal noise of `sample`'s shape.
+
+    Returns:
+        `torch.Tensor`: The clean prediction, in `sample`'s dtype.
+    """
+    alpha, sigma = scheduler_alpha_sigma(scheduler, timestep)
+    alpha, sigma = alpha.to(sample.device, torch.float32), sigma.to(sample.device, torch.float32)
+    noisy = (alpha * sample.float() + sigma * noise.float()).to(sample.dtype)
+    t = torch.tensor(timestep, dtype=scheduler.timesteps.dtype, device=sample.device)
+    output = predict(scheduler.scale_model_input(noisy, t), t, -1, noisy)
+    x0, _ = prediction_to_x0_eps(output.float(), noisy.float(), alpha, sigma, scheduler.config.prediction_type)
+    return x0.to(sample.dtype)

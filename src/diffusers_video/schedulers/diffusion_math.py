@@ -132,6 +132,22 @@ def check_betas(
             raise ValueError(f"`{name}` must be in [0, 1) but is {value!r}.")
 
 
+def check_restart_timestep(
+    value: object, num_train_timesteps: int, discrete: bool, name: str = "restart_timestep"
+) -> float:
+    """Returns a restart timestep (see `VDistilledScheduler`'s `restart_timestep`) as a float, or raises a
+    `ValueError` naming `name` and the value: a finite number in `[0, num_train_timesteps)`, an integer on a discrete
+    schedule (0 is no restart)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"`{name}` must be a number in [0, {num_train_timesteps}) but is {value!r}.")
+    number = float(value)
+    if not 0.0 <= number < num_train_timesteps:  # also rejects NaN
+        raise ValueError(f"`{name}` must be in [0, {num_train_timesteps}) but is {value!r}.")
+    if discrete and number != round(number):
+        raise ValueError(f"`{name}` must be an integer on a discrete noise schedule but is {value!r}.")
+    return number
+
+
 def check_x0_limits(
     dynamic_thresholding_ratio: float, clip_sample_range: float, sample_max_value: float | None
 ) -> None:

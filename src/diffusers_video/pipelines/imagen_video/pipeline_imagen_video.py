@@ -37,6 +37,7 @@ from ...guidance import (
     takes_guidance,
 )
 from ...models.unet_3d import UNet3DModel
+from ...schedulers.diffusion_math import check_restart_timestep
 from ..checks import (
     check_bool,
     check_callback_arguments,
@@ -49,7 +50,7 @@ from ..checks import (
     is_number,
     prompt_batch_size,
 )
-from ..denoising import DenoisingPipelineMixin, callback_tensor_inputs, denoise
+from ..denoising import DenoisingPipelineMixin, callback_tensor_inputs, denoise, restart, scheduler_restart_timestep
 from ..pipeline_utils import VideoDiffusionPipeline, VideoPipelineOutput, postprocess_video
 from ..prompts import encode_t5_prompt
 from .cascade import (
@@ -248,6 +249,7 @@ class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffu
         output_type: str,
         callback_on_step_end: Callable | None,
         callback_on_step_end_tensor_inputs: list[str] | None,
+        restart_timestep: list[Any] | None = None,
     ) -> list[tuple[int, int, int]]:
         """Raises a `ValueError` (a `TypeError` for a wrong type) naming the bad argument and its value; returns the
         stage sizes. Per-stage arguments are already one value per stage. No model runs before these checks."""
@@ -299,6 +301,13 @@ class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffu
                 raise ValueError(f"`guidance` of stage {i} does not fit its {steps} steps: {error}") from error
             if any(weight < 0 for weight in weights):
                 raise ValueError(f"The guidance weights of stage {i} must be >= 0 but are {weights}.")
+
+            restart = None if restart_timestep is None else restart_timestep[i]
+            if restart is not None:
+                check_restart_timestep(
+                    restart, scheduler.config.num_train_timesteps, not scheduler.timesteps.is_floating_point(),
+                    name=f"restart_timestep` of stage `{i}",
+                )  # fmt: skip
 
             level = noise_aug_level[i]
             if not is_number(level):
@@ -384,6 +393,7 @@ class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffu
         guidance: str | GuidanceSchedule | list | dict = "constant",
         noise_aug_level: float | list[float] | dict[int, float] = 0.1,
         dynamic_thresholding_percentile: float | None | list | dict = 0.995,
+        restart_timestep: float | None | list | dict = None,
         negative_prompt: str | list[str] | None = None,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -427,6 +437,11 @@ class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffu
             dynamic_thresholding_percentile (`float` or `None`, *per stage*, defaults to 0.995): Imagen's dynamic
                 thresholding of the predicted clean video at every step, with this percentile in (0, 1]; None turns
                 it off for a stage.
+            restart_timestep (`float` or `None`, *per stage*, *optional*): Restart the stage's finished video once at
+                this timestep (see [`~pipelines.denoising.restart`]): noise it back there with fresh noise and take the
+                model's clean prediction, one more model call at the stage's last guidance weight. None takes the
+                stage scheduler's `restart_timestep` (a few-step student's `VDistilledScheduler` may record one: the
+                demo cascade's last stage restarts at 31.25, which removes most of its grain); 0 turns it off.
             negative_prompt (`str` or `list[str]`, *optional*): What not to generate; the empty prompt by default.
             num_videos_per_prompt (`int`, defaults to 1): Videos per prompt.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*): Random generator(s). Per stage, the
@@ -474,13 +489,17 @@ class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffu
         kinds = self.per_stage(guidance, "guidance", "constant")
         levels = self.per_stage(noise_aug_level, "noise_aug_level", 0.1)
         percentiles = self.per_stage(dynamic_thresholding_percentile, "dynamic_thresholding_percentile", 0.995)
+        restarts = self.per_stage(restart_timestep, "restart_timestep", None)
 
         # 1. check inputs, before any model runs
         sizes = self.check_inputs(
             prompt, num_frames, height, width, steps, scales, kinds, levels, percentiles, negative_prompt,
             num_videos_per_prompt, generator, prompt_embeds, negative_prompt_embeds, output_type,
-            callback_on_step_end, callback_on_step_end_tensor_inputs,
+            callback_on_step_end, callback_on_step_end_tensor_inputs, restarts,
         )  # fmt: skip
+        restarts = [
+            scheduler_restart_timestep(scheduler, value) for (_, _, scheduler), value in zip(self.stages, restarts)
+        ]
         guidances = [stage_guidance(kind, scale) for kind, scale in zip(kinds, scales)]
         needs_uncond = any(
             not takes_guidance(stage.unet) and any(w != 1.0 for w in stage_guidance.scales(n))
@@ -500,7 +519,7 @@ class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffu
         # 3. the cascade
         video = None  # (B, C, F, H, W) output of the previous stage
         outputs = []
-        with self.progress_bar(total=sum(steps)) as progress_bar:
+        with self.progress_bar(total=sum(steps) + sum(t is not None for t in restarts)) as progress_bar:
             for index, (spec, unet, scheduler) in enumerate(self.stages):
                 self._stage_index = index
                 frames, h, w = sizes[index]
@@ -549,6 +568,11 @@ class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffu
                     progress_bar=progress_bar, generator=generator, callback_on_step_end=callback_on_step_end,
                     callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, tensors=tensors,
                 )  # fmt: skip
+                if restarts[index] is not None and not self.interrupt:
+                    # one clean prediction from a low noise level, at the weight of the last step (see `restart`)
+                    noise = randn_tensor(sample.shape, generator=generator, device=device, dtype=dtype)
+                    sample = restart(scheduler, sample, predict, restarts[index], noise)
+                    progress_bar.update()
                 video = sample
                 outputs.append(sample)
 
