@@ -17,12 +17,18 @@ from conftest import read_train_log
 
 import diffusers_video.training.videogen  # noqa: F401 (registers the trainer for the `videogen` section)
 from diffusers_video import FlowTemporalUpsampler, UNet3DModel, VideoGenPipeline
+from diffusers_video.cli import main as cli_main
 from diffusers_video.data.shapes import ShapeObject, ShapesScene, ShapesWorld
 from diffusers_video.data.shapes_captions import ShapeSpec
 from diffusers_video.models.flow_upsampler import backward_warp
 from diffusers_video.pipelines.imagen_video.cascade import StageSpec, downsample_for_condition, upsample_condition
 from diffusers_video.training import TrainingConfig, train
-from diffusers_video.training.videogen import FlowUpsamplerTrainer, VideoGenTrainer, true_middle_flows
+from diffusers_video.training.videogen import (
+    FlowUpsamplerTrainer,
+    VideoGenTrainer,
+    assemble_pipeline,
+    true_middle_flows,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread_and_fresh_accelerate")
 
@@ -164,3 +170,52 @@ def test_configs_that_cannot_train_a_videogen_model_are_refused(overrides, messa
     with pytest.raises(ValueError) as raised:
         config.with_overrides(overrides)
     assert message in str(raised.value)
+
+
+def test_assemble_puts_the_separately_trained_stages_behind_the_video_model(tmp_path):
+    runs = {}
+    for name, overrides in (
+        ("video", {"data.num_frames": 4}),
+        ("flow_upsampler", {"data.num_frames": 5}),
+        ("super_resolution", {"data.num_frames": 2, "data.height": 32, "data.width": 32}),
+    ):
+        config = _recipe(name, tmp_path / name, max_train_steps=1, train_batch_size=2, **overrides)
+        runs[name] = VideoGenTrainer(config).train()
+    output = tmp_path / "pipeline"
+    written = assemble_pipeline(runs["video"], output, flow_upsampler_folder=runs["flow_upsampler"],
+                                super_resolution_folder=runs["super_resolution"], fp16=True)  # fmt: skip
+    assert (
+        written == output
+        and (output / "training_config.json").read_text() == (runs["video"] / "training_config.json").read_text()
+    )
+    pipe = VideoGenPipeline.from_pretrained(output)
+    video = VideoGenPipeline.from_pretrained(runs["video"])
+    flow = FlowTemporalUpsampler.from_pretrained(runs["flow_upsampler"] / "flow_upsampler")
+    sr = UNet3DModel.from_pretrained(runs["super_resolution"] / "unet")
+    for mine, theirs in ((pipe.unet, video.unet), (pipe.image_unet, video.image_unet), (pipe.flow_upsampler, flow),
+                         (pipe.super_resolution_unet, sr)):  # fmt: skip
+        a, b = mine.state_dict(), theirs.state_dict()
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k].half().float()) for k in a)  # saved in float16, loaded back in float32
+        assert all(v.dtype == torch.float32 for v in a.values())
+    assert pipe.config.super_resolution_factor == 2
+    pipe.set_progress_bar_config(disable=True)
+    frames = pipe("a red circle moving right", num_frames=3, num_inference_steps=1).frames
+    assert frames.shape == (1, 5, 64, 64, 3)  # x2 frames by the flow upsampler, x2 size by the SR stage
+
+    # a folder of the wrong run is refused, and the folder already there is kept
+    before = sorted(p.relative_to(output) for p in output.rglob("*"))
+    with pytest.raises(ValueError, match="`flow_upsampler_folder` .* has no `flow_upsampler/`"):
+        assemble_pipeline(runs["video"], output, flow_upsampler_folder=runs["super_resolution"])
+    with pytest.raises(ValueError, match="not a VideoGen super-resolution run's final folder"):
+        assemble_pipeline(runs["video"], output, super_resolution_folder=runs["video"])
+    with pytest.raises(ValueError, match="is not a pipeline folder"):
+        assemble_pipeline(runs["flow_upsampler"], output)
+    assert sorted(p.relative_to(output) for p in output.rglob("*")) == before
+    # the command line writes the same folder
+    from_cli = tmp_path / "from_cli"
+    assert cli_main(["videogen", "assemble", "--video", str(runs["video"]), "--flow_upsampler",
+                     str(runs["flow_upsampler"]), "--output_dir", str(from_cli)]) == 0  # fmt: skip
+    again = VideoGenPipeline.from_pretrained(from_cli)
+    assert again.super_resolution_unet is None
+    assert torch.equal(again.flow_upsampler.flow_out.weight, flow.flow_out.weight)

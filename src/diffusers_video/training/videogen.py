@@ -21,6 +21,7 @@ A `videogen` config section picks the model (`videogen.stage`, see `VideoGenConf
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +32,20 @@ from torch import nn
 
 from ..data.shapes_captions import DIRECTION_VECTORS
 from ..data.shapes_scorer import shape_coverage
-from ..folders import TRAINING_CONFIG_NAME, read_json
+from ..folders import TRAINING_CONFIG_NAME, atomic_folder, read_json
 from ..models.flow_upsampler import FlowTemporalUpsampler
+from ..models.unet_3d import UNet3DModel
 from ..pipelines.imagen_video.cascade import NOISE_AUG_CONDITION, StageSpec, noise_aug_condition_value
 from ..pipelines.videogen.pipeline_videogen import VideoGenPipeline
 from .components import TrainingComponents
 from .config import TrainingConfig
 from .data import TrainingItems, sample_generator
+from .i2vgen_xl import same_weights
 from .imagen_video import augmentation_generators, noise_aug_levels, stage_condition
 from .registry import register_trainer
 from .trainer import Trainer
 
-__all__ = ["REFERENCE_STREAM", "FlowUpsamplerTrainer", "VideoGenTrainer", "true_middle_flows"]
+__all__ = ["REFERENCE_STREAM", "FlowUpsamplerTrainer", "VideoGenTrainer", "assemble_pipeline", "true_middle_flows"]
 
 REFERENCE_STREAM = 27
 """Third key of the per-sample generators of the reference dropout, apart from the diffusion noise's `(seed,
@@ -265,3 +268,78 @@ class FlowUpsamplerTrainer(Trainer):
         """`flow_upsampler/` (a `FlowTemporalUpsampler` folder) and `training_config.json`."""
         self.flow_upsampler.save_pretrained(folder / "flow_upsampler")
         self.config.to_json_file(folder / TRAINING_CONFIG_NAME)
+
+
+def assemble_pipeline(
+    video_folder: str | Path,
+    output_dir: str | Path,
+    flow_upsampler_folder: str | Path | None = None,
+    super_resolution_folder: str | Path | None = None,
+    fp16: bool = False,
+) -> Path:
+    """One `VideoGenPipeline` folder from the final folders of VideoGen's runs: the reference-conditioned video model
+    (a `VideoGenPipeline` with its image UNet), and optionally a flow upsampler run and a latent super-resolution run,
+    which train apart (on unlabeled clips, and at the output size).
+
+    Args:
+        video_folder (`str | Path`): The video run's final folder (`videogen.stage` "video"); its flow upsampler and
+            super-resolution UNet, if any, are replaced by those given.
+        output_dir (`str | Path`): Where the pipeline goes, written atomically (an existing folder is kept if it fails).
+        flow_upsampler_folder (`str | Path`, *optional*): A "flow_upsampler" run's final folder (`flow_upsampler/`).
+        super_resolution_folder (`str | Path`, *optional*): A "super_resolution" run's final folder (`unet/`,
+            `scheduler/`, `training_config.json`); it must share the video folder's VAE and text encoder, weight for
+            weight, and its latent channels.
+        fp16 (`bool`, defaults to False): Save the UNets' and the flow upsampler's weights in float16 (half the size,
+            for committing a demo); `from_pretrained` loads them back in float32.
+
+    Returns:
+        `Path`: `output_dir`, with the video run's `training_config.json`.
+
+    Raises:
+        ValueError: A folder that is not the run it should be, or a super-resolution stage that does not fit.
+    """
+    video_folder = Path(video_folder)
+    if read_json(video_folder / "model_index.json", missing_ok=True) is None:
+        raise ValueError(f"`video_folder` {str(video_folder)!r} is not a pipeline folder (no model_index.json).")
+    pipe = VideoGenPipeline.from_pretrained(video_folder)
+    components = dict(pipe.components)
+    factor = pipe.config.super_resolution_factor
+    if flow_upsampler_folder is not None:
+        folder = Path(flow_upsampler_folder)
+        if not (folder / "flow_upsampler" / "config.json").is_file():
+            raise ValueError(
+                f"`flow_upsampler_folder` {str(folder)!r} has no `flow_upsampler/`: pass a flow upsampler run's final "
+                "folder."
+            )
+        components["flow_upsampler"] = FlowTemporalUpsampler.from_pretrained(folder, subfolder="flow_upsampler")
+    if super_resolution_folder is not None:
+        folder = Path(super_resolution_folder)
+        trained = read_json(folder / TRAINING_CONFIG_NAME, missing_ok=True) or {}
+        settings = trained.get("videogen") or {}
+        if settings.get("stage") != "super_resolution" or not (folder / "unet" / "config.json").is_file():
+            raise ValueError(
+                f"`super_resolution_folder` {str(folder)!r} is not a VideoGen super-resolution run's final folder "
+                "(`unet/` and a training_config.json with `videogen.stage` 'super_resolution')."
+            )
+        for name, kind in (("vae", type(pipe.vae)), ("text_encoder", type(pipe.text_encoder))):
+            if (folder / name).is_dir() and not same_weights(
+                getattr(pipe, name), kind.from_pretrained(folder, subfolder=name)
+            ):
+                raise ValueError(f"'{video_folder}/{name}' and '{folder}/{name}' differ: every stage shares it.")
+        components["super_resolution_unet"] = UNet3DModel.from_pretrained(folder, subfolder="unet")
+        scheduler = pipe.scheduler
+        if (folder / "scheduler").is_dir():
+            scheduler = type(pipe.scheduler).from_pretrained(folder, subfolder="scheduler")
+        components["super_resolution_scheduler"] = type(scheduler).from_config(scheduler.config)
+        factor = int(settings.get("super_resolution_factor", 2))
+    assembled = VideoGenPipeline(**components, super_resolution_factor=factor)  # checks the channels and factor
+    if fp16:
+        for name in ("unet", "image_unet", "super_resolution_unet", "flow_upsampler"):
+            if getattr(assembled, name, None) is not None:
+                getattr(assembled, name).to(torch.float16)
+    with atomic_folder(output_dir) as temporary:
+        assembled.save_pretrained(temporary)
+        config = read_json(video_folder / TRAINING_CONFIG_NAME, missing_ok=True)
+        if config is not None:
+            (Path(temporary) / TRAINING_CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    return Path(output_dir)
