@@ -225,7 +225,9 @@ def test_the_no_reference_recipe_differs_from_the_video_recipe_only_by_the_refer
     """`bench_videogen.py --parts reference --with-reference --without-reference` compares the two at the same budget:
     the same model, data and optimiser; the reference always zeroed; as many steps as the checkpoint compared."""
     with_reference = TrainingConfig.from_json_file(ROOT / "pipelines" / "videogen" / "train_video.json").to_dict()
-    without = TrainingConfig.from_json_file(ROOT / "pipelines" / "videogen" / "train_video_no_reference.json").to_dict()
+    without = TrainingConfig.from_json_file(
+        ROOT / "pipelines" / "videogen" / "train_video_no_reference.json"
+    ).to_dict()
     assert without["videogen"]["reference_dropout"] == 1.0
     assert without["max_train_steps"] % with_reference["checkpointing_steps"] == 0  # a checkpoint at the same step
     for config in (with_reference, without):
