@@ -325,3 +325,24 @@ def test_components_and_stages_that_do_not_fit_are_refused():
     with pytest.raises(ValueError, match="`super_resolution` is True but the pipeline has no"):
         run(pipe, reference_latents=reference, super_resolution=True)
     assert run(pipe, reference_latents=reference).shape == (1, 4, 3, 4, 4)  # no optional stage: the base alone
+
+
+def test_the_demo_step_generates_the_demo_prompts_from_text_at_the_trained_length_and_scores_them(tmp_path, capsys):
+    """`make demo`'s step 8 on a tiny folder: the reference from its image UNet, the clip length the folder was trained
+    on (its `training_config.json`), doubled by its flow upsampler; the three demo prompts scored and written; a bad
+    `--videogen` folder is refused in one line."""
+    from diffusers_video.cli import main as cli_main
+    from diffusers_video.commands.demo import DEMO_PROMPTS
+    from diffusers_video.commands.demo import _videogen as videogen_demo
+
+    make_pipe(super_resolution=False).save_pretrained(tmp_path / "small")
+    (tmp_path / "small" / "training_config.json").write_text(json.dumps({"data": {"num_frames": 3}}))
+    videogen_demo(tmp_path, tmp_path / "small", 0)
+    out = capsys.readouterr().out
+    assert "3 latent frames, x2 by the flow upsampler: 5 frames of 8x8" in out
+    assert out.count("scorer sees: ") == len(DEMO_PROMPTS)
+    strip = tmp_path / "videogen.gif"
+    assert strip.stat().st_size > 200 and (tmp_path / "videogen_a_red_circle_moving_right.gif").is_file()
+    assert PIL.Image.open(strip).n_frames == 5
+    assert cli_main(["demo", "--output_dir", str(tmp_path), "--videogen", str(tmp_path / "none_here")]) == 1
+    assert "none_here' is not a pipeline folder" in capsys.readouterr().err

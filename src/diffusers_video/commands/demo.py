@@ -13,6 +13,9 @@
    animates the first frame of a real clip of each prompt, and the scorer gives its verdict, with how closely the
    first frame keeps the image (PSNR); skipped where the folder is missing;
 7. the committed MagicVideo demo (`pipelines/magicvideo/demo`: the keyframe model) does the same as step 4; skipped where
+   the folder is missing;
+8. the committed VideoGen demo (`pipelines/videogen/demo`: the reference image from the stand-in's image UNet, the
+   reference-guided video model, the flow upsampler doubling the frames) does the same from text alone; skipped where
    the folder is missing.
 
 It writes `shapes.gif` (and `shapes.mp4` when imageio-ffmpeg is installed), `stand_in.png` and one GIF and MP4 per
@@ -36,6 +39,7 @@ from ..pipelines.i2vgen_xl.pipeline_i2vgen_xl_cascade import I2VGenXLCascadePipe
 from ..pipelines.imagen_video.pipeline_imagen_video import ImagenVideoPipeline
 from ..pipelines.magicvideo.pipeline_magicvideo import MagicVideoPipeline
 from ..pipelines.videofusion.pipeline_videofusion import VideoFusionPipeline
+from ..pipelines.videogen.pipeline_videogen import VideoGenPipeline
 from ..schedulers.scheduling_v_distilled import VDistilledScheduler
 from ..training.stand_in_eval import evaluation_prompts, score_single_frames
 
@@ -55,6 +59,8 @@ I2VGEN_XL_DEMO = Path("pipelines") / "i2vgen_xl" / "demo"
 REFINER_STRENGTH, REFINER_GUIDANCE = 0.6, 1.0
 # The MagicVideo demo pipeline (the keyframe stage).
 MAGICVIDEO_DEMO = Path("pipelines") / "magicvideo" / "demo"
+# The VideoGen demo pipeline (reference image, video model, flow upsampler).
+VIDEOGEN_DEMO = Path("pipelines") / "videogen" / "demo"
 
 
 def register(subparsers) -> None:
@@ -86,6 +92,11 @@ def register(subparsers) -> None:
         "--magicvideo",
         default=None,
         help=f"the MagicVideo demo folder (default: {MAGICVIDEO_DEMO}, skipped where missing; 'none' skips it)",
+    )
+    parser.add_argument(
+        "--videogen",
+        default=None,
+        help=f"the VideoGen demo folder (default: {VIDEOGEN_DEMO}, skipped where missing; 'none' skips it)",
     )
     parser.set_defaults(func=run)
 
@@ -349,6 +360,26 @@ def _magicvideo(output_dir: Path, folder: Path, seed: int) -> None:
     )  # fmt: skip
 
 
+def _videogen(output_dir: Path, folder: Path, seed: int) -> None:
+    pipe = VideoGenPipeline.from_pretrained(folder, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    trained = read_json(folder / TRAINING_CONFIG_NAME, missing_ok=True) or {}
+    num_frames = trained.get("data", {}).get("num_frames", 8)  # the clip length the video model was trained on
+    upsampling = 2 if pipe.flow_upsampler is not None else 1
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    if pipe.super_resolution_unet is not None:
+        size *= pipe.config.super_resolution_factor
+    print(
+        f"8. VideoGenPipeline.from_pretrained({str(folder)!r}): reference image from its image UNet, {num_frames} latent "
+        f"frames, x{upsampling} by the flow upsampler: {(num_frames - 1) * upsampling + 1} frames of {size}x{size}; "
+        "25 steps, guidance 4"
+    )
+    _sample_and_score(
+        pipe, output_dir, "videogen", seed, scale=4, gap=2, num_frames=num_frames, temporal_upsampling=upsampling,
+        num_inference_steps=25, guidance_scale=4.0,
+    )  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -373,6 +404,7 @@ def run(args: argparse.Namespace) -> int:
     optional = [  # (step, name, option value, folder, what it needs, how to run it)
         (6, "I2VGen-XL", "i2vgen_xl", I2VGEN_XL_DEMO, "an I2VGenXLCascadePipeline", _i2vgen_xl),
         (7, "MagicVideo", "magicvideo", MAGICVIDEO_DEMO, "a MagicVideoPipeline", _magicvideo),
+        (8, "VideoGen", "videogen", VIDEOGEN_DEMO, "a VideoGenPipeline", _videogen),
     ]
     folders = [_optional_demo_folder(getattr(args, option), option, default, needs) for _, _, option, default, needs, _
                in optional]  # fmt: skip
