@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from test_training import run_killed_and_resumed
 from transformers import AutoImageProcessor, AutoTokenizer, CLIPVisionModelWithProjection
 
-from diffusers_video import I2VGenXLCascadePipeline, I2VGenXLContentEncoder
+from diffusers_video import AutoencoderKLVideo, I2VGenXLCascadePipeline, I2VGenXLContentEncoder
 from diffusers_video.cli import main as cli_main
 from diffusers_video.data.shapes import ShapesWorld
 from diffusers_video.training import TrainingConfig, train
@@ -118,7 +118,7 @@ def test_base_stage_saves_a_cascade_that_animates_an_image(base_run, model_folde
     assert [line["step"] for line in lines] == [1, 2] and all(np.isfinite(line["loss"]) for line in lines)
 
 
-def test_refiner_stage_adds_its_unet_to_the_base_cascade(base_run, model_folder, tmp_path):
+def test_refiner_stage_adds_its_unet_to_the_base_cascade(base_run, model_folder, tmp_path, capsys):
     config = TrainingConfig.from_dict(
         dict(
             output_dir=str(tmp_path / "refiner"), max_train_steps=1, train_batch_size=2, learning_rate=1e-3,
@@ -152,6 +152,25 @@ def test_refiner_stage_adds_its_unet_to_the_base_cascade(base_run, model_folder,
     assert json.loads((out / "training_config.json").read_text())["i2vgen_xl"]["stage"] == "base"
     assert cli_main([*argv[:-1], str(tmp_path / "again"), "--refiner", str(base_run / "final")]) == 1
     assert not (tmp_path / "again").exists()  # "has no `refiner_unet/`", refused before writing
+
+    # `--vae`: a VAE whose decoder alone differs (a decoder fine-tuned at the refined size) decodes the cascade
+    video_vae = AutoencoderKLVideo.from_vae2d(pipe.vae)
+    with torch.no_grad():
+        video_vae.decoder.conv_out.weight.add_(0.01)
+    video_vae.save_pretrained(tmp_path / "video_vae")
+    with_vae = [*argv[:-1], str(tmp_path / "with_vae"), "--refiner", str(final), "--vae", str(tmp_path / "video_vae")]
+    assert cli_main(with_vae) == 0
+    assembled = I2VGenXLCascadePipeline.from_pretrained(tmp_path / "with_vae")
+    assert isinstance(assembled.vae, AutoencoderKLVideo)
+    assert torch.equal(assembled.vae.decoder.conv_out.weight, video_vae.decoder.conv_out.weight)
+    # another encoder would change the latents both stages trained on: refused, nothing written
+    with torch.no_grad():
+        video_vae.encoder.conv_in.weight.add_(0.01)
+    video_vae.save_pretrained(tmp_path / "other_encoder")
+    with_vae[-1], with_vae[argv.index("--output_dir") + 1] = str(tmp_path / "other_encoder"), str(tmp_path / "refused")
+    assert cli_main(with_vae) == 1
+    assert "has another encoder than the base stage's VAE" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
 
 
 # ---------------------------------------------------------------------------------------------------- it learns

@@ -38,11 +38,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import DDIMScheduler
+from diffusers import AutoencoderKL, DDIMScheduler
 from torch import nn
 
 from ..folders import INDEX_NAME, TRAINING_CONFIG_NAME, atomic_folder, read_json
 from ..models.i2vgen_xl_content import I2VGenXLContentEncoder
+from ..models.video_vae import AutoencoderKLVideo
 from ..pipelines.i2vgen_xl import I2VGenXLCascadePipeline
 from ..pipelines.i2vgen_xl.inputs import check_components as check_cascade_components
 from .components import TrainingComponents, caption_token_ids, encode_token_ids, load_components
@@ -391,7 +392,31 @@ def same_weights(mine: nn.Module, theirs: nn.Module) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k].to(a[k].dtype)) for k in a)
 
 
-def assemble_cascade(base_folder: str | Path, refiner_folder: str | Path, output_dir: str | Path, fp16: bool = False):
+def _decoder_only_vae(folder: Path, vae: nn.Module) -> AutoencoderKL | AutoencoderKLVideo:
+    """The VAE of `folder` (an `AutoencoderKLVideo` or `AutoencoderKL` folder), refused unless its encoder and
+    `quant_conv` equal `vae`'s: only its decoder may differ."""
+    config = read_json(folder / "config.json", missing_ok=True)
+    if config is None:
+        raise ValueError(f"`vae_folder` '{folder}' holds no VAE (no config.json).")
+    kind = AutoencoderKLVideo if config.get("_class_name") == "AutoencoderKLVideo" else AutoencoderKL
+    new = kind.from_pretrained(folder)
+    mine = {k: v for k, v in vae.state_dict().items() if k.startswith(("encoder.", "quant_conv."))}
+    theirs = {k: v for k, v in new.state_dict().items() if k.startswith(("encoder.", "quant_conv."))}
+    if mine.keys() != theirs.keys() or not all(torch.equal(mine[k], theirs[k].to(mine[k].dtype)) for k in mine):
+        raise ValueError(
+            f"`vae_folder` '{folder}' has another encoder than the base stage's VAE: the latents the stages trained on "
+            "would change. Pass a VAE whose decoder alone was trained (`video_vae.train_layers` 'decoder')."
+        )
+    return new
+
+
+def assemble_cascade(
+    base_folder: str | Path,
+    refiner_folder: str | Path,
+    output_dir: str | Path,
+    fp16: bool = False,
+    vae_folder: str | Path | None = None,
+):
     """One `I2VGenXLCascadePipeline` folder from a base-stage folder and a refiner folder.
 
     The refiner trains on real clips alone, so it can train while the base stage does, against an exported
@@ -406,6 +431,9 @@ def assemble_cascade(base_folder: str | Path, refiner_folder: str | Path, output
         output_dir (`str | Path`): Where the cascade goes, written atomically (an existing folder is kept if it fails).
         fp16 (`bool`, defaults to False): Save the two UNets' weights in float16 (half the size, for committing a
             demo); `from_pretrained` loads them back in float32.
+        vae_folder (`str | Path`, *optional*): A VAE folder (`AutoencoderKL` or `AutoencoderKLVideo`) to decode with
+            instead of the base's, e.g. a decoder fine-tuned at the refined size (`video_vae.train_layers` "decoder");
+            its encoder must be the base's, weight for weight, so the latents both stages trained on stay the same.
 
     Returns:
         `Path`: `output_dir`, with the base's `training_config.json`.
@@ -421,6 +449,8 @@ def assemble_cascade(base_folder: str | Path, refiner_folder: str | Path, output
                 f"'{base_folder}/{name}' and '{refiner_folder}/{name}' differ: both stages of a cascade share it."
             )
     parts = {k: v for k, v in base.components.items() if k not in ("refiner_unet", "refiner_scheduler")}
+    if vae_folder is not None:
+        parts["vae"] = _decoder_only_vae(Path(vae_folder), base.vae)
     cascade = I2VGenXLCascadePipeline(
         **parts, refiner_unet=refiner.refiner_unet, refiner_scheduler=refiner.refiner_scheduler,
         default_height=base.config.default_height, default_width=base.config.default_width,
