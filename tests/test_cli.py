@@ -17,26 +17,13 @@ from diffusers_video.cli import main
 
 STAND_IN = Path(__file__).resolve().parents[1] / "pipelines" / "shapes_sd"
 VIDEOFUSION_DEMO = Path(__file__).resolve().parents[1] / "pipelines" / "videofusion" / "demo"
+# the demo steps of the I2VGen-XL, MagicVideo and VideoGen folders are tested in their own files
+WITHOUT_NEWER_DEMOS = ["--i2vgen_xl", "none", "--magicvideo", "none", "--videogen", "none"]
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):
     argv = ["demo", "--output_dir", str(tmp_path), "--num_clips", "2", "--stand_in", str(STAND_IN)]
-    assert (
-        main(
-            [
-                *argv,
-                "--videofusion",
-                str(VIDEOFUSION_DEMO),
-                "--i2vgen_xl",
-                "none",
-                "--magicvideo",
-                "none",
-                "--videogen",
-                "none",
-            ]
-        )
-        == 0
-    )  # own tests
+    assert main([*argv, "--videofusion", str(VIDEOFUSION_DEMO), *WITHOUT_NEWER_DEMOS]) == 0  # own tests
     out = capsys.readouterr().out
     assert "all-correct accuracy: 1.00 over 2 clips" in out
     assert "over 8 held-out captions" in out  # the trained stand-in generated and was scored
@@ -280,16 +267,7 @@ def test_push_refuses_pickles_and_non_pipeline_folders_before_uploading(pipeline
 
 def test_demo_runs_an_imagen_video_cascade_and_names_a_missing_one(cascade_folder, tmp_path, capsys):
     argv = ["demo", "--output_dir", str(tmp_path), "--num_clips", "1", "--stand_in", str(STAND_IN)]
-    argv += [
-        "--videofusion",
-        str(VIDEOFUSION_DEMO),
-        "--i2vgen_xl",
-        "none",
-        "--magicvideo",
-        "none",
-        "--videogen",
-        "none",
-    ]
+    argv += ["--videofusion", str(VIDEOFUSION_DEMO), *WITHOUT_NEWER_DEMOS]
     assert main([*argv, "--imagen_video", str(tmp_path / "no_cascade")]) == 1
     assert "no_cascade' is not a pipeline folder" in capsys.readouterr().err
     assert main([*argv, "--imagen_video", str(cascade_folder)]) == 0

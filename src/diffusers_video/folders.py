@@ -53,6 +53,7 @@ __all__ = [
     "publisher",
     "read_json",
     "register_publisher",
+    "save_assembled",
     "temporary_path",
 ]
 
@@ -244,6 +245,27 @@ def atomic_folder(target: str | Path, keep: Callable[[str], bool] | None = None)
             shutil.rmtree(temporary, ignore_errors=True)
             raise
         commit_folder(temporary, target)
+
+
+def save_assembled(pipeline: Any, output_dir: str | Path, training_config_of: str | Path) -> Path:
+    """Save a pipeline assembled from training runs atomically (`atomic_folder`), with the `training_config.json` of
+    the run folder `training_config_of` when it has one (what `make demo` and `bench quality` read the trained clip
+    length from).
+
+    Args:
+        pipeline: Anything with `save_pretrained(folder)`.
+        output_dir (`str | Path`): The folder to write; an existing one is kept if the save fails.
+        training_config_of (`str | Path`): The run folder whose `training_config.json` is copied.
+
+    Returns:
+        `Path`: `output_dir`.
+    """
+    with atomic_folder(output_dir) as temporary:
+        pipeline.save_pretrained(temporary)
+        config = read_json(Path(training_config_of) / TRAINING_CONFIG_NAME, missing_ok=True)
+        if config is not None:
+            (Path(temporary) / TRAINING_CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    return Path(output_dir)
 
 
 def check_writable(folder: str | Path) -> Path:

@@ -33,7 +33,6 @@ Recipes: `pipelines/i2vgen_xl/train_base.json`, `train_refiner.json` (`diffusers
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler
 from torch import nn
 
-from ..folders import INDEX_NAME, TRAINING_CONFIG_NAME, atomic_folder, read_json
+from ..folders import INDEX_NAME, TRAINING_CONFIG_NAME, read_json, save_assembled
 from ..models.i2vgen_xl_content import I2VGenXLContentEncoder
 from ..models.video_vae import AutoencoderKLVideo
 from ..pipelines.i2vgen_xl import I2VGenXLCascadePipeline
@@ -458,9 +457,4 @@ def assemble_cascade(
     if fp16:
         cascade.unet.to(torch.float16)
         cascade.refiner_unet.to(torch.float16)
-    with atomic_folder(output_dir) as temporary:
-        cascade.save_pretrained(temporary)
-        config = read_json(base_folder / TRAINING_CONFIG_NAME, missing_ok=True)
-        if config is not None:
-            (Path(temporary) / TRAINING_CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-    return Path(output_dir)
+    return save_assembled(cascade, output_dir, base_folder)

@@ -21,7 +21,6 @@ A `videogen` config section picks the model (`videogen.stage`, see `VideoGenConf
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from torch import nn
 
 from ..data.shapes_captions import DIRECTION_VECTORS
 from ..data.shapes_scorer import shape_coverage
-from ..folders import TRAINING_CONFIG_NAME, atomic_folder, read_json
+from ..folders import TRAINING_CONFIG_NAME, read_json, save_assembled
 from ..models.flow_upsampler import FlowTemporalUpsampler
 from ..models.unet_3d import UNet3DModel
 from ..pipelines.imagen_video.cascade import NOISE_AUG_CONDITION, StageSpec, noise_aug_condition_value
@@ -337,9 +336,4 @@ def assemble_pipeline(
         for name in ("unet", "image_unet", "super_resolution_unet", "flow_upsampler"):
             if getattr(assembled, name, None) is not None:
                 getattr(assembled, name).to(torch.float16)
-    with atomic_folder(output_dir) as temporary:
-        assembled.save_pretrained(temporary)
-        config = read_json(video_folder / TRAINING_CONFIG_NAME, missing_ok=True)
-        if config is not None:
-            (Path(temporary) / TRAINING_CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-    return Path(output_dir)
+    return save_assembled(assembled, output_dir, video_folder)
