@@ -17,7 +17,7 @@ from diffusers_video import AutoencoderKLVideo
 from diffusers_video.cli import main as cli_main
 from diffusers_video.models.video_vae import temporal_parameter_names
 from diffusers_video.training import TrainingConfig, VideoVAETrainer, checkpointing, train
-from diffusers_video.training.video_vae import video_vae_loss
+from diffusers_video.training.video_vae import half_size, video_vae_loss
 
 SIZE, FRAMES = 16, 4
 
@@ -83,6 +83,25 @@ def test_the_temporal_options_reach_the_inflated_vae_and_a_video_vae_folder_load
     assert isinstance(train(again), Path)
 
 
+def test_half_size_clips_are_2x2_means_and_their_loss_is_averaged_by_clip_count(tmp_path):
+    clips = torch.arange(2 * 3 * 2 * 4 * 4, dtype=torch.float32).reshape(2, 3, 2, 4, 4)
+    small = half_size(clips)
+    assert small.shape == (2, 3, 2, 2, 2)
+    assert small[1, 2, 1, 0, 1] == clips[1, 2, 1, 0:2, 2:4].mean()
+    save_tiny_vae(tmp_path / "model")
+    trainer = VideoVAETrainer(
+        make_config(tmp_path, train_batch_size=4, video_vae={"train_layers": "decoder", "half_size_fraction": 0.25})
+    )
+    x = torch.rand(4, 3, FRAMES, SIZE, SIZE) * 2 - 1
+    loss = trainer.training_loss({"video": {"x": x}})
+    expected = 0.0
+    for group, weight in ((half_size(x[:1]), 0.25), (x[1:], 0.75)):  # round(0.25 * 4) = 1 clip at half size
+        decoded = trainer.model(trainer.encode(group))
+        expected = expected + weight * video_vae_loss(decoded, group, 1.0)["loss"]
+    torch.testing.assert_close(loss, expected)
+    assert trainer.loss_parts["reconstruction"] > 0
+
+
 def test_video_vae_loss_is_l1_plus_the_weighted_l1_of_frame_differences():
     target = torch.zeros(1, 1, 3, 1, 1)
     decoded = torch.tensor([0.0, 1.0, 1.0]).view(1, 1, 3, 1, 1)
@@ -101,6 +120,11 @@ def test_video_vae_loss_is_l1_plus_the_weighted_l1_of_frame_differences():
         ({"video_vae": {"unknown": 1}}, "video_vae.unknown"),
         ({"data": {"num_frames": 1}}, "data.num_frames"),
         ({"videofusion": {}}, "cannot both be set"),
+        ({"video_vae": {"half_size_fraction": 1.0}}, r"`video_vae.half_size_fraction` must be in \[0, 1\) but is 1.0"),
+        (
+            {"video_vae": {"half_size_fraction": 0.5}, "data": {"height": 18, "width": 17, "num_frames": 2}},
+            "needs an even frame size to downsample x2 but `data.height` x `data.width` is 18x17",
+        ),
     ],
 )
 def test_bad_video_vae_configs_are_clear_value_errors(tmp_path, overrides, message):

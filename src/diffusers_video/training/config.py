@@ -380,6 +380,11 @@ class TrainingConfig:
             raise ValueError(
                 "`video_vae` trains on pixel clips: `image_fraction` must be 0, `data.cache_latents` false."
             )
+        if self.video_vae.half_size_fraction > 0 and (self.data.height % 2 or self.data.width % 2):
+            raise ValueError(
+                f"`video_vae.half_size_fraction` needs an even frame size to downsample x2 but `data.height` x "
+                f"`data.width` is {self.data.height}x{self.data.width}."
+            )
 
     def _check_imagen_video(self) -> None:
         spec = self.imagen_video.stage_spec()

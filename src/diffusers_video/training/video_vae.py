@@ -28,6 +28,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration
 from torch import nn
+from torch.nn import functional as F
 
 from ..folders import TRAINING_CONFIG_NAME, read_json
 from ..models.video_vae import AutoencoderKLVideo, temporal_parameter_names
@@ -78,6 +79,18 @@ def video_vae_loss(decoded: torch.Tensor, target: torch.Tensor, temporal_weight:
         "reconstruction": reconstruction,
         "temporal": temporal,
     }
+
+
+def half_size(clips: torch.Tensor) -> torch.Tensor:
+    """Clips `(B, C, F, H, W)` area-downsampled x2 in height and width (2x2 means, frame by frame)."""
+    batch, channels, frames, height, width = clips.shape
+    if height % 2 or width % 2:
+        raise ValueError(
+            f"`video_vae.half_size_fraction` needs an even frame size but the clips are {height}x{width}."
+        )
+    flat = clips.transpose(1, 2).reshape(batch * frames, channels, height, width)
+    small = F.avg_pool2d(flat, 2)
+    return small.reshape(batch, frames, channels, height // 2, width // 2).transpose(1, 2)
 
 
 class _Decoding(nn.Module):
@@ -154,17 +167,24 @@ class VideoVAETrainer(Trainer):
         return self.vae.encode(clips).latent_dist.mode()
 
     def training_loss(self, parts: dict[str, dict[str, Any]]) -> torch.Tensor:
-        """`L1(x_hat, x) + w * L1(diff(x_hat), diff(x))` of the micro-batch's clips; both parts logged."""
+        """`L1(x_hat, x) + w * L1(diff(x_hat), diff(x))` of the micro-batch's clips; both parts logged. With
+        `video_vae.half_size_fraction`, the first clips are downsampled x2 first and the two sizes' losses are
+        averaged by clip count."""
         clips = parts["video"]["x"].to(self.accelerator.device, torch.float32)  # (B, 3, F, H, W) in [-1, 1]
-        # Latents that require grad: with the spatial layers frozen, torch 2.13's CPU backward crashes (segfault) on
-        # this decoder when the first layers' inputs need no gradient; the extra input gradients are cheap.
-        decoded = self.model(self.encode(clips).requires_grad_(True))
-        losses = video_vae_loss(decoded.float(), clips, self.config.video_vae.temporal_loss_weight)
-        self.loss_parts = {
-            "reconstruction": losses["reconstruction"].detach(),
-            "temporal": losses["temporal"].detach(),
-        }
-        return losses["loss"]
+        small = round(self.config.video_vae.half_size_fraction * clips.shape[0])
+        groups = [clips[small:]] if small == 0 else [half_size(clips[:small]), clips[small:]]
+        total: dict[str, torch.Tensor] = {}
+        for group in groups:
+            if group.shape[0] == 0:
+                continue
+            # Latents that require grad: with the spatial layers frozen, torch 2.13's CPU backward crashes (segfault)
+            # on this decoder when the first layers' inputs need no gradient; the extra input gradients are cheap.
+            decoded = self.model(self.encode(group).requires_grad_(True))
+            losses = video_vae_loss(decoded.float(), group, self.config.video_vae.temporal_loss_weight)
+            for key, value in losses.items():
+                total[key] = total.get(key, 0.0) + value * (group.shape[0] / clips.shape[0])
+        self.loss_parts = {"reconstruction": total["reconstruction"].detach(), "temporal": total["temporal"].detach()}
+        return total["loss"]
 
     def save_model(self, folder: Path) -> None:
         """Write the `AutoencoderKLVideo` (safetensors) and `training_config.json` into `folder`."""

@@ -28,12 +28,17 @@ class VideoVAEConfig:
         subfolder (`str | None`, defaults to "vae"): The VAE's folder inside `model.pretrained_model_name_or_path`;
             None when that path is the VAE folder itself.
         temporal (`dict`, defaults to {}): `AutoencoderKLVideo.from_vae2d` options (`temporal_attention`, ...).
+        half_size_fraction (`float`, defaults to 0.0): Fraction of each micro-batch's clips (the first
+            `round(fraction * B)`) area-downsampled x2 before encoding, in [0, 1): a decoder fine-tuned at a larger
+            size (I2VGen-XL's refined 64x64) keeps decoding the size below (the base stage's 32x32). The two sizes'
+            losses are averaged by their clip counts.
     """
 
     train_layers: str = "temporal"
     temporal_loss_weight: float = 1.0
     subfolder: str | None = "vae"
     temporal: dict = field(default_factory=dict)
+    half_size_fraction: float = 0.0
 
     def __post_init__(self):
         for name, kinds, wanted in (
@@ -41,6 +46,7 @@ class VideoVAEConfig:
             ("temporal_loss_weight", (int, float), "float"),
             ("subfolder", (str, type(None)), "str | None"),
             ("temporal", dict, "dict"),
+            ("half_size_fraction", (int, float), "float"),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, kinds):
@@ -52,3 +58,6 @@ class VideoVAEConfig:
             )
         if not self.temporal_loss_weight >= 0:  # also rejects NaN
             raise ValueError(f"`video_vae.temporal_loss_weight` must be >= 0 but is {self.temporal_loss_weight}.")
+        self.half_size_fraction = float(self.half_size_fraction)
+        if not 0.0 <= self.half_size_fraction < 1.0:
+            raise ValueError(f"`video_vae.half_size_fraction` must be in [0, 1) but is {self.half_size_fraction}.")
