@@ -174,8 +174,8 @@ def run(args: argparse.Namespace) -> dict:
         refiner.set_progress_bar_config(disable=True)
         rows = {"bilinear": measure(bilinear(base_videos, height, width), scenes, None, big, scorer)}
         rows["true clips"] = {"hf_energy": high_frequency_energy(big)}
-        for strength in STRENGTHS:
-            for rescale in RESCALES:
+        for strength in args.strengths:
+            for rescale in args.guidance_rescales:
                 videos = refine(refiner, base_videos, scenes, height, width, strength, rescale, args)
                 name = f"strength {strength}, rescale {rescale}"
                 rows[name] = measure(videos, scenes, None, big, scorer)
@@ -191,6 +191,14 @@ def run(args: argparse.Namespace) -> dict:
         result["spacing"] = rows
     result["wall_time_s"] = round(time.perf_counter() - start, 1)
     return result
+
+
+def _numbers(text: str) -> tuple[float, ...]:
+    """A comma-separated list of numbers (`--strengths`, `--guidance-rescales`)."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers but got {text!r}") from None
 
 
 def markdown(result: dict) -> str:
@@ -224,6 +232,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--guidance-scale", type=float, default=4.0)
     parser.add_argument(
         "--refiner-guidance-scale", type=float, default=None, help="the refiner's guidance (default: --guidance-scale)"
+    )
+    parser.add_argument(
+        "--strengths", type=_numbers, default=STRENGTHS, help="the refiner's strengths, comma-separated (0.4,0.6,0.8)"
+    )
+    parser.add_argument(
+        "--guidance-rescales", type=_numbers, default=RESCALES, help="the refiner's guidance rescales (0,0.2)"
     )
     parser.add_argument("--fps", type=int, default=16)
     parser.add_argument("--height", type=int, default=None, help="base size; default the folder's")
