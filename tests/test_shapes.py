@@ -148,6 +148,11 @@ def test_dataset_items_and_the_iterable_yields_the_same_items():
     assert image["image"].shape == (3, 32, 32) and "moving" not in image["caption"]
     i2v = ShapesDataset(num_samples=2, world=world, mode="image_to_video")[0]
     assert torch.equal(i2v["first_frame"], i2v["video"][:, 0])
+    # image_frame "first": the first frame with the full caption (a reference image for VideoGen)
+    first = ShapesDataset(num_samples=2, world=world, mode="image", image_frame="first")[0]
+    assert torch.equal(first["image"], i2v["video"][:, 0]) and first["caption"] == i2v["caption"]
+    with pytest.raises(ValueError, match="`image_frame` must be one of .* but is 'last'"):
+        ShapesDataset(num_samples=2, world=world, mode="image", image_frame="last")
     batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=4)))
     assert batch["video"].shape == (4, 3, 8, 32, 32) and len(batch["caption"]) == 4
 

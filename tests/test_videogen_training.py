@@ -172,6 +172,14 @@ def test_configs_that_cannot_train_a_videogen_model_are_refused(overrides, messa
     assert message in str(raised.value)
 
 
+def _perturb_copy(model: torch.nn.Module) -> torch.nn.Module:
+    copy = type(model).from_config(model.config)
+    copy.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        copy.conv_in.weight.add_(0.01)
+    return copy
+
+
 def test_assemble_puts_the_separately_trained_stages_behind_the_video_model(tmp_path):
     runs = {}
     for name, overrides in (
@@ -212,6 +220,18 @@ def test_assemble_puts_the_separately_trained_stages_behind_the_video_model(tmp_
     with pytest.raises(ValueError, match="is not a pipeline folder"):
         assemble_pipeline(runs["flow_upsampler"], output)
     assert sorted(p.relative_to(output) for p in output.rglob("*")) == before
+    # another text-to-image model for the reference (e.g. the stand-in tuned on first frames); a folder without one
+    image_model = tmp_path / "image_model"
+    other = _perturb_copy(video.image_unet)
+    other.save_pretrained(image_model / "unet")
+    video.image_scheduler.save_pretrained(image_model / "scheduler")
+    assemble_pipeline(runs["video"], tmp_path / "with_image_model", image_model_folder=image_model)
+    swapped = VideoGenPipeline.from_pretrained(tmp_path / "with_image_model")
+    assert torch.equal(swapped.image_unet.conv_in.weight, other.conv_in.weight)
+    assert not torch.equal(swapped.image_unet.conv_in.weight, video.image_unet.conv_in.weight)
+    with pytest.raises(ValueError, match="has no `unet/` of a UNet2DConditionModel"):
+        assemble_pipeline(runs["video"], tmp_path / "refused", image_model_folder=runs["flow_upsampler"])
+
     # the command line writes the same folder
     from_cli = tmp_path / "from_cli"
     assert cli_main(["videogen", "assemble", "--video", str(runs["video"]), "--flow_upsampler",

@@ -2,7 +2,7 @@
 
     diffusers-video videogen assemble --video runs/videogen_video/final \
         --flow_upsampler runs/videogen_flow_upsampler/final [--super_resolution runs/videogen_super_resolution/final] \
-        --output_dir pipelines/videogen/demo [--fp16]
+        [--image_model runs/videogen_reference_image/final] --output_dir pipelines/videogen/demo [--fp16]
 
 `assemble` puts a flow upsampler run and a latent super-resolution run (each trains apart from the video model: on
 unlabeled clips, and at the output size) behind the reference-conditioned video model: one `VideoGenPipeline` folder,
@@ -33,6 +33,9 @@ def register(subparsers) -> None:
     assemble.add_argument("--video", required=True, help="the reference-conditioned video run's final folder")
     assemble.add_argument("--flow_upsampler", default=None, help="a flow upsampler run's final folder")
     assemble.add_argument("--super_resolution", default=None, help="a latent super-resolution run's final folder")
+    assemble.add_argument(
+        "--image_model", default=None, help="a text-to-image pipeline folder whose UNet makes the reference image"
+    )
     assemble.add_argument("--output_dir", required=True)
     assemble.add_argument("--fp16", action="store_true", help="save the models' weights in float16")
     parser.set_defaults(func=run)
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     """Run `videogen` from parsed arguments; returns the exit code."""
     written = assemble_pipeline(
         args.video, args.output_dir, flow_upsampler_folder=args.flow_upsampler,
-        super_resolution_folder=args.super_resolution, fp16=args.fp16,
+        super_resolution_folder=args.super_resolution, fp16=args.fp16, image_model_folder=args.image_model,
     )  # fmt: skip
     print(f"Wrote {written}")
     return 0

@@ -67,6 +67,9 @@ from .shapes_scorer import (
 # Empty border kept around every shape, as a fraction of the frame.
 _MARGIN = 0.03
 _MODES = ("video", "image", "image_to_video")
+IMAGE_FRAMES = ("still", "first")
+"""What a still image of mode "image" is: a frame at the scene's `still_frame` time with its still caption, or the
+first frame with the full caption (see `ShapesDataset`)."""
 
 
 @dataclass(frozen=True)
@@ -453,7 +456,9 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1) * 2.0 - 1.0  # (C, H, W)
 
 
-def _make_item(sample: ShapesSample, mode: str) -> dict:
+def _make_item(sample: ShapesSample, mode: str, image_frame: str = "still") -> dict:
+    if mode == "image" and image_frame == "first":
+        return {"image": image_to_tensor(sample.first_frame), "caption": sample.caption}
     if mode == "image":
         return {"image": image_to_tensor(sample.image), "caption": sample.still_caption}
     item = {"video": video_to_tensor(sample.video), "caption": sample.caption}
@@ -470,7 +475,7 @@ class ShapesDataset(torch.utils.data.Dataset):
 
     - mode "video": `video` `(3, frames, height, width)` in [-1, 1], `caption`.
     - mode "image": `image` `(3, height, width)` in [-1, 1] (one frame of the clip), `caption` (no motion words),
-      for joint image-video training.
+      for joint image-video training; with `image_frame="first"`, the first frame and the full caption.
     - mode "image_to_video": as "video" plus `first_frame` `(3, height, width)`.
 
     After `cache_latents(vae)` items also carry `latents`: `(latent_channels, frames, h, w)` (or
@@ -482,12 +487,24 @@ class ShapesDataset(torch.utils.data.Dataset):
             frames, training captions only).
         seed (`int`, defaults to 0): base seed.
         mode (`str`, defaults to "video"): "video", "image" or "image_to_video".
+        image_frame (`str`, defaults to "still"): Mode "image": "still" (a frame at the scene's `still_frame` time,
+            the still caption) or "first" (the first frame, the full caption: where a shape starts for its motion).
     """
 
-    def __init__(self, num_samples: int = 1024, world: ShapesWorld | None = None, seed: int = 0, mode: str = "video"):
+    def __init__(
+        self,
+        num_samples: int = 1024,
+        world: ShapesWorld | None = None,
+        seed: int = 0,
+        mode: str = "video",
+        image_frame: str = "still",
+    ):
         _check_positive_int("num_samples", num_samples)
         if mode not in _MODES:
             raise ValueError(f"`mode` must be one of {_MODES}, but is {mode!r}.")
+        if image_frame not in IMAGE_FRAMES:
+            raise ValueError(f"`image_frame` must be one of {IMAGE_FRAMES}, but is {image_frame!r}.")
+        self.image_frame = image_frame
         self.num_samples = int(num_samples)
         self.world = ShapesWorld(split="train") if world is None else world
         self.seed = int(seed)
@@ -504,7 +521,7 @@ class ShapesDataset(torch.utils.data.Dataset):
         return self.world.sample((self.seed, index % self.num_samples))
 
     def __getitem__(self, index: int) -> dict:
-        item = _make_item(self.sample(index), self.mode)
+        item = _make_item(self.sample(index), self.mode, self.image_frame)
         if self.latents is not None:
             item["latents"] = self.latents[index]
         return item

@@ -29,6 +29,7 @@ from typing import Any
 
 from diffusers.optimization import SchedulerType
 
+from ..data.shapes import IMAGE_FRAMES
 from .config_checks import PREDICTION_TYPES, _check_int, _check_types
 from .i2vgen_xl_config import I2VGenXLConfig, check_i2vgen_xl_config
 from .imagen_video_config import ImagenVideoConfig
@@ -76,6 +77,10 @@ class DataConfig:
             `metadata.jsonl` or a CSV; None finds `metadata.jsonl`, `metadata.csv` or the only `.csv`.
         cache_dir (`str | None`, defaults to None): Where video files' latent caches go; None uses
             `<path>/.latent_cache`.
+        image_frame (`str`, defaults to "still"): Moving-shapes still images: "still", a frame at a random time with a
+            caption without motion words (a text-to-image model); "first", the clip's first frame with its full
+            caption, so the model draws where a shape starts for the motion the caption asks (VideoGen's reference
+            image, which the video model animates from that position).
     """
 
     path: str | None = None
@@ -90,9 +95,12 @@ class DataConfig:
     fps: float | None = None
     captions: str | None = None
     cache_dir: str | None = None
+    image_frame: str = "still"
 
     def __post_init__(self):
         _check_types(self, "data.")
+        if self.image_frame not in IMAGE_FRAMES:
+            raise ValueError(f"`data.image_frame` must be one of {IMAGE_FRAMES} but is {self.image_frame!r}.")
         for name in ("height", "width"):
             _check_int(f"data.{name}", getattr(self, name), 8)
         _check_int("data.num_frames", self.num_frames, 1)

@@ -158,7 +158,12 @@ def build_datasets(
         }
     frames = data.num_frames if data.num_frames > 1 else _IMAGE_SOURCE_FRAMES
     world = ShapesWorld(height=data.height, width=data.width, num_frames=frames, **data.world)
-    return {kind: ShapesDataset(num_samples=data.num_samples, world=world, seed=seed, mode=kind) for kind in kinds}
+    return {
+        kind: ShapesDataset(
+            num_samples=data.num_samples, world=world, seed=seed, mode=kind, image_frame=data.image_frame
+        )
+        for kind in kinds
+    }
 
 
 def _is_npy_folder(data: DataConfig) -> bool:

@@ -275,6 +275,7 @@ def assemble_pipeline(
     flow_upsampler_folder: str | Path | None = None,
     super_resolution_folder: str | Path | None = None,
     fp16: bool = False,
+    image_model_folder: str | Path | None = None,
 ) -> Path:
     """One `VideoGenPipeline` folder from the final folders of VideoGen's runs: the reference-conditioned video model
     (a `VideoGenPipeline` with its image UNet), and optionally a flow upsampler run and a latent super-resolution run,
@@ -290,6 +291,9 @@ def assemble_pipeline(
             weight, and its latent channels.
         fp16 (`bool`, defaults to False): Save the UNets' and the flow upsampler's weights in float16 (half the size,
             for committing a demo); `from_pretrained` loads them back in float32.
+        image_model_folder (`str | Path`, *optional*): A text-to-image pipeline folder (`unet/`, `scheduler/`, as a
+            `StableDiffusionPipeline` saves) whose UNet makes the reference image instead of the video folder's, e.g.
+            the stand-in fine-tuned on first frames (`data.image_frame` "first").
 
     Returns:
         `Path`: `output_dir`, with the video run's `training_config.json`.
@@ -331,6 +335,17 @@ def assemble_pipeline(
             scheduler = type(pipe.scheduler).from_pretrained(folder, subfolder="scheduler")
         components["super_resolution_scheduler"] = type(scheduler).from_config(scheduler.config)
         factor = int(settings.get("super_resolution_factor", 2))
+    if image_model_folder is not None:
+        folder = Path(image_model_folder)
+        index = read_json(folder / "unet" / "config.json", missing_ok=True) or {}
+        if index.get("_class_name") != "UNet2DConditionModel":
+            raise ValueError(
+                f"`image_model_folder` {str(folder)!r} has no `unet/` of a UNet2DConditionModel: pass a text-to-image "
+                "pipeline folder."
+            )
+        components["image_unet"] = UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
+        if (folder / "scheduler").is_dir():
+            components["image_scheduler"] = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
     assembled = VideoGenPipeline(**components, super_resolution_factor=factor)  # checks the channels and factor
     if fp16:
         for name in ("unet", "image_unet", "super_resolution_unet", "flow_upsampler"):
