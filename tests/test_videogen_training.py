@@ -139,6 +139,30 @@ def test_the_video_recipe_conditions_on_the_first_frame_and_saves_a_pipeline_tha
         torch.testing.assert_close(pipe.encode_reference(part["x"][:, :, 0]), first_frames, rtol=0, atol=1e-6)
 
 
+def test_a_random_reference_frame_is_one_frame_of_each_clip_drawn_per_sample(tmp_path):
+    first = VideoGenTrainer(_recipe("video", tmp_path / "a", max_train_steps=1, **{"videogen.reference_dropout": 0.5}))
+    config = _recipe("video", tmp_path / "b", max_train_steps=1,
+                     **{"videogen.reference_dropout": 0.5, "videogen.reference_frame": "random"})  # fmt: skip
+    trainer = VideoGenTrainer(config)
+    clean = torch.randn(16, 4, 6, 8, 8)
+    positions = {"positions": torch.arange(16)}
+    reference, kept_first = trainer.conditioning(positions, clean), first.conditioning(positions, clean)
+    picked = []
+    for sample in range(16):
+        if not reference[sample].any():
+            assert not kept_first[sample].any()  # the same samples dropped as with the first frame
+            continue
+        matches = [k for k in range(6) if torch.equal(reference[sample, :, 0], clean[sample, :, k])]
+        assert len(matches) == 1 and all(
+            torch.equal(reference[sample, :, f], clean[sample, :, matches[0]]) for f in range(6)
+        )
+        picked.append(matches[0])
+    assert len(set(picked)) > 2  # frames all over the clip, not the first alone
+    assert torch.equal(trainer.conditioning(positions, clean), reference)  # a function of (seed, position)
+    with pytest.raises(ValueError, match="`videogen.reference_frame` must be one of"):
+        _recipe("video", tmp_path / "c", **{"videogen.reference_frame": "last"})
+
+
 def test_the_super_resolution_recipe_conditions_on_the_upsampled_latents(tmp_path):
     config = _recipe("super_resolution", tmp_path, max_train_steps=1, train_batch_size=2,
                      **{"data.num_frames": 2, "data.height": 32, "data.width": 32, "videogen.noise_aug_max": 0.0})  # fmt: skip
@@ -231,6 +255,14 @@ def test_assemble_puts_the_separately_trained_stages_behind_the_video_model(tmp_
     assert not torch.equal(swapped.image_unet.conv_in.weight, video.image_unet.conv_in.weight)
     with pytest.raises(ValueError, match="has no `unet/` of a UNet2DConditionModel"):
         assemble_pipeline(runs["video"], tmp_path / "refused", image_model_folder=runs["flow_upsampler"])
+
+    # a video model trained on from a VideoGenPipeline folder keeps that folder's image model (its `image_unet/`)
+    again = _recipe("video", tmp_path / "again", max_train_steps=1, train_batch_size=2,
+                    **{"data.num_frames": 4, "model.pretrained_model_name_or_path": str(runs["video"]),
+                       "model.temporal": {}})  # fmt: skip
+    image_unet, image_scheduler = VideoGenTrainer(again).image_model()
+    assert torch.equal(image_unet.conv_in.weight, video.image_unet.conv_in.weight)
+    assert image_scheduler.config.num_train_timesteps == video.image_scheduler.config.num_train_timesteps
 
     # the command line writes the same folder
     from_cli = tmp_path / "from_cli"

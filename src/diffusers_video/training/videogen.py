@@ -118,7 +118,12 @@ class VideoGenTrainer(Trainer):
         generators = [sample_generator(self.config.seed, int(p), REFERENCE_STREAM) for p in part["positions"]]
         dropped = torch.cat([torch.rand(1, generator=g) for g in generators]) < self.settings.reference_dropout
         keep = (~dropped).to(device=clean.device, dtype=clean.dtype)[:, None, None, None, None]
-        return clean[:, :, :1].expand_as(clean) * keep  # (B, C, F, H, W)
+        if self.settings.reference_frame == "random":  # drawn after the dropout, from the same per-sample generators
+            frames = torch.cat([torch.randint(clean.shape[2], (1,), generator=g) for g in generators])
+            reference = clean[torch.arange(clean.shape[0]), :, frames.to(clean.device)][:, :, None]  # (B, C, 1, H, W)
+        else:
+            reference = clean[:, :, :1]
+        return reference.expand_as(clean) * keep  # (B, C, F, H, W)
 
     def unet_kwargs(self, part: dict[str, Any], batch_size: int) -> dict[str, Any]:
         """The constant scalar conditions, and the super-resolution stage's "noise_aug_level" per sample."""
@@ -133,8 +138,14 @@ class VideoGenTrainer(Trainer):
 
     def image_model(self) -> tuple[UNet2DConditionModel | None, Any]:
         """The model folder's image UNet and a DDIM scheduler of its `scheduler/` (the pipeline's text-to-image model
-        of the reference), or `(None, None)` when the folder has no image UNet."""
+        of the reference), or `(None, None)` when the folder has no image UNet. A `VideoGenPipeline` folder (a video
+        model trained on) lends its `image_unet/` and `image_scheduler/`."""
         root = self.config.model.pretrained_model_name_or_path
+        if root is not None and (Path(root) / "image_unet" / "config.json").is_file():
+            scheduler = None
+            if (Path(root) / "image_scheduler").is_dir():
+                scheduler = DDIMScheduler.from_pretrained(root, subfolder="image_scheduler")
+            return UNet2DConditionModel.from_pretrained(root, subfolder="image_unet"), scheduler
         if root is None or not (Path(root) / "unet" / "config.json").is_file():
             return None, None
         if read_json(Path(root) / "unet" / "config.json").get("_class_name") != "UNet2DConditionModel":

@@ -11,11 +11,14 @@ from typing import Any
 
 from .config_checks import _check_int, _check_types
 
-__all__ = ["VIDEOGEN_STAGES", "VideoGenConfig"]
+__all__ = ["REFERENCE_FRAMES", "VIDEOGEN_STAGES", "VideoGenConfig"]
 
 
 VIDEOGEN_STAGES = ("video", "super_resolution", "flow_upsampler")
 """The models of VideoGen that `videogen.stage` trains (see `training.videogen`)."""
+
+REFERENCE_FRAMES = ("first", "random")
+"""The frame of a training clip that is its reference (`videogen.reference_frame`)."""
 
 
 @dataclass
@@ -38,6 +41,10 @@ class VideoGenConfig:
     Args:
         stage (`str`, defaults to "video"): One of `VIDEOGEN_STAGES`.
         reference_dropout (`float`, defaults to 0.1): Fraction of the samples trained without reference, in [0, 1].
+        reference_frame (`str`, defaults to "first"): Which frame of the clip is the reference: "first" (the paper's
+            training: the video starts from the reference) or "random" (ours: a frame drawn per sample, so the model
+            learns to pass through the reference at some time; the reference a text-to-image model draws from a caption
+            without motion is a shape anywhere on its path, as a still frame at a random time is).
         super_resolution_factor (`int`, defaults to 2): Height and width factor of the super-resolution stage.
         noise_aug_max (`float`, defaults to 0.3): Largest augmentation level of the super-resolution conditioning.
         flow_loss_weight (`float`, defaults to 1.0): Weight of the flow supervision, >= 0.
@@ -48,6 +55,7 @@ class VideoGenConfig:
 
     stage: str = "video"
     reference_dropout: float = 0.1
+    reference_frame: str = "first"
     super_resolution_factor: int = 2
     noise_aug_max: float = 0.3
     flow_loss_weight: float = 1.0
@@ -57,6 +65,10 @@ class VideoGenConfig:
 
     def __post_init__(self):
         _check_types(self, "videogen.")
+        if self.reference_frame not in REFERENCE_FRAMES:
+            raise ValueError(
+                f"`videogen.reference_frame` must be one of {REFERENCE_FRAMES} but is {self.reference_frame!r}."
+            )
         if self.stage not in VIDEOGEN_STAGES:
             raise ValueError(f"`videogen.stage` must be one of {VIDEOGEN_STAGES} but is {self.stage!r}.")
         for name in ("reference_dropout", "noise_aug_max"):
