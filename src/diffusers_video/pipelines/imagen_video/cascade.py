@@ -26,10 +26,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ...guidance import ConstantGuidance, GuidanceSchedule, OscillatingGuidance
 from ...schedulers.diffusion_math import cosine_alpha_sigma
 from ...schedulers.scheduling_v_distilled import VDistilledScheduler
 
 __all__ = [
+    "GUIDANCE_KINDS",
     "NOISE_AUG_CONDITION",
     "NOISE_AUG_CONDITION_SCALE",
     "STAGE_KINDS",
@@ -40,6 +42,8 @@ __all__ = [
     "check_stage_unet",
     "downsample_for_condition",
     "noise_aug_condition_value",
+    "stage_guidance",
+    "stage_guidance_scales",
     "stage_model_input",
     "upsample_condition",
 ]
@@ -328,3 +332,42 @@ def check_keeps_noise_schedule(scheduler, stage: int) -> None:
             f"{schedule!r} and would sample another schedule than the one the stage was trained on: use a "
             "VDistilledScheduler (its `from_config` keeps the schedule) for this stage."
         )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Guidance weights per step
+# ---------------------------------------------------------------------------------------------------------------------
+
+GUIDANCE_KINDS = ("constant", "oscillating")
+"""Guidance schedules a stage can be given by name (or pass a `diffusers_video.guidance.GuidanceSchedule`)."""
+
+OSCILLATING_WARMUP_FRACTION = 0.1
+"""Share of a stage's steps held at the high weight before `guidance="oscillating"` alternates (the paper's warm-up)."""
+
+
+def stage_guidance(guidance: str | GuidanceSchedule, guidance_scale: float) -> GuidanceSchedule:
+    """The guidance object of one stage: "constant" (`guidance_scale` at every step), "oscillating"
+    (`OscillatingGuidance(high=guidance_scale, low=1, warmup_fraction=0.1)`), or a guidance object as it is."""
+    if isinstance(guidance, GuidanceSchedule):
+        return guidance
+    if guidance == "constant":
+        return ConstantGuidance(guidance_scale)
+    if guidance == "oscillating":
+        return OscillatingGuidance(guidance_scale, 1.0, warmup_fraction=OSCILLATING_WARMUP_FRACTION)
+    raise ValueError(f"`guidance` must be one of {GUIDANCE_KINDS} or a GuidanceSchedule but is {guidance!r}.")
+
+
+def stage_guidance_scales(guidance: str | GuidanceSchedule, guidance_scale: float, num_steps: int) -> list[float]:
+    """The guidance weight of each sampling step of one stage.
+
+    Args:
+        guidance (`str` or `GuidanceSchedule`): "constant" (`guidance_scale` at every step), "oscillating"
+            (`oscillating_guidance_scales(num_steps, high=guidance_scale)`), or a guidance object of
+            `diffusers_video.guidance` whose `scales(num_steps)` are used as they are (`guidance_scale` is ignored).
+        guidance_scale (`float`): The weight (the high weight when oscillating), diffusers' convention.
+        num_steps (`int`): The stage's sampling steps.
+
+    Returns:
+        `list[float]`: One weight per step.
+    """
+    return [float(w) for w in stage_guidance(guidance, guidance_scale).scales(num_steps)]

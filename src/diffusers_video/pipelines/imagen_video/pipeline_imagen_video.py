@@ -27,10 +27,8 @@ from diffusers.utils.torch_utils import randn_tensor
 from transformers import T5EncoderModel, T5Tokenizer
 
 from ...guidance import (
-    ConstantGuidance,
     DynamicThresholding,
     GuidanceSchedule,
-    OscillatingGuidance,
     guided_prediction,
     oscillating_guidance_scales,
     scheduler_alpha_sigma,
@@ -54,12 +52,15 @@ from ..denoising import DenoisingPipelineMixin, callback_tensor_inputs, denoise,
 from ..pipeline_utils import VideoDiffusionPipeline, VideoPipelineOutput, postprocess_video
 from ..prompts import encode_t5_prompt
 from .cascade import (
+    GUIDANCE_KINDS,
     NOISE_AUG_CONDITION,
     StageSpec,
     augment_condition,
     check_augmentation_level,
     check_keeps_noise_schedule,
     noise_aug_condition_value,
+    stage_guidance,
+    stage_guidance_scales,
     stage_model_input,
     upsample_condition,
 )
@@ -76,47 +77,8 @@ __all__ = [
     "stage_guidance_scales",
 ]
 
-GUIDANCE_KINDS = ("constant", "oscillating")
-"""Guidance schedules a stage can be given by name (or pass a `diffusers_video.guidance.GuidanceSchedule`)."""
-
-OSCILLATING_WARMUP_FRACTION = 0.1
-"""Share of a stage's steps held at the high weight before `guidance="oscillating"` alternates (the paper's warm-up)."""
-
 DEFAULT_NUM_INFERENCE_STEPS = 50
 """Steps of a stage whose scheduler does not know its own count (`default_num_inference_steps`)."""
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Guidance weights per step
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def stage_guidance(guidance: str | GuidanceSchedule, guidance_scale: float) -> GuidanceSchedule:
-    """The guidance object of one stage: "constant" (`guidance_scale` at every step), "oscillating"
-    (`OscillatingGuidance(high=guidance_scale, low=1, warmup_fraction=0.1)`), or a guidance object as it is."""
-    if isinstance(guidance, GuidanceSchedule):
-        return guidance
-    if guidance == "constant":
-        return ConstantGuidance(guidance_scale)
-    if guidance == "oscillating":
-        return OscillatingGuidance(guidance_scale, 1.0, warmup_fraction=OSCILLATING_WARMUP_FRACTION)
-    raise ValueError(f"`guidance` must be one of {GUIDANCE_KINDS} or a GuidanceSchedule but is {guidance!r}.")
-
-
-def stage_guidance_scales(guidance: str | GuidanceSchedule, guidance_scale: float, num_steps: int) -> list[float]:
-    """The guidance weight of each sampling step of one stage.
-
-    Args:
-        guidance (`str` or `GuidanceSchedule`): "constant" (`guidance_scale` at every step), "oscillating"
-            (`oscillating_guidance_scales(num_steps, high=guidance_scale)`), or a guidance object of
-            `diffusers_video.guidance` whose `scales(num_steps)` are used as they are (`guidance_scale` is ignored).
-        guidance_scale (`float`): The weight (the high weight when oscillating), diffusers' convention.
-        num_steps (`int`): The stage's sampling steps.
-
-    Returns:
-        `list[float]`: One weight per step.
-    """
-    return [float(w) for w in stage_guidance(guidance, guidance_scale).scales(num_steps)]
-
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Output
@@ -302,10 +264,10 @@ class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffu
             if any(weight < 0 for weight in weights):
                 raise ValueError(f"The guidance weights of stage {i} must be >= 0 but are {weights}.")
 
-            restart = None if restart_timestep is None else restart_timestep[i]
-            if restart is not None:
+            restart_at = None if restart_timestep is None else restart_timestep[i]
+            if restart_at is not None:
                 check_restart_timestep(
-                    restart, scheduler.config.num_train_timesteps, not scheduler.timesteps.is_floating_point(),
+                    restart_at, scheduler.config.num_train_timesteps, not scheduler.timesteps.is_floating_point(),
                     name=f"restart_timestep` of stage `{i}",
                 )  # fmt: skip
 
