@@ -399,9 +399,7 @@ def _decoder_only_vae(folder: Path, vae: nn.Module) -> AutoencoderKL | Autoencod
         raise ValueError(f"`vae_folder` '{folder}' holds no VAE (no config.json).")
     kind = AutoencoderKLVideo if config.get("_class_name") == "AutoencoderKLVideo" else AutoencoderKL
     new = kind.from_pretrained(folder)
-    mine = {k: v for k, v in vae.state_dict().items() if k.startswith(("encoder.", "quant_conv."))}
-    theirs = {k: v for k, v in new.state_dict().items() if k.startswith(("encoder.", "quant_conv."))}
-    if mine.keys() != theirs.keys() or not all(torch.equal(mine[k], theirs[k].to(mine[k].dtype)) for k in mine):
+    if not same_weights(nn.ModuleList([vae.encoder, vae.quant_conv]), nn.ModuleList([new.encoder, new.quant_conv])):
         raise ValueError(
             f"`vae_folder` '{folder}' has another encoder than the base stage's VAE: the latents the stages trained on "
             "would change. Pass a VAE whose decoder alone was trained (`video_vae.train_layers` 'decoder')."

@@ -79,6 +79,19 @@ def true_middle_flows(scene, num_frames: int, height: int, width: int, stride: i
     return torch.cat([-flow, flow], dim=1)  # (P, 4, H, W)
 
 
+def text_to_image_model(folder: Path, unet_name: str, scheduler_name: str) -> tuple[UNet2DConditionModel | None, Any]:
+    """The `UNet2DConditionModel` of `folder/unet_name` and a DDIM scheduler of `folder/scheduler_name` (None when that
+    folder is missing): the text-to-image model that draws VideoGen's reference. `(None, None)` when `unet_name` holds
+    no `UNet2DConditionModel`."""
+    config = read_json(folder / unet_name / "config.json", missing_ok=True) or {}
+    if config.get("_class_name") != "UNet2DConditionModel":
+        return None, None
+    scheduler = None
+    if (folder / scheduler_name).is_dir():
+        scheduler = DDIMScheduler.from_pretrained(folder, subfolder=scheduler_name)
+    return UNet2DConditionModel.from_pretrained(folder, subfolder=unet_name), scheduler
+
+
 @register_trainer("videogen")
 class VideoGenTrainer(Trainer):
     """Trains VideoGen's reference-conditioned video UNet or its latent super-resolution UNet (see the module
@@ -141,19 +154,11 @@ class VideoGenTrainer(Trainer):
         of the reference), or `(None, None)` when the folder has no image UNet. A `VideoGenPipeline` folder (a video
         model trained on) lends its `image_unet/` and `image_scheduler/`."""
         root = self.config.model.pretrained_model_name_or_path
-        if root is not None and (Path(root) / "image_unet" / "config.json").is_file():
-            scheduler = None
-            if (Path(root) / "image_scheduler").is_dir():
-                scheduler = DDIMScheduler.from_pretrained(root, subfolder="image_scheduler")
-            return UNet2DConditionModel.from_pretrained(root, subfolder="image_unet"), scheduler
-        if root is None or not (Path(root) / "unet" / "config.json").is_file():
+        if root is None:
             return None, None
-        if read_json(Path(root) / "unet" / "config.json").get("_class_name") != "UNet2DConditionModel":
-            return None, None
-        scheduler = None
-        if (Path(root) / "scheduler").is_dir():
-            scheduler = DDIMScheduler.from_pretrained(root, subfolder="scheduler")
-        return UNet2DConditionModel.from_pretrained(root, subfolder="unet"), scheduler
+        if (Path(root) / "image_unet" / "config.json").is_file():
+            return text_to_image_model(Path(root), "image_unet", "image_scheduler")
+        return text_to_image_model(Path(root), "unet", "scheduler")
 
     def save_model(self, folder: Path) -> None:
         """A `VideoGenPipeline` folder with the model folder's image UNet (for "video" with `model.pipeline_class`
@@ -347,16 +352,15 @@ def assemble_pipeline(
         components["super_resolution_scheduler"] = type(scheduler).from_config(scheduler.config)
         factor = int(settings.get("super_resolution_factor", 2))
     if image_model_folder is not None:
-        folder = Path(image_model_folder)
-        index = read_json(folder / "unet" / "config.json", missing_ok=True) or {}
-        if index.get("_class_name") != "UNet2DConditionModel":
+        image_unet, image_scheduler = text_to_image_model(Path(image_model_folder), "unet", "scheduler")
+        if image_unet is None:
             raise ValueError(
-                f"`image_model_folder` {str(folder)!r} has no `unet/` of a UNet2DConditionModel: pass a text-to-image "
-                "pipeline folder."
+                f"`image_model_folder` {str(image_model_folder)!r} has no `unet/` of a UNet2DConditionModel: pass a "
+                "text-to-image pipeline folder."
             )
-        components["image_unet"] = UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
-        if (folder / "scheduler").is_dir():
-            components["image_scheduler"] = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
+        components["image_unet"] = image_unet
+        if image_scheduler is not None:
+            components["image_scheduler"] = image_scheduler
     assembled = VideoGenPipeline(**components, super_resolution_factor=factor)  # checks the channels and factor
     if fp16:
         for name in ("unet", "image_unet", "super_resolution_unet", "flow_upsampler"):
