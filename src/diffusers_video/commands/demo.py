@@ -86,21 +86,12 @@ def register(subparsers) -> None:
         default=None,
         help=f"the Imagen Video demo cascade folder (default: {IMAGEN_VIDEO_DEMO}; the step is skipped where that folder is missing)",
     )
-    parser.add_argument(
-        "--i2vgen_xl",
-        default=None,
-        help=f"the I2VGen-XL demo cascade folder (default: {I2VGEN_XL_DEMO}, skipped where missing; 'none' skips it)",
-    )
-    parser.add_argument(
-        "--magicvideo",
-        default=None,
-        help=f"the MagicVideo demo folder (default: {MAGICVIDEO_DEMO}, skipped where missing; 'none' skips it)",
-    )
-    parser.add_argument(
-        "--videogen",
-        default=None,
-        help=f"the VideoGen demo folder (default: {VIDEOGEN_DEMO}, skipped where missing; 'none' skips it)",
-    )
+    for _, name, option, default, needs, _ in OPTIONAL_DEMOS:
+        parser.add_argument(
+            f"--{option}",
+            default=None,
+            help=f"the {name} demo folder, {needs} (default: {default}, skipped where missing; 'none' skips it)",
+        )
     parser.set_defaults(func=run)
 
 
@@ -383,6 +374,14 @@ def _videogen(output_dir: Path, folder: Path, seed: int) -> None:
     )  # fmt: skip
 
 
+# The demo steps whose folders may be missing: (step, name, option, default folder, what it needs, how to run it).
+OPTIONAL_DEMOS = (
+    (6, "I2VGen-XL", "i2vgen_xl", I2VGEN_XL_DEMO, "an I2VGenXLCascadePipeline", _i2vgen_xl),
+    (7, "MagicVideo", "magicvideo", MAGICVIDEO_DEMO, "a MagicVideoPipeline", _magicvideo),
+    (8, "VideoGen", "videogen", VIDEOGEN_DEMO, "a VideoGenPipeline", _videogen),
+)
+
+
 def run(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -404,13 +403,8 @@ def run(args: argparse.Namespace) -> int:
             f"`--imagen_video` {str(imagen_video)!r} is not a pipeline folder (no model_index.json); pass the folder "
             "of an ImagenVideoPipeline."
         )
-    optional = [  # (step, name, option value, folder, what it needs, how to run it)
-        (6, "I2VGen-XL", "i2vgen_xl", I2VGEN_XL_DEMO, "an I2VGenXLCascadePipeline", _i2vgen_xl),
-        (7, "MagicVideo", "magicvideo", MAGICVIDEO_DEMO, "a MagicVideoPipeline", _magicvideo),
-        (8, "VideoGen", "videogen", VIDEOGEN_DEMO, "a VideoGenPipeline", _videogen),
-    ]
     folders = [_optional_demo_folder(getattr(args, option), option, default, needs) for _, _, option, default, needs, _
-               in optional]  # fmt: skip
+               in OPTIONAL_DEMOS]  # fmt: skip
     _shapes_world(output_dir, args.seed, args.num_clips)
     _stand_in_images(output_dir, stand_in, args.seed)
     _inflate_and_sample(output_dir, stand_in, args.seed)
@@ -419,7 +413,7 @@ def run(args: argparse.Namespace) -> int:
         _imagen_video(output_dir, imagen_video, args.seed)
     else:
         print(f"5. no Imagen Video demo cascade at {imagen_video}: skipped")
-    for (step, name, option, _, _, demo), folder in zip(optional, folders):
+    for (step, name, option, _, _, demo), folder in zip(OPTIONAL_DEMOS, folders):
         if folder is None:
             print(f"{step}. the {name} demo: skipped (`--{option} none`)")
         elif (folder / INDEX_NAME).is_file():
