@@ -380,6 +380,26 @@ def test_restart_noises_the_finished_stage_once_and_returns_the_clean_prediction
     with pytest.raises(ValueError, match=r"restart_timestep` of stage `0` must be in \[0, 1000\) but is 1000"):
         go(restart_timestep=1000)
 
+    # an antithetic restart: two calls at t, on alpha x + sigma n and alpha x - sigma n with the same n, and the
+    # output is the mean of their clean predictions; from the call or the scheduler's config
+    pipe.scheduler_0 = scheduler
+    seen.clear()
+    paired = go(dynamic_thresholding_percentile=None, restart_timestep=125.0, restart_antithetic=True)
+    assert len(seen) == 4 + 2 and [t for _, t, _ in seen[-2:]] == [125.0, 125.0]
+    (z_plus, _, v_plus), (z_minus, _, v_minus) = seen[-2:]
+    torch.testing.assert_close(z_plus, alpha * plain + sigma * noise)
+    torch.testing.assert_close(z_minus, alpha * plain - sigma * noise)
+    torch.testing.assert_close(paired, ((alpha * z_plus - sigma * v_plus) + (alpha * z_minus - sigma * v_minus)) / 2)
+    assert not torch.allclose(paired, restarted, atol=1e-4)
+    pipe.scheduler_0 = VDistilledScheduler.from_config(
+        scheduler.config, restart_timestep=125.0, restart_antithetic=True
+    )
+    assert torch.equal(go(dynamic_thresholding_percentile=None), paired)
+    assert torch.equal(go(dynamic_thresholding_percentile=None, restart_antithetic=False), restarted)
+    assert torch.equal(go(dynamic_thresholding_percentile=None, restart_timestep=0), plain)  # nothing to pair
+    with pytest.raises(ValueError, match="restart_antithetic` of stage `0` must be True, False or None but is 1"):
+        go(restart_antithetic=1)
+
 
 def test_fully_convolutional_sr_stage_runs_above_its_training_size(text_models):
     sr = tiny_unet(sr=True, attention=False, seed=6)  # sample_size 8, no attention

@@ -39,6 +39,7 @@ __all__ = [
     "guidance_step_index",
     "replace_given_frames",
     "restart",
+    "scheduler_restart_antithetic",
     "scheduler_restart_timestep",
     "sdedit_steps",
 ]
@@ -256,8 +257,21 @@ def scheduler_restart_timestep(scheduler: Any, value: float | None) -> float | N
     return None if value is None or float(value) == 0.0 else float(value)
 
 
+def scheduler_restart_antithetic(scheduler: Any, value: bool | None) -> bool:
+    """Whether a stage's restart (see [`restart`]) averages an antithetic pair: `value` when given, else the
+    scheduler's `restart_antithetic` config, else False."""
+    if value is None:
+        value = getattr(scheduler, "config", {}).get("restart_antithetic")
+    return bool(value)
+
+
 def restart(
-    scheduler: Any, sample: torch.Tensor, predict: Predict, timestep: float, noise: torch.Tensor
+    scheduler: Any,
+    sample: torch.Tensor,
+    predict: Predict,
+    timestep: float,
+    noise: torch.Tensor,
+    antithetic: bool = False,
 ) -> torch.Tensor:
     """Restart sampling's last jump (Xu et al. 2023, https://huggingface.co/papers/2306.14878): the finished `sample`
     noised back to `timestep` with fresh `noise`, `x_t = alpha_t sample + sigma_t noise`, and the model's clean
@@ -274,14 +288,20 @@ def restart(
         predict (`Callable`): The stage's `predict(model_input, t, i, sample)` (`i` is -1: no step of the schedule).
         timestep (`float`): The timestep to restart at, in the scheduler's units.
         noise (`torch.Tensor`): Standard normal noise of `sample`'s shape.
+        antithetic (`bool`, defaults to `False`): Average the clean predictions from `noise` and from `-noise` (two
+            model calls). The part of the prediction's error that is odd in the noise cancels, where a second
+            independent draw would only average it down (see docs/imagen_video.md for the demo's figures).
 
     Returns:
         `torch.Tensor`: The clean prediction, in `sample`'s dtype.
     """
     alpha, sigma = scheduler_alpha_sigma(scheduler, timestep)
     alpha, sigma = alpha.to(sample.device, torch.float32), sigma.to(sample.device, torch.float32)
-    noisy = (alpha * sample.float() + sigma * noise.float()).to(sample.dtype)
     t = torch.tensor(timestep, dtype=scheduler.timesteps.dtype, device=sample.device)
-    output = predict(scheduler.scale_model_input(noisy, t), t, -1, noisy)
-    x0, _ = prediction_to_x0_eps(output.float(), noisy.float(), alpha, sigma, scheduler.config.prediction_type)
-    return x0.to(sample.dtype)
+    x0s = []
+    for signed in (noise, -noise) if antithetic else (noise,):
+        noisy = (alpha * sample.float() + sigma * signed.float()).to(sample.dtype)
+        output = predict(scheduler.scale_model_input(noisy, t), t, -1, noisy)
+        x0, _ = prediction_to_x0_eps(output.float(), noisy.float(), alpha, sigma, scheduler.config.prediction_type)
+        x0s.append(x0)
+    return (sum(x0s) / len(x0s)).to(sample.dtype)

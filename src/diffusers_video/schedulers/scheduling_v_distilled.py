@@ -113,6 +113,9 @@ class VDistilledScheduler(SchedulerMixin, ConfigMixin):
             at 8 steps) and leaves high-frequency grain; one prediction at a low level (e.g. 31.25, the last point of
             the 32-step grid, `sigma` 0.05) removes most of it. In `[0, num_train_timesteps)` (an integer on the
             discrete schedule); `None` or 0: no restart.
+        restart_antithetic (`bool`, defaults to `False`): Make that restart an antithetic pair: the clean predictions
+            from the fresh noise and from its negation, averaged (two model calls instead of one; the error odd in
+            the noise cancels).
     """
 
     _compatibles = [e.name for e in KarrasDiffusionSchedulers]
@@ -140,6 +143,7 @@ class VDistilledScheduler(SchedulerMixin, ConfigMixin):
         distillation_base_steps: int | None = None,
         default_num_inference_steps: int | None = None,
         restart_timestep: float | None = None,
+        restart_antithetic: bool = False,
     ):
         check_num_train_timesteps(num_train_timesteps)
         if noise_schedule not in NOISE_SCHEDULES:
@@ -167,6 +171,8 @@ class VDistilledScheduler(SchedulerMixin, ConfigMixin):
 
         if restart_timestep is not None:
             check_restart_timestep(restart_timestep, num_train_timesteps, noise_schedule == "discrete")
+        if not isinstance(restart_antithetic, bool):
+            raise ValueError(f"`restart_antithetic` must be True or False but is {restart_antithetic!r}.")
 
         if noise_schedule == "discrete":
             self.betas = discrete_betas(

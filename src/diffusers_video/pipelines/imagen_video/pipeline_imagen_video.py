@@ -48,7 +48,14 @@ from ..checks import (
     is_number,
     prompt_batch_size,
 )
-from ..denoising import DenoisingPipelineMixin, callback_tensor_inputs, denoise, restart, scheduler_restart_timestep
+from ..denoising import (
+    DenoisingPipelineMixin,
+    callback_tensor_inputs,
+    denoise,
+    restart,
+    scheduler_restart_antithetic,
+    scheduler_restart_timestep,
+)
 from ..pipeline_utils import VideoDiffusionPipeline, VideoPipelineOutput, postprocess_video
 from ..prompts import encode_t5_prompt
 from .cascade import (
@@ -212,6 +219,7 @@ class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffu
         callback_on_step_end: Callable | None,
         callback_on_step_end_tensor_inputs: list[str] | None,
         restart_timestep: list[Any] | None = None,
+        restart_antithetic: list[Any] | None = None,
     ) -> list[tuple[int, int, int]]:
         """Raises a `ValueError` (a `TypeError` for a wrong type) naming the bad argument and its value; returns the
         stage sizes. Per-stage arguments are already one value per stage. No model runs before these checks."""
@@ -270,6 +278,11 @@ class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffu
                     restart_at, scheduler.config.num_train_timesteps, not scheduler.timesteps.is_floating_point(),
                     name=f"restart_timestep` of stage `{i}",
                 )  # fmt: skip
+            antithetic = None if restart_antithetic is None else restart_antithetic[i]
+            if antithetic is not None and not isinstance(antithetic, bool):
+                raise ValueError(
+                    f"`restart_antithetic` of stage `{i}` must be True, False or None but is {antithetic!r}."
+                )
 
             level = noise_aug_level[i]
             if not is_number(level):
@@ -356,6 +369,7 @@ class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffu
         noise_aug_level: float | list[float] | dict[int, float] = 0.1,
         dynamic_thresholding_percentile: float | None | list | dict = 0.995,
         restart_timestep: float | None | list | dict = None,
+        restart_antithetic: bool | None | list | dict = None,
         negative_prompt: str | list[str] | None = None,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
@@ -404,6 +418,10 @@ class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffu
                 model's clean prediction, one more model call at the stage's last guidance weight. None takes the
                 stage scheduler's `restart_timestep` (a few-step student's `VDistilledScheduler` may record one: the
                 demo cascade's last stage restarts at 31.25, which removes most of its grain); 0 turns it off.
+            restart_antithetic (`bool` or `None`, *per stage*, *optional*): Make a stage's restart an antithetic pair
+                (see [`~pipelines.denoising.restart`]): the clean predictions from the fresh noise and from its
+                negation, averaged; one more model call. None takes the stage scheduler's `restart_antithetic` (the
+                demo's last stage records True).
             negative_prompt (`str` or `list[str]`, *optional*): What not to generate; the empty prompt by default.
             num_videos_per_prompt (`int`, defaults to 1): Videos per prompt.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*): Random generator(s). Per stage, the
@@ -452,15 +470,20 @@ class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffu
         levels = self.per_stage(noise_aug_level, "noise_aug_level", 0.1)
         percentiles = self.per_stage(dynamic_thresholding_percentile, "dynamic_thresholding_percentile", 0.995)
         restarts = self.per_stage(restart_timestep, "restart_timestep", None)
+        antithetics = self.per_stage(restart_antithetic, "restart_antithetic", None)
 
         # 1. check inputs, before any model runs
         sizes = self.check_inputs(
             prompt, num_frames, height, width, steps, scales, kinds, levels, percentiles, negative_prompt,
             num_videos_per_prompt, generator, prompt_embeds, negative_prompt_embeds, output_type,
-            callback_on_step_end, callback_on_step_end_tensor_inputs, restarts,
+            callback_on_step_end, callback_on_step_end_tensor_inputs, restarts, antithetics,
         )  # fmt: skip
         restarts = [
             scheduler_restart_timestep(scheduler, value) for (_, _, scheduler), value in zip(self.stages, restarts)
+        ]
+        antithetics = [
+            scheduler_restart_antithetic(scheduler, value)
+            for (_, _, scheduler), value in zip(self.stages, antithetics)
         ]
         guidances = [stage_guidance(kind, scale) for kind, scale in zip(kinds, scales)]
         needs_uncond = any(
@@ -533,7 +556,7 @@ class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffu
                 if restarts[index] is not None and not self.interrupt:
                     # one clean prediction from a low noise level, at the weight of the last step (see `restart`)
                     noise = randn_tensor(sample.shape, generator=generator, device=device, dtype=dtype)
-                    sample = restart(scheduler, sample, predict, restarts[index], noise)
+                    sample = restart(scheduler, sample, predict, restarts[index], noise, antithetics[index])
                     progress_bar.update()
                 video = sample
                 outputs.append(sample)
