@@ -287,3 +287,19 @@ def test_the_no_reference_recipe_differs_from_the_video_recipe_only_by_the_refer
             config.pop(key)
         config["videogen"].pop("reference_dropout")
     assert with_reference == without
+
+
+def test_the_any_frame_recipe_differs_from_the_no_reference_recipe_only_by_the_reference():
+    """The same-budget comparison of the demo's design (the reference from any frame) against no reference: the
+    same model, data, optimiser and step count; only where the reference comes from and how often it is dropped."""
+    any_frame = TrainingConfig.from_json_file(ROOT / "pipelines" / "videogen" / "train_video_any_frame.json").to_dict()
+    without = TrainingConfig.from_json_file(
+        ROOT / "pipelines" / "videogen" / "train_video_no_reference.json"
+    ).to_dict()
+    assert any_frame["videogen"]["reference_frame"] == "random" and any_frame["videogen"]["reference_dropout"] == 0.1
+    assert any_frame["max_train_steps"] == without["max_train_steps"]
+    for config in (any_frame, without):
+        config.pop("output_dir")
+        for key in ("reference_dropout", "reference_frame"):
+            config["videogen"].pop(key)
+    assert any_frame == without
