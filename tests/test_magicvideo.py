@@ -663,3 +663,20 @@ def test_the_demo_step_generates_the_demo_prompts_at_the_trained_length_and_scor
     assert PIL.Image.open(strip).n_frames == 3
     assert cli_main(["demo", "--output_dir", str(tmp_path), "--magicvideo", str(tmp_path / "none_here")]) == 1
     assert "none_here' is not a pipeline folder" in capsys.readouterr().err
+
+
+def test_the_bidirectional_keyframe_recipe_differs_from_the_keyframe_recipe_only_by_the_attention():
+    """`bench_magicvideo.py directed --directed DIR --bidirectional DIR` compares the two at the same budget."""
+    from pathlib import Path
+
+    from diffusers_video.training import TrainingConfig
+
+    recipes = Path(__file__).resolve().parents[1] / "pipelines" / "magicvideo"
+    directed = TrainingConfig.from_json_file(recipes / "train_keyframes.json").to_dict()
+    bidirectional = TrainingConfig.from_json_file(recipes / "train_keyframes_bidirectional.json").to_dict()
+    assert directed["model"]["temporal"]["temporal_attention"] == "directed"
+    assert bidirectional["model"]["temporal"]["temporal_attention"] == "bidirectional"
+    for config in (directed, bidirectional):
+        config.pop("output_dir")
+        config["model"]["temporal"].pop("temporal_attention")
+    assert directed == bidirectional

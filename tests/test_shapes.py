@@ -14,8 +14,6 @@ from diffusers_video.data.shapes import (
     DIRECTIONS,
     SHAPES,
     SPEEDS,
-    ShapesDataset,
-    ShapesIterableDataset,
     ShapeSpec,
     ShapesScorer,
     ShapesWorld,
@@ -24,6 +22,7 @@ from diffusers_video.data.shapes import (
     split_combinations,
     wilson_interval,
 )
+from diffusers_video.data.shapes_datasets import ShapesDataset, ShapesIterableDataset
 
 ATTRIBUTES = ("color", "shape", "direction", "speed")
 # Chance of matching every attribute of a uniformly drawn caption, for any guess made without reading the caption:

@@ -14,8 +14,6 @@ from .shapes import (
     ParsedPrompt,
     ShapeObject,
     ShapeScore,
-    ShapesDataset,
-    ShapesIterableDataset,
     ShapeSpec,
     ShapesSample,
     ShapesScene,
@@ -31,6 +29,7 @@ from .shapes import (
     video_to_tensor,
     wilson_interval,
 )
+from .shapes_datasets import ShapesDataset, ShapesIterableDataset
 from .shapes_defects import (
     DEFECT_FIELDS,
     ShapeTrack,

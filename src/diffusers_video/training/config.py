@@ -29,7 +29,7 @@ from typing import Any
 
 from diffusers.optimization import SchedulerType
 
-from ..data.shapes import IMAGE_FRAMES
+from ..data.shapes_datasets import IMAGE_FRAMES
 from .config_checks import PREDICTION_TYPES, _check_int, _check_types
 from .i2vgen_xl_config import I2VGenXLConfig, check_i2vgen_xl_config
 from .imagen_video_config import ImagenVideoConfig

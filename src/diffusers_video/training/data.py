@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.shapes import ShapesDataset, ShapesWorld, image_to_tensor, video_to_tensor
+from ..data.shapes import ShapesWorld, image_to_tensor, video_to_tensor
+from ..data.shapes_datasets import ShapesDataset
 from .config import DataConfig
 from .video_files import CLIP_EXTENSIONS, VideoFileDataset, encode_frames
 
