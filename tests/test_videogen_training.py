@@ -16,7 +16,7 @@ import torch
 from conftest import read_train_log
 
 import diffusers_video.training.videogen  # noqa: F401 (registers the trainer for the `videogen` section)
-from diffusers_video import FlowTemporalUpsampler, UNet3DModel, VideoGenPipeline
+from diffusers_video import AutoencoderKLVideo, FlowTemporalUpsampler, UNet3DModel, VideoGenPipeline
 from diffusers_video.cli import main as cli_main
 from diffusers_video.data.shapes import ShapeObject, ShapesScene, ShapesWorld
 from diffusers_video.data.shapes_captions import ShapeSpec
@@ -271,6 +271,32 @@ def test_assemble_puts_the_separately_trained_stages_behind_the_video_model(tmp_
     again = VideoGenPipeline.from_pretrained(from_cli)
     assert again.super_resolution_unet is None
     assert torch.equal(again.flow_upsampler.flow_out.weight, flow.flow_out.weight)
+
+    # `--vae`: VideoGen's enhanced decoder, a video VAE whose decoder alone differs, decodes the pipeline; another
+    # encoder would change the latents every stage trained on: refused, nothing written
+    video_vae = AutoencoderKLVideo.from_vae2d(video.vae)
+    with torch.no_grad():
+        video_vae.decoder.conv_out.weight.add_(0.01)
+    video_vae.save_pretrained(tmp_path / "video_vae")
+    argv = [
+        "videogen",
+        "assemble",
+        "--video",
+        str(runs["video"]),
+        "--vae",
+        str(tmp_path / "video_vae"),
+        "--output_dir",
+    ]
+    assert cli_main([*argv, str(tmp_path / "with_vae")]) == 0
+    decoded = VideoGenPipeline.from_pretrained(tmp_path / "with_vae").vae
+    assert isinstance(decoded, AutoencoderKLVideo)
+    assert torch.equal(decoded.decoder.conv_out.weight, video_vae.decoder.conv_out.weight)
+    with torch.no_grad():
+        video_vae.encoder.conv_in.weight.add_(0.01)
+    video_vae.save_pretrained(tmp_path / "video_vae")
+    with pytest.raises(ValueError, match="has another encoder than the base stage's VAE"):
+        assemble_pipeline(runs["video"], tmp_path / "refused", vae_folder=tmp_path / "video_vae")
+    assert not (tmp_path / "refused").exists()
 
 
 def test_the_no_reference_recipe_differs_from_the_video_recipe_only_by_the_reference():

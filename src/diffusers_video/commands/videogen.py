@@ -2,7 +2,8 @@
 
     diffusers-video videogen assemble --video runs/videogen_video/final \
         --flow_upsampler runs/videogen_flow_upsampler/final [--super_resolution runs/videogen_super_resolution/final] \
-        [--image_model runs/videogen_reference_image/final] --output_dir pipelines/videogen/demo [--fp16]
+        [--image_model runs/videogen_reference_image/final] [--vae pipelines/i2vgen_xl/demo/vae] \
+        --output_dir pipelines/videogen/demo [--fp16]
 
 `assemble` puts a flow upsampler run and a latent super-resolution run (each trains apart from the video model: on
 unlabeled clips, and at the output size) behind the reference-conditioned video model: one `VideoGenPipeline` folder,
@@ -36,6 +37,11 @@ def register(subparsers) -> None:
     assemble.add_argument(
         "--image_model", default=None, help="a text-to-image pipeline folder whose UNet makes the reference image"
     )
+    assemble.add_argument(
+        "--vae",
+        default=None,
+        help="a VAE folder to decode with: the video folder's encoder, another decoder (VideoGen's enhanced decoder)",
+    )
     assemble.add_argument("--output_dir", required=True)
     assemble.add_argument("--fp16", action="store_true", help="save the models' weights in float16")
     parser.set_defaults(func=run)
@@ -46,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     written = assemble_pipeline(
         args.video, args.output_dir, flow_upsampler_folder=args.flow_upsampler,
         super_resolution_folder=args.super_resolution, fp16=args.fp16, image_model_folder=args.image_model,
+        vae_folder=args.vae,
     )  # fmt: skip
     print(f"Wrote {written}")
     return 0

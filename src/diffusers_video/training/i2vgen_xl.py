@@ -37,12 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler
+from diffusers import DDIMScheduler
 from torch import nn
 
 from ..folders import INDEX_NAME, TRAINING_CONFIG_NAME, read_json, save_assembled
 from ..models.i2vgen_xl_content import I2VGenXLContentEncoder
-from ..models.video_vae import AutoencoderKLVideo
 from ..pipelines.i2vgen_xl import I2VGenXLCascadePipeline
 from ..pipelines.i2vgen_xl.inputs import check_components as check_cascade_components
 from .components import TrainingComponents, caption_token_ids, encode_token_ids, load_components
@@ -54,6 +53,7 @@ from .objectives import (
     sample_training_noise,
 )
 from .registry import register_trainer
+from .shared_weights import decoder_only_vae, same_weights
 from .stand_in_image import clip_image_inputs
 from .trainer import Trainer
 
@@ -384,29 +384,6 @@ class I2VGenXLTrainer(Trainer):
         self.config.to_json_file(folder / TRAINING_CONFIG_NAME)
 
 
-def same_weights(mine: nn.Module, theirs: nn.Module) -> bool:
-    """Whether two models hold the same weights, key for key (`theirs` cast to `mine`'s dtypes): the check that both
-    stages of a cascade share their VAE and text encoder."""
-    a, b = mine.state_dict(), theirs.state_dict()
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k].to(a[k].dtype)) for k in a)
-
-
-def _decoder_only_vae(folder: Path, vae: nn.Module) -> AutoencoderKL | AutoencoderKLVideo:
-    """The VAE of `folder` (an `AutoencoderKLVideo` or `AutoencoderKL` folder), refused unless its encoder and
-    `quant_conv` equal `vae`'s: only its decoder may differ."""
-    config = read_json(folder / "config.json", missing_ok=True)
-    if config is None:
-        raise ValueError(f"`vae_folder` '{folder}' holds no VAE (no config.json).")
-    kind = AutoencoderKLVideo if config.get("_class_name") == "AutoencoderKLVideo" else AutoencoderKL
-    new = kind.from_pretrained(folder)
-    if not same_weights(nn.ModuleList([vae.encoder, vae.quant_conv]), nn.ModuleList([new.encoder, new.quant_conv])):
-        raise ValueError(
-            f"`vae_folder` '{folder}' has another encoder than the base stage's VAE: the latents the stages trained on "
-            "would change. Pass a VAE whose decoder alone was trained (`video_vae.train_layers` 'decoder')."
-        )
-    return new
-
-
 def assemble_cascade(
     base_folder: str | Path,
     refiner_folder: str | Path,
@@ -447,7 +424,7 @@ def assemble_cascade(
             )
     parts = {k: v for k, v in base.components.items() if k not in ("refiner_unet", "refiner_scheduler")}
     if vae_folder is not None:
-        parts["vae"] = _decoder_only_vae(Path(vae_folder), base.vae)
+        parts["vae"] = decoder_only_vae(Path(vae_folder), base.vae)
     cascade = I2VGenXLCascadePipeline(
         **parts, refiner_unet=refiner.refiner_unet, refiner_scheduler=refiner.refiner_scheduler,
         default_height=base.config.default_height, default_width=base.config.default_width,

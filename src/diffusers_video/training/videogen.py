@@ -39,9 +39,9 @@ from ..pipelines.videogen.pipeline_videogen import VideoGenPipeline
 from .components import TrainingComponents
 from .config import TrainingConfig
 from .data import TrainingItems, sample_generator
-from .i2vgen_xl import same_weights
 from .imagen_video import augmentation_generators, noise_aug_levels, stage_condition
 from .registry import register_trainer
+from .shared_weights import decoder_only_vae, same_weights
 from .trainer import Trainer
 
 __all__ = ["REFERENCE_STREAM", "FlowUpsamplerTrainer", "VideoGenTrainer", "assemble_pipeline", "true_middle_flows"]
@@ -292,6 +292,7 @@ def assemble_pipeline(
     super_resolution_folder: str | Path | None = None,
     fp16: bool = False,
     image_model_folder: str | Path | None = None,
+    vae_folder: str | Path | None = None,
 ) -> Path:
     """One `VideoGenPipeline` folder from the final folders of VideoGen's runs: the reference-conditioned video model
     (a `VideoGenPipeline` with its image UNet), and optionally a flow upsampler run and a latent super-resolution run,
@@ -310,6 +311,10 @@ def assemble_pipeline(
         image_model_folder (`str | Path`, *optional*): A text-to-image pipeline folder (`unet/`, `scheduler/`, as a
             `StableDiffusionPipeline` saves) whose UNet makes the reference image instead of the video folder's, e.g.
             the stand-in fine-tuned on first frames (`data.image_frame` "first").
+        vae_folder (`str | Path`, *optional*): A VAE folder (`AutoencoderKLVideo` or `AutoencoderKL`) to decode with
+            instead of the video folder's: VideoGen's enhanced video decoder, e.g. one whose decoder alone was trained
+            on clips at the super-resolution stage's size. Its encoder must be the video folder's, weight for weight,
+            so the latents every stage trained on stay the same.
 
     Returns:
         `Path`: `output_dir`, with the video run's `training_config.json`.
@@ -361,6 +366,8 @@ def assemble_pipeline(
         components["image_unet"] = image_unet
         if image_scheduler is not None:
             components["image_scheduler"] = image_scheduler
+    if vae_folder is not None:
+        components["vae"] = decoder_only_vae(Path(vae_folder), pipe.vae)
     assembled = VideoGenPipeline(**components, super_resolution_factor=factor)  # checks the channels and factor
     if fp16:
         for name in ("unet", "image_unet", "super_resolution_unet", "flow_upsampler"):
