@@ -19,6 +19,7 @@ from diffusers import DDIMScheduler, UNet2DConditionModel
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 
 from diffusers_video import AutoencoderKLVideo, FlowTemporalUpsampler, UNet3DModel, VideoGenPipeline
+from diffusers_video.data.quality import infer_video_settings
 from diffusers_video.pipelines.videogen.components import reference_guidance
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -115,6 +116,17 @@ def test_each_stage_makes_its_frames_and_sizes(pipe):
     assert run(pipe, temporal_upsampling=8).shape == (1, 4, 17, 8, 8)  # SR x2 on the latents
     frames = run(pipe, output_type="np", num_videos_per_prompt=2, temporal_upsampling=4)
     assert frames.shape == (2, 9, 16, 16, 3) and 0 <= frames.min() and frames.max() <= 1  # 8x8 latents, VAE 2x
+
+
+def test_the_default_size_is_the_output_of_the_cascade_and_the_benchmarks_ask_for_it(pipe):
+    # sample_size 4 latents, VAE 2x, SR 2x: a call without a size makes 16x16 from 8 base frames, and `bench quality`
+    # (infer_video_settings) asks for that, not for the base size (which would run the base stage at half its size)
+    assert pipe.default_size() == (8, 16, 16)
+    assert infer_video_settings(pipe) == {"num_frames": 8, "height": 16, "width": 16}
+    assert run(pipe, num_frames=None, temporal_upsampling=1, output_type="np").shape == (1, 8, 16, 16, 3)
+    base_only = make_pipe(super_resolution=False, flow=False)
+    assert infer_video_settings(base_only) == {"num_frames": 8, "height": 8, "width": 8}
+    assert infer_video_settings(make_pipe(image=False)) == {"num_frames": None, "height": None, "width": None}
 
 
 def test_temporal_upsampling_keeps_the_frames_of_the_cascade_at_their_indices(pipe):

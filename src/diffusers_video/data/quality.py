@@ -79,9 +79,9 @@ def infer_video_settings(pipeline) -> dict[str, int | None]:
 
     Height and width come from the denoiser's (`unet`, VideoFusion's `residual_unet` or `transformer`) `sample_size` times the pipeline's `vae_scale_factor` (1 for
     pixel-space pipelines); the frame count from the denoiser's config (`num_frames` / `sample_frames`) or the
-    default of `__call__`'s `num_frames`. A pipeline with a `default_size()` method giving the final `(frames, height,
-    width)` (a cascade such as `ImagenVideoPipeline`, whose last stage sets the size) is asked instead. Unknown values
-    are `None`.
+    default of `__call__`'s `num_frames`. A pipeline with a `default_size()` method giving the `(num_frames, height,
+    width)` its call defaults to (a cascade such as `ImagenVideoPipeline`, whose last stage sets the size, or
+    `VideoGenPipeline`, whose super-resolution stage does) is asked instead. Unknown values are `None`.
 
     Args:
         pipeline: a diffusers-style pipeline.

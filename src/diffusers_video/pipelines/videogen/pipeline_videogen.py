@@ -137,6 +137,15 @@ class VideoGenPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         """The stage being run ("reference", "base", "super_resolution"), for callbacks; None outside a call."""
         return self._stage
 
+    def default_size(self) -> tuple[int, int, int]:
+        """The `(num_frames, height, width)` a call makes when none is given: `num_frames` counts the base frames
+        (before temporal upsampling), `height` and `width` are the output's (after super-resolution, when the
+        pipeline has that stage). What `data.quality.infer_video_settings` asks a cascade for, so that `bench
+        quality` does not request the base size as the output size. A `ValueError` when the pipeline cannot say
+        (e.g. no `sample_size`, or no `image_unet` to make the reference)."""
+        plan = plan_call(self, None, None, None, None, None, None, None)
+        return plan.num_frames, plan.height, plan.width
+
     def stage_scheduler(self, stage: str) -> SchedulerMixin:
         """The scheduler of a denoising stage: its own, or a new one from `scheduler`'s config."""
         own = {"reference": self.image_scheduler, "base": self.scheduler,
