@@ -15,8 +15,8 @@
 7. the committed MagicVideo demo (`pipelines/magicvideo/demo`: the keyframe model) does the same as step 4; skipped where
    the folder is missing;
 8. the committed VideoGen demo (`pipelines/videogen/demo`: the reference image from the stand-in's image UNet, the
-   reference-guided video model, the flow upsampler doubling the frames) does the same from text alone; skipped where
-   the folder is missing.
+   reference-guided video model, the flow upsampler doubling the frames, latent super-resolution to 64x64, the video
+   decoder) does the same from text alone; skipped where the folder is missing.
 
 It writes `shapes.gif` (and `shapes.mp4` when imageio-ffmpeg is installed), `stand_in.png` and one GIF and MP4 per
 VideoFusion prompt (and Imagen Video prompt) to the output folder.
