@@ -397,6 +397,18 @@ def test_each_stage_makes_its_frames_and_sizes(pipe):
     assert frames.shape == (2, 5, 16, 16, 3) and 0 <= frames.min() and frames.max() <= 1  # 8x8 px -> 16x16 px
 
 
+def test_the_default_size_is_the_output_of_the_cascade_and_the_benchmarks_ask_for_it(pipe):
+    from diffusers_video.data.quality import infer_video_settings
+
+    # 8 keyframes by default, one x2 round: 15 frames; 4x4 latents, VAE 2x, SR 2x: 16x16. `bench quality` asks for
+    # that, not for the keyframe size (which would run the keyframe stage at half its size)
+    assert pipe.default_size() == (15, 16, 16)
+    assert infer_video_settings(pipe) == {"num_frames": 15, "height": 16, "width": 16}
+    assert run(pipe, num_keyframes=None, num_inference_steps=1, output_type="np").shape == (1, 15, 16, 16, 3)
+    keyframes_only = make_pipe(interpolation=False, super_resolution=False)
+    assert infer_video_settings(keyframes_only) == {"num_frames": 8, "height": 8, "width": 8}
+
+
 def test_interpolation_places_the_keyframes_at_their_indices_and_keeps_them(pipe):
     g = torch.Generator().manual_seed(3)
     keyframes = torch.randn(2, 4, 3, 4, 4, generator=g)
@@ -680,3 +692,77 @@ def test_the_bidirectional_keyframe_recipe_differs_from_the_keyframe_recipe_only
         config.pop("output_dir")
         config["model"]["temporal"].pop("temporal_attention")
     assert directed == bidirectional
+
+
+def test_assemble_puts_the_separately_trained_stages_behind_the_keyframe_folder(tmp_path, capsys):
+    """`diffusers-video magicvideo assemble`: an interpolation run and a latent super-resolution run (VideoGen's
+    recipe) behind a keyframe folder, a video decoder swapped in, UNets saved in float16; the wrong folders refused
+    before anything is written."""
+    from diffusers import DDPMScheduler
+
+    from diffusers_video import AutoencoderKLVideo, MagicVideoPipeline
+    from diffusers_video.cli import main as cli_main
+
+    keyframes = make_pipe(interpolation=False, super_resolution=False)
+    keyframes.save_pretrained(tmp_path / "keyframes")
+    runs = {
+        "interpolation": (tiny_unet(9, 4, seed=10, scalar_conditions=("fps",)), {"magicvideo": {"stage": "interpolation"}}),
+        "super_resolution": (
+            tiny_unet(8, 4, text=False, seed=20, temporal_attention=None, scalar_conditions=("noise_aug_level",)),
+            {"videogen": {"stage": "super_resolution", "super_resolution_factor": 2}},
+        ),
+    }  # fmt: skip
+    for name, (unet, config) in runs.items():
+        unet.save_pretrained(tmp_path / name / "unet")
+        DDPMScheduler(num_train_timesteps=500).save_pretrained(tmp_path / name / "scheduler")
+        keyframes.vae.save_pretrained(tmp_path / name / "vae")
+        keyframes.text_encoder.save_pretrained(tmp_path / name / "text_encoder")
+        (tmp_path / name / "training_config.json").write_text(json.dumps(config))
+    (tmp_path / "keyframes" / "training_config.json").write_text(json.dumps({"data": {"num_frames": 3}}))
+    video_vae = AutoencoderKLVideo.from_vae2d(keyframes.vae)
+    with torch.no_grad():
+        video_vae.decoder.conv_out.weight.add_(0.01)
+    video_vae.save_pretrained(tmp_path / "video_vae")
+
+    out = tmp_path / "cascade"
+    argv = ["magicvideo", "assemble", "--keyframes", str(tmp_path / "keyframes"), "--output_dir", str(out),
+            "--interpolation", str(tmp_path / "interpolation"), "--super_resolution", str(tmp_path / "super_resolution"),
+            "--vae", str(tmp_path / "video_vae"), "--fp16"]  # fmt: skip
+    assert cli_main(argv) == 0
+    pipe = MagicVideoPipeline.from_pretrained(out)
+    for mine, theirs in ((pipe.unet, keyframes.unet), (pipe.interpolation_unet, runs["interpolation"][0]),
+                         (pipe.super_resolution_unet, runs["super_resolution"][0])):  # fmt: skip
+        a, b = mine.state_dict(), theirs.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k].half().float()) for k in a)
+    assert isinstance(pipe.vae, AutoencoderKLVideo)
+    assert torch.equal(pipe.vae.decoder.conv_out.weight, video_vae.decoder.conv_out.weight)
+    assert pipe.interpolation_scheduler.config.num_train_timesteps == 500  # each run's own scheduler
+    assert pipe.super_resolution_scheduler.config.num_train_timesteps == 500
+    assert (pipe.config.super_resolution_factor, pipe.config.super_resolution_space) == (2, "latent")
+    assert json.loads((out / "training_config.json").read_text()) == {"data": {"num_frames": 3}}
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.default_size() == (15, 16, 16)  # 8 keyframes x2, 8x8 pixels x2
+    assert run(pipe, interpolation_factors=[2, 2], output_type="np").shape == (1, 9, 16, 16, 3)
+
+    # the wrong folders: refused, the folder already there kept, nothing new written
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    wrong = {
+        "--interpolation": (
+            str(tmp_path / "super_resolution"),
+            "is not a MagicVideo interpolation run's final folder",
+        ),
+        "--super_resolution": (str(tmp_path / "interpolation"), "is not a latent super-resolution run's final folder"),
+        "--keyframes": (str(tmp_path / "interpolation"), "is not a pipeline folder"),
+    }
+    for option, (folder, message) in wrong.items():
+        bad = list(argv)
+        bad[bad.index(option) + 1] = folder
+        assert cli_main(bad) == 1
+        assert message in capsys.readouterr().err
+    other = make_pipe(interpolation=False, super_resolution=False)
+    with torch.no_grad():
+        other.text_encoder.get_input_embeddings().weight.add_(0.01)
+    other.text_encoder.save_pretrained(tmp_path / "interpolation" / "text_encoder")
+    assert cli_main(argv) == 1
+    assert "text_encoder' differ: every stage shares it" in capsys.readouterr().err
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before

@@ -239,7 +239,7 @@ def test_assemble_puts_the_separately_trained_stages_behind_the_video_model(tmp_
     before = sorted(p.relative_to(output) for p in output.rglob("*"))
     with pytest.raises(ValueError, match="`flow_upsampler_folder` .* has no `flow_upsampler/`"):
         assemble_pipeline(runs["video"], output, flow_upsampler_folder=runs["super_resolution"])
-    with pytest.raises(ValueError, match="not a VideoGen super-resolution run's final folder"):
+    with pytest.raises(ValueError, match="not a latent super-resolution run's final folder"):
         assemble_pipeline(runs["video"], output, super_resolution_folder=runs["video"])
     with pytest.raises(ValueError, match="is not a pipeline folder"):
         assemble_pipeline(runs["flow_upsampler"], output)

@@ -26,6 +26,7 @@ _COMMAND_MODULES = [
     "diffusers_video.commands.push",
     "diffusers_video.commands.imagen_video",
     "diffusers_video.commands.i2vgen_xl",
+    "diffusers_video.commands.magicvideo",
     "diffusers_video.commands.videogen",
     "diffusers_video.commands.videofusion",
     "diffusers_video.commands.stand_in",

@@ -1,18 +1,21 @@
-"""Checks that assembled pipelines share what their stages trained with: the same weights key for key, and a VAE
-that may differ from another only in its decoder (a decoder fine-tuned at a new size decodes the same latents)."""
+"""Checks that assembled pipelines share what their stages trained with: the same weights key for key, a VAE that may
+differ from another only in its decoder (a decoder fine-tuned at a new size decodes the same latents), and a latent
+super-resolution run (VideoGen's recipe, which MagicVideo's latent stage reuses) on the same VAE and text encoder."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import AutoencoderKL
 from torch import nn
 
-from ..folders import read_json
+from ..folders import TRAINING_CONFIG_NAME, read_json
+from ..models.unet_3d import UNet3DModel
 from ..models.video_vae import AutoencoderKLVideo
 
-__all__ = ["decoder_only_vae", "same_weights"]
+__all__ = ["decoder_only_vae", "latent_super_resolution_run", "same_weights"]
 
 
 def same_weights(mine: nn.Module, theirs: nn.Module) -> bool:
@@ -36,3 +39,31 @@ def decoder_only_vae(folder: Path, vae: nn.Module) -> AutoencoderKL | Autoencode
             "would change. Pass a VAE whose decoder alone was trained (`video_vae.train_layers` 'decoder')."
         )
     return new
+
+
+def latent_super_resolution_run(
+    folder: Path, owner: Path, vae: nn.Module, text_encoder: nn.Module, scheduler: Any
+) -> tuple[UNet3DModel, Any, int]:
+    """The stage of a latent super-resolution run's final folder (`videogen.stage` "super_resolution": `unet/`,
+    `scheduler/`, `training_config.json`), refused unless it trained on `vae` and `text_encoder` (those of the
+    pipeline folder `owner`), weight for weight, where it saved them.
+
+    Returns:
+        `(unet, scheduler, factor)`: the UNet, a fresh scheduler of the run's config (or of `scheduler`'s), and the
+        run's `videogen.super_resolution_factor`.
+    """
+    trained = read_json(folder / TRAINING_CONFIG_NAME, missing_ok=True) or {}
+    settings = trained.get("videogen") or {}
+    if settings.get("stage") != "super_resolution" or not (folder / "unet" / "config.json").is_file():
+        raise ValueError(
+            f"`super_resolution_folder` {str(folder)!r} is not a latent super-resolution run's final folder (`unet/` "
+            "and a training_config.json with `videogen.stage` 'super_resolution', as "
+            "pipelines/videogen/train_super_resolution.json writes)."
+        )
+    for name, module in (("vae", vae), ("text_encoder", text_encoder)):
+        if (folder / name).is_dir() and not same_weights(module, type(module).from_pretrained(folder, subfolder=name)):
+            raise ValueError(f"'{owner}/{name}' and '{folder}/{name}' differ: every stage shares it.")
+    unet = UNet3DModel.from_pretrained(folder, subfolder="unet")
+    if (folder / "scheduler").is_dir():
+        scheduler = type(scheduler).from_pretrained(folder, subfolder="scheduler")
+    return unet, type(scheduler).from_config(scheduler.config), int(settings.get("super_resolution_factor", 2))

@@ -33,7 +33,6 @@ from ..data.shapes_captions import DIRECTION_VECTORS
 from ..data.shapes_scorer import shape_coverage
 from ..folders import TRAINING_CONFIG_NAME, read_json, save_assembled
 from ..models.flow_upsampler import FlowTemporalUpsampler
-from ..models.unet_3d import UNet3DModel
 from ..pipelines.imagen_video.cascade import NOISE_AUG_CONDITION, StageSpec, noise_aug_condition_value
 from ..pipelines.videogen.pipeline_videogen import VideoGenPipeline
 from .components import TrainingComponents
@@ -41,7 +40,7 @@ from .config import TrainingConfig
 from .data import TrainingItems, sample_generator
 from .imagen_video import augmentation_generators, noise_aug_levels, stage_condition
 from .registry import register_trainer
-from .shared_weights import decoder_only_vae, same_weights
+from .shared_weights import decoder_only_vae, latent_super_resolution_run
 from .trainer import Trainer
 
 __all__ = ["REFERENCE_STREAM", "FlowUpsamplerTrainer", "VideoGenTrainer", "assemble_pipeline", "true_middle_flows"]
@@ -337,25 +336,10 @@ def assemble_pipeline(
             )
         components["flow_upsampler"] = FlowTemporalUpsampler.from_pretrained(folder, subfolder="flow_upsampler")
     if super_resolution_folder is not None:
-        folder = Path(super_resolution_folder)
-        trained = read_json(folder / TRAINING_CONFIG_NAME, missing_ok=True) or {}
-        settings = trained.get("videogen") or {}
-        if settings.get("stage") != "super_resolution" or not (folder / "unet" / "config.json").is_file():
-            raise ValueError(
-                f"`super_resolution_folder` {str(folder)!r} is not a VideoGen super-resolution run's final folder "
-                "(`unet/` and a training_config.json with `videogen.stage` 'super_resolution')."
-            )
-        for name, kind in (("vae", type(pipe.vae)), ("text_encoder", type(pipe.text_encoder))):
-            if (folder / name).is_dir() and not same_weights(
-                getattr(pipe, name), kind.from_pretrained(folder, subfolder=name)
-            ):
-                raise ValueError(f"'{video_folder}/{name}' and '{folder}/{name}' differ: every stage shares it.")
-        components["super_resolution_unet"] = UNet3DModel.from_pretrained(folder, subfolder="unet")
-        scheduler = pipe.scheduler
-        if (folder / "scheduler").is_dir():
-            scheduler = type(pipe.scheduler).from_pretrained(folder, subfolder="scheduler")
-        components["super_resolution_scheduler"] = type(scheduler).from_config(scheduler.config)
-        factor = int(settings.get("super_resolution_factor", 2))
+        unet, scheduler, factor = latent_super_resolution_run(
+            Path(super_resolution_folder), video_folder, pipe.vae, pipe.text_encoder, pipe.scheduler
+        )
+        components["super_resolution_unet"], components["super_resolution_scheduler"] = unet, scheduler
     if image_model_folder is not None:
         image_unet, image_scheduler = text_to_image_model(Path(image_model_folder), "unet", "scheduler")
         if image_unet is None:

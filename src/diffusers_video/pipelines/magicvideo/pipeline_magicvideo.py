@@ -140,6 +140,14 @@ class MagicVideoPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         """The stage being run ("keyframes", "interpolation", "super_resolution"), for callbacks; None outside a call."""
         return self._stage
 
+    def default_size(self) -> tuple[int, int, int]:
+        """The `(num_frames, height, width)` a call makes when none is given: the output's frames (the default
+        keyframes after the default interpolation rounds) and size (after super-resolution, when the pipeline has
+        that stage). What `data.quality.infer_video_settings` asks a cascade for, so that `bench quality` does not
+        request the keyframe size as the output size. A `ValueError` when the components do not fit."""
+        plan = plan_call(self, None, None, None, None, None, None, None)
+        return plan.num_frames, plan.height, plan.width
+
     def _stage_component(self, stage: str, kind: str) -> Any:
         if stage not in STAGES:
             raise ValueError(f"`stage` must be one of {STAGES} but is {stage!r}.")
