@@ -126,8 +126,13 @@ def test_generate_writes_the_pipelines_video_as_gif_and_mp4(pipeline_folder, tmp
         (["--prompt", "x", "--steps", "2,2"], "`--steps` takes one number for VideoFusionPipeline (it has no stages)"),
         (["--prompt", "x", "--steps", "two"], "`--steps` must be an integer, or one per stage separated by commas"),
         (["x", "--prompt", "y"], "Give the prompt once, as PROMPT or as `--prompt`, but both were given: 'x' and 'y'"),
+        (["x", "--pipeline_kwargs", "[2, 2]"], "`--pipeline_kwargs` must be a JSON object but is '[2, 2]'"),
+        (["x", "--pipeline_kwargs", "{fps: 8}"], "`--pipeline_kwargs` must be a JSON object but is '{fps: 8}': Expecting"),
+        (["x", "--pipeline_kwargs", '{"num_keyframes": 4}'], "`--pipeline_kwargs` has 'num_keyframes', which is not an argument of VideoFusionPipeline"),
+        (["x", "--pipeline_kwargs", '{"num_inference_steps": 4}'], "`--pipeline_kwargs` sets 'num_inference_steps', which the command sets itself"),
+        (["x", "--pipeline_kwargs", '{"output_type": "pt"}'], "`--pipeline_kwargs` sets 'output_type', which the command sets itself"),
     ],
-)
+)  # fmt: skip
 def test_generate_mistakes_are_one_line_naming_the_option(arguments, message, pipeline_folder, capsys):
     assert main(["generate", "--pipeline", str(pipeline_folder), "--no_progress", *arguments]) == 1
     error = capsys.readouterr().err.strip()

@@ -766,3 +766,26 @@ def test_assemble_puts_the_separately_trained_stages_behind_the_keyframe_folder(
     assert cli_main(argv) == 1
     assert "text_encoder' differ: every stage shares it" in capsys.readouterr().err
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+def test_generate_and_bench_quality_pass_pipeline_kwargs_to_the_call(tmp_path):
+    """`--pipeline_kwargs` reaches `__call__`: MagicVideo's interpolation rounds, which no option of `generate` or
+    `bench quality` sets, change the frame count (3 keyframes: x2 makes 5 frames, x2 x2 makes 9)."""
+    from PIL import Image
+
+    from diffusers_video.cli import main as cli_main
+
+    make_pipe(super_resolution=False).save_pretrained(tmp_path / "pipe")
+    common = ["generate", "--pipeline", str(tmp_path / "pipe"), "a red circle", "--steps", "1", "--no_progress"]
+    for kwargs, frames in (('{"num_keyframes": 3}', 5), ('{"num_keyframes": 3, "interpolation_factors": [2, 2]}', 9)):
+        output = tmp_path / f"{frames}.gif"
+        assert cli_main([*common, "--pipeline_kwargs", kwargs, "--output", str(output)]) == 0
+        assert Image.open(output).n_frames == frames
+    argv = ["bench", "quality", str(tmp_path / "pipe"), "--num-samples", "1", "--steps", "1", "--num-frames", "9",
+            "--num-real", "2", "--no-progress", "--output", str(tmp_path / "q.json"),
+            "--pipeline-kwargs", '{"interpolation_factors": [2, 2]}']  # fmt: skip
+    assert cli_main(argv) == 0
+    result = json.loads((tmp_path / "q.json").read_text())
+    assert result["pipeline_kwargs"] == {"interpolation_factors": [2, 2]} and result["num_frames"] == 9
+    assert np.load(tmp_path / "q_videos" / "00000.npy").shape == (9, 8, 8, 3)  # 3 keyframes, x2 x2
+    assert cli_main([*argv[:-1], '{"interpolation_factors": [4]}']) == 1  # other settings: refused, not mixed in

@@ -35,7 +35,7 @@ from ..data.quality import (
     score_videos,
     video_sizes,
 )
-from .generate import generate_batch
+from .generate import generate_batch, pipeline_kwargs
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -69,6 +69,12 @@ def register(subparsers) -> None:
     quality.add_argument(
         "--dtype", choices=sorted(_DTYPES), default="float32", help="weights dtype (default: float32)"
     )
+    quality.add_argument(
+        "--pipeline-kwargs",
+        default=None,
+        metavar="JSON",
+        help="other arguments of the pipeline's call, a JSON object (e.g. '{\"interpolation_factors\": [2, 2]}')",
+    )
     quality.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     quality.set_defaults(func=run_quality)
 
@@ -84,7 +90,11 @@ def run_quality(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.pipeline_dir, torch_dtype=_DTYPES[args.dtype])
     sizes, call_settings = video_sizes(pipeline, args.height, args.width, args.num_frames)
     world, scenes = heldout_scenes(sizes, args.num_samples, args.seed)
+    parameters = inspect.signature(pipeline.__call__).parameters
+    extra = pipeline_kwargs(args.pipeline_kwargs, parameters, type(pipeline).__name__)
     settings = {"seed": args.seed, "steps": args.steps, "guidance_scale": args.guidance_scale, **call_settings}
+    if extra:
+        settings["pipeline_kwargs"] = extra
     made_by = {"pipeline_dir": str(Path(args.pipeline_dir).resolve()), "dtype": args.dtype}
     write_prompts(
         videos_dir, world, scenes, settings, made_by, image="image" in inspect.signature(pipeline.__call__).parameters
@@ -94,6 +104,7 @@ def run_quality(args: argparse.Namespace) -> int:
             prompts=str(videos_dir / "prompts.jsonl"), output_dir=str(videos_dir), format="npy", fps=8,
             seed=args.seed, steps=args.steps, guidance_scale=args.guidance_scale, negative_prompt=None, image=None,
             num_frames=None, height=None, width=None, device=args.device, no_progress=args.no_progress,
+            pipeline_kwargs=extra or None,
         ),
         pipeline=pipeline,
     )  # fmt: skip
@@ -112,6 +123,7 @@ def run_quality(args: argparse.Namespace) -> int:
             "num_inference_steps": args.steps,
             "seed": args.seed,
             "guidance_scale": args.guidance_scale,
+            **({"pipeline_kwargs": extra} if extra else {}),
         },
         batch.seconds,
         num_real=args.num_real,

@@ -12,10 +12,13 @@ pipeline does not take are refused (e.g. `--image` for a text-to-video pipeline)
 pipeline's defaults.
 
 `--pipeline` also takes the name of a committed demo pipeline, a folder relative to the repository root (run from
-there): `videofusion` (pipelines/videofusion/demo) or `imagen_video` (pipelines/imagen_video/demo). The prompt can be
+there): `videofusion`, `imagen_video`, `i2vgen_xl`, `magicvideo` or `videogen` (pipelines/NAME/demo). The prompt can be
 given as `--prompt` or as the last argument. A cascade (ImagenVideoPipeline) takes `--steps` and `--guidance_scale`
 per stage, comma-separated, base first (one number is used for every stage). `--lora PATH_OR_REPO_ID` loads a
-LoRA (`pytorch_lora_weights.safetensors`, see `diffusers_video.pipelines.lora`) first, at `--lora_scale`.
+LoRA (`pytorch_lora_weights.safetensors`, see `diffusers_video.pipelines.lora`) first, at `--lora_scale`. Any other
+argument of the pipeline's `__call__` goes in `--pipeline_kwargs` as a JSON object, e.g. `'{"interpolation_factors":
+[2, 2], "num_keyframes": 4}'` for MagicVideo; a key the pipeline does not take, or one an option above already sets, is
+refused.
 
 Many prompts: `--prompts FILE` (a text file, one prompt per line, blank lines and lines starting with # skipped; or a
 `.jsonl` file, one object per line with "prompt" and optionally "seed", "negative_prompt", "num_frames", "height",
@@ -60,10 +63,15 @@ LINE_OPTIONS = {
     "image": "image",
 }
 
+# The arguments of a pipeline's call that the command's own options set (`--pipeline_kwargs` may not).
+OPTION_ARGUMENTS = (
+    "prompt", "negative_prompt", "image", "num_frames", "height", "width", "num_inference_steps", "guidance_scale",
+)  # fmt: skip
+
 # The committed demo pipelines that `--pipeline NAME` loads, relative to the repository root (where commands run).
 DEMO_PIPELINES = {
-    "videofusion": Path("pipelines") / "videofusion" / "demo",
-    "imagen_video": Path("pipelines") / "imagen_video" / "demo",
+    name: Path("pipelines") / name / "demo"
+    for name in ("videofusion", "imagen_video", "i2vgen_xl", "magicvideo", "videogen")
 }
 
 
@@ -109,6 +117,13 @@ def register(subparsers) -> None:
     parser.add_argument("--output_dir", "--output-dir", default=None, help="where `--prompts` videos go")
     parser.add_argument(
         "--format", choices=("mp4", "gif", "npy"), default="mp4", help="file type of `--prompts` videos (npy: exact)"
+    )
+    parser.add_argument(
+        "--pipeline_kwargs",
+        "--pipeline-kwargs",
+        default=None,
+        metavar="JSON",
+        help="other arguments of the pipeline's call, as a JSON object",
     )
     parser.add_argument("--lora", default=None, metavar="PATH_OR_REPO_ID", help="load this LoRA into the pipeline")
     parser.add_argument("--lora_scale", "--lora-scale", type=float, default=1.0, help="its weight (default: 1)")
@@ -160,6 +175,31 @@ def _numbers(text: str, option: str, kind: type, per_stage: bool, name: str) -> 
     return values if len(parts) > 1 else values[0]
 
 
+def pipeline_kwargs(text: str | dict | None, parameters, name: str) -> dict:
+    """The JSON object of `--pipeline_kwargs` (or the dict already parsed), each key an argument of the pipeline's
+    `__call__` (`parameters`) that no option of the command sets (`OPTION_ARGUMENTS`, nor the generator and output
+    type); a `ValueError` naming the key otherwise."""
+    if text is None:
+        return {}
+    if isinstance(text, str):
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"`--pipeline_kwargs` must be a JSON object but is {text!r}: {error}.") from error
+    else:
+        values = text
+    if not isinstance(values, dict):
+        raise ValueError(f"`--pipeline_kwargs` must be a JSON object but is {text!r}.")
+    for key in values:
+        if key in OPTION_ARGUMENTS or key in ("generator", "output_type", "return_dict"):
+            raise ValueError(
+                f"`--pipeline_kwargs` sets {key!r}, which the command sets itself (or an option of its own does)."
+            )
+        if key not in parameters:
+            raise ValueError(f"`--pipeline_kwargs` has {key!r}, which is not an argument of {name}.")
+    return dict(values)
+
+
 def call_arguments(pipeline, args: argparse.Namespace) -> dict:
     """The keyword arguments for `pipeline(...)`: the options given, each checked against what `__call__` takes.
 
@@ -202,6 +242,7 @@ def call_arguments(pipeline, args: argparse.Namespace) -> dict:
             kind = " (it is not an image-to-video pipeline)" if parameter == "image" else ""
             raise ValueError(f"`{option}` is not an option of {name}{kind}, but is {value!r}.")
         kwargs[parameter] = value
+    kwargs.update(pipeline_kwargs(getattr(args, "pipeline_kwargs", None), parameters, name))
     if "image" in kwargs:
         from diffusers.utils import load_image
 
