@@ -694,6 +694,37 @@ def test_the_bidirectional_keyframe_recipe_differs_from_the_keyframe_recipe_only
     assert directed == bidirectional
 
 
+def test_the_comparison_recipes_differ_from_the_keyframe_recipe_only_where_they_say():
+    """`bench_magicvideo.py adaptors` (temporal convolutions in place of the text-modulated adaptors, text-modulated
+    too) and `pretraining` (the baseline: the same recipe on the captioned tenth of the clips) at the same budget."""
+    from pathlib import Path
+
+    from diffusers_video.training import TrainingConfig
+
+    recipes = Path(__file__).resolve().parents[1] / "pipelines" / "magicvideo"
+    keyframes = TrainingConfig.from_json_file(recipes / "train_keyframes.json").to_dict()
+    convs = TrainingConfig.from_json_file(recipes / "train_keyframes_temporal_conv.json").to_dict()
+    adaptor_keys = {"frame_adaptor": "conv", "frame_adaptor_text_modulation": True, "temporal_conv": False}
+    conv_keys = {"frame_adaptor": False, "temporal_conv": True, "temporal_conv_padding": "causal",
+                 "temporal_text_modulation": True}  # fmt: skip
+    for config, keys in ((keyframes, adaptor_keys), (convs, conv_keys)):
+        temporal = config["model"]["temporal"]
+        assert {key: temporal.pop(key) for key in keys} == keys
+        assert not {"frame_adaptor", "temporal_conv", "temporal_text_modulation"} & temporal.keys()
+        config.pop("output_dir")
+    assert keyframes == convs
+    captions_only = TrainingConfig.from_json_file(recipes / "train_keyframes_captions_only.json").to_dict()
+    finetune = TrainingConfig.from_json_file(recipes / "finetune_keyframes.json").to_dict()
+    pretrain = TrainingConfig.from_json_file(recipes / "pretrain_keyframes.json").to_dict()
+    assert captions_only["data"]["num_samples"] == finetune["data"]["num_samples"] == 1000  # the same captioned clips
+    assert captions_only["max_train_steps"] == pretrain["max_train_steps"] + finetune["max_train_steps"]
+    captions_only["data"]["num_samples"] = 10000
+    keyframes = TrainingConfig.from_json_file(recipes / "train_keyframes.json").to_dict()
+    for config in (keyframes, captions_only):
+        config.pop("output_dir")
+    assert keyframes == captions_only
+
+
 def test_assemble_puts_the_separately_trained_stages_behind_the_keyframe_folder(tmp_path, capsys):
     """`diffusers-video magicvideo assemble`: an interpolation run and a latent super-resolution run (VideoGen's
     recipe) behind a keyframe folder, a video decoder swapped in, UNets saved in float16; the wrong folders refused
