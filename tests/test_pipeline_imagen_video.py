@@ -397,7 +397,7 @@ def test_restart_noises_the_finished_stage_once_and_returns_the_clean_prediction
     assert torch.equal(go(dynamic_thresholding_percentile=None), paired)
     assert torch.equal(go(dynamic_thresholding_percentile=None, restart_antithetic=False), restarted)
     assert torch.equal(go(dynamic_thresholding_percentile=None, restart_timestep=0), plain)  # nothing to pair
-    with pytest.raises(ValueError, match="restart_antithetic` of stage `0` must be True, False or None but is 1"):
+    with pytest.raises(TypeError, match="restart_antithetic` of stage `0` must be True or False but is 1"):
         go(restart_antithetic=1)
 
 

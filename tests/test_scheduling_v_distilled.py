@@ -382,7 +382,7 @@ def test_restart_timestep_is_checked_and_saved(tmp_path):
     assert VDistilledScheduler.from_pretrained(tmp_path).config.restart_timestep == 31.25
     assert VDistilledScheduler().config.restart_timestep is None  # no restart unless a folder records one
     assert VDistilledScheduler().config.restart_antithetic is False
-    with pytest.raises(ValueError, match="`restart_antithetic` must be True or False but is 'yes'"):
+    with pytest.raises(TypeError, match="`restart_antithetic` must be True or False but is 'yes'"):
         VDistilledScheduler(restart_antithetic="yes")
     VDistilledScheduler(noise_schedule="continuous_cosine", restart_antithetic=True).save_pretrained(tmp_path)
     assert VDistilledScheduler.from_pretrained(tmp_path).config.restart_antithetic is True

@@ -172,7 +172,7 @@ class VDistilledScheduler(SchedulerMixin, ConfigMixin):
         if restart_timestep is not None:
             check_restart_timestep(restart_timestep, num_train_timesteps, noise_schedule == "discrete")
         if not isinstance(restart_antithetic, bool):
-            raise ValueError(f"`restart_antithetic` must be True or False but is {restart_antithetic!r}.")
+            raise TypeError(f"`restart_antithetic` must be True or False but is {restart_antithetic!r}.")
 
         if noise_schedule == "discrete":
             self.betas = discrete_betas(

@@ -279,10 +279,8 @@ class ImagenVideoPipeline(CascadeStagesMixin, DenoisingPipelineMixin, VideoDiffu
                     name=f"restart_timestep` of stage `{i}",
                 )  # fmt: skip
             antithetic = None if restart_antithetic is None else restart_antithetic[i]
-            if antithetic is not None and not isinstance(antithetic, bool):
-                raise ValueError(
-                    f"`restart_antithetic` of stage `{i}` must be True, False or None but is {antithetic!r}."
-                )
+            if antithetic is not None:  # None: the stage scheduler's own
+                check_bool(antithetic, f"restart_antithetic` of stage `{i}")
 
             level = noise_aug_level[i]
             if not is_number(level):
