@@ -373,8 +373,8 @@ def test_bad_videos_and_prompts_raise_clear_errors(scorer):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"num_frames": 1}, "`num_frames` must be an integer >= 2, but is 1"),
-        ({"height": 4}, "`height` must be an integer >= 8, but is 4"),
+        ({"num_frames": 1}, "`num_frames` must be an integer >= 2 but is 1"),
+        ({"height": 4}, "`height` must be an integer >= 8 but is 4"),
         ({"two_shape_prob": 1.5}, "`two_shape_prob` must be a probability in \\[0, 1\\], but is 1.5"),
         ({"split": "test"}, "'test'"),
         ({"slow_travel": 0.5, "fast_travel": 0.3}, "0.5 and 0.3"),

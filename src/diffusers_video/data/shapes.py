@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..pipelines.checks import check_int_at_least
 from .shapes_captions import (
     BACKGROUNDS,
     COLORS,
@@ -147,12 +148,6 @@ class ShapesSample:
         return self.video[0]
 
 
-def check_int_at_least(name: str, value: int, minimum: int = 1) -> None:
-    """Raises a `ValueError` naming `name` and `value` unless `value` is an integer (not a bool) >= `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}, but is {value!r}.")
-
-
 def _check_probability(name: str, value: float) -> None:
     if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise ValueError(f"`{name}` must be a probability in [0, 1], but is {value!r}.")
@@ -188,9 +183,9 @@ class ShapesWorld:
         fast_travel: float = FAST_TRAVEL,
         background_phrase: bool = True,
     ):
-        check_int_at_least("height", height, 8)
-        check_int_at_least("width", width, 8)
-        check_int_at_least("num_frames", num_frames, 2)
+        check_int_at_least(height, "height", 8)
+        check_int_at_least(width, "width", 8)
+        check_int_at_least(num_frames, "num_frames", 2)
         _check_probability("two_shape_prob", two_shape_prob)
         _check_probability("textured_prob", textured_prob)
         if not 0.0 < slow_travel < fast_travel <= 0.5:
@@ -345,13 +340,13 @@ class ShapesWorld:
         Returns:
             `tuple[np.ndarray, list[str]]`: videos `(num_videos, frames, height, width, 3)` in [0, 1] and captions.
         """
-        check_int_at_least("num_videos", num_videos)
+        check_int_at_least(num_videos, "num_videos", 1)
         samples = [self.sample((seed, i)) for i in range(num_videos)]
         return np.stack([s.video for s in samples]), [s.caption for s in samples]
 
     def captions(self, num_captions: int, seed: int = 0) -> list[str]:
         """Captions of the scenes `(seed, 0), (seed, 1), ...` without rendering them (what a benchmark prompts)."""
-        check_int_at_least("num_captions", num_captions)
+        check_int_at_least(num_captions, "num_captions", 1)
         return [self.scene((seed, i)).caption for i in range(num_captions)]
 
     # ---------------------------------------------------------------------------------------------- rendering
@@ -372,9 +367,9 @@ class ShapesWorld:
         height = self.height if height is None else height
         width = self.width if width is None else width
         num_frames = self.num_frames if num_frames is None else num_frames
-        check_int_at_least("height", height)
-        check_int_at_least("width", width)
-        check_int_at_least("num_frames", num_frames)
+        check_int_at_least(height, "height", 1)
+        check_int_at_least(width, "width", 1)
+        check_int_at_least(num_frames, "num_frames", 1)
         ys = (np.arange(height, dtype=np.float32) + 0.5)[None, :, None]  # (1, H, 1) pixel centres
         xs = (np.arange(width, dtype=np.float32) + 0.5)[None, None, :]  # (1, 1, W)
         frame = np.broadcast_to(_background(scene, height, width), (num_frames, height, width, 3)).copy()

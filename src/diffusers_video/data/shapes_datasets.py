@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from .shapes import ShapesSample, ShapesWorld, check_int_at_least, image_to_tensor, video_to_tensor
+from ..pipelines.checks import check_int_at_least
+from .shapes import ShapesSample, ShapesWorld, image_to_tensor, video_to_tensor
 
 __all__ = ["IMAGE_FRAMES", "MODES", "ShapesDataset", "ShapesIterableDataset"]
 
@@ -61,7 +62,7 @@ class ShapesDataset(torch.utils.data.Dataset):
         mode: str = "video",
         image_frame: str = "still",
     ):
-        check_int_at_least("num_samples", num_samples)
+        check_int_at_least(num_samples, "num_samples", 1)
         if mode not in MODES:
             raise ValueError(f"`mode` must be one of {MODES}, but is {mode!r}.")
         if image_frame not in IMAGE_FRAMES:
@@ -108,7 +109,7 @@ class ShapesDataset(torch.utils.data.Dataset):
             `torch.Tensor`: the cached latents, `(num_samples, latent_channels, frames, h, w)` (no frame axis in
             mode "image").
         """
-        check_int_at_least("batch_size", batch_size)
+        check_int_at_least(batch_size, "batch_size", 1)
         config = getattr(vae, "config", None)
         scaling = getattr(config, "scaling_factor", None)
         if scaling is None or not hasattr(vae, "encode"):
@@ -157,7 +158,7 @@ class ShapesIterableDataset(torch.utils.data.IterableDataset):
         if mode not in MODES:
             raise ValueError(f"`mode` must be one of {MODES}, but is {mode!r}.")
         if num_samples is not None:
-            check_int_at_least("num_samples", num_samples)
+            check_int_at_least(num_samples, "num_samples", 1)
         self.world = ShapesWorld(split="train") if world is None else world
         self.seed = int(seed)
         self.mode = mode

@@ -12,6 +12,7 @@ the device it runs on ([`device_memory_bytes`]).
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -52,10 +53,16 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def check_int_at_least(value: Any, name: str, minimum: int) -> None:
+    """Raises a `ValueError` naming `name` and `value` unless `value` is an integer (a Python or NumPy one, not a
+    `bool`) >= `minimum`: the one count check of the package (pipelines, the shapes world, training configs)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum} but is {value!r}.")
+
+
 def check_positive_int(value: Any, name: str) -> None:
     """Raises a `ValueError` unless `value` is an integer >= 1."""
-    if not is_int(value) or value < 1:
-        raise ValueError(f"`{name}` must be an integer >= 1 but is {value!r}.")
+    check_int_at_least(value, name, 1)
 
 
 def check_bool(value: Any, name: str) -> None:

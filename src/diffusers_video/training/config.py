@@ -30,7 +30,8 @@ from typing import Any
 from diffusers.optimization import SchedulerType
 
 from ..data.shapes_datasets import IMAGE_FRAMES
-from .config_checks import PREDICTION_TYPES, _check_int, _check_types
+from ..pipelines.checks import check_int_at_least
+from .config_checks import PREDICTION_TYPES, _check_types
 from .i2vgen_xl_config import I2VGenXLConfig, check_i2vgen_xl_config
 from .imagen_video_config import ImagenVideoConfig
 from .lora_config import LoraTrainingConfig
@@ -102,11 +103,11 @@ class DataConfig:
         if self.image_frame not in IMAGE_FRAMES:
             raise ValueError(f"`data.image_frame` must be one of {IMAGE_FRAMES} but is {self.image_frame!r}.")
         for name in ("height", "width"):
-            _check_int(f"data.{name}", getattr(self, name), 8)
-        _check_int("data.num_frames", self.num_frames, 1)
-        _check_int("data.num_samples", self.num_samples, 1)
-        _check_int("data.num_workers", self.num_workers, 0)
-        _check_int("data.frame_stride", self.frame_stride, 1)
+            check_int_at_least(getattr(self, name), f"data.{name}", 8)
+        check_int_at_least(self.num_frames, "data.num_frames", 1)
+        check_int_at_least(self.num_samples, "data.num_samples", 1)
+        check_int_at_least(self.num_workers, "data.num_workers", 0)
+        check_int_at_least(self.frame_stride, "data.frame_stride", 1)
         if self.fps is not None and not self.fps > 0:
             raise ValueError(f"`data.fps` must be > 0 or None but is {self.fps}.")
         reserved = sorted({"height", "width", "num_frames"} & set(self.world))
@@ -280,13 +281,13 @@ class TrainingConfig:
         if isinstance(self.i2vgen_xl, dict):
             self.i2vgen_xl = _from_dict(I2VGenXLConfig, self.i2vgen_xl, "i2vgen_xl.")
         _check_types(self, "")
-        _check_int("seed", self.seed, 0)
+        check_int_at_least(self.seed, "seed", 0)
         for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("lr_warmup_steps", self.lr_warmup_steps, 0)
+            check_int_at_least(getattr(self, name), name, 1)
+        check_int_at_least(self.lr_warmup_steps, "lr_warmup_steps", 0)
         for name in ("checkpointing_steps", "checkpoints_total_limit"):
             if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), 1)
+                check_int_at_least(getattr(self, name), name, 1)
         if self.prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"`prediction_type` must be one of {PREDICTION_TYPES} but is {self.prediction_type!r}.")
         if self.mixed_precision not in MIXED_PRECISIONS:

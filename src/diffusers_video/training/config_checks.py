@@ -8,14 +8,9 @@ import types
 import typing
 from typing import Any
 
-__all__ = ["PREDICTION_TYPES", "_check_int", "_check_types"]
+__all__ = ["PREDICTION_TYPES", "_check_types"]
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum} but is {value!r}.")
 
 
 def _matches(value: Any, hint: Any) -> bool:

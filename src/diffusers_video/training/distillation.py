@@ -45,11 +45,12 @@ from ..guidance import (
     takes_guidance,
 )
 from ..models.unet_3d import UNet3DModel
+from ..pipelines.checks import check_int_at_least
 from ..schedulers.diffusion_math import ddim_step, distillation_step_counts, distillation_target
 from ..schedulers.scheduling_v_distilled import VDistilledScheduler
 from . import checkpointing
 from .components import TrainingComponents, load_components
-from .config import ModelConfig, TrainingConfig, _check_int
+from .config import ModelConfig, TrainingConfig
 from .data import sample_generator
 from .distillation_sampling import as_distillation_scheduler
 from .objectives import mean_over_samples, per_sample_mse, sample_training_noise
@@ -67,8 +68,8 @@ def student_step_counts(teacher_steps: int, student_steps: int) -> list[int]:
     Raises:
         ValueError: `student_steps` is not `teacher_steps` halved one or more times.
     """
-    _check_int("teacher_steps", teacher_steps, 2)
-    _check_int("student_steps", student_steps, 1)
+    check_int_at_least(teacher_steps, "teacher_steps", 2)
+    check_int_at_least(student_steps, "student_steps", 1)
     halvings = distillation_step_counts(teacher_steps)[1:]
     if student_steps not in halvings:
         raise ValueError(

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .config_checks import _check_int, _check_types
+from ..pipelines.checks import check_int_at_least
+from .config_checks import _check_types
 
 
 @dataclass
@@ -38,7 +39,7 @@ class LoraTrainingConfig:
 
     def __post_init__(self):
         _check_types(self, "lora.")
-        _check_int("lora.rank", self.rank, 1)
+        check_int_at_least(self.rank, "lora.rank", 1)
         if self.alpha is not None and not self.alpha > 0:
             raise ValueError(f"`lora.alpha` must be > 0 or None but is {self.alpha}.")
         if not 0.0 <= self.dropout < 1.0:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config_checks import _check_int, _check_types
+from ..pipelines.checks import check_int_at_least
+from .config_checks import _check_types
 
 __all__ = ["REFERENCE_FRAMES", "VIDEOGEN_STAGES", "VideoGenConfig"]
 
@@ -77,12 +78,12 @@ class VideoGenConfig:
         for name in ("flow_loss_weight", "pixel_loss_weight"):
             if not getattr(self, name) >= 0.0:
                 raise ValueError(f"`videogen.{name}` must be >= 0 but is {getattr(self, name)}.")
-        _check_int("videogen.super_resolution_factor", self.super_resolution_factor, 2)
-        _check_int("videogen.flow_refine_channels", self.flow_refine_channels, 1)
+        check_int_at_least(self.super_resolution_factor, "videogen.super_resolution_factor", 2)
+        check_int_at_least(self.flow_refine_channels, "videogen.flow_refine_channels", 1)
         if not self.flow_block_out_channels:
             raise ValueError("`videogen.flow_block_out_channels` must list at least one channel count but is [].")
         for value in self.flow_block_out_channels:
-            _check_int("videogen.flow_block_out_channels[i]", value, 1)
+            check_int_at_least(value, "videogen.flow_block_out_channels[i]", 1)
 
     def check_run(self, config: Any) -> None:  # a TrainingConfig (which imports this module)
         """The checks a `TrainingConfig` with a `videogen` section adds (`ValueError` naming the key and its value)."""
