@@ -256,12 +256,17 @@ class MagicVideoPipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
                 return {}
             return {"variance_noise": self._noise(sample.shape, generator, device, sample.dtype, segments)}
 
+        # A scheduler that draws its own step noise (DDPM) is given one generator per row: video b's for each of its
+        # segments, so that a list of one generator per video fits a batch of videos x segments.
+        step_generator = generator
+        if isinstance(generator, list) and segments > 1:
+            step_generator = [g for g in generator for _ in range(segments)]
         scheduler.set_timesteps(num_inference_steps, device=device)
         latents = latents * scheduler.init_noise_sigma
         with self.progress_bar(total=num_inference_steps) as progress_bar:
             return denoise(
                 self, scheduler, latents, predict, num_inference_steps=num_inference_steps,
-                guidance=guidance if text_stage else None, progress_bar=progress_bar, generator=generator, eta=eta,
+                guidance=guidance if text_stage else None, progress_bar=progress_bar, generator=step_generator, eta=eta,
                 step_kwargs=step_kwargs, callback_on_step_end=callback_on_step_end,
                 callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs, tensors=tensors,
             )  # fmt: skip
