@@ -494,6 +494,23 @@ def test_a_seed_gives_the_same_video_and_one_generator_per_video_gives_each_its_
     torch.testing.assert_close(both[1:], alone, rtol=0, atol=1e-4 * alone.abs().max().item())
 
 
+def test_one_generator_per_video_through_interpolation_with_a_scheduler_that_draws_its_own_noise():
+    """DDPM draws its step noise itself (no `variance_noise`): the interpolation stage, whose batch is videos x
+    segments, gives it one generator per row (the video's), so a list of one per video works and a video's frames
+    depend on its own generator alone."""
+    from diffusers import DDPMScheduler
+
+    pipe = make_pipe(super_resolution=False)
+    pipe.scheduler = DDPMScheduler()  # every stage's scheduler is a copy of its config
+    kwargs = dict(num_keyframes=3, interpolation_factors=[2, 2], num_inference_steps=2, output_type="latent")
+    generators = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    both = pipe(prompt=[PROMPT, PROMPT], generator=generators, **kwargs).frames
+    alone = pipe(prompt=PROMPT, generator=torch.Generator().manual_seed(1), **kwargs).frames
+    assert both.shape == (2, 4, 9, 4, 4)
+    torch.testing.assert_close(both[1:], alone, rtol=0, atol=1e-4 * alone.abs().max().item())
+    assert not torch.allclose(both[0], both[1])
+
+
 def test_embeddings_and_decode_chunks_give_the_same_frames(pipe):
     expected = run(pipe, output_type="pt", negative_prompt="a blue square")
     embeds, negative = pipe.encode_prompt(PROMPT, torch.device("cpu"), 1, True, "a blue square")
@@ -675,6 +692,14 @@ def test_the_demo_step_generates_the_demo_prompts_at_the_trained_length_and_scor
     assert PIL.Image.open(strip).n_frames == 3
     assert cli_main(["demo", "--output_dir", str(tmp_path), "--magicvideo", str(tmp_path / "none_here")]) == 1
     assert "none_here' is not a pipeline folder" in capsys.readouterr().err
+    # a whole cascade: the keyframes interpolated x2 and super-resolved
+    make_pipe().save_pretrained(tmp_path / "cascade")
+    (tmp_path / "cascade" / "training_config.json").write_text(json.dumps({"data": {"num_frames": 3}}))
+    magicvideo_demo(tmp_path, tmp_path / "cascade", 0)
+    out = capsys.readouterr().out
+    assert "4 latent keyframes of 8x8" in out and "interpolated x2 x2 to 13 frames, super-resolved to 16x16" in out
+    assert out.count("scorer sees: ") == len(DEMO_PROMPTS)
+    assert PIL.Image.open(strip).n_frames == 13 and PIL.Image.open(strip).size[1] == 16 * 4  # enlarged 4 times
 
 
 def test_the_bidirectional_keyframe_recipe_differs_from_the_keyframe_recipe_only_by_the_attention():

@@ -12,8 +12,9 @@
 6. the committed I2VGen-XL demo cascade (`pipelines/i2vgen_xl/demo`: base stage at 32x32, refinement to 64x64)
    animates the first frame of a real clip of each prompt, and the scorer gives its verdict, with how closely the
    first frame keeps the image (PSNR); skipped where the folder is missing;
-7. the committed MagicVideo demo (`pipelines/magicvideo/demo`: the keyframe model) does the same as step 4; skipped where
-   the folder is missing;
+7. the committed MagicVideo demo (`pipelines/magicvideo/demo`: 4 latent keyframes, interpolated x2 x2 to 13 frames,
+   super-resolved to 64x64 and decoded by the video VAE, when the folder has those stages) does the same as step 4;
+   skipped where the folder is missing;
 8. the committed VideoGen demo (`pipelines/videogen/demo`: the reference image from the stand-in's image UNet, the
    reference-guided video model, the flow upsampler doubling the frames, latent super-resolution to 64x64, the video
    decoder) does the same from text alone; skipped where the folder is missing.
@@ -38,6 +39,7 @@ from ..models.unet_3d import UNet3DModel
 from ..pipelines.i2vgen_xl.pipeline_i2vgen_xl_cascade import I2VGenXLCascadePipeline
 from ..pipelines.imagen_video.pipeline_imagen_video import ImagenVideoPipeline
 from ..pipelines.magicvideo.pipeline_magicvideo import MagicVideoPipeline
+from ..pipelines.magicvideo.stages import interpolated_frame_count
 from ..pipelines.videofusion.pipeline_videofusion import VideoFusionPipeline
 from ..pipelines.videogen.pipeline_videogen import VideoGenPipeline
 from ..schedulers.scheduling_v_distilled import VDistilledScheduler
@@ -59,6 +61,13 @@ I2VGEN_XL_DEMO = Path("pipelines") / "i2vgen_xl" / "demo"
 REFINER_STRENGTH, REFINER_GUIDANCE = 0.6, 1.0
 # The MagicVideo demo pipeline (the keyframe stage).
 MAGICVIDEO_DEMO = Path("pipelines") / "magicvideo" / "demo"
+# How the MagicVideo demo interpolates when the folder has an interpolation UNet (docs/magicvideo.md, "The demo"):
+# 4 keyframes, two x2 rounds of 10 steps each: 13 frames in about the time of 13 frames by the keyframe model.
+MAGICVIDEO_INTERPOLATION = {
+    "num_keyframes": 4,
+    "interpolation_factors": [2, 2],
+    "interpolation_num_inference_steps": 10,
+}
 # The VideoGen demo pipeline (reference image, video model, flow upsampler).
 VIDEOGEN_DEMO = Path("pipelines") / "videogen" / "demo"
 # Its text guidance: 4, as the other demos (all correct 1.00 at 4 and at 7 on 64 held-out captions, FSD 0.59 against
@@ -341,17 +350,23 @@ def _i2vgen_xl(output_dir: Path, folder: Path, seed: int) -> None:
 def _magicvideo(output_dir: Path, folder: Path, seed: int) -> None:
     pipe = MagicVideoPipeline.from_pretrained(folder, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
-    sizes = infer_video_settings(pipe)
     trained = read_json(folder / TRAINING_CONFIG_NAME, missing_ok=True) or {}
     keyframes = trained.get("data", {}).get("num_frames", 8)  # the clip length the keyframe model was trained on
-    print(
-        f"7. MagicVideoPipeline.from_pretrained({str(folder)!r}): {keyframes} latent keyframes of "
-        f"{sizes['height']}x{sizes['width']} (frame adaptors with directed temporal attention), 25 steps, guidance 4"
-    )
-    _sample_and_score(
-        pipe, output_dir, "magicvideo", seed, scale=4, gap=2, num_keyframes=keyframes, height=sizes["height"],
-        width=sizes["width"], num_inference_steps=25, guidance_scale=4.0,
-    )  # fmt: skip
+    call = {"num_keyframes": keyframes, "num_inference_steps": 25, "guidance_scale": 4.0}
+    if pipe.interpolation_unet is not None:
+        call.update(MAGICVIDEO_INTERPOLATION)
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    stages = [
+        f"{call['num_keyframes']} latent keyframes of {size}x{size} (frame adaptors with directed temporal attention)"
+    ]
+    if pipe.interpolation_unet is not None:
+        frames = interpolated_frame_count(call["num_keyframes"], call["interpolation_factors"])
+        stages.append(f"interpolated x{' x'.join(map(str, call['interpolation_factors']))} to {frames} frames")
+    if pipe.super_resolution_unet is not None:
+        size *= pipe.config.super_resolution_factor
+        stages.append(f"super-resolved to {size}x{size}")
+    print(f"7. MagicVideoPipeline.from_pretrained({str(folder)!r}): {', '.join(stages)}; 25 steps, guidance 4")
+    _sample_and_score(pipe, output_dir, "magicvideo", seed, scale=4, gap=2, height=size, width=size, **call)
 
 
 def _videogen(output_dir: Path, folder: Path, seed: int) -> None:
