@@ -20,6 +20,7 @@ __all__ = [
     "USER_ERRORS",
     "OneLineArgumentParser",
     "UsageError",
+    "action_subparsers",
     "build_parser",
     "run_command_line",
     "standalone_main",
@@ -46,6 +47,17 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UsageError(self.prog, message)
+
+
+def action_subparsers(subparsers, name: str, help: str, description: str | None, func: Callable):
+    """Add the command `name`, whose first argument is an ACTION (`diffusers-video videogen assemble ...`), its module
+    docstring as the description (kept as written) and `func` run with the parsed arguments; returns the
+    subparsers on which each action adds its own parser."""
+    parser = subparsers.add_parser(
+        name, help=help, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.set_defaults(func=func)
+    return parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
 
 def build_parser(registers: Iterable[Callable], description: str | None = None) -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""`diffusers-video i2vgen-xl`: the folders of an I2VGen-XL cascade's training.
+r"""`diffusers-video i2vgen-xl`: the folders of an I2VGen-XL cascade's training.
 
     diffusers-video i2vgen-xl assemble --base runs/i2vgen_xl_base/final --refiner runs/i2vgen_xl_refiner/final \
         --output_dir pipelines/i2vgen_xl/demo [--fp16] [--vae runs/i2vgen_xl_vae_decoder64/final]
@@ -15,19 +15,13 @@ import argparse
 from collections.abc import Sequence
 
 from ..training.i2vgen_xl import assemble_cascade
-from . import standalone_main
+from . import action_subparsers, standalone_main
 
 NAME = "i2vgen-xl"
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        NAME,
-        help="assemble the folders of an I2VGen-XL cascade",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub = action_subparsers(subparsers, NAME, "assemble the folders of an I2VGen-XL cascade", __doc__, run)
     assemble = sub.add_parser("assemble", help="a base-stage folder and a refiner folder as one cascade folder")
     assemble.add_argument("--base", required=True, help="the base stage's final folder")
     assemble.add_argument("--refiner", required=True, help="a refiner run's final folder")
@@ -38,7 +32,6 @@ def register(subparsers) -> None:
         default=None,
         help="a VAE folder to decode with (the base's encoder, e.g. a decoder fine-tuned at 64x64)",
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,19 +17,15 @@ import argparse
 from collections.abc import Sequence
 
 from ..training.imagen_video import assemble_cascade, extract_stage, write_text_encoder_folder
-from . import standalone_main
+from . import action_subparsers, standalone_main
 
 NAME = "imagen-video"
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        NAME,
-        help="write, assemble and extract the folders of an Imagen Video cascade",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    sub = action_subparsers(
+        subparsers, NAME, "write, assemble and extract the folders of an Imagen Video cascade", __doc__, run
     )
-    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     folder = sub.add_parser("text-encoder", help="write tokenizer/, text_encoder/ (T5 stand-in) and scheduler/")
     folder.add_argument("--output_dir", required=True)
     folder.add_argument("--d_model", type=int, default=64)
@@ -49,7 +45,6 @@ def register(subparsers) -> None:
     extract.add_argument("--height", type=int, default=None)
     extract.add_argument("--width", type=int, default=None)
     extract.add_argument("--noise_aug_level", type=float, default=0.1)
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""`diffusers-video magicvideo`: the folders of MagicVideo's training.
+r"""`diffusers-video magicvideo`: the folders of MagicVideo's training.
 
     diffusers-video magicvideo assemble --keyframes pipelines/magicvideo/demo \
         --interpolation runs/magicvideo_interpolation/final \
@@ -17,19 +17,13 @@ import argparse
 from collections.abc import Sequence
 
 from ..training.magicvideo_assemble import assemble_pipeline
-from . import standalone_main
+from . import action_subparsers, standalone_main
 
 NAME = "magicvideo"
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        NAME,
-        help="assemble the folders of a MagicVideo pipeline",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub = action_subparsers(subparsers, NAME, "assemble the folders of a MagicVideo pipeline", __doc__, run)
     assemble = sub.add_parser("assemble", help="the keyframe folder and the other stages' runs as one folder")
     assemble.add_argument("--keyframes", required=True, help="the keyframe MagicVideoPipeline folder")
     assemble.add_argument("--interpolation", default=None, help="an interpolation run's final folder")
@@ -39,7 +33,6 @@ def register(subparsers) -> None:
     )
     assemble.add_argument("--output_dir", required=True)
     assemble.add_argument("--fp16", action="store_true", help="save the UNets' weights in float16")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

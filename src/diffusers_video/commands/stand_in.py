@@ -28,19 +28,15 @@ from ..training.stand_in import (
     format_result,
     pipeline_from_checkpoint,
 )
-from . import standalone_main
+from . import action_subparsers, standalone_main
 
 NAME = "stand-in"
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        NAME,
-        help="build, score and export the Stable Diffusion 2.1 stand-in",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    sub = action_subparsers(
+        subparsers, NAME, "build, score and export the Stable Diffusion 2.1 stand-in", __doc__, run
     )
-    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     base = sub.add_parser("base", help="write tokenizer/, text_encoder/, vae/ (trained here) and scheduler/")
     base.add_argument("--output_dir", required=True)
     base.add_argument("--height", type=int, default=32)
@@ -65,7 +61,6 @@ def register(subparsers) -> None:
     ex.add_argument("source", help="a pipeline folder (runs/shapes_sd/final) or a checkpoint-<step> folder")
     ex.add_argument("--output_dir", default="pipelines/shapes_sd")
     ex.add_argument("--fp32", action="store_true", help="keep float32 weights")
-    parser.set_defaults(func=run)
 
 
 def _pipeline_folder(folder: Path):

@@ -14,24 +14,17 @@ import argparse
 from collections.abc import Sequence
 
 from ..training.videofusion import export_videofusion_pipeline
-from . import standalone_main
+from . import action_subparsers, standalone_main
 
 NAME = "videofusion"
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        NAME,
-        help="export a trained VideoFusion pipeline",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub = action_subparsers(subparsers, NAME, "export a trained VideoFusion pipeline", __doc__, run)
     export = sub.add_parser("export", help="save a trained VideoFusion pipeline for committing (fp16 safetensors)")
     export.add_argument("source")
     export.add_argument("--output_dir", required=True)
     export.add_argument("--fp32", action="store_true", help="keep float32 weights")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

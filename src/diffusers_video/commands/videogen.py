@@ -1,4 +1,4 @@
-"""`diffusers-video videogen`: the folders of VideoGen's training.
+r"""`diffusers-video videogen`: the folders of VideoGen's training.
 
     diffusers-video videogen assemble --video runs/videogen_video/final \
         --flow_upsampler runs/videogen_flow_upsampler/final [--super_resolution runs/videogen_super_resolution/final] \
@@ -17,19 +17,13 @@ import argparse
 from collections.abc import Sequence
 
 from ..training.videogen import assemble_pipeline
-from . import standalone_main
+from . import action_subparsers, standalone_main
 
 NAME = "videogen"
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        NAME,
-        help="assemble the folders of a VideoGen pipeline",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub = action_subparsers(subparsers, NAME, "assemble the folders of a VideoGen pipeline", __doc__, run)
     assemble = sub.add_parser("assemble", help="the video model's folder and the other stages' runs as one folder")
     assemble.add_argument("--video", required=True, help="the reference-conditioned video run's final folder")
     assemble.add_argument("--flow_upsampler", default=None, help="a flow upsampler run's final folder")
@@ -44,7 +38,6 @@ def register(subparsers) -> None:
     )
     assemble.add_argument("--output_dir", required=True)
     assemble.add_argument("--fp16", action="store_true", help="save the models' weights in float16")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
