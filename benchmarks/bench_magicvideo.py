@@ -57,6 +57,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from diffusers_video import AutoencoderKLVideo, MagicVideoPipeline, UNet3DModel
 from diffusers_video.data.quality import evaluate_pipeline
 from diffusers_video.models.frame_adaptors import FrameAdaptor
+from diffusers_video.pipelines.magicvideo.inputs import DEFAULT_NUM_KEYFRAMES
 from diffusers_video.testing_utils import tiny_clip_text_models
 
 PARTS = ("flops", "adaptor", "speed")
@@ -341,9 +342,9 @@ def _summary(evaluation: dict) -> dict:
     """What the comparisons print of an `evaluate_pipeline` result: accuracies and measures with 95% intervals."""
     scores = evaluation["scores"]
     keys = ("all_correct", "direction", "temporal_consistency", "background_flicker")
-    return {**{key: scores[key] for key in keys}, "fsd": evaluation["fsd"], "seconds_per_video": evaluation[
-        "seconds_per_video"
-    ]}  # fmt: skip
+    sizes = {key: evaluation[key] for key in ("num_frames", "height", "width")}
+    return {**{key: scores[key] for key in keys}, "fsd": evaluation["fsd"],
+            "seconds_per_video": evaluation["seconds_per_video"], **sizes}  # fmt: skip
 
 
 def run_trained(args: argparse.Namespace) -> dict:
@@ -351,9 +352,11 @@ def run_trained(args: argparse.Namespace) -> dict:
     device = args.device
     if args.command == "interpolation" and args.num_frames is None:
         args.num_frames = 17
+    # The keyframe stage alone (a folder may be a whole cascade, as the committed demo is), at the keyframe size;
+    # the interpolation comparison adds its stage below.
     evaluate = dict(
         num_samples=args.num_samples, num_inference_steps=args.steps, seed=args.seed, progress=False,
-        num_frames=args.num_frames, call_kwargs={"guidance_scale": args.guidance_scale},
+        call_kwargs={"guidance_scale": args.guidance_scale, "stages": ["keyframes"]},
     )  # fmt: skip
     sides = {}
     if args.command in TRAINED_PAIRS:
@@ -371,6 +374,7 @@ def run_trained(args: argparse.Namespace) -> dict:
         runs = {
             "every_frame": {"num_keyframes": args.num_frames, "stages": ["keyframes"]},
             "keyframes_interpolation": {
+                "stages": ["keyframes", "interpolation"],
                 "num_keyframes": keyframes,
                 "interpolation_factors": factors,
                 "interpolation_num_inference_steps": args.interpolation_steps,
@@ -378,13 +382,21 @@ def run_trained(args: argparse.Namespace) -> dict:
         }
         result = {"command": args.command, "num_frames": args.num_frames, "keyframes": keyframes, "factors": factors}
         for name, extra in runs.items():
-            kwargs = {**evaluate, "call_kwargs": {**evaluate["call_kwargs"], **extra}}
+            kwargs = {**evaluate, **_keyframe_size(pipe, args.num_frames)}
+            kwargs["call_kwargs"] = {**evaluate["call_kwargs"], **extra}
             result[name] = _summary(evaluate_pipeline(pipe, **kwargs))
         return result
     result = {"command": args.command, "num_samples": args.num_samples, "steps": args.steps}
     for name, pipe in sides.items():
-        result[name] = _summary(evaluate_pipeline(pipe, **evaluate))
+        result[name] = _summary(evaluate_pipeline(pipe, **evaluate, **_keyframe_size(pipe, args.num_frames)))
     return result
+
+
+def _keyframe_size(pipe: MagicVideoPipeline, num_frames: int | None) -> dict:
+    """The size of the keyframe stage (not the size a cascade folder's last stage makes, which `evaluate_pipeline`
+    would infer), and its default frame count."""
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    return {"height": size, "width": size, "num_frames": num_frames or DEFAULT_NUM_KEYFRAMES}
 
 
 # ----------------------------------------------------------------------------------------------------------- main

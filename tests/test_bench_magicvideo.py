@@ -102,7 +102,7 @@ def test_the_untrained_parts_run_at_a_tiny_size_and_count_the_unet_passes(tmp_pa
 
 def test_the_trained_comparisons_score_both_sides_of_trained_folders(tmp_path):
     """Random tiny folders stand in for trained ones: each side is scored by `evaluate_pipeline`."""
-    from diffusers_video import AutoencoderKLVideo
+    from diffusers_video import AutoencoderKLVideo, MagicVideoPipeline, UNet3DModel
 
     pipe = bench.tiny_pipeline((8, 16), max_frames=16)
     pipe.save_pretrained(tmp_path / "keyframes")
@@ -119,8 +119,20 @@ def test_the_trained_comparisons_score_both_sides_of_trained_folders(tmp_path):
     # the identity inflation of the image VAE decodes the same latents as the image VAE
     flicker = [result[side]["background_flicker"]["mean"] for side in ("image_decoder", "video_vae")]
     assert flicker[0] == pytest.approx(flicker[1], abs=1e-4)
-    folder = str(tmp_path / "keyframes")
+    assert (result["video_vae"]["num_frames"], result["video_vae"]["height"]) == (8, 16)  # the default keyframes
+    # a whole cascade folder (keyframes, interpolation, super-resolution) is compared at its keyframe stage
+    super_resolution = UNet3DModel(
+        sample_size=8, in_channels=8, out_channels=4, block_out_channels=(8, 16), down_block_types=("DownBlock2D",) * 2,
+        up_block_types=("UpBlock2D",) * 2, mid_block_type=None, layers_per_block=1, norm_num_groups=4,
+        temporal_attention=None, scalar_conditions=("noise_aug_level",),
+    )  # fmt: skip
+    MagicVideoPipeline(**{**pipe.components, "super_resolution_unet": super_resolution}).save_pretrained(
+        tmp_path / "cascade"
+    )
+    assert MagicVideoPipeline.from_pretrained(tmp_path / "cascade").default_size()[1] == 32  # the cascade makes 32x32
+    folder = str(tmp_path / "cascade")
     result = bench.main(["adaptors", *common, "--adaptors", folder, "--temporal-convs", folder, "--num-frames", "5"])
+    assert (result["adaptors"]["num_frames"], result["adaptors"]["height"]) == (5, 16)  # 5 keyframes of 16x16
     assert result["adaptors"] == result["temporal_convs"] | {
         "seconds_per_video": result["adaptors"]["seconds_per_video"]
     }
