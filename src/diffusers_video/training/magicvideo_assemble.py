@@ -19,7 +19,7 @@ import torch
 from ..folders import TRAINING_CONFIG_NAME, read_json, save_assembled
 from ..models.unet_3d import UNet3DModel
 from ..pipelines.magicvideo.pipeline_magicvideo import MagicVideoPipeline
-from .shared_weights import decoder_only_vae, latent_super_resolution_run, same_weights
+from .shared_weights import decoder_only_vae, latent_super_resolution_run, trained_stage
 
 __all__ = ["assemble_pipeline"]
 
@@ -36,14 +36,7 @@ def _interpolation_run(folder: Path, owner: Path, pipe: MagicVideoPipeline) -> t
         )
     if not (folder / "unet" / "config.json").is_file():
         raise ValueError(f"`interpolation_folder` {str(folder)!r} has no `unet/`.")
-    for name in ("vae", "text_encoder"):
-        module = getattr(pipe, name)
-        if (folder / name).is_dir() and not same_weights(module, type(module).from_pretrained(folder, subfolder=name)):
-            raise ValueError(f"'{owner}/{name}' and '{folder}/{name}' differ: every stage shares it.")
-    scheduler = pipe.scheduler
-    if (folder / "scheduler").is_dir():
-        scheduler = type(scheduler).from_pretrained(folder, subfolder="scheduler")
-    return UNet3DModel.from_pretrained(folder, subfolder="unet"), type(scheduler).from_config(scheduler.config)
+    return trained_stage(folder, owner, pipe.vae, pipe.text_encoder, pipe.scheduler)
 
 
 def assemble_pipeline(

@@ -15,7 +15,7 @@ from ..folders import TRAINING_CONFIG_NAME, read_json
 from ..models.unet_3d import UNet3DModel
 from ..models.video_vae import AutoencoderKLVideo
 
-__all__ = ["decoder_only_vae", "latent_super_resolution_run", "same_weights"]
+__all__ = ["decoder_only_vae", "latent_super_resolution_run", "same_weights", "trained_stage"]
 
 
 def same_weights(mine: nn.Module, theirs: nn.Module) -> bool:
@@ -41,12 +41,26 @@ def decoder_only_vae(folder: Path, vae: nn.Module) -> AutoencoderKL | Autoencode
     return new
 
 
+def trained_stage(
+    folder: Path, owner: Path, vae: nn.Module, text_encoder: nn.Module, scheduler: Any
+) -> tuple[UNet3DModel, Any]:
+    """The `unet/` of a stage run's final folder and a fresh scheduler of its `scheduler/` config (or of `scheduler`'s),
+    refused unless the VAE and text encoder the run saved are `vae` and `text_encoder` (those of the pipeline folder
+    `owner`), weight for weight: every stage of an assembled pipeline reads the same latents and text."""
+    for name, module in (("vae", vae), ("text_encoder", text_encoder)):
+        if (folder / name).is_dir() and not same_weights(module, type(module).from_pretrained(folder, subfolder=name)):
+            raise ValueError(f"'{owner}/{name}' and '{folder}/{name}' differ: every stage shares it.")
+    unet = UNet3DModel.from_pretrained(folder, subfolder="unet")
+    if (folder / "scheduler").is_dir():
+        scheduler = type(scheduler).from_pretrained(folder, subfolder="scheduler")
+    return unet, type(scheduler).from_config(scheduler.config)
+
+
 def latent_super_resolution_run(
     folder: Path, owner: Path, vae: nn.Module, text_encoder: nn.Module, scheduler: Any
 ) -> tuple[UNet3DModel, Any, int]:
     """The stage of a latent super-resolution run's final folder (`videogen.stage` "super_resolution": `unet/`,
-    `scheduler/`, `training_config.json`), refused unless it trained on `vae` and `text_encoder` (those of the
-    pipeline folder `owner`), weight for weight, where it saved them.
+    `scheduler/`, `training_config.json`), loaded by `trained_stage`.
 
     Returns:
         `(unet, scheduler, factor)`: the UNet, a fresh scheduler of the run's config (or of `scheduler`'s), and the
@@ -60,10 +74,5 @@ def latent_super_resolution_run(
             "and a training_config.json with `videogen.stage` 'super_resolution', as "
             "pipelines/videogen/train_super_resolution.json writes)."
         )
-    for name, module in (("vae", vae), ("text_encoder", text_encoder)):
-        if (folder / name).is_dir() and not same_weights(module, type(module).from_pretrained(folder, subfolder=name)):
-            raise ValueError(f"'{owner}/{name}' and '{folder}/{name}' differ: every stage shares it.")
-    unet = UNet3DModel.from_pretrained(folder, subfolder="unet")
-    if (folder / "scheduler").is_dir():
-        scheduler = type(scheduler).from_pretrained(folder, subfolder="scheduler")
-    return unet, type(scheduler).from_config(scheduler.config), int(settings.get("super_resolution_factor", 2))
+    unet, scheduler = trained_stage(folder, owner, vae, text_encoder, scheduler)
+    return unet, scheduler, int(settings.get("super_resolution_factor", 2))
