@@ -96,9 +96,7 @@ def run_quality(args: argparse.Namespace) -> int:
     if extra:
         settings["pipeline_kwargs"] = extra
     made_by = {"pipeline_dir": str(Path(args.pipeline_dir).resolve()), "dtype": args.dtype}
-    write_prompts(
-        videos_dir, world, scenes, settings, made_by, image="image" in inspect.signature(pipeline.__call__).parameters
-    )
+    write_prompts(videos_dir, world, scenes, settings, made_by, image="image" in parameters)
     batch = generate_batch(
         argparse.Namespace(
             prompts=str(videos_dir / "prompts.jsonl"), output_dir=str(videos_dir), format="npy", fps=8,
