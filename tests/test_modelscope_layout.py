@@ -117,6 +117,33 @@ def test_converted_unet_equals_unet3d_condition_model(modelscope_unet, frames):
     assert _max_diff(without, expected) > 1e-3
 
 
+def test_repeated_videos_go_through_the_input_layers_once(modelscope_unet):
+    """Classifier-free guidance passes the same noisy video twice, with different text: the input layers, which read
+    the sample alone, run on each distinct video once, and the output is still diffusers' (order kept)."""
+    ours = convert_in_memory(modelscope_unet)
+    g = torch.Generator().manual_seed(1)
+    video, other = torch.randn(2, 1, 4, 4, 8, 8, generator=g)
+    sample = torch.cat([video, other, video, video])  # (4, C, F, H, W): videos 0, 2 and 3 are the same
+    text = torch.randn(4, 5, 32, generator=g)
+    timestep = torch.tensor([10, 10, 10, 700])
+    seen = []
+    hook = ours.transformer_in.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    with torch.no_grad():
+        expected = modelscope_unet(sample, timestep, text).sample
+        out = ours(sample, timestep, text).sample
+    hook.remove()
+    assert seen == [2 * 4]  # two distinct videos of 4 frames, not four
+    assert _max_diff(out, expected) <= 1e-5
+    assert diffusers_video.models.unet_3d.repeated_videos(sample) == ([0, 1], [0, 1, 0, 0])
+    assert diffusers_video.models.unet_3d.repeated_videos(sample[:2]) is None
+    # in training every video goes through (the gradient of each copy is its own)
+    seen.clear()
+    hook = ours.transformer_in.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    ours(sample, timestep, text).sample.sum().backward()
+    hook.remove()
+    assert seen == [4 * 4]
+
+
 def test_parameter_names_are_diffusers_and_unet2d_names(modelscope_unet):
     ours = convert_in_memory(modelscope_unet).state_dict()
     theirs = modelscope_unet.state_dict()

@@ -469,14 +469,8 @@ class UNet3DModel(
         if self._forward_chunking == "auto":
             self._auto_chunk(batch * num_frames)
 
-        # 2. frames into the batch for the spatial layers
-        sample = sample.permute(0, 2, 1, 3, 4).reshape(batch * num_frames, channels, height, width)  # (B*F, C, H, W)
-        sample = self.conv_in(sample)
-        if self.transformer_in is not None:  # ModelScope layout; like all its temporal layers, also on one frame
-            if torch.is_grad_enabled() and self.gradient_checkpointing:
-                sample = self._gradient_checkpointing_func(self.transformer_in, sample, num_frames)
-            else:
-                sample = self.transformer_in(sample, num_frames)
+        # 2. frames into the batch for the spatial layers, through the input layers
+        sample = self._input_layers(sample)  # (B*F, C, H, W)
 
         # 3. down
         skips = (sample,)
@@ -499,6 +493,53 @@ class UNet3DModel(
         if not return_dict:
             return (sample,)
         return UNet3DModelOutput(sample=sample)
+
+    def _input_layers(self, sample: torch.Tensor) -> torch.Tensor:
+        """`conv_in` (and `transformer_in`) of `(B, C, F, H, W)` videos, frames into the batch: `(B*F, C', H, W)`.
+
+        These layers read the sample alone (no timestep, no text), so in inference a video that repeats in the batch
+        (classifier-free guidance passes the same noisy latents twice) goes through them once and is copied; the
+        result is the same. This saves most where they are heavy: the ModelScope layout's `transformer_in`.
+        """
+        batch, channels, num_frames, height, width = sample.shape
+        copies = None
+        if self.transformer_in is not None and not torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            copies = repeated_videos(sample)
+        if copies is not None:
+            distinct, position = copies
+            sample = sample[distinct]
+        videos = sample.shape[0]
+        sample = sample.permute(0, 2, 1, 3, 4).reshape(videos * num_frames, channels, height, width)
+        sample = self.conv_in(sample)
+        if self.transformer_in is not None:  # ModelScope layout; like all its temporal layers, also on one frame
+            if torch.is_grad_enabled() and self.gradient_checkpointing:
+                sample = self._gradient_checkpointing_func(self.transformer_in, sample, num_frames)
+            else:
+                sample = self.transformer_in(sample, num_frames)
+        if copies is not None:
+            sample = sample.view(videos, num_frames, *sample.shape[1:])[position].flatten(0, 1)
+        return sample
+
+
+def repeated_videos(sample: torch.Tensor) -> tuple[list[int], list[int]] | None:
+    """Finds the videos of a batch that are exact copies of earlier ones.
+
+    Returns:
+        `tuple[list[int], list[int]] | None`: `(distinct, position)`: the index of the first copy of each distinct
+        video, and for every video of the batch the position of its copy in `distinct` (so `sample[distinct]
+        [position]` equals `sample`); None when no video repeats.
+    """
+    distinct: list[int] = []
+    position: list[int] = []
+    for i in range(sample.shape[0]):
+        for k, j in enumerate(distinct):
+            if torch.equal(sample[i], sample[j]):
+                position.append(k)
+                break
+        else:
+            position.append(len(distinct))
+            distinct.append(i)
+    return None if len(distinct) == len(position) else (distinct, position)
 
 
 def temporal_parameter_names(model: UNet3DModel) -> list[str]:
