@@ -258,5 +258,6 @@ def test_a_pipeline_with_a_compiled_unet_makes_the_same_frames_without_recompili
         frames = generate()
     assert counter.frame_count == 1  # three guided steps, one graph
     assert frames.shape == expected.shape == (1, 3, 8, 8, 3)
-    torch.testing.assert_close(frames, expected, rtol=0, atol=1e-6)
+    # eager runs short temporal attention as explicit matmuls, compiled code as SDPA: equal to float32 rounding
+    torch.testing.assert_close(frames, expected, rtol=0, atol=1e-5)
     assert frames.std() > 1e-3  # real frames, not a constant

@@ -13,6 +13,7 @@ from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
 from diffusers_video import UNet3DModel
+from diffusers_video.models import temporal_attention
 from diffusers_video.models.temporal import TemporalAttnProcessor2_0
 from diffusers_video.models.unet_3d import temporal_parameter_names
 
@@ -106,6 +107,31 @@ def test_directed_attention_is_causal(unet2d):
     assert torch.equal(out[:, :, :k], out_changed[:, :, :k])
     for frame in range(k, F):
         assert (out_changed[:, :, frame] - out[:, :, frame]).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("frames", [1, 5, 16, 33])
+def test_temporal_sdpa_equals_torch_sdpa_on_strided_views(causal, frames, monkeypatch):
+    """The short-sequence path (explicit attention over chunks of rows, CPU float32 inference) computes what SDPA
+    does, over chunk boundaries (more rows than one chunk, and a partial last chunk) and on the strided views the
+    processors pass; longer sequences and training go to SDPA itself."""
+    monkeypatch.setattr(temporal_attention, "_SHORT_SEQUENCE_SCORES", 3 * 4 * frames * frames)  # chunks of 3 rows
+    g = torch.Generator().manual_seed(frames)
+    qkv = torch.randn(10, frames, 3 * 4 * 6, generator=g)  # (N, F, 3 * heads * d): heads of 6 channels
+    query, key, value = (t.view(10, frames, 4, 6).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
+    expected = torch.nn.functional.scaled_dot_product_attention(query, key, value, is_causal=causal, scale=0.3)
+    calls = []
+    monkeypatch.setattr(temporal_attention.F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1))
+    with torch.no_grad():
+        out = temporal_attention.temporal_sdpa(query, key, value, causal=causal, scale=0.3)
+    if frames > temporal_attention.SHORT_SEQUENCE_FRAMES:
+        assert calls and out is None  # handed to SDPA
+        return
+    assert not calls and out.shape == expected.shape
+    assert (out - expected).abs().max() <= 1e-6
+    calls.clear()
+    temporal_attention.temporal_sdpa(query, key, value, causal=causal, scale=0.3)  # with autograd on: SDPA
+    assert calls
 
 
 def _reference_temporal_cross_attention(layer, hidden_states, num_frames, text):

@@ -21,12 +21,20 @@ else:
     xformers = None
 
 __all__ = [
+    "SHORT_SEQUENCE_FRAMES",
     "TemporalAttnProcessor2_0",
     "TemporalSelfAttention",
     "TemporalXFormersAttnProcessor",
     "causal_attention_bias",
     "self_attention",
+    "temporal_sdpa",
 ]
+
+# On the CPU, in float32 inference, attention over at most this many frames runs as explicit "matmul, softmax,
+# matmul" over cache-sized chunks of rows (`temporal_sdpa`): PyTorch's fused CPU kernel is slower there on short
+# sequences, and gains nothing from a second thread (16 frames, 2 threads: 0.45-0.65x its time; one thread: even).
+SHORT_SEQUENCE_FRAMES = 32
+_SHORT_SEQUENCE_SCORES = 2**17  # attention scores per chunk (512 KiB in float32)
 
 
 def causal_attention_bias(num_frames: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -57,9 +65,9 @@ class TemporalAttnProcessor2_0:
         value = value.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
         if attention_mask is not None:
             attention_mask = attention_mask.to(query.dtype)
-        out = F.scaled_dot_product_attention(
-            query, key, value, attn_mask=attention_mask, is_causal=causal and attention_mask is None, scale=attn.scale
-        )
+            out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=attn.scale)
+        else:
+            out = temporal_sdpa(query, key, value, causal=causal, scale=attn.scale)
         out = out.transpose(1, 2).reshape(batch, length, attn.heads * head_dim).to(query.dtype)  # (N, F, C)
         return attn.to_out[1](attn.to_out[0](out))
 
@@ -97,6 +105,41 @@ class TemporalXFormersAttnProcessor:
 def _project_qkv(attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None):
     context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
     return attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)
+
+
+def temporal_sdpa(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, causal: bool = False, scale: float | None = None
+) -> torch.Tensor:
+    """`F.scaled_dot_product_attention(query, key, value, is_causal=causal, scale=scale)` of `(N, heads, F, d)`
+    queries, keys and values (views of any strides), for attention over frames.
+
+    On the CPU, in float32 inference over at most `SHORT_SEQUENCE_FRAMES` frames, it runs as explicit "matmul,
+    softmax, matmul" over chunks of `N`, which is faster there (see `SHORT_SEQUENCE_FRAMES`); elsewhere (a GPU, half
+    precision, training, `torch.compile`, longer sequences) it is SDPA itself. Either way the result is the same to
+    float32 rounding. Returns `(N, heads, F, d)`, a transposed view of an `(N, F, heads, d)` tensor on the short path.
+    """
+    batch, heads, length, head_dim = query.shape
+    short = (
+        query.device.type == "cpu"
+        and query.dtype == torch.float32
+        and length <= SHORT_SEQUENCE_FRAMES
+        and key.shape[2] == length
+        and not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+    )
+    if not short:
+        return F.scaled_dot_product_attention(query, key, value, is_causal=causal, scale=scale)
+    scale = head_dim**-0.5 if scale is None else scale
+    bias = causal_attention_bias(length, query.device, query.dtype) if causal else None
+    out = query.new_empty(batch, length, heads, value.shape[-1])  # the layout the caller merges the heads in
+    rows = max(1, _SHORT_SEQUENCE_SCORES // (heads * length * length))
+    for start in range(0, batch, rows):
+        chunk = slice(start, start + rows)
+        scores = torch.matmul(query[chunk], key[chunk].transpose(-1, -2)).mul_(scale)  # (n, heads, F, F)
+        if bias is not None:
+            scores.add_(bias)
+        out[chunk] = torch.matmul(scores.softmax(-1), value[chunk]).transpose(1, 2)
+    return out.transpose(1, 2)
 
 
 _TEMPORAL_PROCESSORS = (TemporalAttnProcessor2_0, TemporalXFormersAttnProcessor)

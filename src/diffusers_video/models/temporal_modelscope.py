@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from diffusers.models.attention import FeedForward
 from torch import nn
 
-from .temporal_attention import TemporalAttnProcessor2_0, TemporalSelfAttention, self_attention
+from .temporal_attention import TemporalAttnProcessor2_0, TemporalSelfAttention, self_attention, temporal_sdpa
 
 __all__ = [
     "MODELSCOPE_ATTENTION_NORM_EPS",
@@ -259,7 +259,7 @@ class ModelScopeTemporalBlock(nn.Module):
         query, key, value = (
             t.view(batch, frames, heads, -1).transpose(1, 2) for t in qkv.chunk(3, dim=-1)
         )  # (N, heads, F, d)
-        out = F.scaled_dot_product_attention(query, key, value, scale=attn.scale)
+        out = temporal_sdpa(query, key, value, scale=attn.scale)
         out = out.transpose(1, 2).reshape(batch, frames, -1)  # (N, F, inner)
         return attn.to_out[1](attn.to_out[0](out))
 
