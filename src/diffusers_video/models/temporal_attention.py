@@ -32,7 +32,7 @@ __all__ = [
 
 # On the CPU, in float32 inference, attention over at most this many frames runs as explicit "matmul, softmax,
 # matmul" over cache-sized chunks of rows (`temporal_sdpa`): PyTorch's fused CPU kernel is slower there on short
-# sequences, and gains nothing from a second thread (16 frames, 2 threads: 0.45-0.65x its time; one thread: even).
+# sequences, and gains nothing from a second thread (16 frames, 2 threads: 0.4-0.7x its time; one thread: about even).
 SHORT_SEQUENCE_FRAMES = 32
 _SHORT_SEQUENCE_SCORES = 2**17  # attention scores per chunk (512 KiB in float32)
 
