@@ -21,6 +21,7 @@ from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import resca
 
 from diffusers_video import I2VGenXLCascadePipeline, UNet3DModel, VideoRefinerPipeline
 from diffusers_video.cli import main as cli_main
+from diffusers_video.data.quality import infer_video_settings
 from diffusers_video.pipelines.i2vgen_xl.refine import ddim_invert
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -230,6 +231,13 @@ def test_cascade_refines_after_the_base_stage(pipes, tmp_path):
         cascade(**call, refiner_guidance_rescale=2)
     with pytest.raises(ValueError, match="`refiner_height` and `refiner_width` have to be"):
         cascade(**call, refiner_height=30, refiner_width=32)
+    # `default_size()` is what a call that gives no size makes, and what `bench quality` reads
+    for pipe in (plain, cascade):
+        made = pipe(image=an_image(), prompt="a circle", num_inference_steps=2, output_type="np").frames
+        assert pipe.default_size() == made.shape[1:4]
+        assert infer_video_settings(pipe) == dict(zip(("num_frames", "height", "width"), made.shape[1:4]))
+    assert plain.default_size()[1:] == plain.base_size() == cascade.base_size()
+    assert cascade.default_size()[1:] == cascade.refiner_size(None, None, *cascade.base_size())
 
 
 def test_bfloat16_refines_as_float32_does(pipes):

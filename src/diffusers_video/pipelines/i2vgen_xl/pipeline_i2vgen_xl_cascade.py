@@ -17,6 +17,7 @@ and the UNet's downsampling, a batch of images (one per prompt), the refinement 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -121,8 +122,19 @@ class I2VGenXLCascadePipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         height, width = (size, size) if is_int(size) else size
         return height * self.vae_scale_factor, width * self.vae_scale_factor
 
-    def default_size(self, height: int | None, width: int | None) -> tuple[int, int]:
-        """Missing `height` / `width`: the saved defaults, else the UNet's `sample_size` times the VAE's factor."""
+    def default_size(self) -> tuple[int, int, int]:
+        """`(num_frames, height, width)` of a call that gives none of them: the call's 16 frames, at the refiner's
+        size when the pipeline has a refiner (a call refines by default), else at the base size. What
+        `data.quality.infer_video_settings` asks a cascade for, as with the other pipelines. A `ValueError` when no
+        size can be read from the components."""
+        height, width = self.base_size(None, None)
+        if self.refiner_unet is not None:
+            height, width = self.refiner_size(None, None, height, width)
+        return inspect.signature(type(self).__call__).parameters["num_frames"].default, height, width
+
+    def base_size(self, height: int | None = None, width: int | None = None) -> tuple[int, int]:
+        """The base stage's `(height, width)`: those given, and for a missing one the saved default, else the UNet's
+        `sample_size` times the VAE's factor."""
         fallback = (self.config.get("default_height"), self.config.get("default_width"))
         if None in fallback:
             fallback = self._sample_size(self.unet) or (None, None)
@@ -297,7 +309,7 @@ class I2VGenXLCascadePipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
             callback_on_step_end, callback_on_step_end_tensor_inputs
         )
         check_bool(return_dict, "return_dict")
-        height, width = self.default_size(height, width)
+        height, width = self.base_size(height, width)
         refining = check_call_inputs(
             self, prompt, image, height, width, target_fps, num_frames, num_inference_steps, guidance_scale,
             negative_prompt, eta, num_videos_per_prompt, decode_chunk_size, generator, latents, prompt_embeds,
