@@ -322,8 +322,8 @@ def _i2vgen_xl(output_dir: Path, folder: Path, seed: int) -> None:
     trained = read_json(folder / TRAINING_CONFIG_NAME, missing_ok=True) or {}
     num_frames = trained.get("data", {}).get("num_frames", 8)
 
-    height, width = pipe.base_size()  # what the pipeline makes when asked nothing
-    refined = pipe.default_size()[1:]
+    height, width = pipe.base_size()  # the base stage's size when asked nothing
+    refined = pipe.default_size()[1:]  # the refiner's
     print(
         f"6. I2VGenXLCascadePipeline.from_pretrained({str(folder)!r}): the first frame of a real clip of each prompt, "
         f"{num_frames} frames of {height}x{width}, refined to {refined[0]}x{refined[1]} (strength {REFINER_STRENGTH}, "

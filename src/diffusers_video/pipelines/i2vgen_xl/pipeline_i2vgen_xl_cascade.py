@@ -127,7 +127,7 @@ class I2VGenXLCascadePipeline(DenoisingPipelineMixin, VideoDiffusionPipeline):
         size when the pipeline has a refiner (a call refines by default), else at the base size. What
         `data.quality.infer_video_settings` asks a cascade for, as with the other pipelines. A `ValueError` when no
         size can be read from the components."""
-        height, width = self.base_size(None, None)
+        height, width = self.base_size()
         if self.refiner_unet is not None:
             height, width = self.refiner_size(None, None, height, width)
         return inspect.signature(type(self).__call__).parameters["num_frames"].default, height, width
